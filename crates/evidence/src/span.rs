@@ -1,0 +1,247 @@
+//! Spans and traces, reduced to what chokepoint's detectors read, whatever format they came in.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// A 128-bit trace id, shown as 32 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct TraceId(pub u128);
+
+/// A 64-bit span id, shown as 16 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct SpanId(pub u64);
+
+macro_rules! hex_id {
+    ($ty:ident, $int:ty, $digits:literal) => {
+        impl $ty {
+            /// Parses the id from hex digits, as OTLP/JSON, Jaeger and Zipkin write it.
+            /// Shorter ids (64-bit trace ids from Zipkin) are zero-extended on the left.
+            pub fn from_hex(text: &str) -> Option<Self> {
+                if text.is_empty() || text.len() > $digits {
+                    return None;
+                }
+                <$int>::from_str_radix(text, 16).ok().map($ty)
+            }
+
+            /// Reads the id from big-endian bytes, as OTLP/protobuf carries it.
+            /// Returns `None` for a length other than the id's own (or zero, for "no id").
+            pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+                let array: [u8; $digits / 2] = bytes.try_into().ok()?;
+                Some($ty(<$int>::from_be_bytes(array)))
+            }
+
+            /// The id as big-endian bytes, as OTLP/protobuf carries it.
+            pub fn to_bytes(self) -> [u8; $digits / 2] {
+                self.0.to_be_bytes()
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{:0width$x}", self.0, width = $digits)
+            }
+        }
+
+        impl fmt::Debug for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(self, f)
+            }
+        }
+
+        impl Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                $ty::from_hex(&text).ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "expected up to {} hex digits, found {text:?}",
+                        $digits
+                    ))
+                })
+            }
+        }
+    };
+}
+
+hex_id!(TraceId, u128, 32);
+hex_id!(SpanId, u64, 16);
+
+/// The role of a span in a call, as OpenTelemetry defines it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpanKind {
+    /// Work inside one process (also used when the producer gave no kind).
+    #[default]
+    Internal,
+    /// The handling of an incoming request: an endpoint.
+    Server,
+    /// An outgoing call: a database statement, an HTTP request.
+    Client,
+    /// A message sent to a queue.
+    Producer,
+    /// A message taken from a queue.
+    Consumer,
+}
+
+/// An attribute value. Arrays are kept as their JSON text: no detector reads into them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AttrValue {
+    /// A string.
+    Str(String),
+    /// A boolean.
+    Bool(bool),
+    /// A 64-bit integer.
+    Int(i64),
+    /// A double.
+    Double(f64),
+}
+
+impl AttrValue {
+    /// The value as a string, if it is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            AttrValue::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The value as a number: integers, doubles, and strings that hold a number (some
+    /// producers send sizes as strings).
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            AttrValue::Int(i) => Some(*i as f64),
+            AttrValue::Double(d) => Some(*d),
+            AttrValue::Str(s) => s.trim().parse().ok(),
+            AttrValue::Bool(_) => None,
+        }
+    }
+}
+
+impl From<&str> for AttrValue {
+    fn from(value: &str) -> Self {
+        AttrValue::Str(value.to_owned())
+    }
+}
+
+impl From<String> for AttrValue {
+    fn from(value: String) -> Self {
+        AttrValue::Str(value)
+    }
+}
+
+impl From<i64> for AttrValue {
+    fn from(value: i64) -> Self {
+        AttrValue::Int(value)
+    }
+}
+
+/// One span: a timed operation within a trace.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Span {
+    /// This span's id.
+    pub span_id: SpanId,
+    /// The parent span's id; `None` for a root span.
+    pub parent_span_id: Option<SpanId>,
+    /// The span name (`GET /orders`, `SELECT shop`, `connect`).
+    pub name: String,
+    /// The span kind.
+    pub kind: SpanKind,
+    /// The `service.name` of the process that recorded it.
+    pub service: Arc<str>,
+    /// Start time, nanoseconds since the Unix epoch.
+    pub start_unix_nano: u64,
+    /// End time, nanoseconds since the Unix epoch.
+    pub end_unix_nano: u64,
+    /// Span attributes in the order the producer sent them.
+    pub attributes: Vec<(String, AttrValue)>,
+    /// Whether the span's status is an error.
+    #[serde(default)]
+    pub status_error: bool,
+}
+
+impl Span {
+    /// The value of the first attribute named `key`.
+    pub fn attr(&self, key: &str) -> Option<&AttrValue> {
+        self.attributes
+            .iter()
+            .find_map(|(k, v)| (k == key).then_some(v))
+    }
+
+    /// The first of `keys` that is present as a string. Lets a detector read both the current
+    /// and the older semantic conventions: `span.attr_str_any(&["db.query.text", "db.statement"])`.
+    pub fn attr_str_any(&self, keys: &[&str]) -> Option<&str> {
+        keys.iter().find_map(|key| self.attr_str(key))
+    }
+
+    /// The value of `key` if it is a string.
+    pub fn attr_str(&self, key: &str) -> Option<&str> {
+        self.attr(key).and_then(AttrValue::as_str)
+    }
+
+    /// The first of `keys` that is present as a number.
+    pub fn attr_f64_any(&self, keys: &[&str]) -> Option<f64> {
+        keys.iter()
+            .find_map(|key| self.attr(key).and_then(AttrValue::as_f64))
+    }
+
+    /// Duration in nanoseconds; zero when the producer wrote an end before the start.
+    pub fn duration_nano(&self) -> u64 {
+        self.end_unix_nano.saturating_sub(self.start_unix_nano)
+    }
+
+    /// Duration in milliseconds.
+    pub fn duration_ms(&self) -> f64 {
+        self.duration_nano() as f64 / 1e6
+    }
+}
+
+/// All the spans of one trace that chokepoint received, in arrival order.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Trace {
+    /// The trace id shared by all its spans.
+    pub trace_id: TraceId,
+    /// The spans, in the order they arrived.
+    pub spans: Vec<Span>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_through_hex_and_bytes() {
+        let id = TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").expect("valid hex");
+        assert_eq!(id.to_string(), "0af7651916cd43dd8448eb211c80319c");
+        assert_eq!(TraceId::from_bytes(&id.to_bytes()), Some(id));
+        assert_eq!(SpanId::from_hex("b7ad6b7169203331").map(|s| s.0), Some(0xb7ad6b7169203331));
+    }
+
+    #[test]
+    fn short_zipkin_trace_ids_are_zero_extended() {
+        let id = TraceId::from_hex("463ac35c9f6413ad").expect("valid hex");
+        assert_eq!(id.to_string(), "0000000000000000463ac35c9f6413ad");
+    }
+
+    #[test]
+    fn rejects_ids_that_are_not_hex_or_too_long() {
+        assert_eq!(SpanId::from_hex("not-hex"), None);
+        assert_eq!(SpanId::from_hex("00112233445566778899"), None);
+        assert_eq!(SpanId::from_hex(""), None);
+        assert_eq!(SpanId::from_bytes(&[]), None);
+    }
+
+    #[test]
+    fn numbers_sent_as_strings_are_read_as_numbers() {
+        assert_eq!(AttrValue::from("1234").as_f64(), Some(1234.0));
+        assert_eq!(AttrValue::Int(5).as_f64(), Some(5.0));
+        assert_eq!(AttrValue::from("big").as_f64(), None);
+    }
+}

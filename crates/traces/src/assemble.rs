@@ -1,0 +1,230 @@
+//! Groups a stream of spans into whole traces with bounded memory.
+//!
+//! Spans of one trace arrive spread over batches and files. A trace is handed on once its root
+//! has arrived and the input has moved on — [`SETTLE_SPANS`] more spans, or [`SETTLE_TICKS`]
+//! ticks of a live receiver — so late children still join it. When more than
+//! [`Limits::max_pending_spans`] spans wait, the oldest traces are handed on as they are: memory
+//! stays bounded whatever the input's size.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use chokepoint_evidence::{Span, Trace, TraceId};
+
+/// Spans that must arrive after a trace's root before the trace is taken as complete.
+pub const SETTLE_SPANS: u64 = 20_000;
+
+/// Receiver ticks (one a second) after a trace's root before it is taken as complete.
+pub const SETTLE_TICKS: u64 = 3;
+
+/// Memory bounds of the assembler.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Spans held while waiting for their traces to complete; past this the oldest traces are
+    /// analysed as they are.
+    pub max_pending_spans: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_pending_spans: 200_000 }
+    }
+}
+
+/// What the assembler saw, for the run summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AssemblyStats {
+    /// Spans received.
+    pub spans: u64,
+    /// Traces handed on (a trace split by eviction counts once per part).
+    pub traces: u64,
+    /// Spans whose parent was not in their trace (the parent was not exported, or lost).
+    pub orphan_spans: u64,
+    /// Traces handed on before their root arrived, because memory was needed.
+    pub evicted_incomplete: u64,
+    /// An example trace with an orphan span, to look at.
+    pub example_orphan_trace: Option<TraceId>,
+}
+
+struct Pending {
+    spans: Vec<Span>,
+    /// When the root arrived: spans seen, ticks seen.
+    root_at: Option<(u64, u64)>,
+}
+
+/// Groups spans into traces; see the module documentation for when a trace is complete.
+pub struct Assembler {
+    limits: Limits,
+    pending: HashMap<TraceId, Pending>,
+    /// Traces in the order they first appeared, for eviction (may name traces already gone).
+    arrival: VecDeque<TraceId>,
+    /// Traces in the order their roots arrived, for completion (may name traces already gone).
+    rooted: VecDeque<TraceId>,
+    pending_spans: usize,
+    ticks: u64,
+    stats: AssemblyStats,
+}
+
+impl Assembler {
+    /// An empty assembler.
+    pub fn new(limits: Limits) -> Self {
+        Assembler {
+            limits,
+            pending: HashMap::new(),
+            arrival: VecDeque::new(),
+            rooted: VecDeque::new(),
+            pending_spans: 0,
+            ticks: 0,
+            stats: AssemblyStats::default(),
+        }
+    }
+
+    /// Adds one span; hands any traces that are now complete to `out`.
+    pub fn push(&mut self, trace_id: TraceId, span: Span, out: &mut impl FnMut(Trace)) {
+        self.stats.spans += 1;
+        let is_root = span.parent_span_id.is_none();
+        let pending = self.pending.entry(trace_id).or_insert_with(|| {
+            self.arrival.push_back(trace_id);
+            Pending { spans: Vec::new(), root_at: None }
+        });
+        pending.spans.push(span);
+        if is_root && pending.root_at.is_none() {
+            pending.root_at = Some((self.stats.spans, self.ticks));
+            self.rooted.push_back(trace_id);
+        }
+        self.pending_spans += 1;
+        self.release_settled(out);
+        while self.pending_spans > self.limits.max_pending_spans {
+            let Some(oldest) = self.arrival.pop_front() else { break };
+            self.release(oldest, out);
+        }
+    }
+
+    /// Marks the passing of time in a live receiver (call about once a second); traces whose
+    /// root arrived [`SETTLE_TICKS`] ticks ago are handed on.
+    pub fn tick(&mut self, out: &mut impl FnMut(Trace)) {
+        self.ticks += 1;
+        self.release_settled(out);
+    }
+
+    /// Hands on every trace still waiting, complete or not; returns the statistics.
+    pub fn finish(mut self, out: &mut impl FnMut(Trace)) -> AssemblyStats {
+        while let Some(trace_id) = self.arrival.pop_front() {
+            self.release(trace_id, out);
+        }
+        self.stats
+    }
+
+    /// The statistics so far.
+    pub fn stats(&self) -> &AssemblyStats {
+        &self.stats
+    }
+
+    fn release_settled(&mut self, out: &mut impl FnMut(Trace)) {
+        while let Some(&trace_id) = self.rooted.front() {
+            let settled = match self.pending.get(&trace_id).and_then(|p| p.root_at) {
+                None => true, // already released
+                Some((spans_at, ticks_at)) => {
+                    self.stats.spans - spans_at >= SETTLE_SPANS || self.ticks - ticks_at >= SETTLE_TICKS
+                }
+            };
+            if !settled {
+                break;
+            }
+            self.rooted.pop_front();
+            self.release(trace_id, out);
+        }
+    }
+
+    fn release(&mut self, trace_id: TraceId, out: &mut impl FnMut(Trace)) {
+        let Some(pending) = self.pending.remove(&trace_id) else { return };
+        self.pending_spans -= pending.spans.len();
+        self.stats.traces += 1;
+        if pending.root_at.is_none() {
+            self.stats.evicted_incomplete += 1;
+        }
+        let ids: HashSet<_> = pending.spans.iter().map(|s| s.span_id).collect();
+        let orphans = pending
+            .spans
+            .iter()
+            .filter(|s| s.parent_span_id.is_some_and(|p| !ids.contains(&p)))
+            .count() as u64;
+        if orphans > 0 {
+            self.stats.orphan_spans += orphans;
+            self.stats.example_orphan_trace.get_or_insert(trace_id);
+        }
+        out(Trace { trace_id, spans: pending.spans });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chokepoint_evidence::{SpanId, SpanKind};
+
+    use super::*;
+
+    fn span(id: u64, parent: Option<u64>) -> Span {
+        Span {
+            span_id: SpanId(id),
+            parent_span_id: parent.map(SpanId),
+            name: format!("s{id}"),
+            kind: SpanKind::Internal,
+            service: "svc".into(),
+            start_unix_nano: 0,
+            end_unix_nano: 1,
+            attributes: Vec::new(),
+            status_error: false,
+        }
+    }
+
+    #[test]
+    fn children_arriving_before_and_after_the_root_join_one_trace() {
+        let mut assembler = Assembler::new(Limits::default());
+        let mut traces = Vec::new();
+        let mut out = |t: Trace| traces.push(t);
+        assembler.push(TraceId(1), span(2, Some(1)), &mut out);
+        assembler.push(TraceId(1), span(1, None), &mut out);
+        assembler.push(TraceId(1), span(3, Some(1)), &mut out);
+        let stats = assembler.finish(&mut out);
+        assert_eq!(traces.len(), 1);
+        assert_eq!(traces[0].spans.len(), 3);
+        assert_eq!(stats.orphan_spans, 0);
+    }
+
+    #[test]
+    fn holds_no_more_than_the_pending_limit() {
+        let mut assembler = Assembler::new(Limits { max_pending_spans: 100 });
+        let mut released = 0u64;
+        for trace in 0..1_000u128 {
+            // No roots: nothing completes, only the memory bound releases traces.
+            assembler.push(TraceId(trace), span(2, Some(1)), &mut |_| released += 1);
+            assert!(assembler.pending_spans <= 100);
+        }
+        assert_eq!(released, 900);
+        let stats = assembler.finish(&mut |_| released += 1);
+        assert_eq!(released, 1_000);
+        assert_eq!(stats.orphan_spans, 1_000);
+        assert_eq!(stats.evicted_incomplete, 1_000);
+    }
+
+    #[test]
+    fn a_rooted_trace_is_released_after_the_settle_window() {
+        let mut assembler = Assembler::new(Limits::default());
+        let mut released = Vec::new();
+        assembler.push(TraceId(1), span(1, None), &mut |t| released.push(t.trace_id));
+        for i in 0..SETTLE_SPANS {
+            assembler.push(TraceId(2 + u128::from(i)), span(1, None), &mut |t| released.push(t.trace_id));
+        }
+        assert_eq!(released.first(), Some(&TraceId(1)));
+    }
+
+    #[test]
+    fn ticks_release_live_traces() {
+        let mut assembler = Assembler::new(Limits::default());
+        let mut released = 0;
+        assembler.push(TraceId(1), span(1, None), &mut |_| released += 1);
+        for _ in 0..SETTLE_TICKS {
+            assembler.tick(&mut |_| released += 1);
+        }
+        assert_eq!(released, 1);
+    }
+}

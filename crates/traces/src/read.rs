@@ -1,0 +1,616 @@
+//! Reading trace files: gzip and format sniffing, record framing, and problems with positions.
+//!
+//! A file is read record by record (a JSON line, one JSON document, or one length-prefixed
+//! protobuf message), so memory is bounded by the largest record, not the file. A record that
+//! cannot be read becomes a [`Problem`] naming the file and the position; the records around it
+//! are still read, so what was readable still reaches the analysis.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use chokepoint_evidence::{Span, TraceId};
+use flate2::read::MultiGzDecoder;
+use serde::de::IgnoredAny;
+
+use crate::{jaeger, otlp_json, otlp_proto, zipkin, SpanSink};
+
+/// The default largest record (JSON line, JSON document or protobuf message) read whole.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 64 << 20;
+
+/// How many bytes of the first record are looked at to tell the JSON formats apart.
+const SNIFF_BYTES: usize = 64 << 10;
+
+/// What to accept when reading.
+#[derive(Clone, Debug)]
+pub struct ReadOptions {
+    /// The largest record read whole; a longer one is reported, not read.
+    pub max_record_bytes: usize,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions { max_record_bytes: DEFAULT_MAX_RECORD_BYTES }
+    }
+}
+
+/// A trace file format chokepoint reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// OTLP/JSON: one `ExportTraceServiceRequest` per line, or one document.
+    OtlpJson,
+    /// OTLP/protobuf: length-prefixed messages, or one bare message.
+    OtlpProtobuf,
+    /// Jaeger JSON (query API or UI export).
+    Jaeger,
+    /// Zipkin v2 JSON.
+    Zipkin,
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Format::OtlpJson => "OTLP/JSON",
+            Format::OtlpProtobuf => "OTLP/protobuf",
+            Format::Jaeger => "Jaeger JSON",
+            Format::Zipkin => "Zipkin v2 JSON",
+        })
+    }
+}
+
+/// Where in a source a problem is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Position {
+    /// The source as a whole (it could not be opened, or held nothing readable).
+    Source,
+    /// A byte offset (after gzip decompression, when the file is compressed).
+    Byte(u64),
+    /// A line and column (1-based) and the byte offset where that line starts.
+    Line {
+        /// 1-based line.
+        line: u64,
+        /// 1-based column.
+        column: u64,
+    },
+    /// A protobuf record, counted from 1, and the byte offset of its length prefix.
+    Record {
+        /// 1-based record number.
+        index: u64,
+        /// Byte offset of the record.
+        byte: u64,
+    },
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Position::Source => Ok(()),
+            Position::Byte(byte) => write!(f, "byte {byte}"),
+            Position::Line { line, column } => write!(f, "line {line}, column {column}"),
+            Position::Record { index, byte } => write!(f, "record {index} at byte {byte}"),
+        }
+    }
+}
+
+/// Something in a source that could not be read, and where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The file name, or `-` for standard input.
+    pub source: String,
+    /// Where in the source.
+    pub position: Position,
+    /// What is wrong, in words.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Position::Source => write!(f, "{}: {}", self.source, self.message),
+            ref position => write!(f, "{}: {position}: {}", self.source, self.message),
+        }
+    }
+}
+
+/// What reading one source yielded.
+#[derive(Clone, Debug, Default)]
+pub struct ReadReport {
+    /// The file name, or `-` for standard input.
+    pub source: String,
+    /// The format recognised, if any.
+    pub format: Option<Format>,
+    /// Whether the source was gzip-compressed.
+    pub gzip: bool,
+    /// Spans handed on for analysis.
+    pub spans: u64,
+    /// Records (lines, documents, messages) read.
+    pub records: u64,
+    /// What could not be read, with positions.
+    pub problems: Vec<Problem>,
+    /// A likely reason when the source held no spans (e.g. snake_case keys).
+    pub empty_hint: Option<String>,
+}
+
+/// Lists the files to read for the given paths: files as given, directories recursively in
+/// name order (hidden entries skipped), `-` as standard input.
+pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Problem> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.as_os_str() == "-" || !path.is_dir() {
+            files.push(path.clone());
+            continue;
+        }
+        collect_dir(path, &mut files)?;
+    }
+    Ok(files)
+}
+
+fn collect_dir(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), Problem> {
+    let problem = |e: io::Error| Problem {
+        source: dir.display().to_string(),
+        position: Position::Source,
+        message: format!("cannot list directory: {e}"),
+    };
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(problem)?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+        .collect();
+    entries.sort();
+    for entry in entries {
+        if entry.is_dir() {
+            collect_dir(&entry, files)?;
+        } else {
+            files.push(entry);
+        }
+    }
+    Ok(())
+}
+
+/// Reads one file (or `-`, standard input) and hands every span to `sink`.
+pub fn read_path(path: &Path, options: &ReadOptions, sink: &mut SpanSink<'_>) -> ReadReport {
+    let name = path.display().to_string();
+    if name == "-" {
+        return read_source(&name, io::stdin().lock(), options, sink);
+    }
+    match File::open(path) {
+        Ok(file) => read_source(&name, file, options, sink),
+        Err(e) => ReadReport {
+            problems: vec![Problem {
+                source: name.clone(),
+                position: Position::Source,
+                message: format!("cannot open: {e}"),
+            }],
+            source: name,
+            ..ReadReport::default()
+        },
+    }
+}
+
+/// Reads trace data in any supported format from `input` and hands every span to `sink`.
+pub fn read_source(name: &str, input: impl Read, options: &ReadOptions, sink: &mut SpanSink<'_>) -> ReadReport {
+    let mut report = ReadReport { source: name.to_owned(), ..ReadReport::default() };
+    let mut input = BufReader::with_capacity(1 << 20, input);
+    let gzip = match input.fill_buf() {
+        Ok(head) => head.starts_with(&[0x1f, 0x8b]),
+        Err(e) => {
+            report.problem(Position::Byte(0), format!("cannot read: {e}"));
+            return report;
+        }
+    };
+    report.gzip = gzip;
+    let mut checked_sink = |trace_id: TraceId, span: Span, report: &mut ReadReport, position: &Position| {
+        if span.end_unix_nano < span.start_unix_nano {
+            report.problem(
+                position.clone(),
+                format!(
+                    "span {} ({:?}) of trace {trace_id} ends before it starts; read with zero duration",
+                    span.span_id, span.name
+                ),
+            );
+        }
+        report.spans += 1;
+        sink(trace_id, span);
+    };
+    let result = if gzip {
+        let mut decoded = BufReader::with_capacity(1 << 20, MultiGzDecoder::new(input));
+        read_decoded(&mut decoded, options, &mut report, &mut checked_sink)
+    } else {
+        read_decoded(&mut input, options, &mut report, &mut checked_sink)
+    };
+    if let Err(problem) = result {
+        report.problems.push(problem);
+    }
+    report
+}
+
+type CheckedSink<'a> = dyn FnMut(TraceId, Span, &mut ReadReport, &Position) + 'a;
+
+impl ReadReport {
+    fn problem(&mut self, position: Position, message: String) {
+        self.problems.push(Problem { source: self.source.clone(), position, message });
+    }
+}
+
+/// Counts bytes consumed so problems can name a byte offset.
+struct Counted<R> {
+    inner: R,
+    offset: u64,
+}
+
+impl<R: BufRead> Counted<R> {
+    /// Skips whitespace and a UTF-8 byte order mark; returns the next byte, if any.
+    fn peek_non_space(&mut self) -> io::Result<Option<u8>> {
+        loop {
+            let buf = self.inner.fill_buf()?;
+            if buf.is_empty() {
+                return Ok(None);
+            }
+            let skip = if buf.starts_with(&[0xef, 0xbb, 0xbf]) {
+                3
+            } else {
+                buf.iter().take_while(|b| b.is_ascii_whitespace()).count()
+            };
+            if skip == 0 {
+                return Ok(Some(buf[0]));
+            }
+            self.inner.consume(skip);
+            self.offset += skip as u64;
+        }
+    }
+
+    /// Reads up to and including the next newline into `line`, at most `max` bytes.
+    /// Returns `Ok(false)` at the end of input; `Err(Overlong)` when the line is longer than `max`
+    /// (the rest of that line is skipped).
+    fn read_line(&mut self, line: &mut Vec<u8>, max: usize) -> Result<bool, LineError> {
+        line.clear();
+        let mut overlong = false;
+        loop {
+            let buf = self.inner.fill_buf().map_err(LineError::Io)?;
+            if buf.is_empty() {
+                break;
+            }
+            let (take, done) = match buf.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (buf.len(), false),
+            };
+            if !overlong {
+                if line.len() + take > max {
+                    overlong = true;
+                    line.clear();
+                } else {
+                    line.extend_from_slice(&buf[..take]);
+                }
+            }
+            self.inner.consume(take);
+            self.offset += take as u64;
+            if done {
+                break;
+            }
+        }
+        if overlong {
+            return Err(LineError::Overlong);
+        }
+        Ok(!line.is_empty())
+    }
+
+    fn read_exact_or_eof(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self.inner.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.offset += filled as u64;
+        Ok(filled)
+    }
+}
+
+enum LineError {
+    Io(io::Error),
+    Overlong,
+}
+
+fn read_decoded(
+    input: &mut impl BufRead,
+    options: &ReadOptions,
+    report: &mut ReadReport,
+    sink: &mut CheckedSink<'_>,
+) -> Result<(), Problem> {
+    let mut input = Counted { inner: input, offset: 0 };
+    let first = input.peek_non_space().map_err(|e| io_problem(report, input.offset, e))?;
+    match first {
+        None => Ok(()),
+        Some(b'{' | b'[') => read_json(&mut input, options, report, sink),
+        Some(_) => read_protobuf(&mut input, options, report, sink),
+    }
+}
+
+fn io_problem(report: &ReadReport, offset: u64, e: io::Error) -> Problem {
+    let message = if e.kind() == io::ErrorKind::InvalidInput || e.kind() == io::ErrorKind::InvalidData {
+        format!("the gzip stream is corrupt: {e}")
+    } else {
+        format!("read failed: {e}")
+    };
+    Problem { source: report.source.clone(), position: Position::Byte(offset), message }
+}
+
+/// Which JSON format a record is, from its first bytes.
+fn sniff_json(record: &[u8]) -> Format {
+    let head = &record[..record.len().min(SNIFF_BYTES)];
+    let has = |needle: &[u8]| head.windows(needle.len()).any(|w| w == needle);
+    let first = head.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    if has(b"\"resourceSpans\"") || has(b"\"resource_spans\"") {
+        Format::OtlpJson
+    } else if has(b"\"traceID\"") {
+        Format::Jaeger
+    } else if first == Some(b'[') {
+        Format::Zipkin
+    } else {
+        Format::OtlpJson
+    }
+}
+
+fn decode_json(format: Format, record: &[u8], sink: &mut SpanSink<'_>) -> Result<usize, JsonError> {
+    match format {
+        Format::Jaeger => serde_json::from_slice::<jaeger::Document>(record)
+            .map_err(JsonError::Syntax)?
+            .emit(sink)
+            .map_err(JsonError::Content),
+        Format::Zipkin => serde_json::from_slice::<zipkin::Document>(record)
+            .map_err(JsonError::Syntax)?
+            .emit(sink)
+            .map_err(JsonError::Content),
+        Format::OtlpJson | Format::OtlpProtobuf => serde_json::from_slice::<otlp_json::Request>(record)
+            .map_err(JsonError::Syntax)?
+            .emit(sink)
+            .map_err(JsonError::Content),
+    }
+}
+
+enum JsonError {
+    Syntax(serde_json::Error),
+    Content(String),
+}
+
+fn read_json(
+    input: &mut Counted<impl BufRead>,
+    options: &ReadOptions,
+    report: &mut ReadReport,
+    sink: &mut CheckedSink<'_>,
+) -> Result<(), Problem> {
+    let max = options.max_record_bytes;
+    let mut line = Vec::new();
+    let mut line_no = 0u64;
+    let mut format = None;
+    loop {
+        let line_start = input.offset;
+        line_no += 1;
+        match input.read_line(&mut line, max) {
+            Ok(false) => return Ok(()),
+            Ok(true) => {}
+            Err(LineError::Io(e)) => return Err(io_problem(report, input.offset, e)),
+            Err(LineError::Overlong) => {
+                report.problem(
+                    Position::Line { line: line_no, column: 1 },
+                    format!(
+                        "line starting at byte {line_start} is longer than the {} MiB record limit; \
+                         skipped (split the file, or raise --max-record-mib)",
+                        max >> 20
+                    ),
+                );
+                continue;
+            }
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        if line_no == 1 || format.is_none() {
+            // A document spread over several lines is read whole instead of line by line.
+            if let Err(e) = serde_json::from_slice::<IgnoredAny>(&line) {
+                if e.is_eof() {
+                    return read_json_document(input, line, options, report, sink);
+                }
+            }
+        }
+        let format = *format.get_or_insert_with(|| sniff_json(&line));
+        report.format = Some(format);
+        report.records += 1;
+        let position = Position::Line { line: line_no, column: 1 };
+        let mut emit = |trace_id, span| sink(trace_id, span, report, &position);
+        match decode_json(format, &line, &mut emit) {
+            Ok(0) => note_empty_record(report, &line),
+            Ok(_) => {}
+            Err(e) => {
+                let (position, message) = json_problem(e, line_no, 1);
+                report.problem(position, message);
+            }
+        }
+    }
+}
+
+fn read_json_document(
+    input: &mut Counted<impl BufRead>,
+    mut document: Vec<u8>,
+    options: &ReadOptions,
+    report: &mut ReadReport,
+    sink: &mut CheckedSink<'_>,
+) -> Result<(), Problem> {
+    let max = options.max_record_bytes;
+    let limit = (max - document.len().min(max)) as u64 + 1;
+    (&mut input.inner)
+        .take(limit)
+        .read_to_end(&mut document)
+        .map_err(|e| io_problem(report, input.offset, e))?;
+    if document.len() > max {
+        report.problem(
+            Position::Byte(0),
+            format!(
+                "the JSON document is larger than the {} MiB record limit; not read \
+                 (write JSON Lines, one request per line, or raise --max-record-mib)",
+                max >> 20
+            ),
+        );
+        return Ok(());
+    }
+    let format = sniff_json(&document);
+    report.format = Some(format);
+    report.records += 1;
+    let position = Position::Line { line: 1, column: 1 };
+    let mut emit = |trace_id, span| sink(trace_id, span, report, &position);
+    match decode_json(format, &document, &mut emit) {
+        Ok(0) => note_empty_record(report, &document),
+        Ok(_) => {}
+        Err(e) => {
+            let (position, message) = json_problem(e, 1, 1);
+            report.problem(position, message);
+        }
+    }
+    Ok(())
+}
+
+/// Remembers why a JSON record held no spans, when the reason is recognisable.
+fn note_empty_record(report: &mut ReadReport, record: &[u8]) {
+    let head = &record[..record.len().min(SNIFF_BYTES)];
+    let needle = b"\"resource_spans\"";
+    if report.empty_hint.is_none() && head.windows(needle.len()).any(|w| w == needle) {
+        report.empty_hint = Some(
+            "its keys are snake_case (\"resource_spans\"); OTLP/JSON requires lowerCamelCase \
+             (\"resourceSpans\"), so nothing in it was read. Export with the OTLP JSON encoder \
+             (protojson with UseProtoNames off)"
+                .into(),
+        );
+    }
+}
+
+/// Turns a JSON error inside a record that starts at `line`, `column` into a position.
+fn json_problem(error: JsonError, line: u64, column: u64) -> (Position, String) {
+    match error {
+        JsonError::Syntax(e) => {
+            let what = if e.is_eof() {
+                "the JSON ends early (truncated?)"
+            } else if e.is_syntax() {
+                "invalid JSON"
+            } else {
+                "unexpected JSON structure"
+            };
+            let at_line = line + e.line().saturating_sub(1) as u64;
+            let at_column = if e.line() <= 1 { column + e.column().saturating_sub(1) as u64 } else { e.column() as u64 };
+            let message = e.to_string();
+            let detail = message.split(" at line ").next().unwrap_or(&message);
+            (Position::Line { line: at_line, column: at_column.max(1) }, format!("{what}: {detail}"))
+        }
+        JsonError::Content(message) => (Position::Line { line, column }, message),
+    }
+}
+
+fn read_protobuf(
+    input: &mut Counted<impl BufRead>,
+    options: &ReadOptions,
+    report: &mut ReadReport,
+    sink: &mut CheckedSink<'_>,
+) -> Result<(), Problem> {
+    report.format = Some(Format::OtlpProtobuf);
+    let max = options.max_record_bytes;
+    let mut prefix = [0u8; 4];
+    let mut message = Vec::new();
+    let mut index = 0u64;
+    loop {
+        let record_start = input.offset;
+        index += 1;
+        let got = input.read_exact_or_eof(&mut prefix).map_err(|e| io_problem(report, input.offset, e))?;
+        if got == 0 {
+            return Ok(());
+        }
+        let position = Position::Record { index, byte: record_start };
+        if got < 4 {
+            report.problem(position, format!("truncated: {got} bytes where a 4-byte length prefix was expected"));
+            return Ok(());
+        }
+        let len = u32::from_be_bytes(prefix) as usize;
+        if len > max {
+            if index == 1 {
+                return read_bare_protobuf(input, prefix, options, report, sink);
+            }
+            report.problem(
+                position,
+                format!("a record of {len} bytes is larger than the {} MiB record limit, or the framing is corrupt; stopped", max >> 20),
+            );
+            return Ok(());
+        }
+        message.resize(len, 0);
+        let got = input.read_exact_or_eof(&mut message).map_err(|e| io_problem(report, input.offset, e))?;
+        if got < len {
+            if index == 1 {
+                message.truncate(got);
+                let mut bare = prefix.to_vec();
+                bare.extend_from_slice(&message);
+                return decode_bare(bare, report, sink);
+            }
+            report.problem(position, format!("truncated: the record declares {len} bytes but only {got} follow"));
+            return Ok(());
+        }
+        let mut emit = |trace_id, span| sink(trace_id, span, report, &position);
+        match otlp_proto::decode_message(&message, &mut emit) {
+            Ok(_) => report.records += 1,
+            Err(_) if index == 1 => {
+                // Not length-prefixed after all: one bare message.
+                let mut bare = prefix.to_vec();
+                bare.extend_from_slice(&message);
+                (&mut input.inner)
+                    .take((max.saturating_sub(bare.len())) as u64 + 1)
+                    .read_to_end(&mut bare)
+                    .map_err(|e| io_problem(report, input.offset, e))?;
+                return decode_bare(bare, report, sink);
+            }
+            Err(e) => report.problem(position, e),
+        }
+    }
+}
+
+fn read_bare_protobuf(
+    input: &mut Counted<impl BufRead>,
+    prefix: [u8; 4],
+    options: &ReadOptions,
+    report: &mut ReadReport,
+    sink: &mut CheckedSink<'_>,
+) -> Result<(), Problem> {
+    let mut bare = prefix.to_vec();
+    (&mut input.inner)
+        .take(options.max_record_bytes as u64)
+        .read_to_end(&mut bare)
+        .map_err(|e| io_problem(report, input.offset, e))?;
+    if bare.len() > options.max_record_bytes {
+        report.problem(
+            Position::Byte(0),
+            format!(
+                "not length-prefixed OTLP/protobuf, and larger than the {} MiB record limit as one message; not read",
+                options.max_record_bytes >> 20
+            ),
+        );
+        return Ok(());
+    }
+    decode_bare(bare, report, sink)
+}
+
+fn decode_bare(bare: Vec<u8>, report: &mut ReadReport, sink: &mut CheckedSink<'_>) -> Result<(), Problem> {
+    let position = Position::Byte(0);
+    let mut emit = |trace_id, span| sink(trace_id, span, report, &position);
+    match otlp_proto::decode_message(&bare, &mut emit) {
+        Ok(_) => {
+            report.records += 1;
+            Ok(())
+        }
+        Err(e) => Err(Problem {
+            source: report.source.clone(),
+            position: Position::Byte(0),
+            message: format!(
+                "neither JSON nor OTLP/protobuf (length-prefixed records or one message): {e}"
+            ),
+        }),
+    }
+}
