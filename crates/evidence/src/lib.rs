@@ -21,6 +21,7 @@
 //! assert_eq!(trace.spans[0].attr_str("http.route"), Some("/orders"));
 //! ```
 
+pub mod fixture;
 mod span;
 
 pub use span::{AttrValue, Span, SpanId, SpanKind, Trace, TraceId};

@@ -170,9 +170,7 @@ pub struct Span {
 impl Span {
     /// The value of the first attribute named `key`.
     pub fn attr(&self, key: &str) -> Option<&AttrValue> {
-        self.attributes
-            .iter()
-            .find_map(|(k, v)| (k == key).then_some(v))
+        self.attributes.iter().find_map(|(k, v)| (k == key).then_some(v))
     }
 
     /// The first of `keys` that is present as a string. Lets a detector read both the current
@@ -221,7 +219,10 @@ mod tests {
         let id = TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").expect("valid hex");
         assert_eq!(id.to_string(), "0af7651916cd43dd8448eb211c80319c");
         assert_eq!(TraceId::from_bytes(&id.to_bytes()), Some(id));
-        assert_eq!(SpanId::from_hex("b7ad6b7169203331").map(|s| s.0), Some(0xb7ad6b7169203331));
+        assert_eq!(
+            SpanId::from_hex("b7ad6b7169203331").map(|s| s.0),
+            Some(0xb7ad6b7169203331)
+        );
     }
 
     #[test]

@@ -26,7 +26,9 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_pending_spans: 200_000 }
+        Limits {
+            max_pending_spans: 200_000,
+        }
     }
 }
 
@@ -84,7 +86,10 @@ impl Assembler {
         let is_root = span.parent_span_id.is_none();
         let pending = self.pending.entry(trace_id).or_insert_with(|| {
             self.arrival.push_back(trace_id);
-            Pending { spans: Vec::new(), root_at: None }
+            Pending {
+                spans: Vec::new(),
+                root_at: None,
+            }
         });
         pending.spans.push(span);
         if is_root && pending.root_at.is_none() {
@@ -94,7 +99,9 @@ impl Assembler {
         self.pending_spans += 1;
         self.release_settled(out);
         while self.pending_spans > self.limits.max_pending_spans {
-            let Some(oldest) = self.arrival.pop_front() else { break };
+            let Some(oldest) = self.arrival.pop_front() else {
+                break;
+            };
             self.release(oldest, out);
         }
     }
@@ -136,7 +143,9 @@ impl Assembler {
     }
 
     fn release(&mut self, trace_id: TraceId, out: &mut impl FnMut(Trace)) {
-        let Some(pending) = self.pending.remove(&trace_id) else { return };
+        let Some(pending) = self.pending.remove(&trace_id) else {
+            return;
+        };
         self.pending_spans -= pending.spans.len();
         self.stats.traces += 1;
         if pending.root_at.is_none() {
@@ -152,7 +161,10 @@ impl Assembler {
             self.stats.orphan_spans += orphans;
             self.stats.example_orphan_trace.get_or_insert(trace_id);
         }
-        out(Trace { trace_id, spans: pending.spans });
+        out(Trace {
+            trace_id,
+            spans: pending.spans,
+        });
     }
 }
 
@@ -192,7 +204,9 @@ mod tests {
 
     #[test]
     fn holds_no_more_than_the_pending_limit() {
-        let mut assembler = Assembler::new(Limits { max_pending_spans: 100 });
+        let mut assembler = Assembler::new(Limits {
+            max_pending_spans: 100,
+        });
         let mut released = 0u64;
         for trace in 0..1_000u128 {
             // No roots: nothing completes, only the memory bound releases traces.
@@ -212,7 +226,9 @@ mod tests {
         let mut released = Vec::new();
         assembler.push(TraceId(1), span(1, None), &mut |t| released.push(t.trace_id));
         for i in 0..SETTLE_SPANS {
-            assembler.push(TraceId(2 + u128::from(i)), span(1, None), &mut |t| released.push(t.trace_id));
+            assembler.push(TraceId(2 + u128::from(i)), span(1, None), &mut |t| {
+                released.push(t.trace_id)
+            });
         }
         assert_eq!(released.first(), Some(&TraceId(1)));
     }

@@ -103,10 +103,18 @@ impl Document {
 
 impl JaegerSpan {
     fn into_evidence(self, service: Arc<str>) -> Result<(TraceId, Span), String> {
-        let trace_id = TraceId::from_hex(&self.trace_id)
-            .ok_or_else(|| format!("span {:?} has an invalid traceID {:?}", self.operation_name, self.trace_id))?;
-        let span_id = SpanId::from_hex(&self.span_id)
-            .ok_or_else(|| format!("span {:?} has an invalid spanID {:?}", self.operation_name, self.span_id))?;
+        let trace_id = TraceId::from_hex(&self.trace_id).ok_or_else(|| {
+            format!(
+                "span {:?} has an invalid traceID {:?}",
+                self.operation_name, self.trace_id
+            )
+        })?;
+        let span_id = SpanId::from_hex(&self.span_id).ok_or_else(|| {
+            format!(
+                "span {:?} has an invalid spanID {:?}",
+                self.operation_name, self.span_id
+            )
+        })?;
         let parent_span_id = self
             .references
             .iter()

@@ -30,7 +30,8 @@ mod zipkin;
 pub use assemble::{Assembler, AssemblyStats, Limits, SETTLE_SPANS, SETTLE_TICKS};
 pub use otlp_proto::{encode_request, write_length_prefixed};
 pub use read::{
-    expand_paths, read_path, read_source, Format, Position, Problem, ReadOptions, ReadReport, DEFAULT_MAX_RECORD_BYTES,
+    DEFAULT_MAX_RECORD_BYTES, Format, Position, Problem, ReadOptions, ReadReport, expand_paths, read_path,
+    read_source,
 };
 
 /// Where readers hand each span, with its trace id.

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use chokepoint_evidence::{AttrValue, Span, SpanId, SpanKind, TraceId};
-use serde::de::{self, Deserializer, IgnoredAny, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, Visitor};
 
 use crate::SpanSink;
 
@@ -146,9 +146,12 @@ impl JsonSpan {
             None
         } else {
             Some(
-                parse_id(&self.parent_span_id, SpanId::from_hex, SpanId::from_bytes).ok_or_else(
-                    || format!("span {:?} has an invalid parentSpanId {:?}", self.name, self.parent_span_id),
-                )?,
+                parse_id(&self.parent_span_id, SpanId::from_hex, SpanId::from_bytes).ok_or_else(|| {
+                    format!(
+                        "span {:?} has an invalid parentSpanId {:?}",
+                        self.name, self.parent_span_id
+                    )
+                })?,
             )
         };
         let attributes = self
@@ -337,7 +340,9 @@ fn lenient_opt_f64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<
             Ok(Some(n as f64))
         }
         fn visit_str<E: de::Error>(self, s: &str) -> Result<Option<f64>, E> {
-            s.parse().map(Some).map_err(|_| E::custom(format!("expected a number, found {s:?}")))
+            s.parse()
+                .map(Some)
+                .map_err(|_| E::custom(format!("expected a number, found {s:?}")))
         }
     }
     deserializer.deserialize_any(FloatVisitor)

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use chokepoint_evidence::{AttrValue, Span, SpanId, SpanKind, TraceId};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span, status, ResourceSpans, ScopeSpans, Status};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Status, span, status};
 use prost::Message as _;
 
 use crate::SpanSink;
@@ -23,20 +23,37 @@ pub(crate) fn decode_message(bytes: &[u8], sink: &mut SpanSink<'_>) -> Result<us
 }
 
 /// Hands the spans of a decoded request to `sink`; returns the span count.
-pub(crate) fn emit_request(request: ExportTraceServiceRequest, sink: &mut SpanSink<'_>) -> Result<usize, String> {
+pub(crate) fn emit_request(
+    request: ExportTraceServiceRequest,
+    sink: &mut SpanSink<'_>,
+) -> Result<usize, String> {
     let mut count = 0;
     for resource_spans in request.resource_spans {
         let service = service_name(resource_spans.resource.as_ref());
         for span in resource_spans.scope_spans.into_iter().flat_map(|s| s.spans) {
-            let trace_id = TraceId::from_bytes(&span.trace_id)
-                .ok_or_else(|| format!("span {:?} has a trace id of {} bytes, not 16", span.name, span.trace_id.len()))?;
-            let span_id = SpanId::from_bytes(&span.span_id)
-                .ok_or_else(|| format!("span {:?} has a span id of {} bytes, not 8", span.name, span.span_id.len()))?;
+            let trace_id = TraceId::from_bytes(&span.trace_id).ok_or_else(|| {
+                format!(
+                    "span {:?} has a trace id of {} bytes, not 16",
+                    span.name,
+                    span.trace_id.len()
+                )
+            })?;
+            let span_id = SpanId::from_bytes(&span.span_id).ok_or_else(|| {
+                format!(
+                    "span {:?} has a span id of {} bytes, not 8",
+                    span.name,
+                    span.span_id.len()
+                )
+            })?;
             let parent_span_id = if span.parent_span_id.is_empty() {
                 None
             } else {
                 Some(SpanId::from_bytes(&span.parent_span_id).ok_or_else(|| {
-                    format!("span {:?} has a parent span id of {} bytes, not 8", span.name, span.parent_span_id.len())
+                    format!(
+                        "span {:?} has a parent span id of {} bytes, not 8",
+                        span.name,
+                        span.parent_span_id.len()
+                    )
                 })?)
             };
             let kind = match span::SpanKind::try_from(span.kind) {
@@ -126,9 +143,10 @@ fn attr_to_proto(value: &AttrValue) -> AnyValue {
 pub fn encode_request<'a>(spans: impl IntoIterator<Item = (TraceId, &'a Span)>) -> ExportTraceServiceRequest {
     let mut resource_spans: Vec<ResourceSpans> = Vec::new();
     for (trace_id, span) in spans {
-        let index = match resource_spans.iter().position(|r| {
-            service_name(r.resource.as_ref()) == span.service
-        }) {
+        let index = match resource_spans
+            .iter()
+            .position(|r| service_name(r.resource.as_ref()) == span.service)
+        {
             Some(index) => index,
             None => {
                 resource_spans.push(ResourceSpans {
@@ -153,25 +171,34 @@ pub fn encode_request<'a>(spans: impl IntoIterator<Item = (TraceId, &'a Span)>) 
             SpanKind::Producer => span::SpanKind::Producer,
             SpanKind::Consumer => span::SpanKind::Consumer,
         };
-        resource_spans[index].scope_spans[0].spans.push(opentelemetry_proto::tonic::trace::v1::Span {
-            trace_id: trace_id.to_bytes().to_vec(),
-            span_id: span.span_id.to_bytes().to_vec(),
-            parent_span_id: span.parent_span_id.map(|p| p.to_bytes().to_vec()).unwrap_or_default(),
-            name: span.name.clone(),
-            kind: kind as i32,
-            start_time_unix_nano: span.start_unix_nano,
-            end_time_unix_nano: span.end_unix_nano,
-            attributes: span
-                .attributes
-                .iter()
-                .map(|(key, value)| KeyValue { key: key.clone(), value: Some(attr_to_proto(value)), ..Default::default() })
-                .collect(),
-            status: span.status_error.then(|| Status {
-                code: status::StatusCode::Error as i32,
+        resource_spans[index].scope_spans[0]
+            .spans
+            .push(opentelemetry_proto::tonic::trace::v1::Span {
+                trace_id: trace_id.to_bytes().to_vec(),
+                span_id: span.span_id.to_bytes().to_vec(),
+                parent_span_id: span
+                    .parent_span_id
+                    .map(|p| p.to_bytes().to_vec())
+                    .unwrap_or_default(),
+                name: span.name.clone(),
+                kind: kind as i32,
+                start_time_unix_nano: span.start_unix_nano,
+                end_time_unix_nano: span.end_unix_nano,
+                attributes: span
+                    .attributes
+                    .iter()
+                    .map(|(key, value)| KeyValue {
+                        key: key.clone(),
+                        value: Some(attr_to_proto(value)),
+                        ..Default::default()
+                    })
+                    .collect(),
+                status: span.status_error.then(|| Status {
+                    code: status::StatusCode::Error as i32,
+                    ..Default::default()
+                }),
                 ..Default::default()
-            }),
-            ..Default::default()
-        });
+            });
     }
     ExportTraceServiceRequest { resource_spans }
 }

@@ -14,7 +14,7 @@ use chokepoint_evidence::{Span, TraceId};
 use flate2::read::MultiGzDecoder;
 use serde::de::IgnoredAny;
 
-use crate::{jaeger, otlp_json, otlp_proto, zipkin, SpanSink};
+use crate::{SpanSink, jaeger, otlp_json, otlp_proto, zipkin};
 
 /// The default largest record (JSON line, JSON document or protobuf message) read whole.
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 64 << 20;
@@ -31,7 +31,9 @@ pub struct ReadOptions {
 
 impl Default for ReadOptions {
     fn default() -> Self {
-        ReadOptions { max_record_bytes: DEFAULT_MAX_RECORD_BYTES }
+        ReadOptions {
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+        }
     }
 }
 
@@ -155,7 +157,10 @@ fn collect_dir(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), Problem> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(problem)?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
         .collect();
     entries.sort();
     for entry in entries {
@@ -189,8 +194,16 @@ pub fn read_path(path: &Path, options: &ReadOptions, sink: &mut SpanSink<'_>) ->
 }
 
 /// Reads trace data in any supported format from `input` and hands every span to `sink`.
-pub fn read_source(name: &str, input: impl Read, options: &ReadOptions, sink: &mut SpanSink<'_>) -> ReadReport {
-    let mut report = ReadReport { source: name.to_owned(), ..ReadReport::default() };
+pub fn read_source(
+    name: &str,
+    input: impl Read,
+    options: &ReadOptions,
+    sink: &mut SpanSink<'_>,
+) -> ReadReport {
+    let mut report = ReadReport {
+        source: name.to_owned(),
+        ..ReadReport::default()
+    };
     let mut input = BufReader::with_capacity(1 << 20, input);
     let gzip = match input.fill_buf() {
         Ok(head) => head.starts_with(&[0x1f, 0x8b]),
@@ -229,7 +242,11 @@ type CheckedSink<'a> = dyn FnMut(TraceId, Span, &mut ReadReport, &Position) + 'a
 
 impl ReadReport {
     fn problem(&mut self, position: Position, message: String) {
-        self.problems.push(Problem { source: self.source.clone(), position, message });
+        self.problems.push(Problem {
+            source: self.source.clone(),
+            position,
+            message,
+        });
     }
 }
 
@@ -321,8 +338,13 @@ fn read_decoded(
     report: &mut ReadReport,
     sink: &mut CheckedSink<'_>,
 ) -> Result<(), Problem> {
-    let mut input = Counted { inner: input, offset: 0 };
-    let first = input.peek_non_space().map_err(|e| io_problem(report, input.offset, e))?;
+    let mut input = Counted {
+        inner: input,
+        offset: 0,
+    };
+    let first = input
+        .peek_non_space()
+        .map_err(|e| io_problem(report, input.offset, e))?;
     match first {
         None => Ok(()),
         Some(b'{' | b'[') => read_json(&mut input, options, report, sink),
@@ -336,7 +358,11 @@ fn io_problem(report: &ReadReport, offset: u64, e: io::Error) -> Problem {
     } else {
         format!("read failed: {e}")
     };
-    Problem { source: report.source.clone(), position: Position::Byte(offset), message }
+    Problem {
+        source: report.source.clone(),
+        position: Position::Byte(offset),
+        message,
+    }
 }
 
 /// Which JSON format a record is, from its first bytes.
@@ -396,7 +422,10 @@ fn read_json(
             Err(LineError::Io(e)) => return Err(io_problem(report, input.offset, e)),
             Err(LineError::Overlong) => {
                 report.problem(
-                    Position::Line { line: line_no, column: 1 },
+                    Position::Line {
+                        line: line_no,
+                        column: 1,
+                    },
                     format!(
                         "line starting at byte {line_start} is longer than the {} MiB record limit; \
                          skipped (split the file, or raise --max-record-mib)",
@@ -420,7 +449,10 @@ fn read_json(
         let format = *format.get_or_insert_with(|| sniff_json(&line));
         report.format = Some(format);
         report.records += 1;
-        let position = Position::Line { line: line_no, column: 1 };
+        let position = Position::Line {
+            line: line_no,
+            column: 1,
+        };
         let mut emit = |trace_id, span| sink(trace_id, span, report, &position);
         match decode_json(format, &line, &mut emit) {
             Ok(0) => note_empty_record(report, &line),
@@ -499,10 +531,20 @@ fn json_problem(error: JsonError, line: u64, column: u64) -> (Position, String) 
                 "unexpected JSON structure"
             };
             let at_line = line + e.line().saturating_sub(1) as u64;
-            let at_column = if e.line() <= 1 { column + e.column().saturating_sub(1) as u64 } else { e.column() as u64 };
+            let at_column = if e.line() <= 1 {
+                column + e.column().saturating_sub(1) as u64
+            } else {
+                e.column() as u64
+            };
             let message = e.to_string();
             let detail = message.split(" at line ").next().unwrap_or(&message);
-            (Position::Line { line: at_line, column: at_column.max(1) }, format!("{what}: {detail}"))
+            (
+                Position::Line {
+                    line: at_line,
+                    column: at_column.max(1),
+                },
+                format!("{what}: {detail}"),
+            )
         }
         JsonError::Content(message) => (Position::Line { line, column }, message),
     }
@@ -522,13 +564,21 @@ fn read_protobuf(
     loop {
         let record_start = input.offset;
         index += 1;
-        let got = input.read_exact_or_eof(&mut prefix).map_err(|e| io_problem(report, input.offset, e))?;
+        let got = input
+            .read_exact_or_eof(&mut prefix)
+            .map_err(|e| io_problem(report, input.offset, e))?;
         if got == 0 {
             return Ok(());
         }
-        let position = Position::Record { index, byte: record_start };
+        let position = Position::Record {
+            index,
+            byte: record_start,
+        };
         if got < 4 {
-            report.problem(position, format!("truncated: {got} bytes where a 4-byte length prefix was expected"));
+            report.problem(
+                position,
+                format!("truncated: {got} bytes where a 4-byte length prefix was expected"),
+            );
             return Ok(());
         }
         let len = u32::from_be_bytes(prefix) as usize;
@@ -543,7 +593,9 @@ fn read_protobuf(
             return Ok(());
         }
         message.resize(len, 0);
-        let got = input.read_exact_or_eof(&mut message).map_err(|e| io_problem(report, input.offset, e))?;
+        let got = input
+            .read_exact_or_eof(&mut message)
+            .map_err(|e| io_problem(report, input.offset, e))?;
         if got < len {
             if index == 1 {
                 message.truncate(got);
@@ -551,7 +603,10 @@ fn read_protobuf(
                 bare.extend_from_slice(&message);
                 return decode_bare(bare, report, sink);
             }
-            report.problem(position, format!("truncated: the record declares {len} bytes but only {got} follow"));
+            report.problem(
+                position,
+                format!("truncated: the record declares {len} bytes but only {got} follow"),
+            );
             return Ok(());
         }
         let mut emit = |trace_id, span| sink(trace_id, span, report, &position);
@@ -608,9 +663,7 @@ fn decode_bare(bare: Vec<u8>, report: &mut ReadReport, sink: &mut CheckedSink<'_
         Err(e) => Err(Problem {
             source: report.source.clone(),
             position: Position::Byte(0),
-            message: format!(
-                "neither JSON nor OTLP/protobuf (length-prefixed records or one message): {e}"
-            ),
+            message: format!("neither JSON nor OTLP/protobuf (length-prefixed records or one message): {e}"),
         }),
     }
 }

@@ -11,13 +11,17 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chokepoint_evidence::{Span, TraceId};
 use flate2::read::MultiGzDecoder;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use prost::Message as _;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -81,14 +85,22 @@ impl Running {
 /// Binds the configured addresses and starts serving; batches go to `batches`.
 pub async fn start(config: ReceiverConfig, batches: mpsc::Sender<Batch>) -> Result<Running, ReceiverError> {
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let mut running = Running { http_addr: None, grpc_addr: None, shutdown, tasks: Vec::new() };
+    let mut running = Running {
+        http_addr: None,
+        grpc_addr: None,
+        shutdown,
+        tasks: Vec::new(),
+    };
     if let Some(addr) = config.http {
         let listener = bind(addr, "OTLP/HTTP").await?;
         running.http_addr = listener.local_addr().ok();
         let app = axum::Router::new()
             .route("/v1/traces", post(http_export))
             .layer(DefaultBodyLimit::max(config.max_body_bytes))
-            .with_state(Arc::new(HttpState { batches: batches.clone(), max_body_bytes: config.max_body_bytes }));
+            .with_state(Arc::new(HttpState {
+                batches: batches.clone(),
+                max_body_bytes: config.max_body_bytes,
+            }));
         let mut rx = shutdown_rx.clone();
         running.tasks.push(tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -108,9 +120,12 @@ pub async fn start(config: ReceiverConfig, batches: mpsc::Sender<Batch>) -> Resu
         running.tasks.push(tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
                 .add_service(service)
-                .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
-                    let _ = rx.wait_for(|stop| *stop).await;
-                })
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    async move {
+                        let _ = rx.wait_for(|stop| *stop).await;
+                    },
+                )
                 .await;
         }));
     }
@@ -118,7 +133,13 @@ pub async fn start(config: ReceiverConfig, batches: mpsc::Sender<Batch>) -> Resu
 }
 
 async fn bind(addr: SocketAddr, protocol: &'static str) -> Result<TcpListener, ReceiverError> {
-    TcpListener::bind(addr).await.map_err(|source| ReceiverError::Bind { addr, protocol, source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ReceiverError::Bind {
+            addr,
+            protocol,
+            source,
+        })
 }
 
 struct HttpState {
@@ -127,13 +148,24 @@ struct HttpState {
 }
 
 async fn http_export(State(state): State<Arc<HttpState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let header_value = |name| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    let header_value = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    };
     let content_type = header_value(header::CONTENT_TYPE);
     let json = content_type.starts_with("application/json");
-    if !json && !content_type.starts_with("application/x-protobuf") && !content_type.starts_with("application/protobuf") {
+    if !json
+        && !content_type.starts_with("application/x-protobuf")
+        && !content_type.starts_with("application/protobuf")
+    {
         return reject(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("Content-Type {content_type:?} is not OTLP: send application/x-protobuf or application/json"),
+            format!(
+                "Content-Type {content_type:?} is not OTLP: send application/x-protobuf or application/json"
+            ),
         );
     }
     let body = match header_value(header::CONTENT_ENCODING).as_str() {
@@ -143,7 +175,10 @@ async fn http_export(State(state): State<Arc<HttpState>>, headers: HeaderMap, bo
             Err(reason) => return reject(StatusCode::BAD_REQUEST, reason),
         },
         other => {
-            return reject(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("Content-Encoding {other:?} is not supported: use gzip or none"));
+            return reject(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("Content-Encoding {other:?} is not supported: use gzip or none"),
+            );
         }
     };
     let mut batch = Vec::new();
@@ -158,12 +193,18 @@ async fn http_export(State(state): State<Arc<HttpState>>, headers: HeaderMap, bo
         return reject(StatusCode::BAD_REQUEST, reason);
     }
     if !batch.is_empty() && state.batches.send(batch).await.is_err() {
-        return reject(StatusCode::SERVICE_UNAVAILABLE, "the receiver is shutting down".into());
+        return reject(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the receiver is shutting down".into(),
+        );
     }
     if json {
         ([(header::CONTENT_TYPE, "application/json")], "{}").into_response()
     } else {
-        ([(header::CONTENT_TYPE, "application/x-protobuf")], ExportTraceServiceResponse::default().encode_to_vec())
+        (
+            [(header::CONTENT_TYPE, "application/x-protobuf")],
+            ExportTraceServiceResponse::default().encode_to_vec(),
+        )
             .into_response()
     }
 }
@@ -181,7 +222,12 @@ fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, String> {
 }
 
 fn reject(status: StatusCode, reason: String) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], reason).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        reason,
+    )
+        .into_response()
 }
 
 struct GrpcReceiver {
@@ -195,8 +241,10 @@ impl TraceService for GrpcReceiver {
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let mut batch = Vec::new();
-        otlp_proto::emit_request(request.into_inner(), &mut |trace_id, span| batch.push((trace_id, span)))
-            .map_err(tonic::Status::invalid_argument)?;
+        otlp_proto::emit_request(request.into_inner(), &mut |trace_id, span| {
+            batch.push((trace_id, span))
+        })
+        .map_err(tonic::Status::invalid_argument)?;
         if !batch.is_empty() && self.batches.send(batch).await.is_err() {
             return Err(tonic::Status::unavailable("the receiver is shutting down"));
         }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use chokepoint_evidence::{AttrValue, Span, SpanId, TraceId};
 use serde::Deserialize;
 
-use crate::jaeger::kind_from_name;
 use crate::SpanSink;
+use crate::jaeger::kind_from_name;
 
 /// A Zipkin v2 document: a list of spans, or a list of traces (lists of spans).
 #[derive(Deserialize)]
@@ -71,10 +71,13 @@ impl ZipkinSpan {
         let name = self.name.unwrap_or_default();
         let trace_id = TraceId::from_hex(&self.trace_id)
             .ok_or_else(|| format!("span {name:?} has an invalid traceId {:?}", self.trace_id))?;
-        let span_id = SpanId::from_hex(&self.id).ok_or_else(|| format!("span {name:?} has an invalid id {:?}", self.id))?;
+        let span_id = SpanId::from_hex(&self.id)
+            .ok_or_else(|| format!("span {name:?} has an invalid id {:?}", self.id))?;
         let parent_span_id = match self.parent_id.as_deref() {
             None | Some("") => None,
-            Some(p) => Some(SpanId::from_hex(p).ok_or_else(|| format!("span {name:?} has an invalid parentId {p:?}"))?),
+            Some(p) => Some(
+                SpanId::from_hex(p).ok_or_else(|| format!("span {name:?} has an invalid parentId {p:?}"))?,
+            ),
         };
         let status_error = self.tags.contains_key("error");
         let service: Arc<str> = self
@@ -93,7 +96,11 @@ impl ZipkinSpan {
                 service,
                 start_unix_nano,
                 end_unix_nano: start_unix_nano.saturating_add(self.duration.saturating_mul(1000)),
-                attributes: self.tags.into_iter().map(|(k, v)| (k, AttrValue::Str(v))).collect(),
+                attributes: self
+                    .tags
+                    .into_iter()
+                    .map(|(k, v)| (k, AttrValue::Str(v)))
+                    .collect(),
                 status_error,
             },
         ))

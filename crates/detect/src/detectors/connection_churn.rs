@@ -1,0 +1,122 @@
+//! `connection-churn`: a new connection (or TLS handshake) per request to the same peer.
+
+use std::collections::HashMap;
+
+use crate::analysis::{Conclusion, GroupView, Observation, Observer};
+use crate::detectors::{ms, percent};
+use crate::finding::Confidence;
+use crate::registry::{Detector, Meta, detector};
+use crate::request::{Request, connect_peer, is_db_call};
+
+detector! {
+    /// # What it detects
+    ///
+    /// Requests that open a new connection — a TCP connect, a TLS handshake, a database login —
+    /// to the same peer, in most of the endpoint's requests: no pool, or a pool that does not
+    /// keep its connections.
+    ///
+    /// # Why it limits throughput
+    ///
+    /// A PostgreSQL connection costs a process fork and authentication (several ms, more with
+    /// TLS); an HTTPS connection costs extra round trips. Paid per request, that is pure waste,
+    /// and under load the database spends its CPU on backends starting and stopping.
+    ///
+    /// # Evidence used
+    ///
+    /// Spans named `connect` (or `*.connect`, `connect …`), handshake spans, and spans with
+    /// `db.operation.name = connect`, grouped by peer (`server.address:server.port/database`).
+    /// Flagged when they appear in at least half the endpoint's requests; a pool that grows now
+    /// and then stays under that.
+    ///
+    /// # Known false positives
+    ///
+    /// Endpoints that legitimately connect somewhere new each time (webhooks to user-given
+    /// URLs). Instrumentations that do not record connects cannot show churn at all: the
+    /// detector is then reported as skipped, not clean.
+    ///
+    /// # Typical fix
+    ///
+    /// Keep connections: SQLAlchemy's default `QueuePool` instead of `NullPool` (with
+    /// `pool_pre_ping=True`), PgBouncer in transaction mode in front of PostgreSQL, one shared
+    /// `httpx.Client` / `requests.Session` instead of a client per call.
+    pub(crate) struct ConnectionChurn {
+        id: "connection-churn",
+        summary: "a new connection or TLS handshake per request to the same peer",
+        requires: "connect or handshake spans",
+    }
+}
+
+/// Connects must appear in at least this share of an endpoint's requests to be churn.
+const MIN_REQUEST_SHARE: f64 = 0.5;
+
+impl Detector for ConnectionChurn {
+    fn meta(&self) -> &'static Meta {
+        &Self::META
+    }
+
+    fn observe(&self, request: &Request<'_>, out: &mut Observer<'_>) {
+        let mut by_peer: HashMap<String, (u64, u64)> = HashMap::new();
+        for &i in &request.local {
+            let span = request.span(i);
+            let Some(peer) = connect_peer(span) else { continue };
+            out.evaluated();
+            let kind = if is_db_call(span) { "database" } else { "network" };
+            let entry = by_peer.entry(format!("{kind} {peer}")).or_default();
+            entry.0 += 1;
+            entry.1 += span.duration_nano();
+        }
+        for (key, (connects, total_ns)) in by_peer {
+            out.push(Observation {
+                location: key
+                    .split_once(' ')
+                    .map_or(key.as_str(), |(_, peer)| peer)
+                    .to_owned(),
+                key,
+                saved_ns: total_ns,
+                latency_saved_ns: total_ns,
+                occurrences: connects,
+                metrics: vec![
+                    ("connects_per_request", connects as f64),
+                    ("connect_ms", ms(total_ns) / connects as f64),
+                ],
+            });
+        }
+    }
+
+    fn conclude(&self, group: &GroupView<'_>) -> Option<Conclusion> {
+        if group.affected_share() < MIN_REQUEST_SHARE {
+            return None;
+        }
+        let database = group.key.starts_with("database ");
+        let title = format!(
+            "{} opens a new connection to {} in {} of its requests ({:.1} ms each, {:.1} per request)",
+            group.endpoint,
+            group.location,
+            percent(group.affected_share()),
+            group.mean("connect_ms"),
+            group.mean("connects_per_request"),
+        );
+        let fix = if database {
+            format!(
+                "Pool the connections to {}: create one engine per process with SQLAlchemy's default `QueuePool` \
+                 (`create_engine(url, pool_size=10, max_overflow=5, pool_pre_ping=True)`) instead of `NullPool` or a \
+                 `connect()` per request; Django: `CONN_MAX_AGE = 60`; or put PgBouncer (transaction mode) in front.",
+                group.location
+            )
+        } else {
+            format!(
+                "Reuse connections to {}: create one `httpx.AsyncClient` / `requests.Session` at startup and share it, \
+                 so keep-alive skips the TCP and TLS handshakes.",
+                group.location
+            )
+        };
+        Some(Conclusion {
+            title,
+            fix,
+            confidence: Confidence::from_share(group.affected_share()),
+            assumptions: vec![
+                "a pool removes nearly every connect: the saving is all the connect time".into(),
+            ],
+        })
+    }
+}

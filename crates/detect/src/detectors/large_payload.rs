@@ -1,0 +1,158 @@
+//! `large-payload`: large HTTP bodies sent without compression.
+
+use chokepoint_evidence::{Span, SpanKind};
+
+use crate::analysis::{Conclusion, GroupView, Observation, Observer};
+use crate::detectors::{ns, percent};
+use crate::finding::Confidence;
+use crate::registry::{Detector, Meta, detector};
+use crate::request::{Request, http_call};
+
+detector! {
+    /// # What it detects
+    ///
+    /// HTTP responses larger than 300 kB (Sentry's threshold) sent without a
+    /// `Content-Encoding`: the endpoint's own responses, and responses it receives from the
+    /// services it calls.
+    ///
+    /// # Why it limits throughput
+    ///
+    /// Bytes on the wire take time at every hop and, past a point, the link itself caps
+    /// throughput (`bandwidth-limit`). JSON compresses to a fifth or less of its size; sending it
+    /// raw wastes most of that time and bandwidth, and a large body usually means an unpaginated
+    /// list behind it.
+    ///
+    /// # Evidence used
+    ///
+    /// Server and HTTP client spans with `http.response.body.size` (current convention) or
+    /// `http.response_content_length` (older), and `http.response.header.content-encoding` when
+    /// the instrumentation captures that header. Without a body size on any span this detector
+    /// is reported as skipped.
+    ///
+    /// # Known false positives
+    ///
+    /// Bodies already compressed in their format (images, archives): compression gains nothing.
+    /// Instrumentations that record the body size but not response headers make a compressed
+    /// response look uncompressed; capture `content-encoding`
+    /// (`OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE=content-encoding`) to be sure.
+    ///
+    /// # Typical fix
+    ///
+    /// Compress: FastAPI/Starlette `app.add_middleware(GZipMiddleware, minimum_size=1000)`,
+    /// Django `GZipMiddleware`, or at the proxy (nginx `gzip on; gzip_types application/json`).
+    /// Then send less: paginate lists and select only the fields the client uses.
+    pub(crate) struct LargePayload {
+        id: "large-payload",
+        summary: "large HTTP bodies sent without compression",
+        requires: "HTTP span carrying a body size (http.response.body.size)",
+    }
+}
+
+/// Body size attributes, current convention first.
+const BODY_SIZE_KEYS: &[&str] = &[
+    "http.response.body.size",
+    "http.response_content_length",
+    "http.response.size",
+];
+/// Response header attributes that carry the content encoding.
+const ENCODING_KEYS: &[&str] = &[
+    "http.response.header.content-encoding",
+    "http.response.header.content_encoding",
+];
+/// A body larger than this is large, in bytes (Sentry's default).
+const LARGE_BYTES: f64 = 300_000.0;
+/// The link assumed for the transfer time: 100 Mbit/s, in bytes per second.
+const ASSUMED_LINK_BYTES_PER_S: f64 = 12.5e6;
+/// The share of a JSON body that gzip typically removes.
+const ASSUMED_COMPRESSION_SAVING: f64 = 0.8;
+
+impl Detector for LargePayload {
+    fn meta(&self) -> &'static Meta {
+        &Self::META
+    }
+
+    fn observe(&self, request: &Request<'_>, out: &mut Observer<'_>) {
+        let root = request.root_span();
+        if root.kind == SpanKind::Server {
+            observe_body(root, format!("response of {}", request.endpoint), out);
+        }
+        for &i in &request.local {
+            if let Some(call) = http_call(request.span(i)) {
+                observe_body(
+                    request.span(i),
+                    format!("response of {} {}", call.method, call.target),
+                    out,
+                );
+            }
+        }
+    }
+
+    fn conclude(&self, group: &GroupView<'_>) -> Option<Conclusion> {
+        let kb = group.mean("body_bytes") / 1e3;
+        let title = format!(
+            "The {} is {kb:.0} kB on average (max {:.0} kB), sent uncompressed in {} of {} requests",
+            group.location,
+            group.max("body_bytes") / 1e3,
+            group.requests,
+            group.endpoint_requests
+        );
+        let fix = if group
+            .location
+            .starts_with(&format!("response of {}", group.endpoint))
+        {
+            format!(
+                "Compress the {}: FastAPI/Starlette `app.add_middleware(GZipMiddleware, minimum_size=1000)`, \
+                 Django `django.middleware.gzip.GZipMiddleware`, or nginx `gzip on; gzip_types application/json;`. \
+                 Then send less: {kb:.0} kB per response suggests an unpaginated list — page it and return only the fields the client uses.",
+                group.location
+            )
+        } else {
+            format!(
+                "Ask for a compressed {} (send `Accept-Encoding: gzip`, and enable compression on that service), \
+                 and request only the page and fields this endpoint uses.",
+                group.location
+            )
+        };
+        Some(Conclusion {
+            title,
+            fix,
+            confidence: Confidence::from_share(group.affected_share()).min(Confidence::Medium),
+            assumptions: vec![
+                format!(
+                    "transfer over a {:.0} Mbit/s link",
+                    ASSUMED_LINK_BYTES_PER_S * 8.0 / 1e6
+                ),
+                format!(
+                    "gzip removes {} of a JSON body",
+                    percent(ASSUMED_COMPRESSION_SAVING)
+                ),
+                "no content-encoding attribute means the body was not compressed".into(),
+            ],
+        })
+    }
+}
+
+fn observe_body(span: &Span, location: String, out: &mut Observer<'_>) {
+    let Some(bytes) = span.attr_f64_any(BODY_SIZE_KEYS) else {
+        return;
+    };
+    out.evaluated();
+    let encoding = span
+        .attr_str_any(ENCODING_KEYS)
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let compressed = !encoding.is_empty() && encoding != "identity";
+    if compressed || bytes <= LARGE_BYTES {
+        return;
+    }
+    let saved_ns = ns(bytes / ASSUMED_LINK_BYTES_PER_S * ASSUMED_COMPRESSION_SAVING * 1e3);
+    out.push(Observation {
+        key: location.clone(),
+        location,
+        saved_ns,
+        latency_saved_ns: saved_ns,
+        occurrences: 1,
+        metrics: vec![("body_bytes", bytes)],
+    });
+}

@@ -1,0 +1,209 @@
+//! `n-plus-one`: one request repeats the same statement or HTTP call once per item.
+
+use std::collections::HashMap;
+
+use crate::analysis::{Conclusion, GroupView, Observation, Observer};
+use crate::detectors::{clip, ms, percent, union_ns};
+use crate::finding::Confidence;
+use crate::registry::{Detector, Meta, detector};
+use crate::request::{Request, http_call};
+
+detector! {
+    /// # What it detects
+    ///
+    /// One request that runs the same normalized SQL statement — or calls the same HTTP endpoint
+    /// of another service — again and again under one parent: typically an ORM loading a
+    /// relation lazily, once per row of a list (`for order in orders: order.items`).
+    ///
+    /// # Why it limits throughput
+    ///
+    /// Each repeat pays a round trip, a parse and a plan, and holds a pooled connection. Time
+    /// grows with the number of items, and the database does N small units of work where one
+    /// would do. Under load the repeats crowd the connection pool and the database's CPU.
+    ///
+    /// # Evidence used
+    ///
+    /// Database client spans (`db.query.text` or `db.statement`) and HTTP client spans
+    /// (`url.full` or `http.url`, ids in the path folded to `{id}`), grouped by their owning
+    /// span; connection-pool and connect spans between a handler and its queries are skipped
+    /// over. Flagged at 5 or more repeats taking 50 ms or more together (Sentry's thresholds).
+    /// Repeats that ran concurrently are caught too; batching then saves database and wire
+    /// time more than latency.
+    ///
+    /// # Known false positives
+    ///
+    /// Deliberate per-item work that cannot be batched (a per-row `UPDATE` with distinct values
+    /// might still be one `UPDATE … FROM (VALUES …)`). Cursor pagination (`WHERE id > ? … LIMIT`,
+    /// `?cursor=`) is dependent by nature and is not counted. Transaction control and pool
+    /// pings (`BEGIN`, `SELECT 1`) are ignored.
+    ///
+    /// # Typical fix
+    ///
+    /// Load the related rows in one query: SQLAlchemy `selectinload(Parent.children)` or
+    /// `joinedload`, Django `prefetch_related` / `select_related`, or a hand-written
+    /// `WHERE parent_id = ANY(:ids)`. For HTTP, call a batch endpoint with all ids, or at least
+    /// issue the calls concurrently.
+    pub(crate) struct NPlusOne {
+        id: "n-plus-one",
+        summary: "the same statement or HTTP call repeated once per item in one request",
+        requires: "database statement or HTTP client spans",
+    }
+}
+
+/// Repeats under one parent that make an N+1 (Sentry's default).
+pub(crate) const MIN_REPEATS: usize = 5;
+/// Total time of the repeats that makes them worth fixing, in ms (Sentry's default).
+const MIN_TOTAL_MS: f64 = 50.0;
+
+/// Statements that repeat for reasons other than N+1: transaction control, pool pings.
+pub(crate) fn is_housekeeping_statement(normalized: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "BEGIN",
+        "COMMIT",
+        "ROLLBACK",
+        "SAVEPOINT",
+        "RELEASE",
+        "SET ",
+        "SHOW ",
+        "DISCARD",
+    ];
+    normalized == "SELECT ?" || PREFIXES.iter().any(|p| normalized.starts_with(p))
+}
+
+/// What a repeated call is: a statement fingerprint or an HTTP target.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) enum CallKey {
+    Statement(String),
+    Http(String),
+}
+
+/// The repeatable calls of a request, grouped by owner span and key.
+pub(crate) fn repeated_calls(request: &Request<'_>) -> HashMap<(usize, CallKey), Vec<usize>> {
+    let mut groups: HashMap<(usize, CallKey), Vec<usize>> = HashMap::new();
+    for &i in &request.local {
+        let key = if let Some(statement) = request.statement(i) {
+            if is_housekeeping_statement(&statement.normalized) || statement.keyset_pagination {
+                continue;
+            }
+            CallKey::Statement(statement.fingerprint.clone())
+        } else if let Some(call) = http_call(request.span(i)) {
+            if call.paginated {
+                continue;
+            }
+            CallKey::Http(format!("{} {}", call.method, call.target))
+        } else {
+            continue;
+        };
+        let Some(owner) = request.owner(i) else { continue };
+        groups.entry((owner, key)).or_default().push(i);
+    }
+    groups
+}
+
+impl Detector for NPlusOne {
+    fn meta(&self) -> &'static Meta {
+        &Self::META
+    }
+
+    fn observe(&self, request: &Request<'_>, out: &mut Observer<'_>) {
+        for ((_, key), calls) in repeated_calls(request) {
+            out.evaluated();
+            if calls.len() < MIN_REPEATS {
+                continue;
+            }
+            let spans: Vec<_> = calls.iter().map(|&i| request.span(i)).collect();
+            let total_ns: u64 = spans.iter().map(|s| s.duration_nano()).sum();
+            if ms(total_ns) < MIN_TOTAL_MS {
+                continue;
+            }
+            let longest_ns = spans.iter().map(|s| s.duration_nano()).max().unwrap_or(0);
+            let wall_ns = union_ns(spans.iter().copied());
+            let (key, location) = match key {
+                CallKey::Statement(fingerprint) => {
+                    let statement = request.statement(calls[0]).map_or("", |s| s.normalized.as_str());
+                    (format!("sql {fingerprint}"), statement.to_owned())
+                }
+                CallKey::Http(target) => (format!("http {target}"), target),
+            };
+            out.push(Observation {
+                key,
+                location,
+                saved_ns: total_ns - longest_ns,
+                latency_saved_ns: wall_ns.saturating_sub(longest_ns),
+                occurrences: calls.len() as u64,
+                metrics: vec![
+                    ("repeats_per_request", calls.len() as f64),
+                    ("call_ms", ms(total_ns) / calls.len() as f64),
+                    ("concurrency", total_ns as f64 / wall_ns.max(1) as f64),
+                ],
+            });
+        }
+    }
+
+    fn conclude(&self, group: &GroupView<'_>) -> Option<Conclusion> {
+        let repeats = group.mean("repeats_per_request");
+        let call_ms = group.mean("call_ms");
+        let concurrent = group.mean("concurrency") >= 1.5;
+        let is_http = group.key.starts_with("http ");
+        let what = if is_http { "HTTP call" } else { "statement" };
+        let title = format!(
+            "{} repeats the {what} `{}` {repeats:.0}× per request ({call_ms:.1} ms each){}; one batched call would save {:.0} ms per request",
+            group.endpoint,
+            clip(group.location, 80),
+            if concurrent { ", concurrently" } else { "" },
+            group.saved_ms_per_request,
+        );
+        let fix = if is_http {
+            format!(
+                "Fetch the {repeats:.0} `{}` calls in one request to a batch endpoint that takes all the ids \
+                 (e.g. `GET …?ids=1,2,3`); if the downstream has none, issue them concurrently with \
+                 `asyncio.gather` over one shared `httpx.AsyncClient`.",
+                group.location
+            )
+        } else {
+            batch_query_fix(group.location)
+        };
+        let mut assumptions = vec![format!(
+            "one batched call costs about as much as the slowest single repeat, so {repeats:.0} calls become 1"
+        )];
+        if concurrent {
+            assumptions.push(
+                "the repeats overlap, so latency gains are smaller than the database and wire time saved"
+                    .into(),
+            );
+        }
+        assumptions.push(format!(
+            "seen in {} of the endpoint's requests",
+            percent(group.affected_share())
+        ));
+        Some(Conclusion {
+            title,
+            fix,
+            confidence: Confidence::from_share(group.affected_share()),
+            assumptions,
+        })
+    }
+}
+
+/// The concrete fix for a repeated statement: the batched query and the ORM calls that emit it.
+fn batch_query_fix(normalized: &str) -> String {
+    let statement = crate::sql::normalize(normalized);
+    let table = statement
+        .tables
+        .first()
+        .map_or("the related table", String::as_str);
+    match statement.filter_columns.first() {
+        Some(column) => format!(
+            "Load all the `{table}` rows in one query — `… FROM {table} WHERE {column} IN (…)` or `= ANY(:ids)` — \
+             instead of one `{}` per parent row. SQLAlchemy: `.options(selectinload(Parent.{table}))` on the \
+             parent query; Django: `.prefetch_related(\"{table}\")` (or `select_related` for a to-one relation).",
+            clip(normalized, 60)
+        ),
+        None => format!(
+            "Run `{}` once per request instead of once per item: hoist it out of the loop, or load what it \
+             reads together with the parent rows (SQLAlchemy `selectinload`/`joinedload`, Django \
+             `prefetch_related`).",
+            clip(normalized, 60)
+        ),
+    }
+}

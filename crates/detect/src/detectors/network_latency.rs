@@ -1,0 +1,126 @@
+//! `network-latency`: calls whose time is spent on the wire, not in the service called.
+
+use chokepoint_evidence::SpanKind;
+
+use crate::analysis::{Conclusion, GroupView, Observation, Observer};
+use crate::detectors::{ms, ns, percent};
+use crate::finding::Confidence;
+use crate::registry::{Detector, Meta, detector};
+use crate::request::Request;
+
+detector! {
+    /// # What it detects
+    ///
+    /// Outgoing calls that take much longer than the downstream service spent serving them,
+    /// when both sides are traced: at least 10 ms and 30 % of the call spent between the two —
+    /// round trips, connection setup, queues on the way.
+    ///
+    /// # Why it limits throughput
+    ///
+    /// Time on the wire is time the caller waits with its worker and connection held. A far
+    /// peer (another zone or region), a new connection per call, or a proxy in between multiplies
+    /// with every call a request makes.
+    ///
+    /// # Evidence used
+    ///
+    /// A client span and its child server span from another service in the same trace:
+    /// wire time = client duration − server duration.
+    ///
+    /// # Known false positives
+    ///
+    /// Clock skew between hosts does not matter (only durations are compared), but time the
+    /// downstream spends before its server span starts (its own accept queue, a busy event loop)
+    /// counts as wire time here; check the downstream's `worker-exhaustion` too.
+    ///
+    /// # Typical fix
+    ///
+    /// Keep connections alive (one shared `httpx.AsyncClient` / `requests.Session`), batch
+    /// calls, and place the services in the same zone.
+    pub(crate) struct NetworkLatency {
+        id: "network-latency",
+        summary: "calls whose time goes to the wire rather than to the service called",
+        requires: "client span whose downstream server span is in the same trace",
+    }
+}
+
+/// Wire time worth reporting per call, in ms.
+const MIN_WIRE_MS: f64 = 10.0;
+/// …as a share of the call.
+const MIN_WIRE_SHARE: f64 = 0.3;
+/// Round trip assumed between services in one zone with kept-alive connections, in ms.
+const NEAR_RTT_MS: f64 = 1.0;
+
+impl Detector for NetworkLatency {
+    fn meta(&self) -> &'static Meta {
+        &Self::META
+    }
+
+    fn observe(&self, request: &Request<'_>, out: &mut Observer<'_>) {
+        for &i in &request.local {
+            let client = request.span(i);
+            if client.kind != SpanKind::Client {
+                continue;
+            }
+            for &c in request.children(i) {
+                let server = request.span(c);
+                if server.kind != SpanKind::Server || server.service == client.service {
+                    continue;
+                }
+                out.evaluated();
+                let wire_ms = ms(client.duration_nano().saturating_sub(server.duration_nano()));
+                if wire_ms < MIN_WIRE_MS || wire_ms < MIN_WIRE_SHARE * client.duration_ms() {
+                    continue;
+                }
+                let downstream_endpoint = match (
+                    server.attr_str_any(&["http.request.method", "http.method"]),
+                    server.attr_str("http.route"),
+                ) {
+                    (Some(method), Some(route)) => format!("{method} {route}"),
+                    _ => server.name.clone(),
+                };
+                let location = format!("{} {downstream_endpoint}", server.service);
+                let saved_ns = ns(wire_ms - NEAR_RTT_MS);
+                out.push(Observation {
+                    key: location.clone(),
+                    location,
+                    saved_ns,
+                    latency_saved_ns: saved_ns,
+                    occurrences: 1,
+                    metrics: vec![
+                        ("wire_ms", wire_ms),
+                        ("call_ms", client.duration_ms()),
+                        ("server_ms", server.duration_ms()),
+                    ],
+                });
+            }
+        }
+    }
+
+    fn conclude(&self, group: &GroupView<'_>) -> Option<Conclusion> {
+        let wire = group.mean("wire_ms");
+        let call = group.mean("call_ms");
+        let title = format!(
+            "Calls from {} to {} spend {wire:.0} ms of {call:.0} ms on the wire (the server works {:.0} ms)",
+            group.endpoint,
+            group.location,
+            group.mean("server_ms")
+        );
+        let fix = format!(
+            "Cut round trips to {}: reuse connections (one shared `httpx.AsyncClient` / `requests.Session`, so keep-alive \
+             skips TCP and TLS setup), batch several calls into one, and run the caller in the same zone as the callee.",
+            group.location
+        );
+        Some(Conclusion {
+            title,
+            fix,
+            confidence: Confidence::from_share(group.affected_share()),
+            assumptions: vec![
+                format!("a near peer with a kept-alive connection costs about {NEAR_RTT_MS:.0} ms per call"),
+                format!(
+                    "seen in {} of the endpoint's requests",
+                    percent(group.affected_share())
+                ),
+            ],
+        })
+    }
+}

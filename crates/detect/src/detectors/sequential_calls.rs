@@ -1,0 +1,183 @@
+//! `sequential-calls`: independent calls awaited one after another.
+
+use std::collections::HashMap;
+
+use crate::analysis::{Conclusion, GroupView, Observation, Observer};
+use crate::detectors::n_plus_one::{MIN_REPEATS, is_housekeeping_statement, repeated_calls};
+use crate::detectors::{clip, ms, percent};
+use crate::finding::Confidence;
+use crate::registry::{Detector, Meta, detector};
+use crate::request::{Request, http_call};
+
+detector! {
+    /// # What it detects
+    ///
+    /// Independent outgoing calls — HTTP `GET`s to other services, read-only `SELECT`s — made
+    /// one after another under one parent, none overlapping another, when nothing in the trace
+    /// says one needs the previous one's answer.
+    ///
+    /// # Why it limits throughput
+    ///
+    /// The request waits for the sum of the calls instead of the longest one. Each request holds
+    /// its worker (or its event-loop task and connection) for that whole sum, so latency and the
+    /// concurrency needed for a given throughput grow with every call added.
+    ///
+    /// # Evidence used
+    ///
+    /// HTTP client spans with a `GET` or `HEAD` method and database spans whose statement is a
+    /// `SELECT`, grouped by owning span. Flagged when two or more never overlap and running them
+    /// together would save at least 20 ms and 10 % of the request (saving = sum − longest).
+    /// Calls that repeat 5 or more times belong to `n-plus-one` and are left out here.
+    ///
+    /// # Known false positives
+    ///
+    /// Calls that do depend on each other in ways the trace cannot show (an id read from the
+    /// first response and passed in a body). Dependence the trace does show is respected: page
+    /// cursors in the URL (`?cursor=`, `page_token=`, `after=`) and keyset pagination in SQL
+    /// (`WHERE id > ? … LIMIT`) are never flagged, and neither are writes, whose order matters.
+    /// Two `SELECT`s on one transaction's connection cannot overlap without a second connection.
+    ///
+    /// # Typical fix
+    ///
+    /// Start the calls together and await them once: `await asyncio.gather(a(), b(), c())` in
+    /// async Python, a `ThreadPoolExecutor` in sync code, `Promise.all` in JavaScript.
+    pub(crate) struct SequentialCalls {
+        id: "sequential-calls",
+        summary: "independent calls awaited one after another instead of concurrently",
+        requires: "HTTP GET or SQL SELECT client spans",
+    }
+}
+
+/// Calls in a sequence worth reporting.
+const MIN_CALLS: usize = 2;
+/// Saving below which a sequence is not worth the change, in ms.
+const MIN_SAVED_MS: f64 = 20.0;
+/// …and as a share of the request's duration.
+const MIN_SAVED_SHARE: f64 = 0.1;
+/// Calls listed in a finding's location.
+const LISTED_CALLS: usize = 5;
+
+impl Detector for SequentialCalls {
+    fn meta(&self) -> &'static Meta {
+        &Self::META
+    }
+
+    fn observe(&self, request: &Request<'_>, out: &mut Observer<'_>) {
+        let request_ms = request.root_span().duration_ms();
+        let mut by_owner: HashMap<usize, Vec<(usize, String)>> = HashMap::new();
+        for ((owner, _), calls) in repeated_calls(request) {
+            if calls.len() >= MIN_REPEATS {
+                continue; // an N+1, reported by `n-plus-one`
+            }
+            for i in calls {
+                if let Some(label) = independent_call(request, i) {
+                    out.evaluated();
+                    by_owner.entry(owner).or_default().push((i, label));
+                }
+            }
+        }
+        for calls in by_owner.into_values() {
+            let sequential: Vec<&(usize, String)> = calls
+                .iter()
+                .filter(|(i, _)| {
+                    let a = request.span(*i);
+                    calls.iter().all(|(j, _)| {
+                        let b = request.span(*j);
+                        i == j || a.end_unix_nano <= b.start_unix_nano || b.end_unix_nano <= a.start_unix_nano
+                    })
+                })
+                .collect();
+            if sequential.len() < MIN_CALLS {
+                continue;
+            }
+            let mut ordered = sequential;
+            ordered.sort_by_key(|(i, _)| request.span(*i).start_unix_nano);
+            let durations: Vec<u64> = ordered
+                .iter()
+                .map(|(i, _)| request.span(*i).duration_nano())
+                .collect();
+            let sum_ns: u64 = durations.iter().sum();
+            let longest_ns = durations.iter().copied().max().unwrap_or(0);
+            let saved_ns = sum_ns - longest_ns;
+            if ms(saved_ns) < MIN_SAVED_MS || ms(saved_ns) < MIN_SAVED_SHARE * request_ms {
+                continue;
+            }
+            let mut labels: Vec<&str> = ordered.iter().map(|(_, label)| label.as_str()).collect();
+            let mut location = labels
+                .iter()
+                .take(LISTED_CALLS)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" → ");
+            if labels.len() > LISTED_CALLS {
+                location.push_str(&format!(" → … ({} calls)", labels.len()));
+            }
+            labels.sort_unstable();
+            out.push(Observation {
+                key: labels.join(" + "),
+                location,
+                saved_ns,
+                latency_saved_ns: saved_ns,
+                occurrences: ordered.len() as u64,
+                metrics: vec![
+                    ("calls_per_request", ordered.len() as f64),
+                    ("sequential_ms", ms(sum_ns)),
+                    ("longest_call_ms", ms(longest_ns)),
+                ],
+            });
+        }
+    }
+
+    fn conclude(&self, group: &GroupView<'_>) -> Option<Conclusion> {
+        let calls = group.mean("calls_per_request");
+        let sum_ms = group.mean("sequential_ms");
+        let longest_ms = group.mean("longest_call_ms");
+        let title = format!(
+            "{} waits for {calls:.0} independent calls one after another ({sum_ms:.0} ms); run together they would take {longest_ms:.0} ms",
+            group.endpoint
+        );
+        let all_sql = group.location.split(" → ").all(|c| c.starts_with("SELECT"));
+        let how = if all_sql {
+            "each on its own connection — e.g. `asyncio.gather` over separate `AsyncSession`s, or one query that reads all of them"
+        } else {
+            "`await asyncio.gather(…)` over one shared `httpx.AsyncClient` (a `ThreadPoolExecutor` in sync code)"
+        };
+        let fix = format!(
+            "Start these calls together and await them once, {how}: {}.",
+            clip(group.location, 240)
+        );
+        Some(Conclusion {
+            title,
+            fix,
+            confidence: Confidence::from_share(group.affected_share()).min(Confidence::Medium),
+            assumptions: vec![
+                "the calls are independent: no page cursor, keyset pagination or write links them".into(),
+                "run concurrently, the request waits for the longest call (saving = sum − longest)".into(),
+                format!(
+                    "seen in {} of the endpoint's requests",
+                    percent(group.affected_share())
+                ),
+            ],
+        })
+    }
+}
+
+/// A label for a call that can run concurrently with its siblings, or `None` if it cannot.
+fn independent_call(request: &Request<'_>, i: usize) -> Option<String> {
+    if let Some(statement) = request.statement(i) {
+        let read = statement.verb == "SELECT" || statement.verb == "WITH";
+        let reads_for_update =
+            statement.normalized.contains(" FOR UPDATE") || statement.normalized.contains(" FOR SHARE");
+        if !read
+            || reads_for_update
+            || statement.keyset_pagination
+            || is_housekeeping_statement(&statement.normalized)
+        {
+            return None;
+        }
+        return Some(clip(&statement.normalized, 120));
+    }
+    let call = http_call(request.span(i))?;
+    (matches!(call.method.as_str(), "GET" | "HEAD") && !call.paginated)
+        .then(|| format!("{} {}", call.method, call.target))
+}

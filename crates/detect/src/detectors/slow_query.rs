@@ -1,0 +1,140 @@
+//! `slow-query`: statements that take long, absolutely or relative to their request.
+
+use crate::analysis::{Conclusion, GroupView, Observation, Observer};
+use crate::detectors::{clip, ns, percent};
+use crate::finding::Confidence;
+use crate::registry::{Detector, Meta, detector};
+use crate::request::Request;
+use crate::sql;
+
+detector! {
+    /// # What it detects
+    ///
+    /// Database statements that take 500 ms or more (Sentry's threshold), or that take 100 ms or
+    /// more and at least 30 % of their request — a statement that dominates a fast endpoint
+    /// matters even below half a second.
+    ///
+    /// # Why it limits throughput
+    ///
+    /// A slow statement holds a database connection and a worker for its whole duration and
+    /// usually burns database CPU or I/O (a sequential scan, a sort spilling to disk). Under load
+    /// the pool runs dry and every endpoint that needs a connection queues behind it.
+    ///
+    /// # Evidence used
+    ///
+    /// Database client spans with their statement (`db.query.text` or `db.statement`),
+    /// normalized and grouped by fingerprint; each span's duration and its request's.
+    ///
+    /// # Known false positives
+    ///
+    /// Reports and batch jobs that are slow by design; statements slow only because of a lock
+    /// wait (that is `lock-contention`: check `pg_stat_activity`). The saving assumes the plan
+    /// can be fixed; prove it with `EXPLAIN (ANALYZE, BUFFERS)` before acting.
+    ///
+    /// # Typical fix
+    ///
+    /// Read the plan. A sequential scan filtered on a selective column wants an index
+    /// (`CREATE INDEX CONCURRENTLY … ON table (column)`); a disk sort wants an index in the
+    /// `ORDER BY` order or more `work_mem`; a large result wants a `LIMIT`.
+    pub(crate) struct SlowQuery {
+        id: "slow-query",
+        summary: "database statements that take long, or most of their request",
+        requires: "database spans with a statement",
+    }
+}
+
+/// A statement this slow is flagged whatever its request, in ms (Sentry's default).
+const SLOW_MS: f64 = 500.0;
+/// A statement this slow is flagged when it dominates its request, in ms…
+const DOMINANT_MS: f64 = 100.0;
+/// …taking at least this share of the request.
+const DOMINANT_SHARE: f64 = 0.3;
+/// What a fixed statement is assumed to take, in ms: an index lookup on a warm cache.
+const FIXED_MS: f64 = 10.0;
+
+impl Detector for SlowQuery {
+    fn meta(&self) -> &'static Meta {
+        &Self::META
+    }
+
+    fn observe(&self, request: &Request<'_>, out: &mut Observer<'_>) {
+        let request_ms = request.root_span().duration_ms();
+        for &i in &request.local {
+            let Some(statement) = request.statement(i) else {
+                continue;
+            };
+            out.evaluated();
+            let span = request.span(i);
+            let took_ms = span.duration_ms();
+            let slow =
+                took_ms >= SLOW_MS || (took_ms >= DOMINANT_MS && took_ms >= DOMINANT_SHARE * request_ms);
+            if !slow {
+                continue;
+            }
+            let saved_ns = ns(took_ms - FIXED_MS);
+            out.push(Observation {
+                key: statement.fingerprint.clone(),
+                location: statement.normalized.clone(),
+                saved_ns,
+                latency_saved_ns: saved_ns,
+                occurrences: 1,
+                metrics: vec![
+                    ("statement_ms", took_ms),
+                    ("share_of_request", took_ms / request_ms.max(f64::MIN_POSITIVE)),
+                ],
+            });
+        }
+    }
+
+    fn conclude(&self, group: &GroupView<'_>) -> Option<Conclusion> {
+        let mean_ms = group.mean("statement_ms");
+        let title = format!(
+            "`{}` takes {mean_ms:.0} ms on average (max {:.0} ms), {} of {} in {} of {} requests",
+            clip(group.location, 80),
+            group.max("statement_ms"),
+            percent(group.mean("share_of_request")),
+            group.endpoint,
+            group.requests,
+            group.endpoint_requests,
+        );
+        let statement = sql::normalize(group.location);
+        let index_hint = match (statement.tables.first(), statement.filter_columns.is_empty()) {
+            (Some(table), false) => format!(
+                " If it shows a sequential scan on `{table}`, the candidate index is \
+                 `CREATE INDEX CONCURRENTLY ON {table} ({});` — check that it cuts the plan's cost before creating it.",
+                statement.filter_columns.join(", ")
+            ),
+            _ => String::new(),
+        };
+        let fix = format!(
+            "Run `EXPLAIN (ANALYZE, BUFFERS) {}` with real values and read the plan: sequential scans, \
+             sorts spilling to disk and row mis-estimates are the usual causes.{index_hint}",
+            clip(group.location, 200)
+        );
+        Some(Conclusion {
+            title,
+            fix,
+            confidence: Confidence::from_share(group.affected_share()).min(Confidence::Medium),
+            assumptions: vec![
+                format!(
+                    "a fixed plan answers in about {FIXED_MS:.0} ms (an index lookup); the saving is the rest"
+                ),
+                format!(
+                    "seen in {} of the endpoint's requests",
+                    percent(group.affected_share())
+                ),
+            ],
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_are_ordered() {
+        assert!(FIXED_MS < DOMINANT_MS && DOMINANT_MS < SLOW_MS);
+        assert_eq!(crate::detectors::ms(ns(SLOW_MS)), SLOW_MS);
+    }
+}

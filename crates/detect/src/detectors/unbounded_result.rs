@@ -1,0 +1,116 @@
+//! `unbounded-result`: statements that return very many rows with no `LIMIT`.
+
+use crate::analysis::{Conclusion, GroupView, Observation, Observer};
+use crate::detectors::{clip, ns, percent};
+use crate::finding::Confidence;
+use crate::registry::{Detector, Meta, detector};
+use crate::request::Request;
+
+detector! {
+    /// # What it detects
+    ///
+    /// `SELECT` statements without `LIMIT` (or `FETCH FIRST`, `TOP`) that return 1,000 rows or
+    /// more per call: a whole table, or everything a user ever had, fetched to show one page.
+    ///
+    /// # Why it limits throughput
+    ///
+    /// Every row is read, sent, decoded into an object and usually serialized again. Cost grows
+    /// with the data, not the page: an endpoint that was fast at launch slows down as tables
+    /// grow, and memory per request grows with it.
+    ///
+    /// # Evidence used
+    ///
+    /// Database spans with a statement and a row count: `db.response.returned_rows` (current
+    /// convention), or `db.rows_returned`, `db.row_count`, `db.sql.rows`. Without a row count on
+    /// any span this detector is reported as skipped.
+    ///
+    /// # Known false positives
+    ///
+    /// Exports and batch jobs that really need every row (stream them with a server-side cursor
+    /// instead). Statements bounded by a `WHERE` that happens to match many rows today.
+    ///
+    /// # Typical fix
+    ///
+    /// Paginate with a key (`WHERE id > :last_id ORDER BY id LIMIT 100`), or let the database
+    /// aggregate (`COUNT`, `SUM`, `GROUP BY`) when the handler only summarizes the rows.
+    pub(crate) struct UnboundedResult {
+        id: "unbounded-result",
+        summary: "statements returning very many rows per call without a LIMIT",
+        requires: "database span carrying a row count (db.response.returned_rows)",
+    }
+}
+
+/// Row-count attributes, current convention first.
+const ROW_COUNT_KEYS: &[&str] = &[
+    "db.response.returned_rows",
+    "db.rows_returned",
+    "db.row_count",
+    "db.sql.rows",
+];
+/// Rows per call that make a result unbounded.
+const MIN_ROWS: f64 = 1_000.0;
+/// The page size assumed for the fix.
+const PAGE_ROWS: f64 = 100.0;
+
+impl Detector for UnboundedResult {
+    fn meta(&self) -> &'static Meta {
+        &Self::META
+    }
+
+    fn observe(&self, request: &Request<'_>, out: &mut Observer<'_>) {
+        for &i in &request.local {
+            let Some(statement) = request.statement(i) else {
+                continue;
+            };
+            let span = request.span(i);
+            let Some(rows) = span.attr_f64_any(ROW_COUNT_KEYS) else {
+                continue;
+            };
+            out.evaluated();
+            let reads = statement.verb == "SELECT" || statement.verb == "WITH";
+            if !reads || statement.has_limit || rows < MIN_ROWS {
+                continue;
+            }
+            let saved_ns = ns(span.duration_ms() * (1.0 - PAGE_ROWS / rows));
+            out.push(Observation {
+                key: statement.fingerprint.clone(),
+                location: statement.normalized.clone(),
+                saved_ns,
+                latency_saved_ns: saved_ns,
+                occurrences: 1,
+                metrics: vec![("rows_per_call", rows), ("statement_ms", span.duration_ms())],
+            });
+        }
+    }
+
+    fn conclude(&self, group: &GroupView<'_>) -> Option<Conclusion> {
+        let rows = group.mean("rows_per_call");
+        let title = format!(
+            "{} fetches {rows:.0} rows per call (max {:.0}) with `{}`, which has no LIMIT",
+            group.endpoint,
+            group.max("rows_per_call"),
+            clip(group.location, 80)
+        );
+        let fix = format!(
+            "Bound `{}`: paginate with a key — `… WHERE id > :last_id ORDER BY id LIMIT {PAGE_ROWS:.0}` — and return \
+             a cursor, or compute the summary in SQL (`COUNT`/`SUM`/`GROUP BY`) if the handler only aggregates. \
+             SQLAlchemy: `.order_by(Model.id).where(Model.id > last_id).limit({PAGE_ROWS:.0})`; Django: slice the queryset.",
+            clip(group.location, 160)
+        );
+        Some(Conclusion {
+            title,
+            fix,
+            confidence: Confidence::from_share(group.affected_share()),
+            assumptions: vec![
+                format!(
+                    "statement time scales with rows, so a page of {PAGE_ROWS:.0} rows takes {PAGE_ROWS:.0}/{rows:.0} of it"
+                ),
+                "time spent decoding and serializing the rows in the handler is not counted".into(),
+                format!(
+                    "seen in {} of the endpoint's requests",
+                    percent(group.affected_share())
+                ),
+            ],
+        })
+    }
+}

@@ -1,0 +1,361 @@
+//! A trace seen as requests: each server span with the work it did locally, plus the semantic
+//! conventions detectors use to recognise database statements, HTTP calls and connects.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chokepoint_evidence::{Span, SpanId, SpanKind, Trace};
+
+use crate::sql::Statement;
+
+/// Statement attributes, current convention first.
+const STATEMENT_KEYS: &[&str] = &["db.query.text", "db.statement"];
+/// Attributes that mark a database client span.
+const DB_SYSTEM_KEYS: &[&str] = &["db.system.name", "db.system"];
+/// Outgoing URL attributes, current convention first.
+const URL_KEYS: &[&str] = &["url.full", "http.url"];
+/// HTTP method attributes, current convention first.
+const METHOD_KEYS: &[&str] = &["http.request.method", "http.method"];
+/// Peer host attributes, current convention first.
+const PEER_HOST_KEYS: &[&str] = &[
+    "server.address",
+    "net.peer.name",
+    "network.peer.address",
+    "net.sock.peer.addr",
+];
+/// Peer port attributes, current convention first.
+const PEER_PORT_KEYS: &[&str] = &["server.port", "net.peer.port", "network.peer.port"];
+
+/// A trace with its parent–child links resolved and its statements normalized.
+pub(crate) struct TraceIndex<'a> {
+    /// The trace.
+    pub(crate) trace: &'a Trace,
+    children: Vec<Vec<usize>>,
+    parent: Vec<Option<usize>>,
+    statements: Vec<Option<Arc<Statement>>>,
+}
+
+impl<'a> TraceIndex<'a> {
+    /// Indexes `trace`; `normalize` turns a statement's text into its normalized form (the
+    /// caller may cache).
+    pub(crate) fn new(trace: &'a Trace, normalize: &mut impl FnMut(&str) -> Arc<Statement>) -> Self {
+        let by_id: HashMap<SpanId, usize> = trace
+            .spans
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.span_id, i))
+            .collect();
+        let mut children = vec![Vec::new(); trace.spans.len()];
+        let mut parent = vec![None; trace.spans.len()];
+        for (i, span) in trace.spans.iter().enumerate() {
+            if let Some(&p) = span.parent_span_id.and_then(|id| by_id.get(&id)) {
+                if p != i {
+                    children[p].push(i);
+                    parent[i] = Some(p);
+                }
+            }
+        }
+        for list in &mut children {
+            list.sort_by_key(|&c| (trace.spans[c].start_unix_nano, c));
+        }
+        let statements = trace
+            .spans
+            .iter()
+            .map(|span| db_statement_text(span).map(&mut *normalize))
+            .collect();
+        TraceIndex {
+            trace,
+            children,
+            parent,
+            statements,
+        }
+    }
+
+    /// The requests in this trace: every server or consumer span, and every span whose parent
+    /// is missing, each with its local work.
+    pub(crate) fn requests(&self) -> Vec<Request<'_>> {
+        let spans = &self.trace.spans;
+        let mut requests = Vec::new();
+        for (root, span) in spans.iter().enumerate() {
+            let entry =
+                matches!(span.kind, SpanKind::Server | SpanKind::Consumer) || self.parent[root].is_none();
+            if !entry {
+                continue;
+            }
+            let mut local = Vec::new();
+            let mut stack: Vec<usize> = self.children[root].iter().rev().copied().collect();
+            while let Some(i) = stack.pop() {
+                if matches!(spans[i].kind, SpanKind::Server | SpanKind::Consumer) {
+                    continue;
+                }
+                local.push(i);
+                stack.extend(self.children[i].iter().rev());
+            }
+            requests.push(Request {
+                index: self,
+                root,
+                local,
+                endpoint: endpoint_name(span, self.parent[root].is_none()),
+            });
+        }
+        requests
+    }
+}
+
+/// One request: an entry span and the spans below it in the same process.
+pub(crate) struct Request<'a> {
+    index: &'a TraceIndex<'a>,
+    /// The entry span.
+    pub(crate) root: usize,
+    /// Local spans below the root (not crossing into other services' server spans).
+    pub(crate) local: Vec<usize>,
+    /// The endpoint name: `GET /orders/{id}`.
+    pub(crate) endpoint: String,
+}
+
+impl<'a> Request<'a> {
+    /// A span of the trace.
+    pub(crate) fn span(&self, i: usize) -> &'a Span {
+        &self.index.trace.spans[i]
+    }
+
+    /// The entry span.
+    pub(crate) fn root_span(&self) -> &'a Span {
+        self.span(self.root)
+    }
+
+    /// The normalized statement of a database span.
+    pub(crate) fn statement(&self, i: usize) -> Option<&'a Statement> {
+        self.index.statements[i].as_deref()
+    }
+
+    /// Direct children of a span, in start order (including other services' server spans).
+    pub(crate) fn children(&self, i: usize) -> &'a [usize] {
+        &self.index.children[i]
+    }
+
+    /// The parent that "owns" a call: its parent, skipping connection-pool and connect spans,
+    /// so queries interleaved with pool checkouts still group under the handler.
+    pub(crate) fn owner(&self, i: usize) -> Option<usize> {
+        let mut parent = self.index.parent[i]?;
+        while parent != self.root && is_housekeeping(self.span(parent)) {
+            parent = self.index.parent[parent]?;
+        }
+        Some(parent)
+    }
+}
+
+fn endpoint_name(span: &Span, is_root: bool) -> String {
+    let route = span.attr_str("http.route");
+    let method = span.attr_str_any(METHOD_KEYS);
+    match (method, route) {
+        (Some(method), Some(route)) if span.kind == SpanKind::Server => format!("{method} {route}"),
+        _ if span.kind == SpanKind::Server || span.kind == SpanKind::Consumer || is_root => span.name.clone(),
+        _ => format!("{} (parent span missing)", span.name),
+    }
+}
+
+/// The statement text of a database span, in either semantic convention.
+pub(crate) fn db_statement_text(span: &Span) -> Option<&str> {
+    if span.kind != SpanKind::Client && span.kind != SpanKind::Internal {
+        return None;
+    }
+    span.attr_str_any(STATEMENT_KEYS).filter(|s| !s.trim().is_empty())
+}
+
+/// Whether a span is a database call (with or without its statement recorded).
+pub(crate) fn is_db_call(span: &Span) -> bool {
+    db_statement_text(span).is_some() || span.attr_str_any(DB_SYSTEM_KEYS).is_some()
+}
+
+/// An outgoing HTTP call, reduced to what groups calls of the same kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct HttpCall {
+    /// The method, upper-case.
+    pub(crate) method: String,
+    /// `host:port/path` with ids replaced by `{id}`: the same endpoint of the same service.
+    pub(crate) target: String,
+    /// Whether the query string carries a page cursor (`cursor=`, `page_token=`, `after=`, …):
+    /// each call then needs the previous one's answer.
+    pub(crate) paginated: bool,
+}
+
+/// Query parameters that carry a page cursor or page number.
+const PAGINATION_PARAMS: &[&str] = &[
+    "cursor",
+    "page_token",
+    "pagetoken",
+    "next_token",
+    "continuation",
+    "after",
+    "starting_after",
+    "offset",
+    "page",
+    "marker",
+];
+
+/// The outgoing HTTP call a client span made, if it is one.
+pub(crate) fn http_call(span: &Span) -> Option<HttpCall> {
+    if span.kind != SpanKind::Client || is_db_call(span) {
+        return None;
+    }
+    let method = span.attr_str_any(METHOD_KEYS)?.to_ascii_uppercase();
+    let url = span.attr_str_any(URL_KEYS).unwrap_or("");
+    let without_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let (host_path, query) = without_scheme.split_once('?').unwrap_or((without_scheme, ""));
+    let (host, path) = match host_path.split_once('/') {
+        Some((host, path)) => (host.to_owned(), path),
+        None => (host_path.to_owned(), ""),
+    };
+    let host = if host.is_empty() {
+        peer(span).unwrap_or_default()
+    } else {
+        host
+    };
+    let path = if path.is_empty() {
+        span.attr_str_any(&["url.path", "http.target"]).unwrap_or("")
+    } else {
+        path
+    };
+    let template: Vec<&str> = path
+        .trim_start_matches('/')
+        .split('/')
+        .map(|segment| if looks_like_id(segment) { "{id}" } else { segment })
+        .collect();
+    let paginated = query.split('&').any(|pair| {
+        let name = pair.split('=').next().unwrap_or("").to_ascii_lowercase();
+        PAGINATION_PARAMS.contains(&name.as_str())
+    });
+    Some(HttpCall {
+        method,
+        target: format!("{host}/{}", template.join("/")),
+        paginated,
+    })
+}
+
+/// Whether a path segment is an identifier rather than a resource name: a number, a UUID, a
+/// long hex string, or anything with digits and no vowels-only word shape.
+fn looks_like_id(segment: &str) -> bool {
+    let digits = segment.bytes().filter(u8::is_ascii_digit).count();
+    !segment.is_empty()
+        && (digits == segment.len()
+            || (segment.len() >= 16 && segment.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
+            || (digits * 2 >= segment.len() && segment.len() >= 4))
+}
+
+/// `host:port` of the peer a client span talks to.
+pub(crate) fn peer(span: &Span) -> Option<String> {
+    let host = span.attr_str_any(PEER_HOST_KEYS)?;
+    Some(
+        match span
+            .attr(PEER_PORT_KEYS[0])
+            .or_else(|| span.attr(PEER_PORT_KEYS[1]))
+            .or_else(|| span.attr(PEER_PORT_KEYS[2]))
+        {
+            Some(port) => match port.as_f64() {
+                Some(p) => format!("{host}:{p}"),
+                None => host.to_owned(),
+            },
+            None => host.to_owned(),
+        },
+    )
+}
+
+/// If a span opens a connection (TCP connect, TLS handshake, database login), the peer it
+/// connects to.
+pub(crate) fn connect_peer(span: &Span) -> Option<String> {
+    let name = span.name.to_ascii_lowercase();
+    let operation = span
+        .attr_str_any(&["db.operation.name", "db.operation"])
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    let is_connect = name == "connect"
+        || name.ends_with(".connect")
+        || name.starts_with("connect ")
+        || name.contains("handshake")
+        || operation == "connect";
+    if !is_connect {
+        return None;
+    }
+    let database = span.attr_str_any(&["db.namespace", "db.name"]);
+    Some(match (peer(span), database) {
+        (Some(peer), Some(db)) => format!("{peer}/{db}"),
+        (Some(peer), None) => peer,
+        (None, Some(db)) => db.to_owned(),
+        (None, None) => span.name.clone(),
+    })
+}
+
+/// Connection-pool bookkeeping spans (checkout, acquire, connect) that sit between a handler and
+/// its queries in some instrumentations.
+fn is_housekeeping(span: &Span) -> bool {
+    if span.kind != SpanKind::Internal && connect_peer(span).is_none() {
+        return false;
+    }
+    let name = span.name.to_ascii_lowercase();
+    ["pool", "checkout", "acquire", "connect", "session"]
+        .iter()
+        .any(|w| name.contains(w))
+}
+
+#[cfg(test)]
+mod tests {
+    use chokepoint_evidence::AttrValue;
+
+    use super::*;
+
+    fn client(attrs: &[(&str, &str)]) -> Span {
+        Span {
+            span_id: SpanId(1),
+            parent_span_id: None,
+            name: "GET".into(),
+            kind: SpanKind::Client,
+            service: "svc".into(),
+            start_unix_nano: 0,
+            end_unix_nano: 1,
+            attributes: attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), AttrValue::from(*v)))
+                .collect(),
+            status_error: false,
+        }
+    }
+
+    #[test]
+    fn http_targets_group_by_path_template() {
+        let a = http_call(&client(&[
+            ("http.method", "GET"),
+            ("http.url", "http://inventory:8000/items/17"),
+        ]))
+        .expect("call");
+        let b = http_call(&client(&[
+            ("http.request.method", "GET"),
+            ("url.full", "http://inventory:8000/items/2041?x=1"),
+        ]))
+        .expect("call");
+        assert_eq!(a.target, "inventory:8000/items/{id}");
+        assert_eq!(a, b);
+        let uuid = http_call(&client(&[
+            ("http.method", "GET"),
+            ("http.url", "http://h/u/3f2b8c1e-9d4a-4f6b-8c2d-1a2b3c4d5e6f/x"),
+        ]))
+        .expect("call");
+        assert_eq!(uuid.target, "h/u/{id}/x");
+    }
+
+    #[test]
+    fn cursor_parameters_mark_pagination() {
+        let page = http_call(&client(&[
+            ("http.method", "GET"),
+            ("http.url", "http://api/events?cursor=abc&limit=100"),
+        ]))
+        .expect("call");
+        assert!(page.paginated);
+        let plain = http_call(&client(&[
+            ("http.method", "GET"),
+            ("http.url", "http://api/events?limit=100"),
+        ]))
+        .expect("call");
+        assert!(!plain.paginated);
+    }
+}
