@@ -149,6 +149,8 @@ pub(crate) struct GroupView<'a> {
     pub requests: u64,
     /// Requests of the endpoint.
     pub endpoint_requests: u64,
+    /// Occurrences over all affected requests.
+    pub occurrences: u64,
     /// Service time saved per affected request, in ms.
     pub saved_ms_per_request: f64,
     metrics: &'a BTreeMap<&'static str, Stat>,
@@ -375,6 +377,7 @@ impl Analysis {
                 location: &group.location,
                 requests: group.requests,
                 endpoint_requests: stats.requests,
+                occurrences: group.occurrences,
                 saved_ms_per_request: group.saved_ns as f64 / 1e6 / group.requests as f64,
                 metrics: &group.metrics,
             };
@@ -444,7 +447,7 @@ fn finding(
             saved_ms_per_request: round(saved_ms_total / requests),
             latency_saved_ms_per_request: round(group.latency_saved_ns as f64 / 1e6 / requests),
             saved_ms_total: round(saved_ms_total),
-            share_of_endpoint_time: round(saved_ms_total * 1e6 / (stats.time_ns.max(1) as f64)),
+            share_of_endpoint_time: round((saved_ms_total * 1e6 / (stats.time_ns.max(1) as f64)).min(1.0)),
             recoverable_s_per_s: if window_s > 0.0 {
                 round(saved_ms_total / 1e3 / window_s)
             } else {

@@ -43,7 +43,8 @@ pub struct Impact {
     pub latency_saved_ms_per_request: f64,
     /// Service time the fix removes over all the evidence, in ms.
     pub saved_ms_total: f64,
-    /// `saved_ms_total` as a share of the endpoint's total time (0–1).
+    /// `saved_ms_total` as a share of the endpoint's total time (0–1; capped at 1 for wire time
+    /// that lies outside the endpoint's own span).
     pub share_of_endpoint_time: f64,
     /// The common currency: seconds of service time recoverable per second of observed
     /// traffic (`saved_ms_total` / the evidence's wall-clock span). The ranker orders by it.

@@ -71,14 +71,7 @@ impl Detector for NetworkLatency {
                 if wire_ms < MIN_WIRE_MS || wire_ms < MIN_WIRE_SHARE * client.duration_ms() {
                     continue;
                 }
-                let downstream_endpoint = match (
-                    server.attr_str_any(&["http.request.method", "http.method"]),
-                    server.attr_str("http.route"),
-                ) {
-                    (Some(method), Some(route)) => format!("{method} {route}"),
-                    _ => server.name.clone(),
-                };
-                let location = format!("{} {downstream_endpoint}", server.service);
+                let location = server.service.to_string();
                 let saved_ns = ns(wire_ms - NEAR_RTT_MS);
                 out.push(Observation {
                     key: location.clone(),
@@ -100,10 +93,11 @@ impl Detector for NetworkLatency {
         let wire = group.mean("wire_ms");
         let call = group.mean("call_ms");
         let title = format!(
-            "Calls from {} to {} spend {wire:.0} ms of {call:.0} ms on the wire (the server works {:.0} ms)",
+            "Calls from {} to {} spend {wire:.0} ms of {call:.0} ms on the wire (the server works {:.0} ms), {:.1} calls per request",
             group.endpoint,
             group.location,
-            group.mean("server_ms")
+            group.mean("server_ms"),
+            group.occurrences as f64 / group.requests.max(1) as f64,
         );
         let fix = format!(
             "Cut round trips to {}: reuse connections (one shared `httpx.AsyncClient` / `requests.Session`, so keep-alive \

@@ -1,0 +1,265 @@
+//! Command-line arguments in two stages: what the user typed (clap), then a validated
+//! configuration that the commands run on.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXAMPLES: &str = "\
+Examples:
+  chokepoint traces examples/                 analyse every trace file in a folder
+  chokepoint traces spans.jsonl.gz --format json > report.json
+  otel-export | chokepoint traces -          read OTLP from standard input
+  chokepoint listen --duration 60s --out run.otlp
+                                              receive OTLP for a minute, record it, analyse it
+  chokepoint traces run.otlp --fail-on n-plus-one
+                                              exit 1 in CI when an N+1 is found
+  chokepoint explain n-plus-one              what a detector looks for, and the fix
+
+Exit codes: 0 analysed (no finding matched --fail-on), 1 a finding matched --fail-on,
+2 bad input or usage (unreadable or empty input, bad arguments, a port in use).";
+
+/// Finds the bottleneck of a web backend from its traces, proves it with numbers, and says how
+/// to fix it.
+#[derive(Parser, Debug)]
+#[command(name = "chokepoint", version, about, after_help = EXAMPLES, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum Command {
+    /// Analyse trace files: OTLP JSON/JSON Lines/protobuf, Jaeger JSON, Zipkin v2 JSON, gzip.
+    #[command(after_help = EXAMPLES)]
+    Traces(TracesArgs),
+    /// Receive OTLP traces live (HTTP 4318, gRPC 4317), record them, analyse them when stopped.
+    #[command(after_help = EXAMPLES)]
+    Listen(ListenArgs),
+    /// List the detectors and what each finds.
+    Detectors,
+    /// Print a detector's documentation: what it detects, why it matters, the fix.
+    Explain {
+        /// The detector id, e.g. `n-plus-one` (see `chokepoint detectors`).
+        id: String,
+    },
+    /// Print the JSON Schema of `--format json` output.
+    Schema,
+}
+
+/// Options shared by every command that reports findings.
+#[derive(Args, Debug)]
+pub(crate) struct ReportArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub(crate) format: Format,
+    /// Exit with 1 when a finding of this detector id is reported (repeat it, or `any`).
+    #[arg(long, value_name = "ID")]
+    pub(crate) fail_on: Vec<String>,
+    /// Colour the text output.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub(crate) color: ColorChoice,
+    /// No progress on standard error.
+    #[arg(long, short)]
+    pub(crate) quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct TracesArgs {
+    /// Trace files or folders (read recursively); `-` reads standard input.
+    #[arg(required = true, value_name = "FILE|DIR")]
+    pub(crate) paths: Vec<PathBuf>,
+    /// The largest single record read whole (a JSON line, a JSON document, a protobuf message), in MiB.
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    pub(crate) max_record_mib: usize,
+    #[command(flatten)]
+    pub(crate) report: ReportArgs,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ListenArgs {
+    /// OTLP/HTTP address (`POST /v1/traces`, protobuf or JSON); `off` disables it.
+    #[arg(long, default_value = "127.0.0.1:4318", value_name = "ADDR")]
+    pub(crate) http: String,
+    /// OTLP/gRPC address; `off` disables it.
+    #[arg(long, default_value = "127.0.0.1:4317", value_name = "ADDR")]
+    pub(crate) grpc: String,
+    /// Record every span received to this file (length-prefixed OTLP/protobuf, readable by
+    /// `chokepoint traces`).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) out: Option<PathBuf>,
+    /// Stop after this long (`90s`, `5m`) instead of at Ctrl-C.
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) duration: Option<humantime::Duration>,
+    /// The largest request body accepted, compressed or not, in MiB.
+    #[arg(long, default_value_t = 16, value_name = "MIB")]
+    pub(crate) max_body_mib: usize,
+    #[command(flatten)]
+    pub(crate) report: ReportArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// For a terminal.
+    Text,
+    /// For tools: see `chokepoint schema`.
+    Json,
+    /// For a pull request or a ticket.
+    Markdown,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ColorChoice {
+    /// When standard output is a terminal and NO_COLOR is unset.
+    Auto,
+    Always,
+    Never,
+}
+
+/// Validated reporting options.
+#[derive(Debug)]
+pub(crate) struct ReportConfig {
+    pub(crate) format: Format,
+    pub(crate) fail_on: FailOn,
+    pub(crate) color: bool,
+    pub(crate) progress: bool,
+}
+
+/// Which findings make the exit code 1.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum FailOn {
+    Never,
+    Any,
+    Ids(Vec<String>),
+}
+
+/// A validated `traces` command.
+#[derive(Debug)]
+pub(crate) struct TracesConfig {
+    pub(crate) paths: Vec<PathBuf>,
+    pub(crate) max_record_bytes: usize,
+    pub(crate) report: ReportConfig,
+}
+
+/// A validated `listen` command.
+#[derive(Debug)]
+pub(crate) struct ListenConfig {
+    pub(crate) http: Option<SocketAddr>,
+    pub(crate) grpc: Option<SocketAddr>,
+    pub(crate) out: Option<PathBuf>,
+    pub(crate) duration: Option<Duration>,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) report: ReportConfig,
+}
+
+impl ReportArgs {
+    fn validate(self) -> anyhow::Result<ReportConfig> {
+        use std::io::IsTerminal as _;
+        let fail_on = if self.fail_on.is_empty() {
+            FailOn::Never
+        } else if self.fail_on.iter().any(|id| id == "any") {
+            FailOn::Any
+        } else {
+            for id in &self.fail_on {
+                if chokepoint_detect::find_detector(id).is_none() {
+                    let known: Vec<_> = chokepoint_detect::detectors().map(|d| d.id).collect();
+                    bail!(
+                        "--fail-on {id:?} is not a detector id; use `any` or one of: {}",
+                        known.join(", ")
+                    );
+                }
+            }
+            FailOn::Ids(self.fail_on)
+        };
+        let color = match self.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        };
+        Ok(ReportConfig {
+            format: self.format,
+            fail_on,
+            color: color && self.format == Format::Text,
+            progress: !self.quiet && std::io::stderr().is_terminal(),
+        })
+    }
+}
+
+impl TracesArgs {
+    pub(crate) fn validate(self) -> anyhow::Result<TracesConfig> {
+        if self.max_record_mib == 0 || self.max_record_mib > 4096 {
+            bail!("--max-record-mib must be between 1 and 4096");
+        }
+        Ok(TracesConfig {
+            paths: self.paths,
+            max_record_bytes: self.max_record_mib << 20,
+            report: self.report.validate()?,
+        })
+    }
+}
+
+impl ListenArgs {
+    pub(crate) fn validate(self) -> anyhow::Result<ListenConfig> {
+        let address = |text: &str, flag: &str| -> anyhow::Result<Option<SocketAddr>> {
+            if text == "off" {
+                return Ok(None);
+            }
+            text.parse()
+                .map(Some)
+                .with_context(|| format!("{flag} {text:?} is not an address like 127.0.0.1:4318 (or `off`)"))
+        };
+        let http = address(&self.http, "--http")?;
+        let grpc = address(&self.grpc, "--grpc")?;
+        if http.is_none() && grpc.is_none() {
+            bail!("--http and --grpc are both off: there is nothing to listen on");
+        }
+        if self.max_body_mib == 0 || self.max_body_mib > 1024 {
+            bail!("--max-body-mib must be between 1 and 1024");
+        }
+        Ok(ListenConfig {
+            http,
+            grpc,
+            out: self.out,
+            duration: self.duration.map(Into::into),
+            max_body_bytes: self.max_body_mib << 20,
+            report: self.report.validate()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn rejects_unknown_fail_on_ids_with_the_list() {
+        let cli =
+            Cli::try_parse_from(["chokepoint", "traces", "x", "--fail-on", "n-plus-two"]).expect("parses");
+        let Command::Traces(args) = cli.command else {
+            panic!("traces")
+        };
+        let error = args.validate().expect_err("unknown id").to_string();
+        assert!(error.contains("n-plus-one"), "{error}");
+    }
+
+    #[test]
+    fn listen_defaults_to_loopback() {
+        let cli = Cli::try_parse_from(["chokepoint", "listen"]).expect("parses");
+        let Command::Listen(args) = cli.command else {
+            panic!("listen")
+        };
+        let config = args.validate().expect("valid");
+        assert!(config.http.is_some_and(|a| a.ip().is_loopback()));
+        assert!(config.grpc.is_some_and(|a| a.ip().is_loopback()));
+    }
+}

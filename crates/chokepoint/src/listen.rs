@@ -1,0 +1,156 @@
+//! `chokepoint listen`: receive OTLP live, record it, analyse traces as they complete, and report
+//! when stopped (Ctrl-C or `--duration`).
+
+use std::fs::File;
+use std::io::{BufWriter, Write as _};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chokepoint_detect::Analysis;
+use chokepoint_report::{Input, Report};
+use chokepoint_traces::receiver::{self, Batch, ReceiverConfig};
+use chokepoint_traces::{Assembler, Limits, encode_request, write_length_prefixed};
+use tokio::sync::mpsc;
+
+use crate::args::ListenConfig;
+use crate::output;
+use crate::traces::assembly_warnings;
+
+/// Batches waiting between the receiver and the analysis before senders wait.
+const CHANNEL_BATCHES: usize = 256;
+/// How often traces are checked for completion and progress is shown.
+const TICK: Duration = Duration::from_secs(1);
+
+pub(crate) fn run(config: ListenConfig) -> anyhow::Result<u8> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(listen(config))
+}
+
+async fn listen(config: ListenConfig) -> anyhow::Result<u8> {
+    let mut recorder = match &config.out {
+        Some(path) => {
+            Some(BufWriter::new(File::create(path).with_context(|| {
+                format!("cannot create --out file {}", path.display())
+            })?))
+        }
+        None => None,
+    };
+    let (batches_tx, mut batches) = mpsc::channel::<Batch>(CHANNEL_BATCHES);
+    let receiver_config = ReceiverConfig {
+        http: config.http,
+        grpc: config.grpc,
+        max_body_bytes: config.max_body_bytes,
+    };
+    let running = receiver::start(receiver_config, batches_tx).await?;
+    let mut endpoints = Vec::new();
+    if let Some(addr) = running.http_addr {
+        endpoints.push(format!("OTLP/HTTP http://{addr}/v1/traces"));
+    }
+    if let Some(addr) = running.grpc_addr {
+        endpoints.push(format!("OTLP/gRPC {addr}"));
+    }
+    let stop_when = match config.duration {
+        Some(d) => format!("for {}", humantime::format_duration(d)),
+        None => "until Ctrl-C".to_owned(),
+    };
+    eprintln!("chokepoint: listening on {} {stop_when}", endpoints.join(" and "));
+    if let Some(path) = &config.out {
+        eprintln!("chokepoint: recording to {}", path.display());
+    }
+
+    let mut analysis = Analysis::default();
+    let mut assembler = Assembler::new(Limits::default());
+    let mut problems = Vec::new();
+    let mut spans = 0u64;
+    let deadline = async {
+        match config.duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    let mut ticker = tokio::time::interval(TICK);
+    let mut last_report = 0u64;
+    loop {
+        tokio::select! {
+            batch = batches.recv() => {
+                let Some(batch) = batch else { break };
+                spans += batch.len() as u64;
+                take(batch, recorder.as_mut(), &mut problems, &mut assembler, &mut analysis);
+            }
+            _ = ticker.tick() => {
+                assembler.tick(&mut |trace| analysis.add_trace(&trace));
+                if config.report.progress && spans != last_report {
+                    eprintln!("chokepoint: {spans} spans received");
+                    last_report = spans;
+                }
+            }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut deadline => break,
+        }
+    }
+    eprintln!("chokepoint: stopping; analysing {spans} spans");
+    running.stop().await;
+    while let Some(batch) = batches.recv().await {
+        spans += batch.len() as u64;
+        take(
+            batch,
+            recorder.as_mut(),
+            &mut problems,
+            &mut assembler,
+            &mut analysis,
+        );
+    }
+    if let Some(mut writer) = recorder {
+        if let Err(e) = writer.flush() {
+            problems.push(format!("recording: cannot write the --out file: {e}"));
+        }
+    }
+    let stats = assembler.finish(&mut |trace| analysis.add_trace(&trace));
+    let mut report = Report::new(analysis.finish());
+    report.inputs.push(Input {
+        source: endpoints.join(", "),
+        format: Some("OTLP".into()),
+        spans,
+    });
+    report.problems = problems;
+    report.warnings = assembly_warnings(&stats);
+    if spans == 0 {
+        report.warnings.push(
+            "no spans were received: point the service's exporter at the addresses above \
+             (OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318)"
+                .into(),
+        );
+    }
+    Ok(output::finish(&report, &config.report))
+}
+
+/// Records a batch and feeds it to the analysis.
+fn take(
+    batch: Batch,
+    recorder: Option<&mut BufWriter<File>>,
+    problems: &mut Vec<String>,
+    assembler: &mut Assembler,
+    analysis: &mut Analysis,
+) {
+    if let Some(writer) = recorder {
+        let mut record = Vec::new();
+        write_length_prefixed(
+            &encode_request(batch.iter().map(|(id, span)| (*id, span))),
+            &mut record,
+        );
+        if let Err(e) = writer.write_all(&record).and_then(|()| writer.flush()) {
+            if problems.is_empty() {
+                problems.push(format!(
+                    "recording: cannot write the --out file: {e}; analysis goes on"
+                ));
+            }
+        }
+    }
+    for (trace_id, span) in batch {
+        assembler.push(trace_id, span, &mut |trace| analysis.add_trace(&trace));
+    }
+}

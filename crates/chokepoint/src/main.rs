@@ -1,0 +1,44 @@
+//! The `chokepoint` command: parses arguments, wires collectors to the analysis and the
+//! renderers, prints, and chooses the exit code. Everything else lives in the library crates.
+
+mod args;
+mod listen;
+mod output;
+mod traces;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+use crate::args::{Cli, Command};
+
+/// Exit code: the analysis ran; no finding matched `--fail-on`.
+const EXIT_OK: u8 = 0;
+/// Exit code: a finding matched `--fail-on`.
+const EXIT_FINDINGS: u8 = 1;
+/// Exit code: bad input or usage — unreadable or empty input, bad arguments, a port in use.
+const EXIT_BAD_INPUT: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Traces(args) => args.validate().and_then(traces::run),
+        Command::Listen(args) => args.validate().and_then(listen::run),
+        Command::Detectors => {
+            output::print_detectors();
+            Ok(EXIT_OK)
+        }
+        Command::Explain { id } => output::explain(&id),
+        Command::Schema => {
+            print!("{}", chokepoint_report::schema());
+            Ok(EXIT_OK)
+        }
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! `chokepoint traces`: read trace files, assemble traces, analyse, report.
+
+use std::time::Duration;
+
+use chokepoint_detect::Analysis;
+use chokepoint_report::{Input, Report};
+use chokepoint_traces::{Assembler, AssemblyStats, Limits, ReadOptions, ReadReport, expand_paths, read_path};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::args::TracesConfig;
+use crate::output;
+
+/// Spans between progress updates.
+const PROGRESS_EVERY: u64 = 1 << 16;
+
+pub(crate) fn run(config: TracesConfig) -> anyhow::Result<u8> {
+    let files = expand_paths(&config.paths).map_err(|p| anyhow::anyhow!("{p}"))?;
+    let options = ReadOptions {
+        max_record_bytes: config.max_record_bytes,
+    };
+    let progress = progress_bar(config.report.progress);
+    let mut analysis = Analysis::default();
+    let mut assembler = Assembler::new(Limits::default());
+    let mut reads = Vec::new();
+    let mut spans_seen = 0u64;
+    for path in &files {
+        progress.set_message(format!("reading {}", path.display()));
+        let read = read_path(path, &options, &mut |trace_id, span| {
+            spans_seen += 1;
+            if spans_seen % PROGRESS_EVERY == 0 {
+                progress.set_position(spans_seen);
+            }
+            assembler.push(trace_id, span, &mut |trace| analysis.add_trace(&trace));
+        });
+        reads.push(read);
+    }
+    let stats = assembler.finish(&mut |trace| analysis.add_trace(&trace));
+    progress.finish_and_clear();
+    let report = build_report(analysis, &reads, &stats);
+    Ok(output::finish(&report, &config.report))
+}
+
+fn progress_bar(enabled: bool) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg}: {human_pos} spans ({per_sec})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+/// Puts the outcome and what reading found into one report.
+pub(crate) fn build_report(analysis: Analysis, reads: &[ReadReport], stats: &AssemblyStats) -> Report {
+    let mut report = Report::new(analysis.finish());
+    for read in reads {
+        report.inputs.push(Input {
+            source: read.source.clone(),
+            format: read.format.map(|f| f.to_string()),
+            spans: read.spans,
+        });
+        report
+            .problems
+            .extend(read.problems.iter().map(ToString::to_string));
+        if read.spans == 0 && read.problems.is_empty() {
+            let format = read
+                .format
+                .map_or("no recognisable format".to_owned(), |f| format!("read as {f}"));
+            let hint = read
+                .empty_hint
+                .as_deref()
+                .map_or(String::new(), |h| format!(": {h}"));
+            report
+                .warnings
+                .push(format!("{}: held no spans ({format}){hint}", read.source));
+        }
+    }
+    report.warnings.extend(assembly_warnings(stats));
+    report
+}
+
+/// Warnings about trace completeness.
+pub(crate) fn assembly_warnings(stats: &AssemblyStats) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if stats.orphan_spans > 0 {
+        warnings.push(format!(
+            "{} span(s) have a parent that is not in the input (e.g. in trace {}); each was analysed as the root of \
+             what lies below it. Export whole traces (all services, no sampling mid-trace) for complete findings.",
+            stats.orphan_spans,
+            stats.example_orphan_trace.map(|t| t.to_string()).unwrap_or_default()
+        ));
+    }
+    if stats.evicted_incomplete > 0 {
+        warnings.push(format!(
+            "{} trace(s) were analysed before their root span arrived, to bound memory; their findings may be partial.",
+            stats.evicted_incomplete
+        ));
+    }
+    warnings
+}

@@ -1,0 +1,127 @@
+//! Renders a chokepoint [`Report`] as text for a terminal, JSON for tools, or Markdown for a
+//! pull request or a ticket. Renderers only render: every number and every word of a finding
+//! was decided by a detector or the ranker.
+//!
+//! ```
+//! use chokepoint_detect::Analysis;
+//! use chokepoint_report::{render_json, render_text, Report};
+//!
+//! let report = Report::new(Analysis::default().finish());
+//! assert!(render_text(&report, false).contains("No bottleneck found"));
+//! assert!(render_json(&report).contains("\"bottleneck\": null"));
+//! ```
+
+mod json;
+mod markdown;
+mod text;
+
+pub use json::{render_json, schema};
+pub use markdown::render_markdown;
+pub use text::render_text;
+
+use chokepoint_detect::{Finding, Outcome, Skipped, Summary};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The report: the JSON output's top level, and what every renderer reads.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Report {
+    /// The version of chokepoint that wrote it.
+    pub chokepoint_version: String,
+    /// The bottleneck: the first ranked finding, or `null` when there is none.
+    pub bottleneck: Option<Finding>,
+    /// All findings, ranked by recoverable service time (the first is the bottleneck).
+    pub findings: Vec<Finding>,
+    /// Detectors that had no evidence to look at: not a clean bill of health.
+    pub skipped: Vec<Skipped>,
+    /// What was analysed.
+    pub summary: Summary,
+    /// Each input read, and what came of it.
+    pub inputs: Vec<Input>,
+    /// Input that could not be read, with its position (file, line or byte, record).
+    pub problems: Vec<String>,
+    /// Things to know that are not errors (orphan spans, inputs with no spans).
+    pub warnings: Vec<String>,
+}
+
+/// One input source.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Input {
+    /// The path, `-` for standard input, or the receiver's addresses.
+    pub source: String,
+    /// The format recognised (`OTLP/JSON`, `OTLP/protobuf`, `Jaeger JSON`, `Zipkin v2 JSON`).
+    pub format: Option<String>,
+    /// Spans read from it.
+    pub spans: u64,
+}
+
+impl Report {
+    /// A report of an analysis outcome, with no inputs, problems or warnings yet.
+    pub fn new(outcome: Outcome) -> Report {
+        Report {
+            chokepoint_version: env!("CARGO_PKG_VERSION").to_owned(),
+            bottleneck: outcome.findings.first().cloned(),
+            findings: outcome.findings,
+            skipped: outcome.skipped,
+            summary: outcome.summary,
+            inputs: Vec::new(),
+            problems: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// "1.2 s", "340 ms", "0.8 ms": a duration in ms, readable.
+pub(crate) fn duration(ms: f64) -> String {
+    if ms >= 10_000.0 {
+        format!("{:.0} s", ms / 1e3)
+    } else if ms >= 1_000.0 {
+        format!("{:.1} s", ms / 1e3)
+    } else if ms >= 10.0 {
+        format!("{ms:.0} ms")
+    } else {
+        format!("{ms:.1} ms")
+    }
+}
+
+/// "12 %" from a share.
+pub(crate) fn percent(share: f64) -> String {
+    if share > 0.0 && share < 0.01 {
+        "<1 %".to_owned()
+    } else {
+        format!("{:.0} %", share * 100.0)
+    }
+}
+
+/// The evidence line: affected requests, occurrences, example traces.
+pub(crate) fn evidence_line(finding: &Finding) -> String {
+    let e = &finding.evidence;
+    let mut line = format!(
+        "{} of {} requests, {} occurrence{}",
+        e.affected_requests,
+        e.endpoint_requests,
+        e.occurrences,
+        if e.occurrences == 1 { "" } else { "s" }
+    );
+    if !e.example_trace_ids.is_empty() {
+        line.push_str("; traces ");
+        line.push_str(&e.example_trace_ids.join(", "));
+    }
+    line
+}
+
+/// The closing summary line.
+pub(crate) fn summary_line(report: &Report) -> String {
+    let s = &report.summary;
+    let sources = report.inputs.len();
+    format!(
+        "Analysed {} spans in {} traces ({} requests to {} endpoints) over {:.1} s of traffic from {} source{}.",
+        s.spans,
+        s.traces,
+        s.requests,
+        s.endpoints,
+        s.window_s,
+        sources,
+        if sources == 1 { "" } else { "s" }
+    )
+}
