@@ -7,7 +7,7 @@
 //! use chokepoint_report::{render_json, render_text, Report};
 //!
 //! let report = Report::new(Analysis::default().finish());
-//! assert!(render_text(&report, false).contains("No bottleneck found"));
+//! assert!(render_text(&report, false).contains("No spans were analysed"));
 //! assert!(render_json(&report).contains("\"bottleneck\": null"));
 //! ```
 
@@ -113,15 +113,19 @@ pub(crate) fn evidence_line(finding: &Finding) -> String {
 /// The closing summary line.
 pub(crate) fn summary_line(report: &Report) -> String {
     let s = &report.summary;
-    let sources = report.inputs.len();
-    format!(
-        "Analysed {} spans in {} traces ({} requests to {} endpoints) over {:.1} s of traffic from {} source{}.",
-        s.spans,
-        s.traces,
-        s.requests,
-        s.endpoints,
+    let plural = |n: u64, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    let mut line = format!(
+        "Analysed {} in {} ({} to {}) over {:.1} s of traffic",
+        plural(s.spans, "span"),
+        plural(s.traces, "trace"),
+        plural(s.requests, "request"),
+        plural(s.endpoints, "endpoint"),
         s.window_s,
-        sources,
-        if sources == 1 { "" } else { "s" }
-    )
+    );
+    if !report.inputs.is_empty() {
+        line.push_str(" from ");
+        line.push_str(&plural(report.inputs.len() as u64, "source"));
+    }
+    line.push('.');
+    line
 }

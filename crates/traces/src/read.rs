@@ -257,23 +257,22 @@ struct Counted<R> {
 }
 
 impl<R: BufRead> Counted<R> {
-    /// Skips whitespace and a UTF-8 byte order mark; returns the next byte, if any.
+    /// The first byte that is not whitespace or a UTF-8 byte order mark, if any. Consumes
+    /// nothing unless a whole buffer is blank (a protobuf message may begin with a byte that
+    /// looks like a newline).
     fn peek_non_space(&mut self) -> io::Result<Option<u8>> {
         loop {
             let buf = self.inner.fill_buf()?;
             if buf.is_empty() {
                 return Ok(None);
             }
-            let skip = if buf.starts_with(&[0xef, 0xbb, 0xbf]) {
-                3
-            } else {
-                buf.iter().take_while(|b| b.is_ascii_whitespace()).count()
-            };
-            if skip == 0 {
-                return Ok(Some(buf[0]));
+            let body = buf.strip_prefix(&[0xef, 0xbb, 0xbf][..]).unwrap_or(buf);
+            if let Some(&byte) = body.iter().find(|b| !b.is_ascii_whitespace()) {
+                return Ok(Some(byte));
             }
-            self.inner.consume(skip);
-            self.offset += skip as u64;
+            let blank = buf.len();
+            self.inner.consume(blank);
+            self.offset += blank as u64;
         }
     }
 
@@ -434,6 +433,9 @@ fn read_json(
                 );
                 continue;
             }
+        }
+        if line_no == 1 && line.starts_with(&[0xef, 0xbb, 0xbf]) {
+            line.drain(..3);
         }
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;

@@ -1,0 +1,303 @@
+//! The `chokepoint` binary as a user runs it: the bundled examples, every output format, exit
+//! codes, bad input, standard input, and the documentation commands.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn chokepoint(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .args(args)
+        .current_dir(root())
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("chokepoint runs")
+}
+
+fn chokepoint_stdin(args: &[&str], input: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .args(args)
+        .current_dir(root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("chokepoint runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("write stdin");
+    child.wait_with_output().expect("chokepoint ends")
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stdout)))
+}
+
+fn detectors_found(report: &serde_json::Value) -> Vec<String> {
+    report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| f["detector"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+#[test]
+fn the_bundled_example_names_the_bottleneck() {
+    let output = chokepoint(&["traces", "examples/shop.otlp.jsonl"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.starts_with("Bottleneck: slow-query — "), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "no colour when stdout is not a terminal"
+    );
+    for id in [
+        "n-plus-one",
+        "sequential-calls",
+        "unbounded-result",
+        "large-payload",
+        "connection-churn",
+        "network-latency",
+    ] {
+        assert!(text.contains(id), "{id} missing from\n{text}");
+    }
+}
+
+#[test]
+fn json_output_follows_the_contract() {
+    let output = chokepoint(&["traces", "examples/shop.otlp.jsonl", "--format", "json"]);
+    assert_eq!(output.status.code(), Some(0));
+    let report = json(&output);
+    assert_eq!(report["bottleneck"], report["findings"][0]);
+    let found = detectors_found(&report);
+    assert_eq!(found.len(), 8, "{found:?}");
+    for finding in report["findings"].as_array().expect("findings") {
+        for key in [
+            "detector",
+            "title",
+            "service",
+            "endpoint",
+            "location",
+            "impact",
+            "evidence",
+            "confidence",
+            "fix",
+            "assumptions",
+        ] {
+            assert!(!finding[key].is_null(), "{key} missing in {finding}");
+        }
+        assert!(
+            finding["impact"]["saved_ms_per_request"]
+                .as_f64()
+                .expect("number")
+                > 0.0
+        );
+        assert!(finding["impact"]["recoverable_s_per_s"].as_f64().expect("number") > 0.0);
+        assert!(
+            !finding["evidence"]["example_trace_ids"]
+                .as_array()
+                .expect("ids")
+                .is_empty()
+        );
+    }
+    let ranked: Vec<f64> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| f["impact"]["recoverable_s_per_s"].as_f64().expect("number"))
+        .collect();
+    assert!(ranked.windows(2).all(|w| w[0] >= w[1]), "{ranked:?}");
+    assert_eq!(report["summary"]["spans"], 280);
+}
+
+#[test]
+fn the_schema_in_docs_is_the_one_the_binary_writes() {
+    let output = chokepoint(&["schema"]);
+    let documented =
+        std::fs::read_to_string(root().join("docs/report.schema.json")).expect("docs/report.schema.json");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        documented,
+        "docs/report.schema.json is stale: run `cargo run -p chokepoint -- schema > docs/report.schema.json`"
+    );
+}
+
+#[test]
+fn markdown_output_has_the_table_and_the_fixes() {
+    let output = chokepoint(&["traces", "examples/shop.otlp.jsonl", "--format", "markdown"]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.starts_with("# chokepoint report\n\n**Bottleneck: `slow-query`**"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| 1 | `slow-query` | GET /users/search |"),
+        "{text}"
+    );
+    assert!(
+        text.contains("- **Fix:** Load all the `items` rows in one query"),
+        "{text}"
+    );
+}
+
+#[test]
+fn colour_is_used_when_asked() {
+    let output = chokepoint(&["traces", "examples/shop.otlp.jsonl", "--color", "always"]);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("\u{1b}["));
+}
+
+#[test]
+fn fail_on_sets_exit_code_one() {
+    assert_eq!(
+        chokepoint(&["traces", "examples/shop.otlp.jsonl", "--fail-on", "n-plus-one"])
+            .status
+            .code(),
+        Some(1)
+    );
+    assert_eq!(
+        chokepoint(&["traces", "examples/shop.otlp.jsonl", "--fail-on", "any"])
+            .status
+            .code(),
+        Some(1)
+    );
+    let jaeger = "crates/traces/tests/data/jaeger.json";
+    assert_eq!(
+        chokepoint(&["traces", jaeger, "--fail-on", "slow-query"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let bad = chokepoint(&["traces", jaeger, "--fail-on", "n-plus-two"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a detector id"));
+}
+
+#[test]
+fn reads_standard_input() {
+    let input = std::fs::read(root().join("examples/shop.otlp.jsonl")).expect("example");
+    let output = chokepoint_stdin(&["traces", "-", "--format", "json"], &input);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(json(&output)["inputs"][0]["source"], "-");
+    assert_eq!(json(&output)["summary"]["spans"], 280);
+}
+
+#[test]
+fn reads_a_folder_of_every_format() {
+    let output = chokepoint(&["traces", "crates/traces/tests/data", "--format", "json"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = json(&output);
+    let formats: Vec<&str> = report["inputs"]
+        .as_array()
+        .expect("inputs")
+        .iter()
+        .map(|i| i["format"].as_str().expect("format"))
+        .collect();
+    assert_eq!(
+        formats,
+        [
+            "Jaeger JSON",
+            "OTLP/JSON",
+            "OTLP/protobuf",
+            "OTLP/JSON",
+            "Zipkin v2 JSON"
+        ]
+    );
+}
+
+#[test]
+fn bad_input_exits_two_and_still_reports_what_was_readable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let example = std::fs::read_to_string(root().join("examples/shop.otlp.jsonl")).expect("example");
+    let truncated = dir.path().join("truncated.jsonl");
+    std::fs::write(&truncated, &example[..example.len() - 2000]).expect("write");
+    let output = chokepoint(&["traces", truncated.to_str().expect("path"), "--format", "json"]);
+    assert_eq!(output.status.code(), Some(2));
+    let report = json(&output);
+    assert!(
+        !detectors_found(&report).is_empty(),
+        "findings from the readable part"
+    );
+    let problem = report["problems"][0].as_str().expect("problem");
+    assert!(problem.contains("truncated.jsonl: line "), "{problem}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("the JSON ends early"),
+        "problems also go to stderr"
+    );
+}
+
+#[test]
+fn an_input_with_no_spans_is_a_warning_and_exit_two() {
+    let output = chokepoint_stdin(&["traces", "-"], br#"{"resource_spans":[]}"#);
+    assert_eq!(output.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("No spans were analysed: there is no verdict."),
+        "{text}"
+    );
+    assert!(
+        text.contains("warning: -: held no spans (read as OTLP/JSON): its keys are snake_case"),
+        "{text}"
+    );
+}
+
+#[test]
+fn orphan_spans_are_analysed_and_reported() {
+    // Only the database spans of a trace: their parent (the server span) was not exported.
+    let line = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","parentSpanId":"0102030405060708","name":"SELECT","kind":3,"startTimeUnixNano":"1000","endTimeUnixNano":"2000000","attributes":[{"key":"db.statement","value":{"stringValue":"SELECT 1"}}]}]}]}]}"#;
+    let output = chokepoint_stdin(&["traces", "-"], line.as_bytes());
+    assert_eq!(output.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("1 span(s) have a parent that is not in the input (e.g. in trace 5b8efff798038103d269b633813fc60c)"), "{text}");
+}
+
+#[test]
+fn detectors_and_explain_document_every_id() {
+    let list = String::from_utf8_lossy(&chokepoint(&["detectors"]).stdout).into_owned();
+    for id in [
+        "n-plus-one",
+        "sequential-calls",
+        "slow-query",
+        "unbounded-result",
+        "large-payload",
+        "connection-churn",
+        "network-latency",
+    ] {
+        assert!(list.contains(id), "{id}");
+        let explain = chokepoint(&["explain", id]);
+        assert_eq!(explain.status.code(), Some(0));
+        let doc = String::from_utf8_lossy(&explain.stdout);
+        assert!(doc.starts_with(&format!("# {id} — ")), "{doc}");
+        assert!(doc.contains("# Typical fix"), "{doc}");
+    }
+    let unknown = chokepoint(&["explain", "n-plus-two"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("the detectors are: n-plus-one"));
+}
+
+#[test]
+fn help_has_examples_and_exit_codes() {
+    let help = String::from_utf8_lossy(&chokepoint(&["traces", "--help"]).stdout).into_owned();
+    assert!(
+        help.contains("Examples:") && help.contains("Exit codes:"),
+        "{help}"
+    );
+}
