@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::args::ListenConfig;
 use crate::output;
-use crate::traces::assembly_warnings;
+use crate::traces::{assembly_warnings, orphan_warning};
 
 /// Batches waiting between the receiver and the analysis before senders wait.
 const CHANNEL_BATCHES: usize = 256;
@@ -118,6 +118,7 @@ async fn listen(config: ListenConfig) -> anyhow::Result<u8> {
     });
     report.problems = problems;
     report.warnings = assembly_warnings(&stats);
+    report.warnings.extend(orphan_warning(&report));
     if spans == 0 {
         report.warnings.push(
             "no spans were received: point the service's exporter at the addresses above \

@@ -12,6 +12,11 @@ use clap::Parser as _;
 
 use crate::args::{Cli, Command};
 
+/// Spans are allocated on the reading thread and freed on the analysis thread; glibc's
+/// allocator serializes that on a lock, mimalloc does not.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code: the analysis ran; no finding matched `--fail-on`.
 const EXIT_OK: u8 = 0;
 /// Exit code: a finding matched `--fail-on`.

@@ -1,8 +1,10 @@
 //! `chokepoint traces`: read trace files, assemble traces, analyse, report.
 
+use std::sync::mpsc;
 use std::time::Duration;
 
 use chokepoint_detect::Analysis;
+use chokepoint_evidence::Trace;
 use chokepoint_report::{Input, Report};
 use chokepoint_traces::{Assembler, AssemblyStats, Limits, ReadOptions, ReadReport, expand_paths, read_path};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -12,6 +14,10 @@ use crate::output;
 
 /// Spans between progress updates.
 const PROGRESS_EVERY: u64 = 1 << 16;
+/// Traces handed from the reading thread to the analysis at a time.
+const TRACES_PER_CHUNK: usize = 256;
+/// Chunks waiting for the analysis before the reader waits (bounds memory).
+const CHUNKS_IN_FLIGHT: usize = 16;
 
 pub(crate) fn run(config: TracesConfig) -> anyhow::Result<u8> {
     let files = expand_paths(&config.paths).map_err(|p| anyhow::anyhow!("{p}"))?;
@@ -20,21 +26,45 @@ pub(crate) fn run(config: TracesConfig) -> anyhow::Result<u8> {
     };
     let progress = progress_bar(config.report.progress);
     let mut analysis = Analysis::default();
-    let mut assembler = Assembler::new(Limits::default());
-    let mut reads = Vec::new();
-    let mut spans_seen = 0u64;
-    for path in &files {
-        progress.set_message(format!("reading {}", path.display()));
-        let read = read_path(path, &options, &mut |trace_id, span| {
-            spans_seen += 1;
-            if spans_seen % PROGRESS_EVERY == 0 {
-                progress.set_position(spans_seen);
+    // Two stages on two threads: decoding and assembly, then the detectors.
+    let (traces_tx, traces_rx) = mpsc::sync_channel::<Vec<Trace>>(CHUNKS_IN_FLIGHT);
+    let (reads, stats) = std::thread::scope(|scope| {
+        let (files, options, progress) = (&files, &options, &progress);
+        let reader = scope.spawn(move || {
+            let mut assembler = Assembler::new(Limits::default());
+            let mut chunk = Vec::with_capacity(TRACES_PER_CHUNK);
+            let send = |trace: Trace, chunk: &mut Vec<Trace>| {
+                chunk.push(trace);
+                if chunk.len() >= TRACES_PER_CHUNK {
+                    // The receiver only goes away if the analysis panicked; nothing to do then.
+                    let _ = traces_tx.send(std::mem::take(chunk));
+                }
+            };
+            let mut reads = Vec::new();
+            let mut spans_seen = 0u64;
+            for path in files {
+                progress.set_message(format!("reading {}", path.display()));
+                let read = read_path(path, options, &mut |trace_id, span| {
+                    spans_seen += 1;
+                    if spans_seen % PROGRESS_EVERY == 0 {
+                        progress.set_position(spans_seen);
+                    }
+                    assembler.push(trace_id, span, &mut |trace| send(trace, &mut chunk));
+                });
+                reads.push(read);
             }
-            assembler.push(trace_id, span, &mut |trace| analysis.add_trace(&trace));
+            let stats = assembler.finish(&mut |trace| send(trace, &mut chunk));
+            let _ = traces_tx.send(chunk);
+            (reads, stats)
         });
-        reads.push(read);
-    }
-    let stats = assembler.finish(&mut |trace| analysis.add_trace(&trace));
+        for chunk in &traces_rx {
+            for trace in &chunk {
+                analysis.add_trace(trace);
+            }
+        }
+        reader.join()
+    })
+    .map_err(|_| anyhow::anyhow!("the reading thread failed"))?;
     progress.finish_and_clear();
     let report = build_report(analysis, &reads, &stats);
     Ok(output::finish(&report, &config.report))
@@ -79,20 +109,26 @@ pub(crate) fn build_report(analysis: Analysis, reads: &[ReadReport], stats: &Ass
         }
     }
     report.warnings.extend(assembly_warnings(stats));
+    report.warnings.extend(orphan_warning(&report));
     report
+}
+
+/// The warning for spans whose parent is missing, if any.
+pub(crate) fn orphan_warning(report: &Report) -> Option<String> {
+    let summary = &report.summary;
+    (summary.orphan_spans > 0).then(|| {
+        format!(
+            "{} span(s) have a parent that is not in the input (e.g. in trace {}); each was analysed as the root of \
+             what lies below it. Export whole traces (all services, no sampling mid-trace) for complete findings.",
+            summary.orphan_spans,
+            summary.example_orphan_trace.as_deref().unwrap_or("?")
+        )
+    })
 }
 
 /// Warnings about trace completeness.
 pub(crate) fn assembly_warnings(stats: &AssemblyStats) -> Vec<String> {
     let mut warnings = Vec::new();
-    if stats.orphan_spans > 0 {
-        warnings.push(format!(
-            "{} span(s) have a parent that is not in the input (e.g. in trace {}); each was analysed as the root of \
-             what lies below it. Export whole traces (all services, no sampling mid-trace) for complete findings.",
-            stats.orphan_spans,
-            stats.example_orphan_trace.map(|t| t.to_string()).unwrap_or_default()
-        ));
-    }
     if stats.evicted_incomplete > 0 {
         warnings.push(format!(
             "{} trace(s) were analysed before their root span arrived, to bound memory; their findings may be partial.",

@@ -1,7 +1,9 @@
 //! Aggregation across traces: each trace is looked at once and dropped; what remains are
 //! mergeable aggregates per (detector, endpoint, key), turned into findings at the end.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use hashbrown::HashMap;
 use std::sync::Arc;
 
 use chokepoint_evidence::{Trace, TraceId};
@@ -134,8 +136,38 @@ struct EndpointStats {
     time_ns: u128,
 }
 
-/// (detector index, service, endpoint, key).
-type GroupKey = (usize, Arc<str>, String, String);
+/// Everything kept about one endpoint: its totals and, per detector, its groups by key.
+#[derive(Default)]
+struct EndpointEntry {
+    stats: EndpointStats,
+    groups: Vec<HashMap<String, Group>>,
+}
+
+impl EndpointEntry {
+    fn merge_group(&mut self, detector: usize, key: &str, group: Group) {
+        if self.groups.len() <= detector {
+            self.groups.resize_with(TRACE_DETECTORS.len(), HashMap::new);
+        }
+        match self.groups[detector].get_mut(key) {
+            Some(existing) => existing.merge(group),
+            None => {
+                self.groups[detector].insert(key.to_owned(), group);
+            }
+        }
+    }
+}
+
+/// service → endpoint → entry; looked up by borrowed names, so a known endpoint costs no
+/// allocation per request.
+type Endpoints = HashMap<String, HashMap<String, EndpointEntry>>;
+
+fn endpoint_entry<'e>(endpoints: &'e mut Endpoints, service: &str, endpoint: &str) -> &'e mut EndpointEntry {
+    endpoints
+        .entry_ref(service)
+        .or_default()
+        .entry_ref(endpoint)
+        .or_default()
+}
 
 /// A group as a detector sees it when concluding.
 pub(crate) struct GroupView<'a> {
@@ -205,6 +237,11 @@ pub struct Summary {
     pub window_s: f64,
     /// Candidate findings dropped by the noise gate (too few affected requests).
     pub below_noise_gate: u64,
+    /// Spans whose parent is not in the evidence (not exported, sampled out, or lost); each is
+    /// analysed as the root of what lies below it.
+    pub orphan_spans: u64,
+    /// A trace with such a span, to look at.
+    pub example_orphan_trace: Option<String>,
 }
 
 /// The result of an analysis: ranked findings, detectors skipped, and a summary.
@@ -230,14 +267,16 @@ pub struct Outcome {
 /// ```
 #[derive(Default)]
 pub struct Analysis {
-    groups: HashMap<GroupKey, Group>,
-    endpoints: HashMap<(Arc<str>, String), EndpointStats>,
+    endpoints: Endpoints,
     evaluated: Vec<u64>,
     window_ns: Option<(u64, u64)>,
     traces: u64,
     spans: u64,
     requests: u64,
-    statements: HashMap<String, Arc<Statement>>,
+    orphan_spans: u64,
+    example_orphan_trace: Option<TraceId>,
+    statements: HashMap<u64, Arc<Statement>>,
+    unkeyed_statements: HashMap<String, Arc<Statement>>,
 }
 
 impl Analysis {
@@ -259,25 +298,32 @@ impl Analysis {
         if self.statements.len() > STATEMENT_CACHE_ENTRIES {
             self.statements.clear();
         }
-        let cache = &mut self.statements;
-        let index = TraceIndex::new(trace, &mut |text| {
-            if let Some(statement) = cache.get(text) {
-                return Arc::clone(statement);
-            }
-            let statement = Arc::new(sql::normalize(text));
-            cache.insert(text.to_owned(), Arc::clone(&statement));
-            statement
+        if self.unkeyed_statements.len() > STATEMENT_CACHE_ENTRIES {
+            self.unkeyed_statements.clear();
+        }
+        let (cache, unkeyed) = (&mut self.statements, &mut self.unkeyed_statements);
+        let index = TraceIndex::new(trace, &mut |text| match sql::literal_blind_key(text) {
+            Some(key) => Arc::clone(cache.entry(key).or_insert_with(|| Arc::new(sql::normalize(text)))),
+            None => match unkeyed.get(text) {
+                Some(statement) => Arc::clone(statement),
+                None => {
+                    let statement = Arc::new(sql::normalize(text));
+                    unkeyed.insert(text.to_owned(), Arc::clone(&statement));
+                    statement
+                }
+            },
         });
+        if index.orphans > 0 {
+            self.orphan_spans += index.orphans;
+            self.example_orphan_trace.get_or_insert(trace.trace_id);
+        }
         let mut observations = Vec::new();
         for request in index.requests() {
             self.requests += 1;
             let root = request.root_span();
-            let endpoint = self
-                .endpoints
-                .entry((Arc::clone(&root.service), request.endpoint.clone()))
-                .or_default();
-            endpoint.requests += 1;
-            endpoint.time_ns += u128::from(root.duration_nano());
+            let entry = endpoint_entry(&mut self.endpoints, &root.service, &request.endpoint);
+            entry.stats.requests += 1;
+            entry.stats.time_ns += u128::from(root.duration_nano());
             for (d, detector) in TRACE_DETECTORS.iter().enumerate() {
                 observations.clear();
                 detector.observe(
@@ -307,18 +353,7 @@ impl Analysis {
                     }
                 }
                 for (key, group) in per_key {
-                    let group_key = (
-                        d,
-                        Arc::clone(&root.service),
-                        request.endpoint.clone(),
-                        key.to_owned(),
-                    );
-                    match self.groups.get_mut(&group_key) {
-                        Some(existing) => existing.merge(group),
-                        None => {
-                            self.groups.insert(group_key, group);
-                        }
-                    }
+                    entry.merge_group(d, key, group);
                 }
             }
         }
@@ -330,18 +365,17 @@ impl Analysis {
         for (d, count) in other.evaluated.into_iter().enumerate() {
             self.evaluated[d] += count;
         }
-        for (key, group) in other.groups {
-            match self.groups.get_mut(&key) {
-                Some(existing) => existing.merge(group),
-                None => {
-                    self.groups.insert(key, group);
+        for (service, by_name) in other.endpoints {
+            for (endpoint, theirs) in by_name {
+                let mine = endpoint_entry(&mut self.endpoints, &service, &endpoint);
+                mine.stats.requests += theirs.stats.requests;
+                mine.stats.time_ns += theirs.stats.time_ns;
+                for (d, groups) in theirs.groups.into_iter().enumerate() {
+                    for (key, group) in groups {
+                        mine.merge_group(d, &key, group);
+                    }
                 }
             }
-        }
-        for (key, stats) in other.endpoints {
-            let mine = self.endpoints.entry(key).or_default();
-            mine.requests += stats.requests;
-            mine.time_ns += stats.time_ns;
         }
         self.window_ns = match (self.window_ns, other.window_ns) {
             (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
@@ -350,6 +384,8 @@ impl Analysis {
         self.traces += other.traces;
         self.spans += other.spans;
         self.requests += other.requests;
+        self.orphan_spans += other.orphan_spans;
+        self.example_orphan_trace = self.example_orphan_trace.or(other.example_orphan_trace);
     }
 
     /// Concludes: findings (noise-gated and ranked), skipped detectors, summary.
@@ -360,12 +396,16 @@ impl Analysis {
             .map_or(0.0, |(first, last)| last.saturating_sub(first) as f64 / 1e9);
         let mut findings = Vec::new();
         let mut below_noise_gate = 0;
-        for ((d, service, endpoint, key), group) in &self.groups {
-            let stats = self
-                .endpoints
-                .get(&(Arc::clone(service), endpoint.clone()))
-                .copied()
-                .unwrap_or_default();
+        let groups = self.endpoints.iter().flat_map(|(service, by_name)| {
+            by_name.iter().flat_map(move |(endpoint, entry)| {
+                entry.groups.iter().enumerate().flat_map(move |(d, groups)| {
+                    groups
+                        .iter()
+                        .map(move |(key, group)| (d, service, endpoint, key, group, entry.stats))
+                })
+            })
+        });
+        for (d, service, endpoint, key, group, stats) in groups {
             let share = group.requests as f64 / stats.requests.max(1) as f64;
             if group.requests < MIN_AFFECTED_REQUESTS || share < MIN_AFFECTED_SHARE {
                 below_noise_gate += 1;
@@ -381,7 +421,7 @@ impl Analysis {
                 saved_ms_per_request: group.saved_ns as f64 / 1e6 / group.requests as f64,
                 metrics: &group.metrics,
             };
-            let detector = TRACE_DETECTORS[*d];
+            let detector = TRACE_DETECTORS[d];
             let Some(conclusion) = detector.conclude(&view) else {
                 below_noise_gate += 1;
                 continue;
@@ -413,9 +453,11 @@ impl Analysis {
                 traces: self.traces,
                 spans: self.spans,
                 requests: self.requests,
-                endpoints: self.endpoints.len() as u64,
+                endpoints: self.endpoints.values().map(|by_name| by_name.len() as u64).sum(),
                 window_s,
                 below_noise_gate,
+                orphan_spans: self.orphan_spans,
+                example_orphan_trace: self.example_orphan_trace.map(|t| t.to_string()),
             },
         }
     }

@@ -1,7 +1,7 @@
 //! A trace seen as requests: each server span with the work it did locally, plus the semantic
 //! conventions detectors use to recognise database statements, HTTP calls and connects.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::sync::Arc;
 
 use chokepoint_evidence::{Span, SpanId, SpanKind, Trace};
@@ -33,6 +33,9 @@ pub(crate) struct TraceIndex<'a> {
     children: Vec<Vec<usize>>,
     parent: Vec<Option<usize>>,
     statements: Vec<Option<Arc<Statement>>>,
+    http_calls: Vec<Option<HttpCall>>,
+    /// Spans whose parent is not in the trace.
+    pub(crate) orphans: u64,
 }
 
 impl<'a> TraceIndex<'a> {
@@ -47,12 +50,15 @@ impl<'a> TraceIndex<'a> {
             .collect();
         let mut children = vec![Vec::new(); trace.spans.len()];
         let mut parent = vec![None; trace.spans.len()];
+        let mut orphans = 0;
         for (i, span) in trace.spans.iter().enumerate() {
-            if let Some(&p) = span.parent_span_id.and_then(|id| by_id.get(&id)) {
-                if p != i {
+            match span.parent_span_id.map(|id| by_id.get(&id)) {
+                Some(Some(&p)) if p != i => {
                     children[p].push(i);
                     parent[i] = Some(p);
                 }
+                Some(None) => orphans += 1,
+                _ => {}
             }
         }
         for list in &mut children {
@@ -63,11 +69,14 @@ impl<'a> TraceIndex<'a> {
             .iter()
             .map(|span| db_statement_text(span).map(&mut *normalize))
             .collect();
+        let http_calls = trace.spans.iter().map(http_call).collect();
         TraceIndex {
             trace,
             children,
             parent,
             statements,
+            http_calls,
+            orphans,
         }
     }
 
@@ -127,6 +136,11 @@ impl<'a> Request<'a> {
     /// The normalized statement of a database span.
     pub(crate) fn statement(&self, i: usize) -> Option<&'a Statement> {
         self.index.statements[i].as_deref()
+    }
+
+    /// The outgoing HTTP call a client span made.
+    pub(crate) fn http_call(&self, i: usize) -> Option<&'a HttpCall> {
+        self.index.http_calls[i].as_ref()
     }
 
     /// Direct children of a span, in start order (including other services' server spans).
@@ -264,17 +278,11 @@ pub(crate) fn peer(span: &Span) -> Option<String> {
 /// If a span opens a connection (TCP connect, TLS handshake, database login), the peer it
 /// connects to.
 pub(crate) fn connect_peer(span: &Span) -> Option<String> {
-    let name = span.name.to_ascii_lowercase();
-    let operation = span
-        .attr_str_any(&["db.operation.name", "db.operation"])
-        .map(str::to_ascii_lowercase)
-        .unwrap_or_default();
-    let is_connect = name == "connect"
-        || name.ends_with(".connect")
-        || name.starts_with("connect ")
-        || name.contains("handshake")
-        || operation == "connect";
-    if !is_connect {
+    if !looks_like_connect(&span.name)
+        && !span
+            .attr_str_any(&["db.operation.name", "db.operation"])
+            .is_some_and(|operation| operation.eq_ignore_ascii_case("connect"))
+    {
         return None;
     }
     let database = span.attr_str_any(&["db.namespace", "db.name"]);
@@ -284,6 +292,16 @@ pub(crate) fn connect_peer(span: &Span) -> Option<String> {
         (None, Some(db)) => db.to_owned(),
         (None, None) => span.name.clone(),
     })
+}
+
+/// Span names of connects and handshakes: `connect`, `psycopg.connect`, `connect db`,
+/// `TLS handshake`.
+fn looks_like_connect(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    bytes.eq_ignore_ascii_case(b"connect")
+        || (bytes.len() > 8 && bytes[bytes.len() - 8..].eq_ignore_ascii_case(b".connect"))
+        || (bytes.len() > 8 && bytes[..8].eq_ignore_ascii_case(b"connect "))
+        || bytes.windows(9).any(|w| w.eq_ignore_ascii_case(b"handshake"))
 }
 
 /// Connection-pool bookkeeping spans (checkout, acquire, connect) that sit between a handler and

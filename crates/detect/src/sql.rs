@@ -63,6 +63,44 @@ pub fn normalize(sql: &str) -> Statement {
     }
 }
 
+/// A key under which statements that differ only in numeric and string literal values meet, so
+/// a cache can skip re-normalizing them: a 64-bit hash of the text with digit runs that do not
+/// continue an identifier, and the contents of `'…'` strings, blanked. `None` when the text has
+/// escapes, dollar quoting or non-ASCII characters, where this quick scan could misread where a
+/// string ends.
+pub fn literal_blind_key(sql: &str) -> Option<u64> {
+    let bytes = sql.as_bytes();
+    if !sql.is_ascii() || bytes.contains(&b'\\') || sql.contains("$$") {
+        return None;
+    }
+    let mut hasher = xxhash_rust::xxh3::Xxh3Default::new();
+    let mut in_string = false;
+    let mut previous = b' ';
+    let mut run_start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let blank = if in_string {
+            in_string = b != b'\'';
+            in_string
+        } else if b == b'\'' {
+            in_string = true;
+            false
+        } else {
+            b.is_ascii_digit()
+                && (previous == b'#' || !(previous.is_ascii_alphanumeric() || previous == b'_'))
+        };
+        if blank {
+            if run_start < i {
+                hasher.update(&bytes[run_start..i]);
+                hasher.update(b"\0");
+            }
+            run_start = i + 1;
+        }
+        previous = if blank && !in_string { b'#' } else { b };
+    }
+    hasher.update(&bytes[run_start..]);
+    Some(hasher.digest())
+}
+
 /// Replaces psycopg/DB-API placeholders (`%s`, `%(name)s`) with `?`: the tokenizer would read
 /// them as a modulo operator.
 fn replace_pyformat(sql: &str) -> std::borrow::Cow<'_, str> {
@@ -549,6 +587,37 @@ mod tests {
         let page = normalize("SELECT * FROM events WHERE id > 500 ORDER BY id LIMIT 100");
         assert!(page.has_limit && page.keyset_pagination);
         assert!(!normalize("SELECT * FROM events WHERE id = 5 LIMIT 1").keyset_pagination);
+    }
+
+    #[test]
+    fn literal_blind_keys_meet_only_where_normalization_does() {
+        let key = |s| literal_blind_key(s).expect("plain ASCII");
+        assert_eq!(key("SELECT 1"), key("SELECT 22"));
+        assert_ne!(key("SELECT 1"), key("SELECT 1, 2"));
+        assert_eq!(
+            key("SELECT * FROM t WHERE id = 12 AND s = 'its'"),
+            key("SELECT * FROM t WHERE id = 7 AND s = 'x'")
+        );
+        assert_ne!(
+            key("SELECT * FROM t1"),
+            key("SELECT * FROM t2"),
+            "digits in identifiers are kept"
+        );
+        assert_ne!(key("SELECT a FROM t"), key("SELECT b FROM t"));
+        assert_eq!(literal_blind_key(r"SELECT E'a\'b'"), None);
+        let samples = [
+            "SELECT * FROM items WHERE order_id = 17",
+            "SELECT * FROM items WHERE order_id = 123456",
+            "SELECT x::numeric(10,2) FROM t WHERE y > 1.5e3",
+            "SELECT x::numeric(12,4) FROM t WHERE y > 7.25e3",
+        ];
+        for a in samples {
+            for b in samples {
+                if key(a) == key(b) {
+                    assert_eq!(normalize(a), normalize(b), "{a:?} and {b:?} share a key");
+                }
+            }
+        }
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! [`Limits::max_pending_spans`] spans wait, the oldest traces are handed on as they are: memory
 //! stays bounded whatever the input's size.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use hashbrown::HashMap;
 
 use chokepoint_evidence::{Span, Trace, TraceId};
 
@@ -39,12 +41,8 @@ pub struct AssemblyStats {
     pub spans: u64,
     /// Traces handed on (a trace split by eviction counts once per part).
     pub traces: u64,
-    /// Spans whose parent was not in their trace (the parent was not exported, or lost).
-    pub orphan_spans: u64,
     /// Traces handed on before their root arrived, because memory was needed.
     pub evicted_incomplete: u64,
-    /// An example trace with an orphan span, to look at.
-    pub example_orphan_trace: Option<TraceId>,
 }
 
 struct Pending {
@@ -151,16 +149,6 @@ impl Assembler {
         if pending.root_at.is_none() {
             self.stats.evicted_incomplete += 1;
         }
-        let ids: HashSet<_> = pending.spans.iter().map(|s| s.span_id).collect();
-        let orphans = pending
-            .spans
-            .iter()
-            .filter(|s| s.parent_span_id.is_some_and(|p| !ids.contains(&p)))
-            .count() as u64;
-        if orphans > 0 {
-            self.stats.orphan_spans += orphans;
-            self.stats.example_orphan_trace.get_or_insert(trace_id);
-        }
         out(Trace {
             trace_id,
             spans: pending.spans,
@@ -196,10 +184,9 @@ mod tests {
         assembler.push(TraceId(1), span(2, Some(1)), &mut out);
         assembler.push(TraceId(1), span(1, None), &mut out);
         assembler.push(TraceId(1), span(3, Some(1)), &mut out);
-        let stats = assembler.finish(&mut out);
+        assembler.finish(&mut out);
         assert_eq!(traces.len(), 1);
         assert_eq!(traces[0].spans.len(), 3);
-        assert_eq!(stats.orphan_spans, 0);
     }
 
     #[test]
@@ -216,7 +203,6 @@ mod tests {
         assert_eq!(released, 900);
         let stats = assembler.finish(&mut |_| released += 1);
         assert_eq!(released, 1_000);
-        assert_eq!(stats.orphan_spans, 1_000);
         assert_eq!(stats.evicted_incomplete, 1_000);
     }
 

@@ -1,6 +1,6 @@
 //! `connection-churn`: a new connection (or TLS handshake) per request to the same peer.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use crate::analysis::{Conclusion, GroupView, Observation, Observer};
 use crate::detectors::{ms, percent};

@@ -6,7 +6,7 @@ use crate::analysis::{Conclusion, GroupView, Observation, Observer};
 use crate::detectors::{ns, percent};
 use crate::finding::Confidence;
 use crate::registry::{Detector, Meta, detector};
-use crate::request::{Request, http_call};
+use crate::request::Request;
 
 detector! {
     /// # What it detects
@@ -77,7 +77,7 @@ impl Detector for LargePayload {
             observe_body(root, format!("response of {}", request.endpoint), out);
         }
         for &i in &request.local {
-            if let Some(call) = http_call(request.span(i)) {
+            if let Some(call) = request.http_call(i) {
                 observe_body(
                     request.span(i),
                     format!("response of {} {}", call.method, call.target),

@@ -1,12 +1,12 @@
 //! `n-plus-one`: one request repeats the same statement or HTTP call once per item.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use crate::analysis::{Conclusion, GroupView, Observation, Observer};
 use crate::detectors::{clip, ms, percent, union_ns};
 use crate::finding::Confidence;
 use crate::registry::{Detector, Meta, detector};
-use crate::request::{Request, http_call};
+use crate::request::Request;
 
 detector! {
     /// # What it detects
@@ -71,26 +71,26 @@ pub(crate) fn is_housekeeping_statement(normalized: &str) -> bool {
 }
 
 /// What a repeated call is: a statement fingerprint or an HTTP target.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub(crate) enum CallKey {
-    Statement(String),
-    Http(String),
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum CallKey<'a> {
+    Statement(&'a str),
+    Http(&'a str, &'a str),
 }
 
 /// The repeatable calls of a request, grouped by owner span and key.
-pub(crate) fn repeated_calls(request: &Request<'_>) -> HashMap<(usize, CallKey), Vec<usize>> {
-    let mut groups: HashMap<(usize, CallKey), Vec<usize>> = HashMap::new();
+pub(crate) fn repeated_calls<'a>(request: &Request<'a>) -> HashMap<(usize, CallKey<'a>), Vec<usize>> {
+    let mut groups: HashMap<(usize, CallKey<'a>), Vec<usize>> = HashMap::new();
     for &i in &request.local {
         let key = if let Some(statement) = request.statement(i) {
             if is_housekeeping_statement(&statement.normalized) || statement.keyset_pagination {
                 continue;
             }
-            CallKey::Statement(statement.fingerprint.clone())
-        } else if let Some(call) = http_call(request.span(i)) {
+            CallKey::Statement(&statement.fingerprint)
+        } else if let Some(call) = request.http_call(i) {
             if call.paginated {
                 continue;
             }
-            CallKey::Http(format!("{} {}", call.method, call.target))
+            CallKey::Http(&call.method, &call.target)
         } else {
             continue;
         };
@@ -123,7 +123,9 @@ impl Detector for NPlusOne {
                     let statement = request.statement(calls[0]).map_or("", |s| s.normalized.as_str());
                     (format!("sql {fingerprint}"), statement.to_owned())
                 }
-                CallKey::Http(target) => (format!("http {target}"), target),
+                CallKey::Http(method, target) => {
+                    (format!("http {method} {target}"), format!("{method} {target}"))
+                }
             };
             out.push(Observation {
                 key,

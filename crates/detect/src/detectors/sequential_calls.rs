@@ -1,13 +1,13 @@
 //! `sequential-calls`: independent calls awaited one after another.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use crate::analysis::{Conclusion, GroupView, Observation, Observer};
 use crate::detectors::n_plus_one::{MIN_REPEATS, is_housekeeping_statement, repeated_calls};
 use crate::detectors::{clip, ms, percent};
 use crate::finding::Confidence;
 use crate::registry::{Detector, Meta, detector};
-use crate::request::{Request, http_call};
+use crate::request::Request;
 
 detector! {
     /// # What it detects
@@ -64,25 +64,26 @@ impl Detector for SequentialCalls {
 
     fn observe(&self, request: &Request<'_>, out: &mut Observer<'_>) {
         let request_ms = request.root_span().duration_ms();
-        let mut by_owner: HashMap<usize, Vec<(usize, String)>> = HashMap::new();
+        let mut by_owner: HashMap<usize, Vec<usize>> = HashMap::new();
         for ((owner, _), calls) in repeated_calls(request) {
             if calls.len() >= MIN_REPEATS {
                 continue; // an N+1, reported by `n-plus-one`
             }
             for i in calls {
-                if let Some(label) = independent_call(request, i) {
+                if is_independent(request, i) {
                     out.evaluated();
-                    by_owner.entry(owner).or_default().push((i, label));
+                    by_owner.entry(owner).or_default().push(i);
                 }
             }
         }
         for calls in by_owner.into_values() {
-            let sequential: Vec<&(usize, String)> = calls
+            let sequential: Vec<usize> = calls
                 .iter()
-                .filter(|(i, _)| {
-                    let a = request.span(*i);
-                    calls.iter().all(|(j, _)| {
-                        let b = request.span(*j);
+                .copied()
+                .filter(|&i| {
+                    let a = request.span(i);
+                    calls.iter().all(|&j| {
+                        let b = request.span(j);
                         i == j || a.end_unix_nano <= b.start_unix_nano || b.end_unix_nano <= a.start_unix_nano
                     })
                 })
@@ -91,24 +92,16 @@ impl Detector for SequentialCalls {
                 continue;
             }
             let mut ordered = sequential;
-            ordered.sort_by_key(|(i, _)| request.span(*i).start_unix_nano);
-            let durations: Vec<u64> = ordered
-                .iter()
-                .map(|(i, _)| request.span(*i).duration_nano())
-                .collect();
+            ordered.sort_by_key(|&i| request.span(i).start_unix_nano);
+            let durations: Vec<u64> = ordered.iter().map(|&i| request.span(i).duration_nano()).collect();
             let sum_ns: u64 = durations.iter().sum();
             let longest_ns = durations.iter().copied().max().unwrap_or(0);
             let saved_ns = sum_ns - longest_ns;
             if ms(saved_ns) < MIN_SAVED_MS || ms(saved_ns) < MIN_SAVED_SHARE * request_ms {
                 continue;
             }
-            let mut labels: Vec<&str> = ordered.iter().map(|(_, label)| label.as_str()).collect();
-            let mut location = labels
-                .iter()
-                .take(LISTED_CALLS)
-                .copied()
-                .collect::<Vec<_>>()
-                .join(" → ");
+            let mut labels: Vec<String> = ordered.iter().map(|&i| call_label(request, i)).collect();
+            let mut location = labels[..labels.len().min(LISTED_CALLS)].join(" → ");
             if labels.len() > LISTED_CALLS {
                 location.push_str(&format!(" → … ({} calls)", labels.len()));
             }
@@ -162,22 +155,27 @@ impl Detector for SequentialCalls {
     }
 }
 
-/// A label for a call that can run concurrently with its siblings, or `None` if it cannot.
-fn independent_call(request: &Request<'_>, i: usize) -> Option<String> {
+/// Whether a call can run concurrently with its siblings: a read, not paginated, not locking.
+fn is_independent(request: &Request<'_>, i: usize) -> bool {
     if let Some(statement) = request.statement(i) {
         let read = statement.verb == "SELECT" || statement.verb == "WITH";
-        let reads_for_update =
+        let locks =
             statement.normalized.contains(" FOR UPDATE") || statement.normalized.contains(" FOR SHARE");
-        if !read
-            || reads_for_update
-            || statement.keyset_pagination
-            || is_housekeeping_statement(&statement.normalized)
-        {
-            return None;
-        }
-        return Some(clip(&statement.normalized, 120));
+        return read
+            && !locks
+            && !statement.keyset_pagination
+            && !is_housekeeping_statement(&statement.normalized);
     }
-    let call = http_call(request.span(i))?;
-    (matches!(call.method.as_str(), "GET" | "HEAD") && !call.paginated)
-        .then(|| format!("{} {}", call.method, call.target))
+    request
+        .http_call(i)
+        .is_some_and(|call| matches!(call.method.as_str(), "GET" | "HEAD") && !call.paginated)
+}
+
+/// How a call is named in a finding: its statement, or its method and target.
+fn call_label(request: &Request<'_>, i: usize) -> String {
+    match (request.statement(i), request.http_call(i)) {
+        (Some(statement), _) => clip(&statement.normalized, 120),
+        (None, Some(call)) => format!("{} {}", call.method, call.target),
+        (None, None) => request.span(i).name.clone(),
+    }
 }

@@ -1,0 +1,336 @@
+//! Benchmark helpers for `scripts/bench.sh`:
+//!
+//! - `chokepoint-bench generate proto|json SPANS FILE` writes SPANS spans of a realistic web
+//!   backend (server spans, N+1 bursts, slow and unbounded statements, downstream calls, all
+//!   with the attributes real instrumentations set) as OTLP/protobuf records or OTLP/JSON Lines.
+//! - `chokepoint-bench decode FILE` is the baseline: chokepoint's own reader with spans dropped
+//!   on arrival (no assembly, no detectors).
+//! - `chokepoint-bench prost FILE` is a second baseline for protobuf: prost's decode of each
+//!   record into the generated OTLP types, nothing else.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{BufWriter, Read as _, Write as _};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use chokepoint_evidence::{AttrValue, Span, SpanId, SpanKind, TraceId};
+use chokepoint_traces::{ReadOptions, encode_request, read_path, write_length_prefixed};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message as _;
+
+/// The same allocator as the `chokepoint` binary, so the baseline is comparable.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Spans per exported batch, as a BatchSpanProcessor sends them.
+const BATCH_SPANS: usize = 512;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["generate", format, spans, path] => match spans.parse() {
+            Ok(spans) => generate(format, spans, Path::new(path)),
+            Err(_) => Err(format!("{spans:?} is not a span count")),
+        },
+        ["decode", path] => decode(Path::new(path)),
+        ["prost", path] => prost_decode(Path::new(path)),
+        _ => Err("usage: chokepoint-bench generate proto|json SPANS FILE | decode FILE | prost FILE".into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chokepoint-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A small deterministic generator (xorshift), so every run writes the same file.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const ROUTES: &[&str] = &[
+    "/orders",
+    "/orders/{order_id}",
+    "/users/{user_id}",
+    "/search",
+    "/cart",
+    "/checkout",
+    "/report",
+];
+
+fn attrs(pairs: &[(&str, AttrValue)]) -> Vec<(String, AttrValue)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+}
+
+/// One request's spans: a server span and what it did.
+fn trace(rng: &mut Rng, number: u64, out: &mut Vec<(TraceId, Span)>) {
+    let trace_id = TraceId(u128::from(rng.next()) << 64 | u128::from(number));
+    let start = 1_700_000_000_000_000_000 + number * 2_000_000;
+    let route = ROUTES[rng.below(ROUTES.len() as u64) as usize];
+    let root_id = SpanId(number << 8 | 1);
+    let mut next_id = 2;
+    let mut at = start + 200_000;
+    let mut children = Vec::new();
+    let db = |statement: String, rows: i64| {
+        attrs(&[
+            ("db.system", "postgresql".into()),
+            ("db.name", "shop".into()),
+            ("db.statement", statement.into()),
+            ("db.user", "app".into()),
+            ("net.peer.name", "10.0.3.17".into()),
+            ("net.peer.port", 5432.into()),
+            ("db.response.returned_rows", rows.into()),
+        ])
+    };
+    let user = rng.below(100_000);
+    children.push((
+        format!("SELECT shop"),
+        SpanKind::Client,
+        800_000,
+        db(format!("SELECT * FROM users WHERE id = {user}"), 1),
+    ));
+    match route {
+        "/orders" => {
+            let n = 5 + rng.below(20);
+            children.push((
+                "SELECT shop".into(),
+                SpanKind::Client,
+                2_000_000,
+                db(
+                    format!("SELECT * FROM orders WHERE user_id = {user} ORDER BY created_at DESC"),
+                    n as i64,
+                ),
+            ));
+            for i in 0..n {
+                children.push((
+                    "SELECT shop".into(),
+                    SpanKind::Client,
+                    600_000 + rng.below(400_000),
+                    db(
+                        format!("SELECT * FROM items WHERE order_id = {}", user * 10 + i),
+                        3,
+                    ),
+                ));
+            }
+        }
+        "/search" => children.push((
+            "SELECT shop".into(),
+            SpanKind::Client,
+            300_000_000 + rng.below(500_000_000),
+            db(
+                format!(
+                    "SELECT * FROM products WHERE lower(name) LIKE '%{}%'",
+                    rng.below(1000)
+                ),
+                40,
+            ),
+        )),
+        "/report" => children.push((
+            "SELECT shop".into(),
+            SpanKind::Client,
+            90_000_000,
+            db("SELECT * FROM events".into(), 25_000 + rng.below(5_000) as i64),
+        )),
+        _ => {
+            for service in ["inventory", "pricing", "reviews"] {
+                let url = format!(
+                    "http://{service}.internal:8080/v1/{service}/{}",
+                    rng.below(10_000)
+                );
+                children.push((
+                    "GET".into(),
+                    SpanKind::Client,
+                    15_000_000 + rng.below(30_000_000),
+                    attrs(&[
+                        ("http.method", "GET".into()),
+                        ("http.url", url.into()),
+                        ("net.peer.name", format!("{service}.internal").into()),
+                        ("net.peer.port", 8080.into()),
+                        ("http.status_code", 200.into()),
+                    ]),
+                ));
+            }
+        }
+    }
+    for (name, kind, duration, attributes) in children {
+        out.push((
+            trace_id,
+            Span {
+                span_id: SpanId(number << 8 | next_id),
+                parent_span_id: Some(root_id),
+                name,
+                kind,
+                service: "shop".into(),
+                start_unix_nano: at,
+                end_unix_nano: at + duration,
+                attributes,
+                status_error: false,
+            },
+        ));
+        next_id += 1;
+        at += duration + 50_000;
+    }
+    out.push((
+        trace_id,
+        Span {
+            span_id: root_id,
+            parent_span_id: None,
+            name: format!("GET {route}"),
+            kind: SpanKind::Server,
+            service: "shop".into(),
+            start_unix_nano: start,
+            end_unix_nano: at + 300_000,
+            attributes: attrs(&[
+                ("http.method", "GET".into()),
+                ("http.route", (*route).into()),
+                (
+                    "http.target",
+                    route
+                        .replace("{order_id}", "1234")
+                        .replace("{user_id}", "77")
+                        .into(),
+                ),
+                ("http.scheme", "http".into()),
+                ("http.status_code", 200.into()),
+                (
+                    "http.response_content_length",
+                    (2_000 + rng.below(800_000) as i64).into(),
+                ),
+                ("net.host.name", "shop.internal".into()),
+                (
+                    "user_agent.original",
+                    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36".into(),
+                ),
+            ]),
+            status_error: false,
+        },
+    ));
+}
+
+fn generate(format: &str, spans: u64, path: &Path) -> Result<(), String> {
+    let file = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut batch = Vec::with_capacity(BATCH_SPANS * 2);
+    let mut written = 0u64;
+    let mut number = 0u64;
+    let mut record = Vec::new();
+    while written < spans {
+        trace(&mut rng, number, &mut batch);
+        number += 1;
+        if batch.len() >= BATCH_SPANS || written + batch.len() as u64 >= spans {
+            let take = batch.len().min((spans - written) as usize);
+            record.clear();
+            match format {
+                "proto" => write_length_prefixed(
+                    &encode_request(batch[..take].iter().map(|(id, s)| (*id, s))),
+                    &mut record,
+                ),
+                "json" => write_json_line(&batch[..take], &mut record),
+                other => return Err(format!("unknown format {other:?}: proto or json")),
+            }
+            out.write_all(&record).map_err(|e| e.to_string())?;
+            written += take as u64;
+            batch.clear();
+        }
+    }
+    out.flush().map_err(|e| e.to_string())
+}
+
+/// One OTLP/JSON line as the Collector's file exporter writes it (hex ids, string integers).
+fn write_json_line(spans: &[(TraceId, Span)], out: &mut Vec<u8>) {
+    let mut line = String::with_capacity(spans.len() * 700);
+    line.push_str(r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"shop"}},{"key":"telemetry.sdk.language","value":{"stringValue":"python"}}]},"scopeSpans":[{"scope":{"name":"opentelemetry.instrumentation.fastapi"},"spans":["#);
+    for (i, (trace_id, span)) in spans.iter().enumerate() {
+        if i > 0 {
+            line.push(',');
+        }
+        let _ = write!(line, r#"{{"traceId":"{trace_id}","spanId":"{}","#, span.span_id);
+        if let Some(parent) = span.parent_span_id {
+            let _ = write!(line, r#""parentSpanId":"{parent}","#);
+        }
+        let kind = match span.kind {
+            SpanKind::Server => 2,
+            SpanKind::Client => 3,
+            _ => 1,
+        };
+        let _ = write!(
+            line,
+            r#""name":"{}","kind":{kind},"startTimeUnixNano":"{}","endTimeUnixNano":"{}","attributes":["#,
+            span.name, span.start_unix_nano, span.end_unix_nano
+        );
+        for (j, (key, value)) in span.attributes.iter().enumerate() {
+            if j > 0 {
+                line.push(',');
+            }
+            let value = match value {
+                AttrValue::Str(s) => format!(r#"{{"stringValue":{s:?}}}"#),
+                AttrValue::Int(n) => format!(r#"{{"intValue":"{n}"}}"#),
+                AttrValue::Double(d) => format!(r#"{{"doubleValue":{d}}}"#),
+                AttrValue::Bool(b) => format!(r#"{{"boolValue":{b}}}"#),
+            };
+            let _ = write!(line, r#"{{"key":"{key}","value":{value}}}"#);
+        }
+        line.push_str(r#"],"status":{}}"#);
+    }
+    line.push_str("]}]}]}\n");
+    out.extend_from_slice(line.as_bytes());
+}
+
+fn decode(path: &Path) -> Result<(), String> {
+    let started = Instant::now();
+    let mut spans = 0u64;
+    let report = read_path(path, &ReadOptions::default(), &mut |_, _| spans += 1);
+    if let Some(problem) = report.problems.first() {
+        return Err(problem.to_string());
+    }
+    report_rate("decode", spans, started);
+    Ok(())
+}
+
+fn prost_decode(path: &Path) -> Result<(), String> {
+    let started = Instant::now();
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(|e| e.to_string())?;
+    let mut spans = 0u64;
+    let mut at = 0;
+    while at + 4 <= bytes.len() {
+        let len = u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize;
+        let request =
+            ExportTraceServiceRequest::decode(&bytes[at + 4..at + 4 + len]).map_err(|e| e.to_string())?;
+        spans += request
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len() as u64)
+            .sum::<u64>();
+        at += 4 + len;
+    }
+    report_rate("prost", spans, started);
+    Ok(())
+}
+
+fn report_rate(what: &str, spans: u64, started: Instant) {
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "{what}: {spans} spans in {seconds:.3} s = {:.0} spans/s",
+        spans as f64 / seconds
+    );
+}
