@@ -12,12 +12,12 @@ const EXAMPLES: &str = "\
 Examples:
   chokepoint traces examples/                 analyse every trace file in a folder
   chokepoint traces spans.jsonl.gz --format json > report.json
-  otel-export | chokepoint traces -          read OTLP from standard input
+  zcat spans.jsonl.gz | chokepoint traces -  read from standard input
   chokepoint listen --duration 60s --out run.otlp
                                               receive OTLP for a minute, record it, analyse it
   chokepoint traces run.otlp --fail-on n-plus-one
                                               exit 1 in CI when an N+1 is found
-  chokepoint explain n-plus-one              what a detector looks for, and the fix
+  chokepoint explain n-plus-one               what a detector looks for, and the fix
 
 Exit codes: 0 analysed (no finding matched --fail-on), 1 a finding matched --fail-on,
 2 bad input or usage (unreadable or empty input, bad arguments, a port in use).";
