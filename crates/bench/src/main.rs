@@ -237,7 +237,9 @@ fn generate(format: &str, spans: u64, path: &Path) -> Result<(), String> {
         if batch.len() >= BATCH_SPANS || written + batch.len() as u64 >= spans {
             record.clear();
             match format {
-                "proto" => write_length_prefixed(&encode_request(batch.iter().map(|(id, s)| (*id, s))), &mut record),
+                "proto" => {
+                    write_length_prefixed(&encode_request(batch.iter().map(|(id, s)| (*id, s))), &mut record)
+                }
                 "json" => write_json_line(&batch, &mut record),
                 other => return Err(format!("unknown format {other:?}: proto or json")),
             }
