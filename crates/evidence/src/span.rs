@@ -125,6 +125,26 @@ impl AttrValue {
     }
 }
 
+impl AttrValue {
+    /// An array attribute as one string of its items joined by commas: header attributes
+    /// (`http.response.header.content-encoding`) are string arrays, read here as `"gzip"`.
+    pub fn joined(items: impl IntoIterator<Item = AttrValue>) -> AttrValue {
+        let texts: Vec<String> = items.into_iter().map(|item| item.to_string()).collect();
+        AttrValue::Str(texts.join(","))
+    }
+}
+
+impl fmt::Display for AttrValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttrValue::Str(s) => f.write_str(s),
+            AttrValue::Bool(b) => write!(f, "{b}"),
+            AttrValue::Int(i) => write!(f, "{i}"),
+            AttrValue::Double(d) => write!(f, "{d}"),
+        }
+    }
+}
+
 impl From<&str> for AttrValue {
     fn from(value: &str) -> Self {
         AttrValue::Str(value.to_owned())

@@ -195,19 +195,9 @@ impl AnyValue {
         } else if let Some(b) = self.bool_value {
             Some(AttrValue::Bool(b))
         } else if let Some(array) = self.array_value {
-            // Header attributes (`http.response.header.content-encoding`) are string arrays.
-            let items: Vec<String> = array
-                .values
-                .into_iter()
-                .filter_map(|v| v.into_evidence())
-                .map(|v| match v {
-                    AttrValue::Str(s) => s,
-                    AttrValue::Bool(b) => b.to_string(),
-                    AttrValue::Int(i) => i.to_string(),
-                    AttrValue::Double(d) => d.to_string(),
-                })
-                .collect();
-            Some(AttrValue::Str(items.join(",")))
+            Some(AttrValue::joined(
+                array.values.into_iter().filter_map(AnyValue::into_evidence),
+            ))
         } else if self.kvlist_value.is_some() {
             None
         } else {

@@ -110,19 +110,7 @@ fn attr_from_proto(value: AnyValue) -> Option<AttrValue> {
         any_value::Value::IntValue(i) => AttrValue::Int(i),
         any_value::Value::DoubleValue(d) => AttrValue::Double(d),
         any_value::Value::ArrayValue(array) => {
-            // Header attributes (`http.response.header.content-encoding`) are string arrays.
-            let items: Vec<String> = array
-                .values
-                .into_iter()
-                .filter_map(attr_from_proto)
-                .map(|v| match v {
-                    AttrValue::Str(s) => s,
-                    AttrValue::Bool(b) => b.to_string(),
-                    AttrValue::Int(i) => i.to_string(),
-                    AttrValue::Double(d) => d.to_string(),
-                })
-                .collect();
-            AttrValue::Str(items.join(","))
+            AttrValue::joined(array.values.into_iter().filter_map(attr_from_proto))
         }
         _ => return None,
     })
