@@ -84,7 +84,7 @@ fn json_output_follows_the_contract() {
     let report = json(&output);
     assert_eq!(report["bottleneck"], report["findings"][0]);
     let found = detectors_found(&report);
-    assert_eq!(found.len(), 8, "{found:?}");
+    assert_eq!(found.len(), 9, "{found:?}");
     for finding in report["findings"].as_array().expect("findings") {
         for key in [
             "detector",

@@ -148,6 +148,11 @@ impl<'a> Request<'a> {
         &self.index.children[i]
     }
 
+    /// The parent of a span, when it is in the trace.
+    pub(crate) fn parent(&self, i: usize) -> Option<usize> {
+        self.index.parent[i]
+    }
+
     /// The parent that "owns" a call: its parent, skipping connection-pool and connect spans,
     /// so queries interleaved with pool checkouts still group under the handler.
     pub(crate) fn owner(&self, i: usize) -> Option<usize> {

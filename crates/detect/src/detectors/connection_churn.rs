@@ -26,7 +26,9 @@ detector! {
     /// Spans named `connect` (or `*.connect`, `connect …`), handshake spans, and spans with
     /// `db.operation.name = connect`, grouped by peer (`server.address:server.port/database`).
     /// Flagged when they appear in at least half the endpoint's requests; a pool that grows now
-    /// and then stays under that.
+    /// and then stays under that. Connect spans under 1 ms are pool checkouts, not connections:
+    /// SQLAlchemy's instrumentation names its span around `Engine.connect` `connect`, and with a
+    /// pool that is a checkout of an open connection.
     ///
     /// # Known false positives
     ///
@@ -48,6 +50,10 @@ detector! {
 
 /// Connects must appear in at least this share of an endpoint's requests to be churn.
 const MIN_REQUEST_SHARE: f64 = 0.5;
+/// A connect span shorter than this is a pool checkout, not a new connection, in ms: a new
+/// PostgreSQL connection costs a TCP handshake, authentication and a backend fork (3 ms and up
+/// even on loopback), a checkout from a pool tens of microseconds.
+const MIN_CONNECT_MS: f64 = 1.0;
 
 impl Detector for ConnectionChurn {
     fn meta(&self) -> &'static Meta {
@@ -60,6 +66,9 @@ impl Detector for ConnectionChurn {
             let span = request.span(i);
             let Some(peer) = connect_peer(span) else { continue };
             out.evaluated();
+            if span.duration_ms() < MIN_CONNECT_MS {
+                continue;
+            }
             let kind = if is_db_call(span) { "database" } else { "network" };
             let entry = by_peer.entry(format!("{kind} {peer}")).or_default();
             entry.0 += 1;

@@ -24,9 +24,10 @@ detector! {
     ///
     /// # Evidence used
     ///
-    /// Server and HTTP client spans with `http.response.body.size` (current convention) or
-    /// `http.response_content_length` (older), and `http.response.header.content-encoding` when
-    /// the instrumentation captures that header. Without a body size on any span this detector
+    /// Server and HTTP client spans with `http.response.body.size` (current convention),
+    /// `http.response_content_length` (older), or the captured `Content-Length` header, and
+    /// `http.response.header.content-encoding` when the instrumentation captures that header
+    /// (Python: `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE=content-length,content-encoding`). Without a body size on any span this detector
     /// is reported as skipped.
     ///
     /// # Known false positives
@@ -52,7 +53,8 @@ detector! {
 const BODY_SIZE_KEYS: &[&str] = &[
     "http.response.body.size",
     "http.response_content_length",
-    "http.response.size",
+    "http.response.header.content-length",
+    "http.response.header.content_length",
 ];
 /// Response header attributes that carry the content encoding.
 const ENCODING_KEYS: &[&str] = &[

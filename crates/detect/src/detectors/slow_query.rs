@@ -10,9 +10,10 @@ use crate::sql;
 detector! {
     /// # What it detects
     ///
-    /// Database statements that take 500 ms or more (Sentry's threshold), or that take 100 ms or
-    /// more and at least 30 % of their request — a statement that dominates a fast endpoint
-    /// matters even below half a second.
+    /// Database statements that take 500 ms or more (Sentry's threshold), or that take 20 ms or
+    /// more and at least half of their request — a statement that dominates a fast endpoint
+    /// matters even below half a second (a sequential scan of a million rows takes 50 ms on a
+    /// laptop and is still the whole cost of its endpoint).
     ///
     /// # Why it limits throughput
     ///
@@ -46,11 +47,11 @@ detector! {
 /// A statement this slow is flagged whatever its request, in ms (Sentry's default).
 const SLOW_MS: f64 = 500.0;
 /// A statement this slow is flagged when it dominates its request, in ms…
-const DOMINANT_MS: f64 = 100.0;
+const DOMINANT_MS: f64 = 20.0;
 /// …taking at least this share of the request.
-const DOMINANT_SHARE: f64 = 0.3;
-/// What a fixed statement is assumed to take, in ms: an index lookup on a warm cache.
-const FIXED_MS: f64 = 10.0;
+const DOMINANT_SHARE: f64 = 0.5;
+/// What a fixed statement is assumed to take, in ms: an index lookup and its round trip.
+const FIXED_MS: f64 = 1.0;
 const _: () = assert!(FIXED_MS < DOMINANT_MS && DOMINANT_MS < SLOW_MS);
 
 impl Detector for SlowQuery {

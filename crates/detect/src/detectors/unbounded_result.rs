@@ -1,7 +1,7 @@
 //! `unbounded-result`: statements that return very many rows with no `LIMIT`.
 
 use crate::analysis::{Conclusion, GroupView, Observation, Observer};
-use crate::detectors::{clip, ns, percent};
+use crate::detectors::{clip, ms, ns, percent};
 use crate::finding::Confidence;
 use crate::registry::{Detector, Meta, detector};
 use crate::request::Request;
@@ -28,6 +28,8 @@ detector! {
     ///
     /// Exports and batch jobs that really need every row (stream them with a server-side cursor
     /// instead). Statements bounded by a `WHERE` that happens to match many rows today.
+    /// Statements filtered by a list of keys (`WHERE order_id IN (…)`, `= ANY(…)`, as an eager
+    /// load of a page's children runs) are bounded by that list and not flagged.
     ///
     /// # Typical fix
     ///
@@ -68,17 +70,37 @@ impl Detector for UnboundedResult {
             };
             out.evaluated();
             let reads = statement.verb == "SELECT" || statement.verb == "WITH";
-            if !reads || statement.has_limit || rows < MIN_ROWS {
+            // `WHERE key IN (…)` / `= ANY(…)` is bounded by the caller's list of keys (an eager
+            // load of a page's children), not by the table.
+            let key_list =
+                statement.normalized.contains(" IN (?)") || statement.normalized.contains(" ANY (");
+            if !reads || statement.has_limit || key_list || rows < MIN_ROWS {
                 continue;
             }
-            let saved_ns = ns(span.duration_ms() * (1.0 - PAGE_ROWS / rows));
+            // The untraced time right after the statement is the handler turning its rows into
+            // objects and JSON: it shrinks with the page too.
+            let next_start = request.parent(i).map_or(request.root_span().end_unix_nano, |p| {
+                let siblings = request.children(p);
+                siblings
+                    .iter()
+                    .map(|&c| request.span(c).start_unix_nano)
+                    .filter(|&start| start >= span.end_unix_nano)
+                    .min()
+                    .unwrap_or(request.span(p).end_unix_nano)
+            });
+            let processing_ms = ms(next_start.saturating_sub(span.end_unix_nano));
+            let saved_ns = ns((span.duration_ms() + processing_ms) * (1.0 - PAGE_ROWS / rows));
             out.push(Observation {
                 key: statement.fingerprint.clone(),
                 location: statement.normalized.clone(),
                 saved_ns,
                 latency_saved_ns: saved_ns,
                 occurrences: 1,
-                metrics: vec![("rows_per_call", rows), ("statement_ms", span.duration_ms())],
+                metrics: vec![
+                    ("rows_per_call", rows),
+                    ("statement_ms", span.duration_ms()),
+                    ("processing_ms", processing_ms),
+                ],
             });
         }
     }
@@ -86,10 +108,11 @@ impl Detector for UnboundedResult {
     fn conclude(&self, group: &GroupView<'_>) -> Option<Conclusion> {
         let rows = group.mean("rows_per_call");
         let title = format!(
-            "{} fetches {rows:.0} rows per call (max {:.0}) with `{}`, which has no LIMIT",
+            "{} fetches {rows:.0} rows per call (max {:.0}) with `{}`, which has no LIMIT; the statement and handling its rows take {:.0} ms",
             group.endpoint,
             group.max("rows_per_call"),
-            clip(group.location, 80)
+            clip(group.location, 80),
+            group.mean("statement_ms") + group.mean("processing_ms"),
         );
         let fix = format!(
             "Bound `{}`: paginate with a key — `… WHERE id > :last_id ORDER BY id LIMIT {PAGE_ROWS:.0}` — and return \
@@ -105,7 +128,7 @@ impl Detector for UnboundedResult {
                 format!(
                     "statement time scales with rows, so a page of {PAGE_ROWS:.0} rows takes {PAGE_ROWS:.0}/{rows:.0} of it"
                 ),
-                "time spent decoding and serializing the rows in the handler is not counted".into(),
+                "the untraced time right after the statement is the handler processing its rows, and shrinks with the page too".into(),
                 format!(
                     "seen in {} of the endpoint's requests",
                     percent(group.affected_share())

@@ -1,0 +1,60 @@
+-- Testbed data, seeded with generate_series at sizes where the scenarios' problems are real.
+--   users     1,000,000 rows  email (no index: slow-query / missing-index), handle (indexed twin)
+--   orders       20,000 rows  10 per user for users 1..2,000
+--   items       200,000 rows  10 per order, indexed by order_id
+--   events       50,000 rows  ~150 bytes each (unbounded-result, large-payload, in-memory-sort)
+--   accounts         10 rows  the hot rows of lock-contention
+CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
+CREATE EXTENSION IF NOT EXISTS hypopg;
+
+CREATE TABLE users (
+    id bigint PRIMARY KEY,
+    email text NOT NULL,
+    handle text NOT NULL,
+    name text NOT NULL,
+    created_at timestamptz NOT NULL
+);
+INSERT INTO users
+SELECT g, 'user' || g || '@example.com', 'user' || g, 'User ' || g, now() - (g || ' minutes')::interval
+FROM generate_series(1, 1000000) AS g;
+CREATE INDEX users_handle ON users (handle);
+
+CREATE TABLE orders (
+    id bigint PRIMARY KEY,
+    user_id bigint NOT NULL REFERENCES users (id),
+    total numeric(10, 2) NOT NULL,
+    created_at timestamptz NOT NULL
+);
+INSERT INTO orders
+SELECT g, 1 + (g - 1) / 10, (g % 500) + 0.99, now() - (g || ' hours')::interval
+FROM generate_series(1, 20000) AS g;
+CREATE INDEX orders_user_id ON orders (user_id);
+
+CREATE TABLE items (
+    id bigint PRIMARY KEY,
+    order_id bigint NOT NULL REFERENCES orders (id),
+    sku text NOT NULL,
+    qty int NOT NULL
+);
+INSERT INTO items
+SELECT g, 1 + (g - 1) / 10, 'SKU-' || (g % 5000), 1 + g % 4
+FROM generate_series(1, 200000) AS g;
+CREATE INDEX items_order_id ON items (order_id);
+
+CREATE TABLE events (
+    id bigint PRIMARY KEY,
+    kind text NOT NULL,
+    score int NOT NULL,
+    payload text NOT NULL,
+    created_at timestamptz NOT NULL
+);
+INSERT INTO events
+SELECT g, (ARRAY['click', 'view', 'buy', 'share'])[1 + g % 4], (g * 7919) % 100000,
+       repeat(md5(g::text), 4), now() - (g || ' seconds')::interval
+FROM generate_series(1, 50000) AS g;
+CREATE INDEX events_score ON events (score);
+
+CREATE TABLE accounts (id int PRIMARY KEY, balance numeric(12, 2) NOT NULL);
+INSERT INTO accounts SELECT g, 1000000 FROM generate_series(1, 10) AS g;
+
+VACUUM ANALYZE;

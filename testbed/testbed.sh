@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Brings the testbed up or down: a private PostgreSQL 15 cluster (pg_stat_statements preloaded,
+# HypoPG installed), the Python virtualenv, the downstream service, a delay-injecting TCP proxy,
+# and the instrumented shop service, all on loopback. Idempotent; works as root on a fresh
+# machine. Ports and URLs are written to $CHOKEPOINT_TESTBED (default /tmp/chokepoint-testbed)/env
+# for the tests and for people; the state lives outside the checkout so the `postgres` user can
+# reach it wherever the checkout is.
+#
+#   testbed/testbed.sh up       start everything (seeds the database the first time)
+#   testbed/testbed.sh down     stop everything; leaves nothing running
+#   testbed/testbed.sh status   what is running
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+state="${CHOKEPOINT_TESTBED:-/tmp/chokepoint-testbed}"
+pgbin=/usr/lib/postgresql/15/bin
+pg="$state/pg"
+pgdata="$pg/data"
+venv="$root/.venv"
+
+log() { echo "testbed: $*" >&2; }
+
+free_port() { "$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+ensure_packages() {
+  local missing=()
+  [ -x "$pgbin/postgres" ] || missing+=(postgresql-15)
+  [ -f /usr/share/postgresql/15/extension/hypopg.control ] || missing+=(postgresql-15-hypopg)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql postgres
+}
+
+as_postgres() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+wait_http() {
+  local url=$1
+  for _ in $(seq 100); do
+    if "$venv/bin/python" -c "import urllib.request,sys; urllib.request.urlopen('$url', timeout=1)" 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  log "$url did not answer; see $state/*.log"
+  return 1
+}
+
+start_bg() {
+  local name=$1; shift
+  (cd "$root/testbed/service" && exec "$@") >"$state/$name.log" 2>&1 &
+  echo $! >"$state/$name.pid"
+}
+
+up() {
+  mkdir -p "$state"; chmod 755 "$state"
+  if [ -f "$state/env" ] && status >/dev/null 2>&1; then
+    log "already up"; return 0
+  fi
+  down >/dev/null 2>&1 || true
+  ensure_packages
+  "$root/scripts/setup-python.sh"
+  local pg_port app_port downstream_port proxy_port otlp_port
+  pg_port=$(free_port); app_port=$(free_port); downstream_port=$(free_port)
+  proxy_port=$(free_port); otlp_port=$(free_port)
+
+  local fresh=0
+  if [ ! -f "$pgdata/PG_VERSION" ]; then
+    rm -rf "$pg"; mkdir -p "$pgdata" "$pg/sock"
+    if [ "$(id -u)" = 0 ]; then chown -R postgres "$pg"; fi
+    as_postgres "$pgbin/initdb" -D "$pgdata" -U postgres --auth=trust -E UTF8 >/dev/null
+    fresh=1
+  fi
+  mkdir -p "$pg/sock"
+  if [ "$(id -u)" = 0 ]; then chown postgres "$pg/sock"; fi
+  cat >"$pgdata/postgresql.auto.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $pg_port
+unix_socket_directories = '$pg/sock'
+shared_preload_libraries = 'pg_stat_statements'
+pg_stat_statements.track = all
+max_connections = 200
+shared_buffers = 256MB
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+CONF
+  as_postgres "$pgbin/pg_ctl" -D "$pgdata" -l "$pg/postgres.log" -w start >/dev/null
+  local psql=("$pgbin/psql" -q -h 127.0.0.1 -p "$pg_port" -U postgres -v ON_ERROR_STOP=1)
+  if [ "$fresh" = 1 ] || ! "${psql[@]}" -d shop -c "SELECT 1 FROM accounts LIMIT 1" >/dev/null 2>&1; then
+    log "seeding (about a minute at most)"
+    "${psql[@]}" -d postgres -c "DROP DATABASE IF EXISTS shop" -c "CREATE DATABASE shop"
+    "${psql[@]}" -d shop -f "$root/testbed/seed.sql" >/dev/null
+  fi
+
+  cat >"$state/env" <<ENV
+PG_PORT=$pg_port
+DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:$pg_port/shop
+APP_URL=http://127.0.0.1:$app_port
+DOWNSTREAM_URL=http://127.0.0.1:$downstream_port
+DOWNSTREAM_FAR_URL=http://127.0.0.1:$proxy_port
+OTLP_PORT=$otlp_port
+OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$otlp_port
+ENV
+  set -a; . "$state/env"; set +a
+  export OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE="content-length,content-encoding"
+  export OTEL_BSP_SCHEDULE_DELAY=500
+  start_bg downstream "$venv/bin/python" -m uvicorn downstream:app --host 127.0.0.1 --port "$downstream_port" --no-access-log
+  start_bg proxy "$venv/bin/python" delay_proxy.py --listen "$proxy_port" --target "$downstream_port" --connect-delay-ms 30
+  start_bg app "$venv/bin/python" -m uvicorn app:app --host 127.0.0.1 --port "$app_port" --no-access-log
+  wait_http "$DOWNSTREAM_URL/health"
+  wait_http "$APP_URL/health"
+  wait_http "$DOWNSTREAM_FAR_URL/health"
+  log "up: app $APP_URL, downstream $DOWNSTREAM_URL (far: $DOWNSTREAM_FAR_URL), PostgreSQL port $pg_port; env in $state/env"
+}
+
+down() {
+  for name in app proxy downstream; do
+    if [ -f "$state/$name.pid" ]; then
+      kill "$(cat "$state/$name.pid")" 2>/dev/null || true
+      rm -f "$state/$name.pid"
+    fi
+  done
+  if [ -f "$pgdata/postmaster.pid" ]; then
+    as_postgres "$pgbin/pg_ctl" -D "$pgdata" -m fast -w stop >/dev/null 2>&1 || true
+  fi
+  rm -f "$state/env"
+  log "down"
+}
+
+status() {
+  local ok=0
+  for name in app proxy downstream; do
+    if [ -f "$state/$name.pid" ] && kill -0 "$(cat "$state/$name.pid")" 2>/dev/null; then
+      echo "$name: running (pid $(cat "$state/$name.pid"))"
+    else
+      echo "$name: stopped"; ok=1
+    fi
+  done
+  if [ -f "$pgdata/postmaster.pid" ]; then echo "postgres: running"; else echo "postgres: stopped"; ok=1; fi
+  return $ok
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  *) echo "usage: testbed/testbed.sh up|down|status" >&2; exit 2 ;;
+esac
