@@ -6,7 +6,10 @@ endpoint; then exercise `/<id>/fixed` and check that the id does not appear. A s
 detector does not exist yet is reported as pending, by name, after a smoke check that both its
 routes answer.
 
-Usage: e2e.py [--chokepoint PATH] [--only ID ...]
+`--record FILE` instead exercises every trace scenario's two routes once under one
+`chokepoint listen --out FILE`: that is how examples/testbed.otlp was made.
+
+Usage: e2e.py [--chokepoint PATH] [--only ID ...] [--record FILE]
 """
 
 import argparse
@@ -38,7 +41,7 @@ PENDING = [
     ("cpu-saturation", "needs `chokepoint load` (issue #4)"),
     ("worker-exhaustion", "needs `chokepoint load` (issue #4)"),
     ("blocking-call", "needs `chokepoint load` (issue #4)"),
-    ("bandwidth-limit", "needs `chokepoint load` (issue #4) and the shaped network namespace"),
+    ("bandwidth-limit", "needs `chokepoint load` (issue #4); the shaped link is checked"),
     ("missing-index", "needs `chokepoint db` (issue #5)"),
     ("lock-contention", "needs `chokepoint db` (issue #5)"),
     ("slow-serialization", "needs `chokepoint profile`"),
@@ -62,10 +65,11 @@ def get(url, timeout=60):
         return response.status
 
 
-def analyse(chokepoint, env, route):
-    """Runs `chokepoint listen` while `route` is exercised; returns its JSON report."""
+def analyse(chokepoint, env, routes, requests=REQUESTS, out=None):
+    """Runs `chokepoint listen` while `routes` are exercised; returns its JSON report."""
+    record = ["--out", str(out)] if out else []
     listen = subprocess.Popen(
-        [chokepoint, "listen", "--http", f"127.0.0.1:{env['OTLP_PORT']}", "--grpc", "off", "--format", "json"],
+        [chokepoint, "listen", "--http", f"127.0.0.1:{env['OTLP_PORT']}", "--grpc", "off", "--format", "json", *record],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -75,8 +79,9 @@ def analyse(chokepoint, env, route):
         listen.kill()
         raise RuntimeError(f"chokepoint listen did not start: {banner}{listen.stderr.read()}")
     try:
-        for _ in range(REQUESTS):
-            get(env["APP_URL"] + route)
+        for route in routes:
+            for _ in range(requests):
+                get(env["APP_URL"] + route)
         get(env["APP_URL"] + "/__flush")
         get(env["DOWNSTREAM_URL"] + "/__flush")
     finally:
@@ -87,6 +92,29 @@ def analyse(chokepoint, env, route):
     return json.loads(out)
 
 
+def check_shaped_link(env):
+    """Fetches the large response from inside the namespace across the shaped link; returns a
+    description of the throughput, or raises if the link does not limit it."""
+    if "NETNS" not in env:
+        return "no shaped link (the testbed runs without root)"
+    url = env["SHAPED_APP_URL"] + "/bandwidth-limit/bad"
+    probe = (
+        "import time, urllib.request; t = time.monotonic(); "
+        f"n = len(urllib.request.urlopen({url!r}, timeout=120).read()); "
+        "print(n, time.monotonic() - t)"
+    )
+    out = subprocess.run(
+        ["ip", "netns", "exec", env["NETNS"], sys.executable, "-c", probe],
+        capture_output=True, text=True, timeout=180, check=True,
+    ).stdout.split()
+    size, seconds = int(out[0]), float(out[1])
+    mbit_per_s = size * 8 / seconds / 1e6
+    limit = float(env["SHAPED_RATE"].removesuffix("mbit"))
+    if mbit_per_s > limit * 1.25:
+        raise RuntimeError(f"the shaped link carried {mbit_per_s:.0f} Mbit/s, above its {limit:.0f} Mbit/s limit")
+    return f"shaped link: {size / 1e6:.1f} MB in {seconds:.2f} s = {mbit_per_s:.1f} Mbit/s (limit {limit:.0f})"
+
+
 def findings_for(report, endpoint):
     return [f for f in report["findings"] if f["endpoint"] == endpoint]
 
@@ -95,7 +123,7 @@ def check(chokepoint, env, scenario, expected):
     """Returns a list of failure messages (empty when the scenario passes)."""
     failures = []
     bad_endpoint = f"GET /{scenario}/bad"
-    report = analyse(chokepoint, env, f"/{scenario}/bad")
+    report = analyse(chokepoint, env, [f"/{scenario}/bad"])
     bad = findings_for(report, bad_endpoint)
     if not bad:
         failures.append(f"{bad_endpoint}: no finding (summary {report['summary']})")
@@ -104,7 +132,7 @@ def check(chokepoint, env, scenario, expected):
     else:
         print(f"    bad:   {bad[0]['title']}")
     fixed_endpoint = f"GET /{scenario}/fixed"
-    report = analyse(chokepoint, env, f"/{scenario}/fixed")
+    report = analyse(chokepoint, env, [f"/{scenario}/fixed"])
     fixed = [f for f in findings_for(report, fixed_endpoint) if f["detector"] == expected]
     if fixed:
         failures.append(f"{fixed_endpoint}: the fixed twin still shows {expected}: {fixed[0]['title']}")
@@ -120,8 +148,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chokepoint", default=str(ROOT / "target" / "debug" / "chokepoint"))
     parser.add_argument("--only", nargs="*", default=None)
+    parser.add_argument("--record", type=Path, default=None)
     args = parser.parse_args()
     env = load_env()
+    if args.record:
+        routes = [f"/{scenario}/{variant}" for scenario, _ in TRACE_SCENARIOS for variant in ("bad", "fixed")]
+        report = analyse(args.chokepoint, env, routes, requests=3, out=args.record)
+        print(f"recorded {report['summary']['spans']} spans to {args.record}")
+        return 0
     passed, failed = [], []
     for scenario, expected in TRACE_SCENARIOS:
         if args.only and scenario not in args.only:
@@ -144,8 +178,14 @@ def main():
             status = get(f"{env['APP_URL']}/{scenario}/{variant}")
             if status != 200:
                 failed.append(f"{scenario}/{variant} answered {status}")
+        note = "both routes answer"
+        if scenario == "bandwidth-limit":
+            try:
+                note += "; " + check_shaped_link(env)
+            except Exception as error:
+                failed.append(f"bandwidth-limit shaped link: {error}")
         pending.append(scenario)
-        print(f"  {scenario}: pending — {why} (both routes answer)")
+        print(f"  {scenario}: pending — {why} ({note})")
     print()
     print("passed:  " + (", ".join(passed) or "none"))
     print("failed:  " + (", ".join(failed) or "none"))

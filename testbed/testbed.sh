@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Brings the testbed up or down: a private PostgreSQL 15 cluster (pg_stat_statements preloaded,
 # HypoPG installed), the Python virtualenv, the downstream service, a delay-injecting TCP proxy,
-# and the instrumented shop service, all on loopback. Idempotent; works as root on a fresh
+# and the instrumented shop service, all on loopback; as root also a network namespace behind a
+# 20 Mbit/s shaped veth link, with a second shop instance serving across it. Idempotent; works as root on a fresh
 # machine. Ports and URLs are written to $CHOKEPOINT_TESTBED (default /tmp/chokepoint-testbed)/env
 # for the tests and for people; the state lives outside the checkout so the `postgres` user can
 # reach it wherever the checkout is.
@@ -16,6 +17,14 @@ pgbin=/usr/lib/postgresql/15/bin
 pg="$state/pg"
 pgdata="$pg/data"
 venv="$root/.venv"
+# The shaped link: a network namespace whose only way to the testbed is a veth pair with a
+# token-bucket filter on the host side, so responses to a client inside it cross a slow link.
+netns=chokepoint-tb
+host_if=cptb0
+ns_if=cptb1
+host_ip=10.231.0.1
+ns_ip=10.231.0.2
+shaped_rate=20mbit
 
 log() { echo "testbed: $*" >&2; }
 
@@ -35,6 +44,24 @@ ensure_packages() {
 
 as_postgres() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+setup_netns() {
+  teardown_netns
+  ip netns add "$netns"
+  ip link add "$host_if" type veth peer name "$ns_if"
+  ip link set "$ns_if" netns "$netns"
+  ip addr add "$host_ip/30" dev "$host_if"
+  ip link set "$host_if" up
+  ip netns exec "$netns" ip addr add "$ns_ip/30" dev "$ns_if"
+  ip netns exec "$netns" ip link set "$ns_if" up
+  ip netns exec "$netns" ip link set lo up
+  tc qdisc add dev "$host_if" root tbf rate "$shaped_rate" burst 32kbit latency 50ms
+}
+
+teardown_netns() {
+  ip netns del "$netns" 2>/dev/null || true
+  ip link del "$host_if" 2>/dev/null || true
 }
 
 wait_http() {
@@ -63,9 +90,15 @@ up() {
   down >/dev/null 2>&1 || true
   ensure_packages
   "$root/scripts/setup-python.sh"
-  local pg_port app_port downstream_port proxy_port otlp_port
+  local pg_port app_port downstream_port proxy_port otlp_port shaped_port
   pg_port=$(free_port); app_port=$(free_port); downstream_port=$(free_port)
-  proxy_port=$(free_port); otlp_port=$(free_port)
+  proxy_port=$(free_port); otlp_port=$(free_port); shaped_port=$(free_port)
+  local shaped=0
+  if [ "$(id -u)" = 0 ] && setup_netns 2>"$state/netns.log"; then
+    shaped=1
+  else
+    log "no shaped link (creating a network namespace needs root; see $state/netns.log)"
+  fi
 
   local fresh=0
   if [ ! -f "$pgdata/PG_VERSION" ]; then
@@ -105,20 +138,31 @@ DOWNSTREAM_FAR_URL=http://127.0.0.1:$proxy_port
 OTLP_PORT=$otlp_port
 OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$otlp_port
 ENV
+  if [ "$shaped" = 1 ]; then
+    cat >>"$state/env" <<ENV
+NETNS=$netns
+SHAPED_APP_URL=http://$host_ip:$shaped_port
+SHAPED_RATE=$shaped_rate
+ENV
+  fi
   set -a; . "$state/env"; set +a
   export OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE="content-length,content-encoding"
   export OTEL_BSP_SCHEDULE_DELAY=500
   start_bg downstream "$venv/bin/python" -m uvicorn downstream:app --host 127.0.0.1 --port "$downstream_port" --no-access-log
   start_bg proxy "$venv/bin/python" delay_proxy.py --listen "$proxy_port" --target "$downstream_port" --connect-delay-ms 30
   start_bg app "$venv/bin/python" -m uvicorn app:app --host 127.0.0.1 --port "$app_port" --no-access-log
+  if [ "$shaped" = 1 ]; then
+    start_bg app-shaped "$venv/bin/python" -m uvicorn app:app --host "$host_ip" --port "$shaped_port" --no-access-log
+  fi
   wait_http "$DOWNSTREAM_URL/health"
   wait_http "$APP_URL/health"
   wait_http "$DOWNSTREAM_FAR_URL/health"
+  if [ "$shaped" = 1 ]; then wait_http "http://$host_ip:$shaped_port/health"; fi
   log "up: app $APP_URL, downstream $DOWNSTREAM_URL (far: $DOWNSTREAM_FAR_URL), PostgreSQL port $pg_port; env in $state/env"
 }
 
 down() {
-  for name in app proxy downstream; do
+  for name in app app-shaped proxy downstream; do
     if [ -f "$state/$name.pid" ]; then
       kill "$(cat "$state/$name.pid")" 2>/dev/null || true
       rm -f "$state/$name.pid"
@@ -127,6 +171,7 @@ down() {
   if [ -f "$pgdata/postmaster.pid" ]; then
     as_postgres "$pgbin/pg_ctl" -D "$pgdata" -m fast -w stop >/dev/null 2>&1 || true
   fi
+  if [ "$(id -u)" = 0 ]; then teardown_netns; fi
   rm -f "$state/env"
   log "down"
 }

@@ -300,3 +300,39 @@ fn help_has_examples_and_exit_codes() {
         "{help}"
     );
 }
+
+#[test]
+fn the_testbed_recording_shows_each_scenario_on_its_bad_route_only() {
+    // examples/testbed.otlp: every trace scenario's /bad and /fixed routes, three requests each,
+    // recorded from the real testbed service (testbed/e2e.py --record).
+    let output = chokepoint(&["traces", "examples/testbed.otlp", "--format", "json"]);
+    assert_eq!(output.status.code(), Some(0));
+    let report = json(&output);
+    let mut found: Vec<String> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {}",
+                f["detector"].as_str().expect("id"),
+                f["endpoint"].as_str().expect("endpoint")
+            )
+        })
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            "connection-churn GET /connection-churn/bad",
+            "large-payload GET /large-payload/bad",
+            "n-plus-one GET /n-plus-one-http/bad",
+            "n-plus-one GET /n-plus-one/bad",
+            "network-latency GET /network-latency/bad",
+            "sequential-calls GET /sequential-calls/bad",
+            "slow-query GET /slow-query/bad",
+            "unbounded-result GET /unbounded-result/bad",
+        ]
+    );
+    assert_eq!(report["bottleneck"]["detector"], "unbounded-result");
+}

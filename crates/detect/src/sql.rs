@@ -300,7 +300,9 @@ fn collapse_lists(tokens: Vec<Norm>) -> Vec<Norm> {
         };
         if !open.is_empty() && (after_keyword("IN") || after_keyword("ANY") || after_keyword("ARRAY")) {
             if let Some(end) = param_list_end(&tokens, i, open) {
-                out.extend([tokens[i].clone(), Norm::Param, tokens[end].clone()]);
+                out.push(tokens[i].clone());
+                out.extend(first_item(&tokens, i).iter().cloned());
+                out.push(tokens[end].clone());
                 i = end + 1;
                 continue;
             }
@@ -327,18 +329,35 @@ fn collapse_lists(tokens: Vec<Norm>) -> Vec<Norm> {
     out
 }
 
-/// If `tokens[open]` starts a list holding only parameters and commas, the index of its close.
+/// If `tokens[open]` starts a list holding only parameters (each optionally cast, `?::integer`)
+/// and commas, the index of its close.
 fn param_list_end(tokens: &[Norm], open: usize, close: &str) -> Option<usize> {
-    let mut expect_param = true;
-    for (offset, token) in tokens[open + 1..].iter().enumerate() {
-        match token {
-            Norm::Param if expect_param => expect_param = false,
-            Norm::Punct(p) if p == "," && !expect_param => expect_param = true,
-            Norm::Punct(p) if p == close && !expect_param => return Some(open + 1 + offset),
+    let mut i = open + 1;
+    loop {
+        if tokens.get(i) != Some(&Norm::Param) {
+            return None;
+        }
+        i += 1;
+        while matches!(tokens.get(i), Some(Norm::Punct(p)) if p == "::")
+            && matches!(tokens.get(i + 1), Some(Norm::Word { .. }))
+        {
+            i += 2;
+        }
+        match tokens.get(i) {
+            Some(Norm::Punct(p)) if p == "," => i += 1,
+            Some(Norm::Punct(p)) if p == close => return Some(i),
             _ => return None,
         }
     }
-    None
+}
+
+/// The tokens of a collapsed list: its first item, e.g. `?` or `?::integer`.
+fn first_item(tokens: &[Norm], open: usize) -> &[Norm] {
+    let mut end = open + 2;
+    while matches!(tokens.get(end), Some(Norm::Punct(p)) if p == "::") {
+        end += 2;
+    }
+    &tokens[open + 1..end]
 }
 
 fn render(tokens: &[Norm]) -> String {

@@ -72,8 +72,7 @@ impl Detector for UnboundedResult {
             let reads = statement.verb == "SELECT" || statement.verb == "WITH";
             // `WHERE key IN (…)` / `= ANY(…)` is bounded by the caller's list of keys (an eager
             // load of a page's children), not by the table.
-            let key_list =
-                statement.normalized.contains(" IN (?)") || statement.normalized.contains(" ANY (");
+            let key_list = statement.normalized.contains(" IN (?") || statement.normalized.contains(" ANY (");
             if !reads || statement.has_limit || key_list || rows < MIN_ROWS {
                 continue;
             }
