@@ -41,6 +41,7 @@ PENDING = [
     ("cpu-saturation", "needs `chokepoint load` (issue #4)"),
     ("worker-exhaustion", "needs `chokepoint load` (issue #4)"),
     ("blocking-call", "needs `chokepoint load` (issue #4)"),
+    ("connection-churn-http", "needs `chokepoint load` (issue #4): httpx records no connect span; across the delay proxy it is network-latency"),
     ("bandwidth-limit", "needs `chokepoint load` (issue #4); the shaped link is checked"),
     ("missing-index", "needs `chokepoint db` (issue #5)"),
     ("lock-contention", "needs `chokepoint db` (issue #5)"),

@@ -205,6 +205,21 @@ def item_pooled(item_id: int = 42):
         return {"id": item.id, "sku": item.sku}
 
 
+# connection-churn over HTTP: a new client, so a new TCP connection, per downstream call.
+@app.get("/connection-churn-http/bad")
+async def stock_new_client_per_call():
+    results = []
+    for path in ("/stock/1", "/stock/2", "/stock/3"):
+        async with httpx.AsyncClient(base_url=DOWNSTREAM_URL) as client:
+            results.append((await client.get(path)).json())
+    return results
+
+
+@app.get("/connection-churn-http/fixed")
+async def stock_shared_client():
+    return [(await downstream.get(path)).json() for path in ("/stock/1", "/stock/2", "/stock/3")]
+
+
 # network-latency: a far downstream reached with a new connection per call.
 @app.get("/network-latency/bad")
 async def far_new_connection():
