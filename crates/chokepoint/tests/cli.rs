@@ -1,13 +1,12 @@
 //! The `chokepoint` binary as a user runs it: the bundled examples, every output format, exit
 //! codes, bad input, standard input, and the documentation commands.
 
+mod common;
+
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use common::{findings_by_endpoint, root};
 
 fn chokepoint(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_chokepoint"))
@@ -308,19 +307,7 @@ fn the_testbed_recording_shows_each_scenario_on_its_bad_route_only() {
     let output = chokepoint(&["traces", "examples/testbed.otlp", "--format", "json"]);
     assert_eq!(output.status.code(), Some(0));
     let report = json(&output);
-    let mut found: Vec<String> = report["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .map(|f| {
-            format!(
-                "{} {}",
-                f["detector"].as_str().expect("id"),
-                f["endpoint"].as_str().expect("endpoint")
-            )
-        })
-        .collect();
-    found.sort();
+    let found = findings_by_endpoint(&report);
     assert_eq!(
         found,
         [

@@ -4,15 +4,15 @@
 //! Needs the SDK in `.venv` (created by `scripts/setup-python.sh`, which `scripts/test` runs), or
 //! a Python with it in `CHOKEPOINT_PYTHON`.
 
+mod common;
+
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use common::{findings_by_endpoint as detectors, root};
 
 fn python() -> PathBuf {
     let python =
@@ -93,23 +93,6 @@ fn listen_and_send(exporter: &str, out: &Path) -> serde_json::Value {
         lines.try_iter().collect::<Vec<_>>()
     );
     serde_json::from_slice(&output.stdout).expect("a JSON report")
-}
-
-fn detectors(report: &serde_json::Value) -> Vec<String> {
-    let mut ids: Vec<String> = report["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .map(|f| {
-            format!(
-                "{} {}",
-                f["detector"].as_str().expect("id"),
-                f["endpoint"].as_str().expect("endpoint")
-            )
-        })
-        .collect();
-    ids.sort();
-    ids
 }
 
 fn check_shop_findings(exporter: &str) {

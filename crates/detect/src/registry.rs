@@ -28,19 +28,23 @@ impl Meta {
     }
 }
 
-/// A detector over traces: it looks at one request at a time, and concludes once per group of
-/// observations with the same endpoint and key.
-pub(crate) trait Detector: Sync {
+/// What every detector says about itself; implemented by [`detector!`].
+pub(crate) trait Described {
     /// Its id, summary and documentation.
     fn meta(&self) -> &'static Meta;
+}
+
+/// A detector over traces: it looks at one request at a time, and concludes once per group of
+/// observations with the same endpoint and key.
+pub(crate) trait Detector: Described + Sync {
     /// Records what it sees in one request.
     fn observe(&self, request: &Request<'_>, out: &mut Observer<'_>);
     /// Turns the aggregate of one (endpoint, key) into a conclusion, or drops it.
     fn conclude(&self, group: &GroupView<'_>) -> Option<Conclusion>;
 }
 
-/// Declares a detector: its doc comment (which `chokepoint explain` prints), its unit struct and
-/// its [`Meta`].
+/// Declares a detector: its doc comment (which `chokepoint explain` prints), its unit struct, its
+/// [`Meta`] and its [`Described`] implementation.
 macro_rules! detector {
     (
         $(#[doc = $doc:literal])*
@@ -60,6 +64,12 @@ macro_rules! detector {
                 requires: $requires,
                 doc: &[$($doc),*],
             };
+        }
+
+        impl $crate::registry::Described for $name {
+            fn meta(&self) -> &'static $crate::registry::Meta {
+                &Self::META
+            }
         }
     };
 }

@@ -5,7 +5,7 @@ use hashbrown::HashMap;
 use crate::analysis::{Conclusion, GroupView, Observation, Observer};
 use crate::detectors::{ms, percent};
 use crate::finding::Confidence;
-use crate::registry::{Detector, Meta, detector};
+use crate::registry::{Detector, detector};
 use crate::request::{Request, connect_peer, is_db_call};
 
 detector! {
@@ -56,10 +56,6 @@ const MIN_REQUEST_SHARE: f64 = 0.5;
 const MIN_CONNECT_MS: f64 = 1.0;
 
 impl Detector for ConnectionChurn {
-    fn meta(&self) -> &'static Meta {
-        &Self::META
-    }
-
     fn observe(&self, request: &Request<'_>, out: &mut Observer<'_>) {
         let mut by_peer: HashMap<String, (u64, u64)> = HashMap::new();
         for &i in &request.local {

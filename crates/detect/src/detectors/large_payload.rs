@@ -5,7 +5,7 @@ use chokepoint_evidence::{Span, SpanKind};
 use crate::analysis::{Conclusion, GroupView, Observation, Observer};
 use crate::detectors::{ns, percent};
 use crate::finding::Confidence;
-use crate::registry::{Detector, Meta, detector};
+use crate::registry::{Detector, detector};
 use crate::request::Request;
 
 detector! {
@@ -69,10 +69,6 @@ const ASSUMED_LINK_BYTES_PER_S: f64 = 12.5e6;
 const ASSUMED_COMPRESSION_SAVING: f64 = 0.8;
 
 impl Detector for LargePayload {
-    fn meta(&self) -> &'static Meta {
-        &Self::META
-    }
-
     fn observe(&self, request: &Request<'_>, out: &mut Observer<'_>) {
         let root = request.root_span();
         if root.kind == SpanKind::Server {

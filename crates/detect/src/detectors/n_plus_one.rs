@@ -5,7 +5,7 @@ use hashbrown::HashMap;
 use crate::analysis::{Conclusion, GroupView, Observation, Observer};
 use crate::detectors::{clip, ms, percent, union_ns};
 use crate::finding::Confidence;
-use crate::registry::{Detector, Meta, detector};
+use crate::registry::{Detector, detector};
 use crate::request::Request;
 
 detector! {
@@ -120,10 +120,6 @@ pub(crate) fn repeated_calls<'a>(request: &Request<'a>) -> HashMap<(usize, CallK
 }
 
 impl Detector for NPlusOne {
-    fn meta(&self) -> &'static Meta {
-        &Self::META
-    }
-
     fn observe(&self, request: &Request<'_>, out: &mut Observer<'_>) {
         let mut local_starts: Option<Vec<u64>> = None;
         for ((_, key), mut calls) in repeated_calls(request) {

@@ -5,7 +5,7 @@ use chokepoint_evidence::SpanKind;
 use crate::analysis::{Conclusion, GroupView, Observation, Observer};
 use crate::detectors::{ms, ns, percent};
 use crate::finding::Confidence;
-use crate::registry::{Detector, Meta, detector};
+use crate::registry::{Detector, detector};
 use crate::request::Request;
 
 detector! {
@@ -51,10 +51,6 @@ const MIN_WIRE_SHARE: f64 = 0.3;
 const NEAR_RTT_MS: f64 = 1.0;
 
 impl Detector for NetworkLatency {
-    fn meta(&self) -> &'static Meta {
-        &Self::META
-    }
-
     fn observe(&self, request: &Request<'_>, out: &mut Observer<'_>) {
         for &i in &request.local {
             let client = request.span(i);

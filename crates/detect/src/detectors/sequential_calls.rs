@@ -6,7 +6,7 @@ use crate::analysis::{Conclusion, GroupView, Observation, Observer};
 use crate::detectors::n_plus_one::{MIN_REPEATS, is_housekeeping_statement, repeated_calls};
 use crate::detectors::{clip, ms, percent};
 use crate::finding::Confidence;
-use crate::registry::{Detector, Meta, detector};
+use crate::registry::{Detector, detector};
 use crate::request::Request;
 
 detector! {
@@ -58,10 +58,6 @@ const MIN_SAVED_SHARE: f64 = 0.1;
 const LISTED_CALLS: usize = 5;
 
 impl Detector for SequentialCalls {
-    fn meta(&self) -> &'static Meta {
-        &Self::META
-    }
-
     fn observe(&self, request: &Request<'_>, out: &mut Observer<'_>) {
         let request_ms = request.root_span().duration_ms();
         let mut by_owner: HashMap<usize, Vec<usize>> = HashMap::new();

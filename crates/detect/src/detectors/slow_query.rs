@@ -3,7 +3,7 @@
 use crate::analysis::{Conclusion, GroupView, Observation, Observer};
 use crate::detectors::{clip, ns, percent};
 use crate::finding::Confidence;
-use crate::registry::{Detector, Meta, detector};
+use crate::registry::{Detector, detector};
 use crate::request::Request;
 use crate::sql;
 
@@ -55,10 +55,6 @@ const FIXED_MS: f64 = 1.0;
 const _: () = assert!(FIXED_MS < DOMINANT_MS && DOMINANT_MS < SLOW_MS);
 
 impl Detector for SlowQuery {
-    fn meta(&self) -> &'static Meta {
-        &Self::META
-    }
-
     fn observe(&self, request: &Request<'_>, out: &mut Observer<'_>) {
         let request_ms = request.root_span().duration_ms();
         for &i in &request.local {

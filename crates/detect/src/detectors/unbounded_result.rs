@@ -3,7 +3,7 @@
 use crate::analysis::{Conclusion, GroupView, Observation, Observer};
 use crate::detectors::{clip, ms, ns, percent};
 use crate::finding::Confidence;
-use crate::registry::{Detector, Meta, detector};
+use crate::registry::{Detector, detector};
 use crate::request::Request;
 
 detector! {
@@ -55,10 +55,6 @@ const MIN_ROWS: f64 = 1_000.0;
 const PAGE_ROWS: f64 = 100.0;
 
 impl Detector for UnboundedResult {
-    fn meta(&self) -> &'static Meta {
-        &Self::META
-    }
-
     fn observe(&self, request: &Request<'_>, out: &mut Observer<'_>) {
         for &i in &request.local {
             let Some(statement) = request.statement(i) else {
