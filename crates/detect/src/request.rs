@@ -34,6 +34,7 @@ pub(crate) struct TraceIndex<'a> {
     parent: Vec<Option<usize>>,
     statements: Vec<Option<Arc<Statement>>>,
     http_calls: Vec<Option<HttpCall>>,
+    connects: Vec<Option<String>>,
     /// Spans whose parent is not in the trace.
     pub(crate) orphans: u64,
 }
@@ -70,12 +71,14 @@ impl<'a> TraceIndex<'a> {
             .map(|span| db_statement_text(span).map(&mut *normalize))
             .collect();
         let http_calls = trace.spans.iter().map(http_call).collect();
+        let connects = trace.spans.iter().map(connect_peer).collect();
         TraceIndex {
             trace,
             children,
             parent,
             statements,
             http_calls,
+            connects,
             orphans,
         }
     }
@@ -148,6 +151,11 @@ impl<'a> Request<'a> {
         &self.index.children[i]
     }
 
+    /// The peer a connect or handshake span connects to.
+    pub(crate) fn connect_peer(&self, i: usize) -> Option<&'a str> {
+        self.index.connects[i].as_deref()
+    }
+
     /// The parent of a span, when it is in the trace.
     pub(crate) fn parent(&self, i: usize) -> Option<usize> {
         self.index.parent[i]
@@ -157,7 +165,7 @@ impl<'a> Request<'a> {
     /// so queries interleaved with pool checkouts still group under the handler.
     pub(crate) fn owner(&self, i: usize) -> Option<usize> {
         let mut parent = self.index.parent[i]?;
-        while parent != self.root && is_housekeeping(self.span(parent)) {
+        while parent != self.root && is_housekeeping(self.span(parent), self.connect_peer(parent).is_some()) {
             parent = self.index.parent[parent]?;
         }
         Some(parent)
@@ -215,10 +223,14 @@ const PAGINATION_PARAMS: &[&str] = &[
 
 /// The outgoing HTTP call a client span made, if it is one.
 pub(crate) fn http_call(span: &Span) -> Option<HttpCall> {
-    if span.kind != SpanKind::Client || is_db_call(span) {
+    if span.kind != SpanKind::Client {
         return None;
     }
-    let method = span.attr_str_any(METHOD_KEYS)?.to_ascii_uppercase();
+    let method = span.attr_str_any(METHOD_KEYS)?;
+    if is_db_call(span) {
+        return None;
+    }
+    let method = method.to_ascii_uppercase();
     let url = span.attr_str_any(URL_KEYS).unwrap_or("");
     let without_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
     let (host_path, query) = without_scheme.split_once('?').unwrap_or((without_scheme, ""));
@@ -282,7 +294,7 @@ pub(crate) fn peer(span: &Span) -> Option<String> {
 
 /// If a span opens a connection (TCP connect, TLS handshake, database login), the peer it
 /// connects to.
-pub(crate) fn connect_peer(span: &Span) -> Option<String> {
+fn connect_peer(span: &Span) -> Option<String> {
     if !looks_like_connect(&span.name)
         && !span
             .attr_str_any(&["db.operation.name", "db.operation"])
@@ -311,8 +323,8 @@ fn looks_like_connect(name: &str) -> bool {
 
 /// Connection-pool bookkeeping spans (checkout, acquire, connect) that sit between a handler and
 /// its queries in some instrumentations.
-fn is_housekeeping(span: &Span) -> bool {
-    if span.kind != SpanKind::Internal && connect_peer(span).is_none() {
+fn is_housekeeping(span: &Span, is_connect: bool) -> bool {
+    if span.kind != SpanKind::Internal && !is_connect {
         return false;
     }
     let name = span.name.to_ascii_lowercase();

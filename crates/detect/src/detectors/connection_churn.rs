@@ -6,7 +6,7 @@ use crate::analysis::{Conclusion, GroupView, Observation, Observer};
 use crate::detectors::{ms, percent};
 use crate::finding::Confidence;
 use crate::registry::{Detector, detector};
-use crate::request::{Request, connect_peer, is_db_call};
+use crate::request::{Request, is_db_call};
 
 detector! {
     /// # What it detects
@@ -60,7 +60,9 @@ impl Detector for ConnectionChurn {
         let mut by_peer: HashMap<String, (u64, u64)> = HashMap::new();
         for &i in &request.local {
             let span = request.span(i);
-            let Some(peer) = connect_peer(span) else { continue };
+            let Some(peer) = request.connect_peer(i) else {
+                continue;
+            };
             out.evaluated();
             if span.duration_ms() < MIN_CONNECT_MS {
                 continue;
