@@ -17,6 +17,8 @@ Examples:
                                               receive OTLP for a minute, record it, analyse it
   chokepoint traces run.otlp --fail-on n-plus-one
                                               exit 1 in CI when an N+1 is found
+  chokepoint load http://127.0.0.1:8000/orders --slo 'p99<300ms'
+                                              ramp concurrency until it breaks, and say why
   chokepoint explain n-plus-one               what a detector looks for, and the fix
 
 Exit codes: 0 analysed (no finding matched --fail-on), 1 a finding matched --fail-on,
@@ -39,6 +41,9 @@ pub(crate) enum Command {
     /// Receive OTLP traces live (HTTP 4318, gRPC 4317), record them, analyse them when stopped.
     #[command(after_help = EXAMPLES)]
     Listen(ListenArgs),
+    /// Ramp load on a URL until throughput stops rising, sample the target, and say what limits it.
+    #[command(after_help = EXAMPLES)]
+    Load(LoadArgs),
     /// List the detectors and what each finds.
     Detectors,
     /// Print a detector's documentation: what it detects, why it matters, the fix.
@@ -101,6 +106,68 @@ pub(crate) struct ListenArgs {
     pub(crate) report: ReportArgs,
 }
 
+#[derive(Args, Debug)]
+pub(crate) struct LoadArgs {
+    /// The URL to load (http://; the target is sampled when it listens on this host).
+    pub(crate) url: String,
+    /// `closed`: steps of concurrent connections; `open`: steps of requests per second, latency
+    /// measured from each request's intended send time.
+    #[arg(long, value_enum, default_value_t = Model::Closed)]
+    pub(crate) model: Model,
+    /// Closed model: the concurrency of each step (default: doubling from 1 to --max-concurrency).
+    #[arg(long, value_delimiter = ',', value_name = "N,N,…")]
+    pub(crate) concurrency: Vec<u32>,
+    /// Open model: the rate of each step (default: doubling from 10/s to --max-rate).
+    #[arg(long, value_delimiter = ',', value_name = "RPS,RPS,…")]
+    pub(crate) rate: Vec<f64>,
+    /// The highest concurrency the ramp may reach.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) max_concurrency: u32,
+    /// The highest rate the ramp may offer, in requests per second.
+    #[arg(long, default_value_t = 2000.0)]
+    pub(crate) max_rate: f64,
+    /// Open model: connections requests are spread over.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) connections: u32,
+    /// How long each step runs.
+    #[arg(long, default_value = "5s", value_name = "DURATION")]
+    pub(crate) step_duration: humantime::Duration,
+    /// The whole ramp stops after this long, whatever the steps.
+    #[arg(long, default_value = "120s", value_name = "DURATION")]
+    pub(crate) max_duration: humantime::Duration,
+    /// A latency objective that breaks the ramp when missed: `p99<300ms`.
+    #[arg(long, value_name = "pNN<LIMIT")]
+    pub(crate) slo: Option<String>,
+    /// The error rate, in percent, that breaks the ramp.
+    #[arg(long, default_value_t = 5.0, value_name = "PERCENT")]
+    pub(crate) max_error_rate: f64,
+    /// Per-request timeout.
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub(crate) timeout: humantime::Duration,
+    /// The HTTP method.
+    #[arg(long, short = 'X', default_value = "GET")]
+    pub(crate) method: String,
+    /// A request header, `Name: value` (repeatable).
+    #[arg(long, short = 'H', value_name = "NAME: VALUE")]
+    pub(crate) header: Vec<String>,
+    /// The request body; `@FILE` reads it from a file.
+    #[arg(long, short = 'd')]
+    pub(crate) body: Option<String>,
+    /// The target process to sample (default: the one listening on the URL's port, if on this host).
+    #[arg(long)]
+    pub(crate) pid: Option<u32>,
+    #[command(flatten)]
+    pub(crate) report: ReportArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Model {
+    /// Concurrency steps.
+    Closed,
+    /// Arrival-rate steps.
+    Open,
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Format {
     /// For a terminal.
@@ -153,6 +220,115 @@ pub(crate) struct ListenConfig {
     pub(crate) duration: Option<Duration>,
     pub(crate) max_body_bytes: usize,
     pub(crate) report: ReportConfig,
+}
+
+/// A validated `load` command.
+#[derive(Debug)]
+pub(crate) struct LoadConfig {
+    pub(crate) url: hyper::Uri,
+    pub(crate) model: Model,
+    pub(crate) steps: Vec<f64>,
+    pub(crate) connections: usize,
+    pub(crate) step_duration: Duration,
+    pub(crate) max_duration: Duration,
+    pub(crate) slo: Option<chokepoint_load::Slo>,
+    pub(crate) max_error_rate: f64,
+    pub(crate) timeout: Duration,
+    pub(crate) method: hyper::Method,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: bytes::Bytes,
+    pub(crate) pid: Option<u32>,
+    pub(crate) report: ReportConfig,
+}
+
+impl LoadArgs {
+    pub(crate) fn validate(self) -> anyhow::Result<LoadConfig> {
+        let url: hyper::Uri = self
+            .url
+            .parse()
+            .with_context(|| format!("{:?} is not a URL", self.url))?;
+        match url.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                bail!("https is not supported yet: load the service over http (e.g. behind its TLS proxy)")
+            }
+            _ => bail!("{:?}: give a full http:// URL", self.url),
+        }
+        if url.host().is_none() {
+            bail!("{:?} has no host", self.url);
+        }
+        let steps: Vec<f64> = match self.model {
+            Model::Closed if self.concurrency.is_empty() => {
+                std::iter::successors(Some(1u32), |n| n.checked_mul(2))
+                    .take_while(|&n| n <= self.max_concurrency)
+                    .map(f64::from)
+                    .collect()
+            }
+            Model::Closed => self.concurrency.iter().map(|&n| f64::from(n)).collect(),
+            Model::Open if self.rate.is_empty() => std::iter::successors(Some(10.0f64), |r| Some(r * 2.0))
+                .take_while(|&r| r <= self.max_rate)
+                .collect(),
+            Model::Open => self.rate.clone(),
+        };
+        if steps.is_empty() || steps.iter().any(|&s| s <= 0.0) {
+            bail!("the steps must be positive numbers");
+        }
+        if let Some(bad) = steps.iter().find(|&&s| match self.model {
+            Model::Closed => s > f64::from(self.max_concurrency),
+            Model::Open => s > self.max_rate,
+        }) {
+            bail!(
+                "step {bad} is over the safety bound (--max-concurrency {}, --max-rate {})",
+                self.max_concurrency,
+                self.max_rate
+            );
+        }
+        let slo = match &self.slo {
+            Some(text) => Some(
+                chokepoint_load::Slo::parse(text)
+                    .with_context(|| format!("--slo {text:?}: write it like p99<300ms"))?,
+            ),
+            None => None,
+        };
+        if !(0.0..=100.0).contains(&self.max_error_rate) {
+            bail!("--max-error-rate is a percentage, 0 to 100");
+        }
+        let method = hyper::Method::from_bytes(self.method.to_ascii_uppercase().as_bytes())
+            .with_context(|| format!("{:?} is not an HTTP method", self.method))?;
+        let headers = self
+            .header
+            .iter()
+            .map(|h| {
+                h.split_once(':')
+                    .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+                    .with_context(|| format!("--header {h:?}: write it as `Name: value`"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let body = match self.body.as_deref() {
+            Some(file) if file.starts_with('@') => bytes::Bytes::from(
+                std::fs::read(&file[1..])
+                    .with_context(|| format!("cannot read the body file {}", &file[1..]))?,
+            ),
+            Some(text) => bytes::Bytes::from(text.to_owned()),
+            None => bytes::Bytes::new(),
+        };
+        Ok(LoadConfig {
+            url,
+            model: self.model,
+            steps,
+            connections: self.connections.max(1) as usize,
+            step_duration: self.step_duration.into(),
+            max_duration: self.max_duration.into(),
+            slo,
+            max_error_rate: self.max_error_rate / 100.0,
+            timeout: self.timeout.into(),
+            method,
+            headers,
+            body,
+            pid: self.pid,
+            report: self.report.validate()?,
+        })
+    }
 }
 
 impl ReportArgs {

@@ -3,6 +3,7 @@
 
 mod args;
 mod listen;
+mod load;
 mod output;
 mod traces;
 
@@ -29,6 +30,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Traces(args) => args.validate().and_then(traces::run),
         Command::Listen(args) => args.validate().and_then(listen::run),
+        Command::Load(args) => args.validate().and_then(load::run),
         Command::Detectors => {
             output::print_detectors();
             Ok(EXIT_OK)

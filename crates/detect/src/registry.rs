@@ -43,6 +43,13 @@ pub(crate) trait Detector: Described + Sync {
     fn conclude(&self, group: &GroupView<'_>) -> Option<Conclusion>;
 }
 
+/// A detector over a load ramp: it reads the throughput–latency curve and the target's
+/// resources at the knee.
+pub(crate) trait LoadDetector: Described + Sync {
+    /// The conclusion, if the curve shows this limit.
+    fn check(&self, curve: &crate::load::Curve<'_>) -> Option<crate::load::LoadConclusion>;
+}
+
 /// Declares a detector: its doc comment (which `chokepoint explain` prints), its unit struct, its
 /// [`Meta`] and its [`Described`] implementation.
 macro_rules! detector {
@@ -86,9 +93,19 @@ pub(crate) static TRACE_DETECTORS: &[&dyn Detector] = &[
     &crate::detectors::network_latency::NetworkLatency,
 ];
 
+/// Every load detector.
+pub(crate) static LOAD_DETECTORS: &[&dyn LoadDetector] = &[
+    &crate::detectors::cpu_saturation::CpuSaturation,
+    &crate::detectors::worker_exhaustion::WorkerExhaustion,
+    &crate::detectors::blocking_call::BlockingCall,
+];
+
 /// Every detector's metadata.
 pub fn detectors() -> impl Iterator<Item = &'static Meta> {
-    TRACE_DETECTORS.iter().map(|d| d.meta())
+    TRACE_DETECTORS
+        .iter()
+        .map(|d| d.meta())
+        .chain(LOAD_DETECTORS.iter().map(|d| d.meta()))
 }
 
 /// The metadata of the detector with this id.

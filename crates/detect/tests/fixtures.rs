@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use chokepoint_detect::{Analysis, Outcome, detectors};
+use chokepoint_detect::{Analysis, Outcome, analyse_load, detectors};
+use chokepoint_evidence::LoadRun;
 use chokepoint_evidence::fixture::Fixture;
 
 fn fixture_dir() -> PathBuf {
@@ -12,6 +13,10 @@ fn fixture_dir() -> PathBuf {
 
 fn analyse(path: &Path) -> Outcome {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    if is_load_fixture(path) {
+        let run: LoadRun = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        return analyse_load(&run);
+    }
     let fixture: Fixture = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut analysis = Analysis::default();
     for trace in fixture
@@ -21,6 +26,11 @@ fn analyse(path: &Path) -> Outcome {
         analysis.add_trace(&trace);
     }
     analysis.finish()
+}
+
+/// Load fixtures are a `LoadRun` (with `steps`); trace fixtures a `Fixture` (with `traces`).
+fn is_load_fixture(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|text| text.contains("\"steps\""))
 }
 
 fn fixtures(id: &str, prefix: &str) -> Vec<PathBuf> {
@@ -72,7 +82,7 @@ fn positive_fixtures_make_the_detector_the_bottleneck() {
                 path.display()
             );
             assert!(
-                !first.evidence.example_trace_ids.is_empty(),
+                is_load_fixture(&path) || !first.evidence.example_trace_ids.is_empty(),
                 "{}: no example trace",
                 path.display()
             );

@@ -22,6 +22,8 @@
 //! ```
 
 pub mod fixture;
+mod load;
 mod span;
 
+pub use load::{Latency, LoadModel, LoadRun, LoadStep, TargetSample};
 pub use span::{AttrValue, Span, SpanId, SpanKind, Trace, TraceId};

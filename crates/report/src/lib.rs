@@ -17,9 +17,10 @@ mod text;
 
 pub use json::{render_json, schema};
 pub use markdown::render_markdown;
-pub use text::render_text;
+pub use text::{render_text, step_header, step_row};
 
 use chokepoint_detect::{Finding, Outcome, Skipped, Summary};
+use chokepoint_evidence::LoadRun;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +43,10 @@ pub struct Report {
     pub problems: Vec<String>,
     /// Things to know that are not errors (orphan spans, inputs with no spans).
     pub warnings: Vec<String>,
+    /// `chokepoint load`: the full step series of the ramp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub load: Option<LoadRun>,
 }
 
 /// One input source.
@@ -67,6 +72,7 @@ impl Report {
             inputs: Vec::new(),
             problems: Vec::new(),
             warnings: Vec::new(),
+            load: None,
         }
     }
 }
@@ -113,6 +119,15 @@ pub(crate) fn evidence_line(finding: &Finding) -> String {
 /// The closing summary line.
 pub(crate) fn summary_line(report: &Report) -> String {
     let s = &report.summary;
+    if let Some(run) = &report.load {
+        return format!(
+            "Measured {} requests in {} steps over {:.1} s; the ramp stopped: {}.",
+            s.requests,
+            run.steps.len(),
+            s.window_s,
+            run.stopped_because
+        );
+    }
     let plural = |n: u64, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
     let mut line = format!(
         "Analysed {} in {} ({} to {}) over {:.1} s of traffic",

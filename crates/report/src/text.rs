@@ -51,6 +51,9 @@ pub fn render_text(report: &Report, color: bool) -> String {
     let p = Palette::new(color);
     let mut out = String::new();
     let (h, id, label, dim) = (p.headline, p.id, p.label, p.dim);
+    if let Some(run) = &report.load {
+        let _ = writeln!(out, "{}\n", step_table(run));
+    }
     match &report.bottleneck {
         Some(b) => {
             let _ = writeln!(out, "{h}Bottleneck:{h:#} {id}{}{id:#} — {}", b.detector, b.title);
@@ -127,6 +130,51 @@ pub fn render_text(report: &Report, color: bool) -> String {
         let _ = writeln!(out, "{}error:{:#} {problem}", p.error, p.error);
     }
     out
+}
+
+/// The header of the step table, printed before the first step when steps are shown live.
+pub fn step_header() -> String {
+    format!(
+        "{:>9} {:>11} {:>9} {:>9} {:>9} {:>8} {:>10} {:>9} {:>8}",
+        "offered", "throughput", "p50", "p99", "errors", "new conn", "target CPU", "accept q", "gen CPU"
+    )
+}
+
+/// One row of the step table.
+pub fn step_row(step: &chokepoint_evidence::LoadStep) -> String {
+    let (cpu, queue) = match step.target {
+        Some(t) => (
+            format!("{:.2} cores", t.cpu_cores),
+            format!("{:.1}", t.accept_queue),
+        ),
+        None => ("-".to_owned(), "-".to_owned()),
+    };
+    format!(
+        "{:>9} {:>9.0}/s {:>9} {:>9} {:>9} {:>8} {:>10} {:>9} {:>8.2}",
+        step.offered,
+        step.throughput_rps,
+        duration(step.latency.p50_ms),
+        duration(step.latency.p99_ms),
+        step.errors,
+        step.new_connections,
+        cpu,
+        queue,
+        step.generator_cpu_cores
+    )
+}
+
+fn step_table(run: &chokepoint_evidence::LoadRun) -> String {
+    let mut table = format!(
+        "Load ramp on {} ({:?} model)\n{}",
+        run.url,
+        run.model,
+        step_header()
+    );
+    for step in &run.steps {
+        table.push('\n');
+        table.push_str(&step_row(step));
+    }
+    table
 }
 
 fn table(report: &Report) -> String {

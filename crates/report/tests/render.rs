@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use chokepoint_detect::Analysis;
+use chokepoint_detect::{Analysis, analyse_load};
+use chokepoint_evidence::LoadRun;
 use chokepoint_evidence::fixture::Fixture;
 use chokepoint_report::{Report, render_markdown, render_text};
 
@@ -27,7 +28,12 @@ fn fixtures() -> Vec<PathBuf> {
 }
 
 fn report(path: &Path) -> Report {
-    let fixture: Fixture = serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("json");
+    let text = std::fs::read_to_string(path).expect("read");
+    if text.contains("\"steps\"") {
+        let run: LoadRun = serde_json::from_str(&text).expect("a load run");
+        return Report::new(analyse_load(&run));
+    }
+    let fixture: Fixture = serde_json::from_str(&text).expect("json");
     let mut analysis = Analysis::default();
     for trace in fixture.traces().expect("traces") {
         analysis.add_trace(&trace);

@@ -1,12 +1,15 @@
 //! One file per detector; shared arithmetic below.
 
+pub(crate) mod blocking_call;
 pub(crate) mod connection_churn;
+pub(crate) mod cpu_saturation;
 pub(crate) mod large_payload;
 pub(crate) mod n_plus_one;
 pub(crate) mod network_latency;
 pub(crate) mod sequential_calls;
 pub(crate) mod slow_query;
 pub(crate) mod unbounded_result;
+pub(crate) mod worker_exhaustion;
 
 use chokepoint_evidence::Span;
 

@@ -1,0 +1,116 @@
+//! `chokepoint load`: ramp load on a URL, show each step as it completes, and report what caps
+//! the throughput.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context as _;
+use chokepoint_evidence::LoadModel;
+use chokepoint_load::{RampConfig, Target, pid_listening_on};
+use chokepoint_report::{Report, step_header, step_row};
+
+use crate::args::{Format, LoadConfig, Model};
+use crate::output;
+
+pub(crate) fn run(config: LoadConfig) -> anyhow::Result<u8> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(load(config))
+}
+
+async fn load(config: LoadConfig) -> anyhow::Result<u8> {
+    let host = config.url.host().unwrap_or("localhost").to_owned();
+    let port = config.url.port_u16().unwrap_or(80);
+    let addr = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .with_context(|| format!("cannot resolve {host}"))?
+        .next()
+        .with_context(|| format!("{host} has no address"))?;
+    let local = addr.ip().is_loopback() || addr.ip().is_unspecified();
+    let pid = config
+        .pid
+        .or_else(|| if local { pid_listening_on(port) } else { None });
+    let path = config
+        .url
+        .path_and_query()
+        .map_or("/".to_owned(), |p| p.as_str().to_owned());
+    let host_header = match config.url.port_u16() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.clone(),
+    };
+    let ramp = RampConfig {
+        target: Target {
+            addr,
+            host: host_header,
+            path,
+            method: config.method.clone(),
+            headers: config.headers.clone(),
+            body: config.body.clone(),
+            timeout: config.timeout,
+        },
+        model: match config.model {
+            Model::Closed => LoadModel::Closed,
+            Model::Open => LoadModel::Open,
+        },
+        steps: config.steps.clone(),
+        step_duration: config.step_duration,
+        connections: config.connections,
+        slo: config.slo,
+        max_error_rate: config.max_error_rate,
+        max_duration: config.max_duration,
+        target_pid: pid,
+        target_port: local.then_some(port),
+    };
+    let sampled = match pid {
+        Some(pid) => format!("sampling target pid {pid}"),
+        None => "no target process to sample (pass --pid to sample it)".to_owned(),
+    };
+    eprintln!(
+        "chokepoint: {} steps of {:?} load on {} ({sampled}); Ctrl-C stops and reports what was measured",
+        config.steps.len(),
+        ramp.model,
+        config.url
+    );
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let interrupted = Arc::clone(&interrupted);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                interrupted.store(true, Ordering::Relaxed);
+            }
+        });
+    }
+    // Rows go to stdout with text output, to stderr otherwise, so JSON stays parseable.
+    let live_to_stdout = config.report.format == Format::Text;
+    let show = |line: String| {
+        if live_to_stdout {
+            println!("{line}")
+        } else {
+            eprintln!("{line}")
+        }
+    };
+    show(step_header());
+    let run = chokepoint_load::run(&ramp, interrupted, |_, step| show(step_row(step))).await;
+    show(String::new());
+    let mut report = Report::new(chokepoint_detect::analyse_load(&run));
+    if run
+        .steps
+        .iter()
+        .any(|s| s.generator_cpu_cores > 0.9 * run.host_cores / 2.0 && s.target.is_some())
+    {
+        report.warnings.push(
+            "the generator used much of this host's CPU in some steps: the target may have been starved by it; \
+             run the generator on another host to be sure"
+                .into(),
+        );
+    }
+    if run.target_lost {
+        report
+            .problems
+            .push(format!("load ramp: {}", run.stopped_because));
+    }
+    report.load = Some(run);
+    Ok(output::finish(&report, &config.report))
+}

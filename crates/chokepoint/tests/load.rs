@@ -1,0 +1,167 @@
+//! `chokepoint load` against loopback servers with one known limit each
+//! (`tests/servers/load_target.py`): the ramp runs over real sockets, samples the server's
+//! process, and names the limit. Scenarios run one at a time: they measure CPU.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+
+/// Load tests measure the machine's CPU; one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(mode: &str) -> Server {
+        let mut child = Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/load_target.py"))
+            .args(["--mode", mode])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("the port");
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("a port, got {line:?}"));
+        Server { child, port }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ramp(server: &Server, extra: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let url = format!("http://127.0.0.1:{}/", server.port);
+    let output = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .args([
+            "load",
+            &url,
+            "--concurrency",
+            "1,2,4,8,16",
+            "--step-duration",
+            "1s",
+            "--format",
+            "json",
+        ])
+        .args(extra)
+        .output()
+        .expect("chokepoint runs");
+    let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output.status.code(), report)
+}
+
+fn bottleneck(report: &serde_json::Value) -> String {
+    report["bottleneck"]["detector"]
+        .as_str()
+        .unwrap_or("none")
+        .to_owned()
+}
+
+#[test]
+fn a_cpu_bound_handler_is_cpu_saturation() {
+    let _serial = SERIAL.lock();
+    let server = Server::start("cpu");
+    let (code, report) = ramp(&server, &[]);
+    assert_eq!(code, Some(0));
+    assert_eq!(bottleneck(&report), "cpu-saturation", "{report:#}");
+    let steps = report["load"]["steps"].as_array().expect("steps");
+    assert!(
+        steps[0]["target"]["cpu_cores"].as_f64().expect("sampled") > 0.5,
+        "{steps:#?}"
+    );
+}
+
+#[test]
+fn a_small_pool_is_worker_exhaustion_with_its_size() {
+    let _serial = SERIAL.lock();
+    let server = Server::start("pool");
+    let (code, report) = ramp(&server, &[]);
+    assert_eq!(code, Some(0));
+    assert_eq!(bottleneck(&report), "worker-exhaustion", "{report:#}");
+    // 4 slots of 50 ms: about 80 requests/s, 4 workers by Little's law.
+    let workers = report["bottleneck"]["evidence"]["metrics"]["inferred_workers"]
+        .as_f64()
+        .expect("workers");
+    assert!((3.0..=5.0).contains(&workers), "inferred {workers} workers");
+}
+
+#[test]
+fn a_sleep_in_the_event_loop_is_a_blocking_call() {
+    let _serial = SERIAL.lock();
+    let server = Server::start("blocking");
+    let (code, report) = ramp(&server, &[]);
+    assert_eq!(code, Some(0));
+    assert_eq!(bottleneck(&report), "blocking-call", "{report:#}");
+}
+
+#[test]
+fn a_service_that_scales_has_no_capacity_finding() {
+    let _serial = SERIAL.lock();
+    let server = Server::start("fine");
+    let (code, report) = ramp(&server, &["--concurrency", "1,2,4,8"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(report["findings"].as_array().map(Vec::len), Some(0), "{report:#}");
+    let steps = report["load"]["steps"].as_array().expect("steps");
+    // Closed model: Little's law, X · R = N, holds within 15 % at every step.
+    for step in steps {
+        let n = step["offered"].as_f64().expect("n");
+        let x = step["throughput_rps"].as_f64().expect("x");
+        let r = step["latency"]["mean_ms"].as_f64().expect("r") / 1e3;
+        assert!((x * r - n).abs() / n < 0.15, "X·R = {} for N = {n}", x * r);
+    }
+}
+
+#[test]
+fn a_target_that_dies_mid_ramp_keeps_the_steps_measured() {
+    let _serial = SERIAL.lock();
+    let mut server = Server::start("fine");
+    let url = format!("http://127.0.0.1:{}/", server.port);
+    let child = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .args([
+            "load",
+            &url,
+            "--concurrency",
+            "1,2,4,8,16",
+            "--step-duration",
+            "1s",
+            "--format",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("chokepoint runs");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let _ = server.child.kill();
+    let output = child.wait_with_output().expect("chokepoint ends");
+    assert_eq!(output.status.code(), Some(2));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let steps = report["load"]["steps"].as_array().expect("steps");
+    assert!(
+        steps.len() >= 2,
+        "the steps before the failure are kept: {steps:#?}"
+    );
+    let problem = report["problems"][0].as_str().expect("a problem");
+    assert!(
+        problem.contains("stopped accepting connections during step"),
+        "{problem}"
+    );
+}

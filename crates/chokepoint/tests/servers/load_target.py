@@ -1,0 +1,69 @@
+"""Loopback HTTP servers with one known capacity limit each, for the load detectors' tests.
+
+An asyncio server (one Python process, one event loop) whose handler is, by --mode:
+  cpu       5 ms of pure-Python compute per request: the CPU (one core, the GIL) caps it
+  pool      waits 50 ms for one of 4 slots (a small worker pool): the pool caps it, CPU idle
+  blocking  time.sleep(20 ms) inside the coroutine: the event loop stalls, requests never overlap
+  fine      awaits 20 ms without holding anything: scales with concurrency
+
+Prints the port it listens on, then serves until killed.
+Usage: load_target.py --mode MODE
+"""
+
+import argparse
+import asyncio
+import time
+
+BODY = b'{"ok": true}'
+
+
+def compute(ms):
+    end = time.perf_counter() + ms / 1000
+    n = 0
+    while time.perf_counter() < end:
+        n += 1
+    return n
+
+
+async def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mode", choices=["cpu", "pool", "blocking", "fine"], required=True)
+    mode = parser.parse_args().mode
+    slots = asyncio.Semaphore(4)
+
+    async def work():
+        if mode == "cpu":
+            compute(5)
+        elif mode == "pool":
+            async with slots:
+                await asyncio.sleep(0.05)
+        elif mode == "blocking":
+            time.sleep(0.02)
+        else:
+            await asyncio.sleep(0.02)
+
+    async def handle(reader, writer):
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                if length:
+                    await reader.readexactly(length)
+                await work()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(BODY), BODY))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+asyncio.run(main())

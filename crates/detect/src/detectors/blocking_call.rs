@@ -1,0 +1,87 @@
+//! `blocking-call`: a blocking call holds the event loop, so requests never overlap.
+
+use crate::finding::Confidence;
+use crate::load::{Curve, LoadConclusion, usable_cores};
+use crate::registry::{LoadDetector, detector};
+
+detector! {
+    /// # What it detects
+    ///
+    /// Requests that do not overlap: throughput at concurrency 2 and beyond stays where it was
+    /// at concurrency 1, the CPU is low, and each request takes far longer than its CPU time —
+    /// the signature of a blocking call (`time.sleep`, sync HTTP, sync file or database I/O)
+    /// inside `async def`, which stalls the whole event loop while it waits.
+    ///
+    /// # Why it limits throughput
+    ///
+    /// An event loop serves many requests at once only while each awaits. A blocking call
+    /// waits without yielding, so one request at a time makes progress: capacity is 1 ÷ latency
+    /// however many connections arrive, and every other request queues behind it.
+    ///
+    /// # Evidence used
+    ///
+    /// `chokepoint load`'s steps (closed model) and the target's CPU: throughput at the second
+    /// step under 1.1 × the first while concurrency rose, the target under half of a core, and
+    /// the low-load latency at least 3 × the CPU time per request.
+    ///
+    /// # Known false positives
+    ///
+    /// A service with exactly one worker (one thread, `--workers 1` with sync endpoints) behaves
+    /// the same; the fix is the same family. A downstream that serializes requests (a lock,
+    /// a single-connection pool) too.
+    ///
+    /// # Typical fix
+    ///
+    /// Inside `async def`: `await asyncio.sleep`, `httpx.AsyncClient` instead of `requests`,
+    /// `await asyncio.to_thread(...)` for file I/O and sync libraries — or declare the endpoint
+    /// with plain `def` so the framework runs it in its thread pool.
+    pub(crate) struct BlockingCall {
+        id: "blocking-call",
+        summary: "a blocking call stalls the event loop, so requests never overlap",
+        requires: "target process sampled (run on the target's host, or pass --pid)",
+    }
+}
+
+/// Latency at least this many times the CPU per request means the request mostly waits.
+const WAITING_FACTOR: f64 = 3.0;
+/// CPU below this share of one core is "low".
+const LOW_CPU: f64 = 0.5;
+
+impl LoadDetector for BlockingCall {
+    fn check(&self, curve: &Curve<'_>) -> Option<LoadConclusion> {
+        let cores = curve.knee_cpu_cores()?;
+        let cpu_ms = curve.cpu_ms_per_request()?;
+        let steps = &curve.run.steps;
+        let (first, second) = (steps.first()?, steps.get(1)?);
+        let no_overlap = second.offered > first.offered
+            && second.throughput_rps < crate::load::RISING * first.throughput_rps;
+        let waiting = curve.low.latency.mean_ms >= WAITING_FACTOR * cpu_ms.max(0.01);
+        if !(no_overlap && waiting && cores < LOW_CPU * usable_cores(cores)) {
+            return None;
+        }
+        let last = steps.last()?;
+        let title = format!(
+            "Requests never overlap: {:.0} requests/s at concurrency {} and {:.0} at {}, each waiting {:.0} ms for {cpu_ms:.1} ms of CPU — a blocking call holds the event loop",
+            first.throughput_rps, first.offered, last.throughput_rps, last.offered, curve.low.latency.mean_ms,
+        );
+        let fix = "Find the blocking call inside `async def` and make it yield: `await asyncio.sleep(...)` instead of \
+                   `time.sleep`, `httpx.AsyncClient` instead of `requests`, `await asyncio.to_thread(...)` around file I/O \
+                   and sync drivers — or declare the endpoint with plain `def` so it runs in the thread pool."
+            .to_owned();
+        Some(LoadConclusion {
+            title,
+            fix,
+            confidence: if curve.plateaus() {
+                Confidence::High
+            } else {
+                Confidence::Medium
+            },
+            assumptions: vec!["one request at a time makes progress: capacity ≈ 1 ÷ low-load latency".into()],
+            metrics: vec![
+                ("cpu_cores_at_knee", cores),
+                ("cpu_ms_per_request", cpu_ms),
+                ("waiting_ms", curve.low.latency.mean_ms - cpu_ms),
+            ],
+        })
+    }
+}

@@ -1,0 +1,108 @@
+//! A load ramp as measured: one entry per step, with the generator's view (throughput, latency)
+//! and the samplers' view of the target (CPU, threads, accept queue) side by side.
+
+use serde::{Deserialize, Serialize};
+
+/// How load was offered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadModel {
+    /// Concurrency steps: N connections, each sending its next request when the last answers.
+    Closed,
+    /// Arrival-rate steps: requests at fixed intended times, latency measured from them.
+    Open,
+}
+
+/// Latency percentiles of one step, in ms.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Latency {
+    /// Median.
+    pub p50_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Largest.
+    pub max_ms: f64,
+    /// Mean.
+    pub mean_ms: f64,
+}
+
+/// What the samplers saw of the target process (and its children) during one step.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TargetSample {
+    /// CPU used, in cores (1.0 = one core busy all the step).
+    pub cpu_cores: f64,
+    /// Threads running or runnable, on average.
+    pub threads_running: f64,
+    /// Threads in uninterruptible sleep (usually disk I/O), on average.
+    pub threads_blocked_io: f64,
+    /// Threads in all, at the end of the step.
+    pub threads: f64,
+    /// Time threads waited for a CPU (scheduler run delay), in ms per second of the step.
+    pub run_delay_ms_per_s: f64,
+    /// Connections waiting in the listen socket's accept queue, on average.
+    pub accept_queue: f64,
+    /// The same, at most.
+    pub accept_queue_max: f64,
+}
+
+/// One step of a load ramp.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LoadStep {
+    /// Concurrency (closed model) or intended requests per second (open model).
+    pub offered: f64,
+    /// How long the step ran, in seconds.
+    pub duration_s: f64,
+    /// Responses received.
+    pub requests: u64,
+    /// Failed requests: connection errors, timeouts, 5xx answers.
+    pub errors: u64,
+    /// Of which timeouts.
+    pub timeouts: u64,
+    /// Responses per second.
+    pub throughput_rps: f64,
+    /// Response bytes (headers and body) per second.
+    pub bytes_per_s: f64,
+    /// Latency; in the open model measured from each request's intended send time.
+    pub latency: Latency,
+    /// Connections the generator had to open during the step (the target closed the others).
+    pub new_connections: u64,
+    /// The generator's own CPU, in cores.
+    pub generator_cpu_cores: f64,
+    /// Open model: how late requests were sent after their intended time, 99th percentile, in ms.
+    pub send_lag_p99_ms: f64,
+    /// The target, when it could be sampled.
+    pub target: Option<TargetSample>,
+    /// Host CPU busy, 0–1 of all cores.
+    pub host_cpu_busy: f64,
+}
+
+/// A whole ramp.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoadRun {
+    /// The URL loaded.
+    pub url: String,
+    /// How load was offered.
+    pub model: LoadModel,
+    /// Cores of the host.
+    pub host_cores: f64,
+    /// The target process sampled, if any.
+    #[serde(default)]
+    pub target_pid: Option<u32>,
+    /// The steps in order.
+    pub steps: Vec<LoadStep>,
+    /// Why the ramp stopped (the breaking condition, a safety bound, or the last step).
+    pub stopped_because: String,
+    /// The step that broke a condition (SLO, errors, falling throughput), if one did; the step
+    /// before it is the capacity.
+    #[serde(default)]
+    pub breaking_step: Option<usize>,
+    /// Whether the target stopped accepting connections (it died or closed its port) — the run
+    /// is incomplete, not a measurement of capacity.
+    #[serde(default)]
+    pub target_lost: bool,
+}

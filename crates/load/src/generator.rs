@@ -1,0 +1,273 @@
+//! The load generator: one HTTP/1.1 keep-alive connection per worker over hyper's
+//! connection-level client, `TCP_NODELAY`, latencies recorded into HDR histograms (bounded
+//! memory however long the run).
+//!
+//! Closed model: each worker sends its next request when the last one answered. Open model:
+//! requests have intended send times at a fixed rate, and latency is measured from the intended
+//! time, so a stalled server is charged for the requests it delayed (coordinated omission
+//! corrected, as wrk2 does).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt as _, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// Largest latency recorded, in µs; larger values are clamped (an hour).
+const MAX_LATENCY_US: u64 = 3_600_000_000;
+
+/// What to request.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// Where to connect.
+    pub addr: SocketAddr,
+    /// The `Host` header.
+    pub host: String,
+    /// Path and query.
+    pub path: String,
+    /// The method.
+    pub method: Method,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// The request body.
+    pub body: Bytes,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+/// What one step measured.
+#[derive(Debug)]
+pub struct StepResult {
+    /// Latencies of answered requests, in µs.
+    pub latency_us: Histogram<u64>,
+    /// How late requests were sent after their intended time (open model), in µs.
+    pub send_lag_us: Histogram<u64>,
+    /// Answered requests (any status).
+    pub requests: u64,
+    /// Connection errors, timeouts and 5xx answers.
+    pub errors: u64,
+    /// Of which timeouts.
+    pub timeouts: u64,
+    /// Response bytes received.
+    pub bytes: u64,
+    /// Connections opened after the first one of each worker.
+    pub new_connections: u64,
+    /// Connection attempts the target refused or never answered.
+    pub connect_failures: u64,
+    /// The first connection error, to tell the user.
+    pub first_error: Option<String>,
+}
+
+impl StepResult {
+    fn new() -> StepResult {
+        StepResult {
+            latency_us: histogram(),
+            send_lag_us: histogram(),
+            requests: 0,
+            errors: 0,
+            timeouts: 0,
+            bytes: 0,
+            new_connections: 0,
+            connect_failures: 0,
+            first_error: None,
+        }
+    }
+
+    fn merge(&mut self, other: StepResult) {
+        let _ = self.latency_us.add(&other.latency_us);
+        let _ = self.send_lag_us.add(&other.send_lag_us);
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.timeouts += other.timeouts;
+        self.bytes += other.bytes;
+        self.new_connections += other.new_connections;
+        self.connect_failures += other.connect_failures;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+    }
+
+    fn record_error(&mut self, error: String) {
+        self.errors += 1;
+        self.first_error.get_or_insert(error);
+    }
+}
+
+/// A latency histogram from 1 µs to an hour at 3 significant digits.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("the bounds are constants, and valid")
+}
+
+/// One worker's connection, reopened when the server closes it.
+struct Connection {
+    sender: Option<SendRequest<Full<Bytes>>>,
+    opened: u64,
+}
+
+impl Connection {
+    async fn ready(&mut self, target: &Target) -> Result<&mut SendRequest<Full<Bytes>>, String> {
+        if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
+            let stream = TcpStream::connect(target.addr)
+                .await
+                .map_err(|e| format!("connect to {}: {e}", target.addr))?;
+            let _ = stream.set_nodelay(true);
+            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| format!("HTTP handshake with {}: {e}", target.addr))?;
+            tokio::spawn(connection);
+            self.sender = Some(sender);
+            self.opened += 1;
+        }
+        let sender = self.sender.as_mut().ok_or_else(|| "no connection".to_owned())?;
+        sender
+            .ready()
+            .await
+            .map_err(|e| format!("connection to {}: {e}", target.addr))?;
+        Ok(sender)
+    }
+}
+
+/// Sends one request and reads the whole response; returns (status, bytes).
+async fn exchange(connection: &mut Connection, target: &Target) -> Result<(u16, u64), String> {
+    let sender = connection.ready(target).await?;
+    let mut request = Request::builder()
+        .method(target.method.clone())
+        .uri(target.path.as_str())
+        .header(hyper::header::HOST, target.host.as_str());
+    for (name, value) in &target.headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    let request = request
+        .body(Full::new(target.body.clone()))
+        .map_err(|e| format!("invalid request: {e}"))?;
+    let response = sender.send_request(request).await.map_err(|e| {
+        connection.sender = None;
+        format!("request to {}: {e}", target.addr)
+    })?;
+    let status = response.status().as_u16();
+    let mut bytes = 0u64;
+    let mut body = response.into_body();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| format!("reading the response: {e}"))?;
+        if let Some(data) = frame.data_ref() {
+            bytes += data.len() as u64;
+        }
+    }
+    Ok((status, bytes))
+}
+
+fn record(
+    result: &mut StepResult,
+    outcome: Result<Result<(u16, u64), String>, tokio::time::error::Elapsed>,
+    latency: Duration,
+    connection: &mut Connection,
+) {
+    match outcome {
+        Ok(Ok((status, bytes))) => {
+            result.requests += 1;
+            result.bytes += bytes;
+            let _ = result
+                .latency_us
+                .record((latency.as_micros() as u64).clamp(1, MAX_LATENCY_US));
+            if status >= 500 {
+                result.record_error(format!("HTTP {status}"));
+            }
+        }
+        Ok(Err(error)) => {
+            if error.starts_with("connect to") {
+                result.connect_failures += 1;
+            }
+            result.record_error(error);
+        }
+        Err(_) => {
+            result.timeouts += 1;
+            result.record_error("timeout".into());
+            connection.sender = None;
+        }
+    }
+}
+
+/// Closed model: `concurrency` workers, each with its own connection, until `duration` passes.
+pub async fn run_closed(target: Arc<Target>, concurrency: usize, duration: Duration) -> StepResult {
+    let deadline = Instant::now() + duration;
+    let mut workers = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let target = Arc::clone(&target);
+        workers.push(tokio::spawn(async move {
+            let mut result = StepResult::new();
+            let mut connection = Connection {
+                sender: None,
+                opened: 0,
+            };
+            while Instant::now() < deadline {
+                let started = Instant::now();
+                let outcome = tokio::time::timeout(target.timeout, exchange(&mut connection, &target)).await;
+                let failed_to_connect = matches!(&outcome, Ok(Err(e)) if e.starts_with("connect"));
+                record(&mut result, outcome, started.elapsed(), &mut connection);
+                if failed_to_connect {
+                    // Do not spin on a dead target.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            result.new_connections = connection.opened.saturating_sub(1);
+            result
+        }));
+    }
+    collect(workers).await
+}
+
+/// Open model: requests at `rate` per second, intended times evenly spaced, spread over at most
+/// `connections` connections, until `duration` passes.
+pub async fn run_open(target: Arc<Target>, rate: f64, connections: usize, duration: Duration) -> StepResult {
+    let start = Instant::now();
+    let deadline = start + duration;
+    let interval_ns = (1e9 / rate.max(0.001)) as u64;
+    let next = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let (target, next) = (Arc::clone(&target), Arc::clone(&next));
+        workers.push(tokio::spawn(async move {
+            let mut result = StepResult::new();
+            let mut connection = Connection {
+                sender: None,
+                opened: 0,
+            };
+            loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let intended = start + Duration::from_nanos(index.saturating_mul(interval_ns));
+                if intended >= deadline {
+                    break;
+                }
+                tokio::time::sleep_until(intended).await;
+                let lag = Instant::now().saturating_duration_since(intended);
+                let _ = result
+                    .send_lag_us
+                    .record((lag.as_micros() as u64).clamp(1, MAX_LATENCY_US));
+                let outcome = tokio::time::timeout(target.timeout, exchange(&mut connection, &target)).await;
+                record(&mut result, outcome, intended.elapsed(), &mut connection);
+            }
+            result.new_connections = connection.opened.saturating_sub(1);
+            result
+        }));
+    }
+    collect(workers).await
+}
+
+async fn collect(workers: Vec<tokio::task::JoinHandle<StepResult>>) -> StepResult {
+    let mut total = StepResult::new();
+    for worker in workers {
+        match worker.await {
+            Ok(result) => total.merge(result),
+            Err(e) => total.record_error(format!("a load worker failed: {e}")),
+        }
+    }
+    total
+}

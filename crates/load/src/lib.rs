@@ -1,0 +1,12 @@
+//! The load ramp: an HTTP load generator (closed and open models, HDR histograms), a ramp
+//! controller that steps load until the service breaks, and samplers that watch the target
+//! process while it runs. What it measures is plain evidence ([`chokepoint_evidence::LoadRun`])
+//! for the load detectors.
+
+mod generator;
+mod ramp;
+mod sampler;
+
+pub use generator::{StepResult, Target, run_closed, run_open};
+pub use ramp::{RampConfig, Slo, run};
+pub use sampler::{SAMPLE_EVERY, Sampler, pid_listening_on};
