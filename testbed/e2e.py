@@ -1,8 +1,9 @@
 """End-to-end diagnosis tests on the running testbed (testbed/testbed.sh up).
 
-For every scenario: exercise `/<id>/bad`, collect the evidence chokepoint can read today, run
-chokepoint, and check that the expected id is the bottleneck (the first finding) of that
-endpoint; then exercise `/<id>/fixed` and check that the id does not appear. A scenario whose
+For every scenario: exercise `/<id>/bad`, collect the evidence chokepoint can read today (traces
+through `chokepoint listen`, or a `chokepoint load` ramp), and check that the expected id is the
+bottleneck (the first finding) of that endpoint; then do the same to `/<id>/fixed` and check that
+the id does not appear. A scenario whose
 detector does not exist yet is reported as pending, by name, after a smoke check that both its
 routes answer.
 
@@ -37,12 +38,14 @@ TRACE_SCENARIOS = [
     ("connection-churn", "connection-churn"),
     ("network-latency", "network-latency"),
 ]
-PENDING = [
-    ("cpu-saturation", "needs `chokepoint load` (issue #4)"),
-    ("worker-exhaustion", "needs `chokepoint load` (issue #4)"),
-    ("blocking-call", "needs `chokepoint load` (issue #4)"),
-    ("connection-churn-http", "needs `chokepoint load` (issue #4): httpx records no connect span; across the delay proxy it is network-latency"),
-    ("bandwidth-limit", "needs `chokepoint load` (issue #4); the shaped link is checked"),
+# (scenario, expected detector id, how the ramp is offered): the same load on both twins.
+LOAD_SCENARIOS = [
+    ("cpu-saturation", "cpu-saturation", ["--model", "open", "--rate", "10,20,40,80,160"]),
+    ("worker-exhaustion", "worker-exhaustion", ["--concurrency", "1,2,4,8"]),
+    ("blocking-call", "blocking-call", ["--concurrency", "1,2,4,8"]),
+]
+PENDING = [    ("connection-churn-http", "needs the load ramp's connection statistics (issue #4): httpx records no connect span"),
+    ("bandwidth-limit", "needs the load ramp's bandwidth-limit detector (issue #4); the shaped link is checked"),
     ("missing-index", "needs `chokepoint db` (issue #5)"),
     ("lock-contention", "needs `chokepoint db` (issue #5)"),
     ("slow-serialization", "needs `chokepoint profile`"),
@@ -116,6 +119,35 @@ def check_shaped_link(env):
     return f"shaped link: {size / 1e6:.1f} MB in {seconds:.2f} s = {mbit_per_s:.1f} Mbit/s (limit {limit:.0f})"
 
 
+def load_report(chokepoint, env, route, ramp):
+    """Runs `chokepoint load` on `route`; returns its JSON report."""
+    out = subprocess.run(
+        [chokepoint, "load", env["APP_URL"] + route, "--step-duration", "2s", "--format", "json", *ramp],
+        capture_output=True, text=True, timeout=300,
+    )
+    if out.returncode not in (0, 1):
+        raise RuntimeError(f"chokepoint load exited {out.returncode}: {out.stderr[-2000:]}")
+    return json.loads(out.stdout)
+
+
+def check_load(chokepoint, env, scenario, expected, ramp):
+    failures = []
+    report = load_report(chokepoint, env, f"/{scenario}/bad", ramp)
+    found = [f["detector"] for f in report["findings"]]
+    if not found or found[0] != expected:
+        steps = [(s["offered"], round(s["throughput_rps"]), (s["target"] or {}).get("cpu_cores")) for s in report["load"]["steps"]]
+        failures.append(f"/{scenario}/bad: bottleneck {found[:1] or 'none'}, expected {expected}; steps {steps}")
+    else:
+        print(f"    bad:   {report['findings'][0]['title']}")
+    report = load_report(chokepoint, env, f"/{scenario}/fixed", ramp)
+    if any(f["detector"] == expected for f in report["findings"]):
+        failures.append(f"/{scenario}/fixed: the fixed twin still shows {expected}")
+    else:
+        top = report["load"]["steps"][-1]
+        print(f"    fixed: no {expected} ({top['throughput_rps']:.0f} requests/s at the last step)")
+    return failures
+
+
 def findings_for(report, endpoint):
     return [f for f in report["findings"] if f["endpoint"] == endpoint]
 
@@ -166,6 +198,19 @@ def main():
         try:
             failures = check(args.chokepoint, env, scenario, expected)
         except Exception as error:  # a scenario that breaks is a failure, not a crash
+            failures = [f"{scenario}: {error}"]
+        for failure in failures:
+            print(f"    FAIL {failure}")
+        (failed if failures else passed).append(scenario)
+        print(f"    {'ok' if not failures else 'FAILED'} in {time.monotonic() - started:.1f} s")
+    for scenario, expected, ramp in LOAD_SCENARIOS:
+        if args.only and scenario not in args.only:
+            continue
+        print(f"  {scenario} → {expected} (load ramp)")
+        started = time.monotonic()
+        try:
+            failures = check_load(args.chokepoint, env, scenario, expected, ramp)
+        except Exception as error:
             failures = [f"{scenario}: {error}"]
         for failure in failures:
             print(f"    FAIL {failure}")
