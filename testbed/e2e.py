@@ -45,7 +45,6 @@ LOAD_SCENARIOS = [
     ("blocking-call", "blocking-call", ["--concurrency", "1,2,4,8"]),
 ]
 PENDING = [    ("connection-churn-http", "needs the load ramp's connection statistics (issue #4): httpx records no connect span"),
-    ("bandwidth-limit", "needs the load ramp's bandwidth-limit detector (issue #4); the shaped link is checked"),
     ("missing-index", "needs `chokepoint db` (issue #5)"),
     ("lock-contention", "needs `chokepoint db` (issue #5)"),
     ("slow-serialization", "needs `chokepoint profile`"),
@@ -94,6 +93,32 @@ def analyse(chokepoint, env, routes, requests=REQUESTS, out=None):
     if listen.returncode not in (0, 1):
         raise RuntimeError(f"chokepoint listen exited {listen.returncode}: {err}")
     return json.loads(out)
+
+
+def check_bandwidth(chokepoint, env):
+    """The large export loaded from inside the namespace, across the 20 Mbit/s link, against the
+    shop instance on the host end of it; and its compressed, paginated twin."""
+    pid = (STATE / "app-shaped.pid").read_text().strip()
+    failures = []
+    for variant in ("bad", "fixed"):
+        out = subprocess.run(
+            ["ip", "netns", "exec", env["NETNS"], str(Path(chokepoint).resolve()), "load",
+             f"{env['SHAPED_APP_URL']}/bandwidth-limit/{variant}", "--concurrency", "1,2,4",
+             "--step-duration", "4s", "--pid", pid, "--format", "json"],
+            capture_output=True, text=True, timeout=300,
+        )
+        report = json.loads(out.stdout)
+        found = [f["detector"] for f in report["findings"]]
+        if variant == "bad":
+            if found[:1] != ["bandwidth-limit"]:
+                failures.append(f"/bandwidth-limit/bad: bottleneck {found[:1] or 'none'}, expected bandwidth-limit")
+            else:
+                print(f"    bad:   {report['findings'][0]['title']}")
+        elif "bandwidth-limit" in found:
+            failures.append("/bandwidth-limit/fixed: the fixed twin still shows bandwidth-limit")
+        else:
+            print(f"    fixed: no bandwidth-limit ({report['load']['steps'][-1]['throughput_rps']:.0f} requests/s at the last step)")
+    return failures
 
 
 def check_shaped_link(env):
@@ -216,6 +241,21 @@ def main():
             print(f"    FAIL {failure}")
         (failed if failures else passed).append(scenario)
         print(f"    {'ok' if not failures else 'FAILED'} in {time.monotonic() - started:.1f} s")
+    if not args.only or "bandwidth-limit" in args.only:
+        if "NETNS" in env:
+            print("  bandwidth-limit → bandwidth-limit (load ramp across the shaped link)")
+            started = time.monotonic()
+            try:
+                print(f"    {check_shaped_link(env)}")
+                failures = check_bandwidth(args.chokepoint, env)
+            except Exception as error:
+                failures = [f"bandwidth-limit: {error}"]
+            for failure in failures:
+                print(f"    FAIL {failure}")
+            (failed if failures else passed).append("bandwidth-limit")
+            print(f"    {'ok' if not failures else 'FAILED'} in {time.monotonic() - started:.1f} s")
+        else:
+            failed.append("bandwidth-limit: no shaped link (run the testbed as root)")
     pending = []
     for scenario, why in PENDING:
         if args.only and scenario not in args.only:
@@ -225,11 +265,6 @@ def main():
             if status != 200:
                 failed.append(f"{scenario}/{variant} answered {status}")
         note = "both routes answer"
-        if scenario == "bandwidth-limit":
-            try:
-                note += "; " + check_shaped_link(env)
-            except Exception as error:
-                failed.append(f"bandwidth-limit shaped link: {error}")
         pending.append(scenario)
         print(f"  {scenario}: pending — {why} ({note})")
     print()

@@ -67,6 +67,14 @@ impl<'a> Curve<'a> {
     }
 }
 
+/// Responses at least this large make a ramp transfer-bound before anything else.
+pub(crate) const LARGE_RESPONSE_BYTES: f64 = 64.0 * 1024.0;
+
+/// Whether the responses at the knee are large enough that moving their bytes is the work.
+pub(crate) fn transfer_bound(curve: &Curve<'_>) -> bool {
+    curve.knee.response_bytes_mean >= LARGE_RESPONSE_BYTES
+}
+
 /// Cores a process's CPU use is measured against: one for a single-threaded (or GIL-bound)
 /// process near one core, more when it spreads over more.
 pub(crate) fn usable_cores(cpu_cores: f64) -> f64 {

@@ -98,6 +98,7 @@ pub(crate) static LOAD_DETECTORS: &[&dyn LoadDetector] = &[
     &crate::detectors::cpu_saturation::CpuSaturation,
     &crate::detectors::worker_exhaustion::WorkerExhaustion,
     &crate::detectors::blocking_call::BlockingCall,
+    &crate::detectors::bandwidth_limit::BandwidthLimit,
 ];
 
 /// Every detector's metadata.

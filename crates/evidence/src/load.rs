@@ -65,8 +65,13 @@ pub struct LoadStep {
     pub timeouts: u64,
     /// Responses per second.
     pub throughput_rps: f64,
-    /// Response bytes (headers and body) per second.
+    /// Response body bytes per second.
     pub bytes_per_s: f64,
+    /// Mean response body size, in bytes.
+    pub response_bytes_mean: f64,
+    /// The share of a sampled response body that gzip removes (0–1), when the sample was not
+    /// already compressed.
+    pub gzip_saving: Option<f64>,
     /// Latency; in the open model measured from each request's intended send time.
     pub latency: Latency,
     /// Connections the generator had to open during the step (the target closed the others).

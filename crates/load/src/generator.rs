@@ -64,6 +64,8 @@ pub struct StepResult {
     pub connect_failures: u64,
     /// The first connection error, to tell the user.
     pub first_error: Option<String>,
+    /// One response body of the step (its first megabyte), and whether it came compressed.
+    pub sample_body: Option<(Vec<u8>, bool)>,
 }
 
 impl StepResult {
@@ -78,6 +80,7 @@ impl StepResult {
             new_connections: 0,
             connect_failures: 0,
             first_error: None,
+            sample_body: None,
         }
     }
 
@@ -92,6 +95,9 @@ impl StepResult {
         self.connect_failures += other.connect_failures;
         if self.first_error.is_none() {
             self.first_error = other.first_error;
+        }
+        if self.sample_body.is_none() {
+            self.sample_body = other.sample_body;
         }
     }
 
@@ -135,8 +141,16 @@ impl Connection {
     }
 }
 
-/// Sends one request and reads the whole response; returns (status, bytes).
-async fn exchange(connection: &mut Connection, target: &Target) -> Result<(u16, u64), String> {
+/// Bytes of a response body kept as the step's sample.
+const SAMPLE_BYTES: usize = 1 << 20;
+
+/// Sends one request and reads the whole response; returns (status, bytes). With `sample`, the
+/// body's first megabyte is kept there, with whether it was sent compressed.
+async fn exchange(
+    connection: &mut Connection,
+    target: &Target,
+    sample: Option<&mut Option<(Vec<u8>, bool)>>,
+) -> Result<(u16, u64), String> {
     let sender = connection.ready(target).await?;
     let mut request = Request::builder()
         .method(target.method.clone())
@@ -153,12 +167,23 @@ async fn exchange(connection: &mut Connection, target: &Target) -> Result<(u16, 
         format!("request to {}: {e}", target.addr)
     })?;
     let status = response.status().as_u16();
+    let encoded = response.headers().contains_key(hyper::header::CONTENT_ENCODING);
+    let mut kept = sample.map(|slot| (slot, Vec::new()));
     let mut bytes = 0u64;
     let mut body = response.into_body();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| format!("reading the response: {e}"))?;
         if let Some(data) = frame.data_ref() {
             bytes += data.len() as u64;
+            if let Some((_, buffer)) = kept.as_mut() {
+                let room = SAMPLE_BYTES.saturating_sub(buffer.len());
+                buffer.extend_from_slice(&data[..data.len().min(room)]);
+            }
+        }
+    }
+    if let Some((slot, buffer)) = kept {
+        if !buffer.is_empty() {
+            *slot = Some((buffer, encoded));
         }
     }
     Ok((status, bytes))
@@ -209,7 +234,9 @@ pub async fn run_closed(target: Arc<Target>, concurrency: usize, duration: Durat
             };
             while Instant::now() < deadline {
                 let started = Instant::now();
-                let outcome = tokio::time::timeout(target.timeout, exchange(&mut connection, &target)).await;
+                let sample = result.sample_body.is_none().then_some(&mut result.sample_body);
+                let outcome =
+                    tokio::time::timeout(target.timeout, exchange(&mut connection, &target, sample)).await;
                 let failed_to_connect = matches!(&outcome, Ok(Err(e)) if e.starts_with("connect"));
                 record(&mut result, outcome, started.elapsed(), &mut connection);
                 if failed_to_connect {
@@ -251,7 +278,9 @@ pub async fn run_open(target: Arc<Target>, rate: f64, connections: usize, durati
                 let _ = result
                     .send_lag_us
                     .record((lag.as_micros() as u64).clamp(1, MAX_LATENCY_US));
-                let outcome = tokio::time::timeout(target.timeout, exchange(&mut connection, &target)).await;
+                let sample = result.sample_body.is_none().then_some(&mut result.sample_body);
+                let outcome =
+                    tokio::time::timeout(target.timeout, exchange(&mut connection, &target, sample)).await;
                 record(&mut result, outcome, intended.elapsed(), &mut connection);
             }
             result.new_connections = connection.opened.saturating_sub(1);

@@ -170,6 +170,19 @@ fn percentile_ms(result: &StepResult, q: f64) -> f64 {
     result.latency_us.value_at_quantile(q) as f64 / 1e3
 }
 
+/// The share of `body` gzip removes; `None` for a body already sent compressed.
+fn gzip_saving(sample: Option<&(Vec<u8>, bool)>) -> Option<f64> {
+    use std::io::Write as _;
+    let (body, encoded) = sample?;
+    if *encoded || body.is_empty() {
+        return None;
+    }
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(body).ok()?;
+    let compressed = encoder.finish().ok()?;
+    Some((1.0 - compressed.len() as f64 / body.len() as f64).max(0.0))
+}
+
 fn summarize(
     offered: f64,
     duration_s: f64,
@@ -187,6 +200,8 @@ fn summarize(
         timeouts: result.timeouts,
         throughput_rps: result.requests.saturating_sub(result.errors.min(result.requests)) as f64 / duration,
         bytes_per_s: result.bytes as f64 / duration,
+        response_bytes_mean: result.bytes as f64 / result.requests.max(1) as f64,
+        gzip_saving: gzip_saving(result.sample_body.as_ref()),
         latency: Latency {
             p50_ms: percentile_ms(&result, 0.5),
             p90_ms: percentile_ms(&result, 0.9),

@@ -5,6 +5,8 @@ An asyncio server (one Python process, one event loop) whose handler is, by --mo
   pool      waits 50 ms for one of 4 slots (a small worker pool): the pool caps it, CPU idle
   blocking  time.sleep(20 ms) inside the coroutine: the event loop stalls, requests never overlap
   fine      awaits 20 ms without holding anything: scales with concurrency
+  heavy     512 kB of compressible JSON per response, all connections sharing 20 Mbit/s (a
+            token bucket in the server stands in for a slow link)
 
 Prints the port it listens on, then serves until killed.
 Usage: load_target.py --mode MODE
@@ -15,6 +17,8 @@ import asyncio
 import time
 
 BODY = b'{"ok": true}'
+HEAVY = b"[" + b",".join(b'{"id": %d, "kind": "view", "payload": "%s"}' % (i, b"x" * 40) for i in range(7500)) + b"]"
+LINK_BYTES_PER_S = 20e6 / 8
 
 
 def compute(ms):
@@ -27,9 +31,18 @@ def compute(ms):
 
 async def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--mode", choices=["cpu", "pool", "blocking", "fine"], required=True)
+    parser.add_argument("--mode", choices=["cpu", "pool", "blocking", "fine", "heavy"], required=True)
     mode = parser.parse_args().mode
     slots = asyncio.Semaphore(4)
+    link = asyncio.Lock()
+
+    async def send_over_link(writer, data):
+        for i in range(0, len(data), 65536):
+            chunk = data[i:i + 65536]
+            async with link:
+                await asyncio.sleep(len(chunk) / LINK_BYTES_PER_S)
+            writer.write(chunk)
+            await writer.drain()
 
     async def work():
         if mode == "cpu":
@@ -52,9 +65,15 @@ async def main():
                         length = int(line.split(b":")[1])
                 if length:
                     await reader.readexactly(length)
-                await work()
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(BODY), BODY))
-                await writer.drain()
+                body = HEAVY if mode == "heavy" else BODY
+                if mode != "heavy":
+                    await work()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+                if mode == "heavy":
+                    await send_over_link(writer, body)
+                else:
+                    writer.write(body)
+                    await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:

@@ -50,6 +50,9 @@ const LOW_CPU: f64 = 0.5;
 impl LoadDetector for BlockingCall {
     fn check(&self, curve: &Curve<'_>) -> Option<LoadConclusion> {
         let cores = curve.knee_cpu_cores()?;
+        if crate::load::transfer_bound(curve) {
+            return None; // bandwidth-limit's case
+        }
         let cpu_ms = curve.cpu_ms_per_request()?;
         let steps = &curve.run.steps;
         let (first, second) = (steps.first()?, steps.get(1)?);

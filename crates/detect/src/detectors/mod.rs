@@ -1,5 +1,6 @@
 //! One file per detector; shared arithmetic below.
 
+pub(crate) mod bandwidth_limit;
 pub(crate) mod blocking_call;
 pub(crate) mod connection_churn;
 pub(crate) mod cpu_saturation;

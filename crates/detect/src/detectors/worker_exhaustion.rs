@@ -47,6 +47,9 @@ const LOW_CPU_SHARE: f64 = 0.5;
 impl LoadDetector for WorkerExhaustion {
     fn check(&self, curve: &Curve<'_>) -> Option<LoadConclusion> {
         let cores = curve.knee_cpu_cores()?;
+        if crate::load::transfer_bound(curve) {
+            return None; // bandwidth-limit's case
+        }
         if cores >= LOW_CPU_SHARE * usable_cores(cores) || curve.knee_index == 0 || !curve.plateaus() {
             return None;
         }
