@@ -5,12 +5,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
-use chokepoint_evidence::LoadModel;
+use chokepoint_evidence::{LoadModel, LoadRun};
 use chokepoint_load::{RampConfig, Target, pid_listening_on};
 use chokepoint_report::{Report, step_header, step_row};
 
 use crate::args::{Format, LoadConfig, Model};
 use crate::output;
+
+/// How far throughput × latency may stray from the concurrency before the step is suspect.
+const LITTLES_LAW_TOLERANCE: f64 = 0.2;
 
 pub(crate) fn run(config: LoadConfig) -> anyhow::Result<u8> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -92,20 +95,39 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
         }
     };
     show(step_header());
-    let run = chokepoint_load::run(&ramp, interrupted, |_, step| show(step_row(step))).await;
+    let progress = if config.report.progress {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let total = config.steps.len();
+    let unit = match ramp.model {
+        LoadModel::Closed => "connections",
+        LoadModel::Open => "requests/s",
+    };
+    let describe = |i: usize| {
+        format!(
+            "step {}/{total}: {} {} for {:?}",
+            i + 1,
+            config.steps[i],
+            unit,
+            config.step_duration
+        )
+    };
+    progress.set_message(describe(0));
+    let run = chokepoint_load::run(&ramp, interrupted, |i, step| {
+        progress.suspend(|| show(step_row(step)));
+        if i + 1 < total {
+            progress.set_message(describe(i + 1));
+        }
+    })
+    .await;
+    progress.finish_and_clear();
     show(String::new());
     let mut report = Report::new(chokepoint_detect::analyse_load(&run));
-    if run
-        .steps
-        .iter()
-        .any(|s| s.generator_cpu_cores > 0.9 * run.host_cores / 2.0 && s.target.is_some())
-    {
-        report.warnings.push(
-            "the generator used much of this host's CPU in some steps: the target may have been starved by it; \
-             run the generator on another host to be sure"
-                .into(),
-        );
-    }
+    report.warnings.extend(ramp_warnings(&run));
     if run.target_lost {
         report
             .problems
@@ -113,4 +135,31 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
     }
     report.load = Some(run);
     Ok(output::finish(&report, &config.report))
+}
+
+/// What the step series says about the measurement itself.
+fn ramp_warnings(run: &LoadRun) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if let Some(step) = run.steps.iter().position(|s| s.generator_limited) {
+        warnings.push(format!(
+            "the generator was the limit from step {} (its CPU, or sending late): those steps measure it, not the \
+             target; run it on another host",
+            step + 1
+        ));
+    }
+    if run.model == LoadModel::Closed {
+        for (i, step) in run.steps.iter().enumerate() {
+            let gap = (step.in_flight_by_littles_law - step.offered).abs() / step.offered.max(1.0);
+            if step.requests > 0 && step.errors == 0 && gap > LITTLES_LAW_TOLERANCE {
+                warnings.push(format!(
+                    "step {}: Little's law gives {:.1} requests in flight for {} connections (throughput × latency); \
+                     the connections were not kept busy",
+                    i + 1,
+                    step.in_flight_by_littles_law,
+                    step.offered
+                ));
+            }
+        }
+    }
+    warnings
 }

@@ -138,6 +138,7 @@ fn a_service_that_scales_has_no_capacity_finding() {
     let (code, report) = ramp(&server, &["--concurrency", "1,2,4,8"]);
     assert_eq!(code, Some(0));
     assert_eq!(report["findings"].as_array().map(Vec::len), Some(0), "{report:#}");
+    assert_eq!(report["warnings"].as_array().map(Vec::len), Some(0), "{report:#}");
     let steps = report["load"]["steps"].as_array().expect("steps");
     // Closed model: Little's law, X · R = N, holds within 15 % at every step.
     for step in steps {

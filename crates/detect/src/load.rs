@@ -105,6 +105,13 @@ pub fn analyse_load(run: &LoadRun) -> Outcome {
             });
             continue;
         };
+        if curve.knee.generator_limited {
+            skipped.push(Skipped {
+                detector: meta.id.into(),
+                reason: "the generator itself was the limit at the knee (its CPU, or sending late): run it on another host".into(),
+            });
+            continue;
+        }
         if curve.low.target.is_none() {
             skipped.push(Skipped {
                 detector: meta.id.into(),

@@ -80,6 +80,11 @@ pub struct LoadStep {
     pub generator_cpu_cores: f64,
     /// Open model: how late requests were sent after their intended time, 99th percentile, in ms.
     pub send_lag_p99_ms: f64,
+    /// Closed model: requests in flight by Little's law (throughput × mean latency), to compare
+    /// with `offered`; a gap means the generator could not keep the connections busy.
+    pub in_flight_by_littles_law: f64,
+    /// Whether the generator itself was the limit in this step (its CPU, or sending late).
+    pub generator_limited: bool,
     /// The target, when it could be sampled.
     pub target: Option<TargetSample>,
     /// Host CPU busy, 0–1 of all cores.

@@ -66,6 +66,10 @@ const RISING: f64 = 1.1;
 const FALLEN: f64 = 0.9;
 /// Open model: achieved below this share of the offered rate means the service fell behind.
 const KEEPING_UP: f64 = 0.95;
+/// The generator is the limit when it uses this share of the cores its runtime runs on…
+const GENERATOR_BUSY: f64 = 0.9;
+/// …or, in the open model, sends its 99th percentile request this late, in ms.
+const GENERATOR_LATE_MS: f64 = 20.0;
 
 /// Runs the ramp; `on_step` sees each step as it completes; `interrupted` stops it between or
 /// inside steps (Ctrl-C), keeping what was measured.
@@ -192,13 +196,16 @@ fn summarize(
     generator_cpu_cores: f64,
 ) -> LoadStep {
     let duration = duration_s.max(1e-3);
+    let throughput_rps = result.requests.saturating_sub(result.errors.min(result.requests)) as f64 / duration;
+    let send_lag_p99_ms = result.send_lag_us.value_at_quantile(0.99) as f64 / 1e3;
+    let runtime_cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
     LoadStep {
         offered,
         duration_s,
         requests: result.requests,
         errors: result.errors,
         timeouts: result.timeouts,
-        throughput_rps: result.requests.saturating_sub(result.errors.min(result.requests)) as f64 / duration,
+        throughput_rps,
         bytes_per_s: result.bytes as f64 / duration,
         response_bytes_mean: result.bytes as f64 / result.requests.max(1) as f64,
         gzip_saving: gzip_saving(result.sample_body.as_ref()),
@@ -211,7 +218,10 @@ fn summarize(
         },
         new_connections: result.new_connections,
         generator_cpu_cores,
-        send_lag_p99_ms: result.send_lag_us.value_at_quantile(0.99) as f64 / 1e3,
+        send_lag_p99_ms,
+        in_flight_by_littles_law: result.requests as f64 / duration * result.latency_us.mean() / 1e6,
+        generator_limited: generator_cpu_cores >= GENERATOR_BUSY * runtime_cores
+            || send_lag_p99_ms > GENERATOR_LATE_MS,
         target,
         host_cpu_busy,
     }
