@@ -101,6 +101,9 @@ fn a_small_pool_is_worker_exhaustion_with_its_size() {
         .as_f64()
         .expect("workers");
     assert!((3.0..=5.0).contains(&workers), "inferred {workers} workers");
+    // The USL fit predicts the plateau the pool sets: 4 / 50 ms = 80 requests/s.
+    let peak = report["usl"]["peak_throughput_rps"].as_f64().expect("a USL fit");
+    assert!((60.0..=100.0).contains(&peak), "USL peak {peak}");
 }
 
 #[test]

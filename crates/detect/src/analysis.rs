@@ -253,6 +253,9 @@ pub struct Outcome {
     pub skipped: Vec<Skipped>,
     /// What was analysed.
     pub summary: Summary,
+    /// A load ramp's Universal Scalability Law fit (closed model, three steps or more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usl: Option<crate::UslFit>,
 }
 
 /// Runs every trace detector over traces one at a time and keeps only aggregates.
@@ -449,6 +452,7 @@ impl Analysis {
         Outcome {
             findings,
             skipped,
+            usl: None,
             summary: Summary {
                 traces: self.traces,
                 spans: self.spans,

@@ -22,9 +22,11 @@ mod rank;
 mod registry;
 mod request;
 pub mod sql;
+mod usl;
 
 pub use analysis::{Analysis, MIN_AFFECTED_REQUESTS, MIN_AFFECTED_SHARE, Outcome, Skipped, Summary};
 pub use finding::{Confidence, Evidence, Finding, Impact};
 pub use load::analyse_load;
 pub use rank::rank;
 pub use registry::{Meta, detectors, find_detector};
+pub use usl::UslFit;

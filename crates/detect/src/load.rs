@@ -125,9 +125,21 @@ pub fn analyse_load(run: &LoadRun) -> Outcome {
     }
     crate::rank(&mut findings);
     let requests: u64 = run.steps.iter().map(|s| s.requests).sum();
+    let usl = if run.model == chokepoint_evidence::LoadModel::Closed {
+        let points: Vec<(f64, f64)> = run
+            .steps
+            .iter()
+            .filter(|s| s.errors == 0)
+            .map(|s| (s.offered, s.throughput_rps))
+            .collect();
+        crate::UslFit::fit(&points)
+    } else {
+        None
+    };
     Outcome {
         findings,
         skipped,
+        usl,
         summary: Summary {
             requests,
             endpoints: 1,

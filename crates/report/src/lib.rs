@@ -19,7 +19,7 @@ pub use json::{render_json, schema};
 pub use markdown::render_markdown;
 pub use text::{render_text, step_header, step_row};
 
-use chokepoint_detect::{Finding, Outcome, Skipped, Summary};
+use chokepoint_detect::{Finding, Outcome, Skipped, Summary, UslFit};
 use chokepoint_evidence::LoadRun;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -43,6 +43,9 @@ pub struct Report {
     pub problems: Vec<String>,
     /// Things to know that are not errors (orphan spans, inputs with no spans).
     pub warnings: Vec<String>,
+    /// `chokepoint load`, closed model: the Universal Scalability Law fitted to the steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usl: Option<chokepoint_detect::UslFit>,
     /// `chokepoint load`: the full step series of the ramp.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<serde_json::Value>")]
@@ -72,6 +75,7 @@ impl Report {
             inputs: Vec::new(),
             problems: Vec::new(),
             warnings: Vec::new(),
+            usl: outcome.usl,
             load: None,
         }
     }
@@ -120,8 +124,12 @@ pub(crate) fn evidence_line(finding: &Finding) -> String {
 pub(crate) fn summary_line(report: &Report) -> String {
     let s = &report.summary;
     if let Some(run) = &report.load {
+        let usl = report
+            .usl
+            .map(|fit| format!(" {}", usl_sentence(&fit)))
+            .unwrap_or_default();
         return format!(
-            "Measured {} requests in {} steps over {:.1} s; the ramp stopped: {}.",
+            "Measured {} requests in {} steps over {:.1} s; the ramp stopped: {}.{usl}",
             s.requests,
             run.steps.len(),
             s.window_s,
@@ -143,4 +151,19 @@ pub(crate) fn summary_line(report: &Report) -> String {
     }
     line.push('.');
     line
+}
+
+/// The USL fit in one sentence.
+pub(crate) fn usl_sentence(fit: &UslFit) -> String {
+    let peak = match fit.peak_concurrency {
+        Some(n) => format!(
+            "peaks at {:.0} requests/s at {n:.0} connections",
+            fit.peak_throughput_rps
+        ),
+        None => format!("levels off at {:.0} requests/s", fit.peak_throughput_rps),
+    };
+    format!(
+        "Universal Scalability Law fit: σ = {:.3} (contention), κ = {:.4} (coherency), λ = {:.1} requests/s: throughput {peak}.",
+        fit.sigma, fit.kappa, fit.lambda_rps
+    )
 }
