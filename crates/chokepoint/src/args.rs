@@ -156,6 +156,9 @@ pub(crate) struct LoadArgs {
     /// The target process to sample (default: the one listening on the URL's port, if on this host).
     #[arg(long)]
     pub(crate) pid: Option<u32>,
+    /// Also write the latency-versus-throughput curve to this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub(crate) chart: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) report: ReportArgs,
 }
@@ -238,6 +241,7 @@ pub(crate) struct LoadConfig {
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) body: bytes::Bytes,
     pub(crate) pid: Option<u32>,
+    pub(crate) chart: Option<PathBuf>,
     pub(crate) report: ReportConfig,
 }
 
@@ -326,6 +330,7 @@ impl LoadArgs {
             headers,
             body,
             pid: self.pid,
+            chart: self.chart,
             report: self.report.validate()?,
         })
     }

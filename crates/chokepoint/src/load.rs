@@ -9,7 +9,7 @@ use chokepoint_evidence::{LoadModel, LoadRun};
 use chokepoint_load::{RampConfig, Target, pid_listening_on};
 use chokepoint_report::{Report, step_header, step_row};
 
-use crate::args::{Format, LoadConfig, Model};
+use crate::args::{LoadConfig, Model};
 use crate::output;
 
 /// How far throughput × latency may stray from the concurrency before the step is suspect.
@@ -85,15 +85,8 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
             }
         });
     }
-    // Rows go to stdout with text output, to stderr otherwise, so JSON stays parseable.
-    let live_to_stdout = config.report.format == Format::Text;
-    let show = |line: String| {
-        if live_to_stdout {
-            println!("{line}")
-        } else {
-            eprintln!("{line}")
-        }
-    };
+    // Steps are shown live on stderr as they complete; the report on stdout has them all.
+    let show = |line: String| eprintln!("{line}");
     show(step_header());
     let progress = if config.report.progress {
         let bar = indicatif::ProgressBar::new_spinner();
@@ -132,6 +125,13 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
         report
             .problems
             .push(format!("load ramp: {}", run.stopped_because));
+    }
+    if let Some(path) = &config.chart {
+        if let Err(e) = std::fs::write(path, chokepoint_report::render_chart_svg(&run)) {
+            report
+                .problems
+                .push(format!("cannot write the chart to {}: {e}", path.display()));
+        }
     }
     report.load = Some(run);
     Ok(output::finish(&report, &config.report))

@@ -93,7 +93,16 @@ fn a_cpu_bound_handler_is_cpu_saturation() {
 fn a_small_pool_is_worker_exhaustion_with_its_size() {
     let _serial = SERIAL.lock();
     let server = Server::start("pool");
-    let (code, report) = ramp(&server, &[]);
+    let dir = std::env::temp_dir().join(format!("chokepoint-chart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let chart = dir.join("curve.svg");
+    let (code, report) = ramp(&server, &["--chart", chart.to_str().expect("path")]);
+    let svg = std::fs::read_to_string(&chart).expect("the chart was written");
+    assert!(
+        svg.starts_with("<svg") && svg.matches("<polyline").count() == 2,
+        "{svg}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(code, Some(0));
     assert_eq!(bottleneck(&report), "worker-exhaustion", "{report:#}");
     // 4 slots of 50 ms: about 80 requests/s, 4 workers by Little's law.

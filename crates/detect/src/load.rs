@@ -191,7 +191,8 @@ fn finding(detector: &str, curve: &Curve<'_>, window_s: f64, conclusion: LoadCon
         evidence: Evidence {
             affected_requests: top.requests,
             endpoint_requests: curve.run.steps.iter().map(|s| s.requests).sum(),
-            occurrences: curve.run.steps.len() as u64,
+            // Steps at or past the knee: where the limit held.
+            occurrences: curve.run.steps.len().saturating_sub(curve.knee_index) as u64,
             example_trace_ids: Vec::new(),
             metrics,
         },

@@ -11,10 +11,12 @@
 //! assert!(render_json(&report).contains("\"bottleneck\": null"));
 //! ```
 
+mod chart;
 mod json;
 mod markdown;
 mod text;
 
+pub use chart::{render_chart_svg, render_chart_text};
 pub use json::{render_json, schema};
 pub use markdown::render_markdown;
 pub use text::{render_text, step_header, step_row};

@@ -53,6 +53,7 @@ pub fn render_text(report: &Report, color: bool) -> String {
     let (h, id, label, dim) = (p.headline, p.id, p.label, p.dim);
     if let Some(run) = &report.load {
         let _ = writeln!(out, "{}\n", step_table(run));
+        let _ = writeln!(out, "{}", crate::render_chart_text(run));
     }
     match &report.bottleneck {
         Some(b) => {
