@@ -7,6 +7,8 @@
 //!   on arrival (no assembly, no detectors).
 //! - `chokepoint-bench prost FILE` is a second baseline for protobuf: prost's decode of each
 //!   record into the generated OTLP types, nothing else.
+//! - `chokepoint-bench serve` is the load benchmark's target: a minimal HTTP/1.1 server on one
+//!   thread answering `ok`, printing its port.
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -36,7 +38,11 @@ fn main() -> ExitCode {
         },
         ["decode", path] => decode(Path::new(path)),
         ["prost", path] => prost_decode(Path::new(path)),
-        _ => Err("usage: chokepoint-bench generate proto|json SPANS FILE | decode FILE | prost FILE".into()),
+        ["serve"] => serve(),
+        _ => Err(
+            "usage: chokepoint-bench generate proto|json SPANS FILE | decode FILE | prost FILE | serve"
+                .into(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -332,4 +338,32 @@ fn report_rate(what: &str, spans: u64, started: Instant) {
         "{what}: {spans} spans in {seconds:.3} s = {:.0} spans/s",
         spans as f64 / seconds
     );
+}
+
+/// Serves `ok` over HTTP/1.1 keep-alive on a free loopback port, on one thread, until killed.
+fn serve() -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| e.to_string())?;
+        println!("{}", listener.local_addr().map_err(|e| e.to_string())?.port());
+        loop {
+            let (stream, _) = listener.accept().await.map_err(|e| e.to_string())?;
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_request| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
+                        bytes::Bytes::from_static(b"ok"),
+                    )))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    })
 }

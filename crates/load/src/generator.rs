@@ -43,6 +43,52 @@ pub struct Target {
     pub timeout: Duration,
 }
 
+impl Target {
+    /// The request, built once and cloned per send (parsing the URI and headers per request
+    /// costs generator headroom).
+    fn prepare(&self) -> Result<Prepared, String> {
+        let mut headers = hyper::HeaderMap::new();
+        let host = hyper::header::HeaderValue::from_str(&self.host)
+            .map_err(|e| format!("invalid Host {:?}: {e}", self.host))?;
+        headers.insert(hyper::header::HOST, host);
+        for (name, value) in &self.headers {
+            let name = hyper::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| format!("invalid header name {name:?}: {e}"))?;
+            let value = hyper::header::HeaderValue::from_str(value)
+                .map_err(|e| format!("invalid header value {value:?}: {e}"))?;
+            headers.append(name, value);
+        }
+        let uri: hyper::Uri = self
+            .path
+            .parse()
+            .map_err(|e| format!("invalid path {:?}: {e}", self.path))?;
+        Ok(Prepared {
+            method: self.method.clone(),
+            uri,
+            headers,
+            body: self.body.clone(),
+        })
+    }
+}
+
+/// A request's parts, ready to clone.
+struct Prepared {
+    method: Method,
+    uri: hyper::Uri,
+    headers: hyper::HeaderMap,
+    body: Bytes,
+}
+
+impl Prepared {
+    fn request(&self) -> Request<Full<Bytes>> {
+        let mut request = Request::new(Full::new(self.body.clone()));
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.headers_mut() = self.headers.clone();
+        request
+    }
+}
+
 /// What one step measured.
 #[derive(Debug)]
 pub struct StepResult {
@@ -82,6 +128,12 @@ impl StepResult {
             first_error: None,
             sample_body: None,
         }
+    }
+
+    fn failed(error: String) -> StepResult {
+        let mut result = StepResult::new();
+        result.record_error(error);
+        result
     }
 
     fn merge(&mut self, other: StepResult) {
@@ -149,19 +201,11 @@ const SAMPLE_BYTES: usize = 1 << 20;
 async fn exchange(
     connection: &mut Connection,
     target: &Target,
+    prepared: &Prepared,
     sample: Option<&mut Option<(Vec<u8>, bool)>>,
 ) -> Result<(u16, u64), String> {
     let sender = connection.ready(target).await?;
-    let mut request = Request::builder()
-        .method(target.method.clone())
-        .uri(target.path.as_str())
-        .header(hyper::header::HOST, target.host.as_str());
-    for (name, value) in &target.headers {
-        request = request.header(name.as_str(), value.as_str());
-    }
-    let request = request
-        .body(Full::new(target.body.clone()))
-        .map_err(|e| format!("invalid request: {e}"))?;
+    let request = prepared.request();
     let response = sender.send_request(request).await.map_err(|e| {
         connection.sender = None;
         format!("request to {}: {e}", target.addr)
@@ -222,10 +266,14 @@ fn record(
 
 /// Closed model: `concurrency` workers, each with its own connection, until `duration` passes.
 pub async fn run_closed(target: Arc<Target>, concurrency: usize, duration: Duration) -> StepResult {
+    let prepared = match target.prepare() {
+        Ok(prepared) => Arc::new(prepared),
+        Err(error) => return StepResult::failed(error),
+    };
     let deadline = Instant::now() + duration;
     let mut workers = Vec::with_capacity(concurrency);
     for _ in 0..concurrency {
-        let target = Arc::clone(&target);
+        let (target, prepared) = (Arc::clone(&target), Arc::clone(&prepared));
         workers.push(tokio::spawn(async move {
             let mut result = StepResult::new();
             let mut connection = Connection {
@@ -235,8 +283,11 @@ pub async fn run_closed(target: Arc<Target>, concurrency: usize, duration: Durat
             while Instant::now() < deadline {
                 let started = Instant::now();
                 let sample = result.sample_body.is_none().then_some(&mut result.sample_body);
-                let outcome =
-                    tokio::time::timeout(target.timeout, exchange(&mut connection, &target, sample)).await;
+                let outcome = tokio::time::timeout(
+                    target.timeout,
+                    exchange(&mut connection, &target, &prepared, sample),
+                )
+                .await;
                 let failed_to_connect = matches!(&outcome, Ok(Err(e)) if e.starts_with("connect"));
                 record(&mut result, outcome, started.elapsed(), &mut connection);
                 if failed_to_connect {
@@ -254,13 +305,17 @@ pub async fn run_closed(target: Arc<Target>, concurrency: usize, duration: Durat
 /// Open model: requests at `rate` per second, intended times evenly spaced, spread over at most
 /// `connections` connections, until `duration` passes.
 pub async fn run_open(target: Arc<Target>, rate: f64, connections: usize, duration: Duration) -> StepResult {
+    let prepared = match target.prepare() {
+        Ok(prepared) => Arc::new(prepared),
+        Err(error) => return StepResult::failed(error),
+    };
     let start = Instant::now();
     let deadline = start + duration;
     let interval_ns = (1e9 / rate.max(0.001)) as u64;
     let next = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::with_capacity(connections);
     for _ in 0..connections {
-        let (target, next) = (Arc::clone(&target), Arc::clone(&next));
+        let (target, next, prepared) = (Arc::clone(&target), Arc::clone(&next), Arc::clone(&prepared));
         workers.push(tokio::spawn(async move {
             let mut result = StepResult::new();
             let mut connection = Connection {
@@ -279,8 +334,11 @@ pub async fn run_open(target: Arc<Target>, rate: f64, connections: usize, durati
                     .send_lag_us
                     .record((lag.as_micros() as u64).clamp(1, MAX_LATENCY_US));
                 let sample = result.sample_body.is_none().then_some(&mut result.sample_body);
-                let outcome =
-                    tokio::time::timeout(target.timeout, exchange(&mut connection, &target, sample)).await;
+                let outcome = tokio::time::timeout(
+                    target.timeout,
+                    exchange(&mut connection, &target, &prepared, sample),
+                )
+                .await;
                 record(&mut result, outcome, intended.elapsed(), &mut connection);
             }
             result.new_connections = connection.opened.saturating_sub(1);
