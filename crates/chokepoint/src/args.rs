@@ -43,7 +43,7 @@ pub(crate) enum Command {
     Listen(ListenArgs),
     /// Ramp load on a URL until throughput stops rising, sample the target, and say what limits it.
     #[command(after_help = EXAMPLES)]
-    Load(LoadArgs),
+    Load(Box<LoadArgs>),
     /// List the detectors and what each finds.
     Detectors,
     /// Print a detector's documentation: what it detects, why it matters, the fix.
@@ -108,8 +108,13 @@ pub(crate) struct ListenArgs {
 
 #[derive(Args, Debug)]
 pub(crate) struct LoadArgs {
-    /// The URL to load (http://; the target is sampled when it listens on this host).
-    pub(crate) url: String,
+    /// The URL to load (http://; the target is sampled when it listens on this host). Several
+    /// URLs of one service make a request mix (see --weights).
+    #[arg(required = true, value_name = "URL")]
+    pub(crate) urls: Vec<String>,
+    /// Weights of the URLs in the mix, in order (default: equal): `--weights 3,1`.
+    #[arg(long, value_delimiter = ',', value_name = "W,W,…")]
+    pub(crate) weights: Vec<u32>,
     /// `closed`: steps of concurrent connections; `open`: steps of requests per second, latency
     /// measured from each request's intended send time.
     #[arg(long, value_enum, default_value_t = Model::Closed)]
@@ -229,6 +234,7 @@ pub(crate) struct ListenConfig {
 #[derive(Debug)]
 pub(crate) struct LoadConfig {
     pub(crate) url: hyper::Uri,
+    pub(crate) paths: Vec<(String, u32)>,
     pub(crate) model: Model,
     pub(crate) steps: Vec<f64>,
     pub(crate) connections: usize,
@@ -247,20 +253,47 @@ pub(crate) struct LoadConfig {
 
 impl LoadArgs {
     pub(crate) fn validate(self) -> anyhow::Result<LoadConfig> {
-        let url: hyper::Uri = self
-            .url
-            .parse()
-            .with_context(|| format!("{:?} is not a URL", self.url))?;
-        match url.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                bail!("https is not supported yet: load the service over http (e.g. behind its TLS proxy)")
+        let mut uris = Vec::new();
+        for text in &self.urls {
+            let uri: hyper::Uri = text.parse().with_context(|| format!("{text:?} is not a URL"))?;
+            match uri.scheme_str() {
+                Some("http") => {}
+                Some("https") => {
+                    bail!(
+                        "https is not supported yet: load the service over http (e.g. behind its TLS proxy)"
+                    )
+                }
+                _ => bail!("{text:?}: give a full http:// URL"),
             }
-            _ => bail!("{:?}: give a full http:// URL", self.url),
+            if uri.host().is_none() {
+                bail!("{text:?} has no host");
+            }
+            uris.push(uri);
         }
-        if url.host().is_none() {
-            bail!("{:?} has no host", self.url);
+        let url = uris[0].clone();
+        if uris.iter().any(|u| u.authority() != url.authority()) {
+            bail!("the URLs of a mix must share one host and port: they load one service");
         }
+        if !self.weights.is_empty() && self.weights.len() != uris.len() {
+            bail!(
+                "--weights has {} values for {} URLs",
+                self.weights.len(),
+                uris.len()
+            );
+        }
+        if self.weights.iter().any(|&w| w == 0 || w > 1000) {
+            bail!("--weights are whole numbers from 1 to 1000");
+        }
+        let paths = uris
+            .iter()
+            .enumerate()
+            .map(|(i, u)| {
+                let path = u
+                    .path_and_query()
+                    .map_or("/".to_owned(), |p| p.as_str().to_owned());
+                (path, self.weights.get(i).copied().unwrap_or(1))
+            })
+            .collect();
         let steps: Vec<f64> = match self.model {
             Model::Closed if self.concurrency.is_empty() => {
                 std::iter::successors(Some(1u32), |n| n.checked_mul(2))
@@ -318,6 +351,7 @@ impl LoadArgs {
         };
         Ok(LoadConfig {
             url,
+            paths,
             model: self.model,
             steps,
             connections: self.connections.max(1) as usize,

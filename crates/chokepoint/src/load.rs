@@ -35,10 +35,6 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
     let pid = config
         .pid
         .or_else(|| if local { pid_listening_on(port) } else { None });
-    let path = config
-        .url
-        .path_and_query()
-        .map_or("/".to_owned(), |p| p.as_str().to_owned());
     let host_header = match config.url.port_u16() {
         Some(port) => format!("{host}:{port}"),
         None => host.clone(),
@@ -47,7 +43,7 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
         target: Target {
             addr,
             host: host_header,
-            path,
+            paths: config.paths.clone(),
             method: config.method.clone(),
             headers: config.headers.clone(),
             body: config.body.clone(),

@@ -197,3 +197,42 @@ fn a_target_that_dies_mid_ramp_keeps_the_steps_measured() {
         "{problem}"
     );
 }
+
+#[test]
+fn a_weighted_mix_sends_each_url_its_share() {
+    use std::io::{Read as _, Write as _};
+    let _serial = SERIAL.lock();
+    let server = Server::start("fine");
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let output = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .args([
+            "load",
+            &format!("{base}/orders"),
+            &format!("{base}/users?page=2"),
+            "--weights",
+            "3,1",
+        ])
+        .args(["--concurrency", "4", "--step-duration", "1s", "--format", "json"])
+        .output()
+        .expect("chokepoint runs");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    stream
+        .write_all(b"GET /__counts HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("ask");
+    let mut answer = vec![0u8; 4096];
+    let n = stream.read(&mut answer).expect("counts");
+    let text = String::from_utf8_lossy(&answer[..n]);
+    let counts: serde_json::Value =
+        serde_json::from_str(text.split("\r\n\r\n").nth(1).expect("a body")).expect("json");
+    let (orders, users) = (
+        counts["/orders"].as_f64().expect("orders"),
+        counts["/users?page=2"].as_f64().expect("users"),
+    );
+    assert!((orders / users - 3.0).abs() < 0.2, "{orders} to {users}");
+}

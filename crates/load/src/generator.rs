@@ -31,8 +31,9 @@ pub struct Target {
     pub addr: SocketAddr,
     /// The `Host` header.
     pub host: String,
-    /// Path and query.
-    pub path: String,
+    /// Paths (with query) and their weights: each request takes the next path of a weighted
+    /// round robin.
+    pub paths: Vec<(String, u32)>,
     /// The method.
     pub method: Method,
     /// Extra headers.
@@ -44,9 +45,9 @@ pub struct Target {
 }
 
 impl Target {
-    /// The request, built once and cloned per send (parsing the URI and headers per request
-    /// costs generator headroom).
-    fn prepare(&self) -> Result<Prepared, String> {
+    /// The requests, built once and cloned per send (parsing the URI and headers per request
+    /// costs generator headroom), in weighted round-robin order.
+    fn prepare(&self) -> Result<Vec<Prepared>, String> {
         let mut headers = hyper::HeaderMap::new();
         let host = hyper::header::HeaderValue::from_str(&self.host)
             .map_err(|e| format!("invalid Host {:?}: {e}", self.host))?;
@@ -58,16 +59,22 @@ impl Target {
                 .map_err(|e| format!("invalid header value {value:?}: {e}"))?;
             headers.append(name, value);
         }
-        let uri: hyper::Uri = self
-            .path
-            .parse()
-            .map_err(|e| format!("invalid path {:?}: {e}", self.path))?;
-        Ok(Prepared {
-            method: self.method.clone(),
-            uri,
-            headers,
-            body: self.body.clone(),
-        })
+        let mut schedule = Vec::new();
+        for (path, weight) in &self.paths {
+            let uri: hyper::Uri = path.parse().map_err(|e| format!("invalid path {path:?}: {e}"))?;
+            for _ in 0..*weight {
+                schedule.push(Prepared {
+                    method: self.method.clone(),
+                    uri: uri.clone(),
+                    headers: headers.clone(),
+                    body: self.body.clone(),
+                });
+            }
+        }
+        if schedule.is_empty() {
+            return Err("no path to request".into());
+        }
+        Ok(schedule)
     }
 }
 
@@ -274,6 +281,7 @@ pub async fn run_closed(target: Arc<Target>, concurrency: usize, duration: Durat
     let mut workers = Vec::with_capacity(concurrency);
     for _ in 0..concurrency {
         let (target, prepared) = (Arc::clone(&target), Arc::clone(&prepared));
+        let mut turn = workers.len();
         workers.push(tokio::spawn(async move {
             let mut result = StepResult::new();
             let mut connection = Connection {
@@ -285,9 +293,10 @@ pub async fn run_closed(target: Arc<Target>, concurrency: usize, duration: Durat
                 let sample = result.sample_body.is_none().then_some(&mut result.sample_body);
                 let outcome = tokio::time::timeout(
                     target.timeout,
-                    exchange(&mut connection, &target, &prepared, sample),
+                    exchange(&mut connection, &target, &prepared[turn % prepared.len()], sample),
                 )
                 .await;
+                turn += 1;
                 let failed_to_connect = matches!(&outcome, Ok(Err(e)) if e.starts_with("connect"));
                 record(&mut result, outcome, started.elapsed(), &mut connection);
                 if failed_to_connect {
@@ -336,7 +345,12 @@ pub async fn run_open(target: Arc<Target>, rate: f64, connections: usize, durati
                 let sample = result.sample_body.is_none().then_some(&mut result.sample_body);
                 let outcome = tokio::time::timeout(
                     target.timeout,
-                    exchange(&mut connection, &target, &prepared, sample),
+                    exchange(
+                        &mut connection,
+                        &target,
+                        &prepared[index as usize % prepared.len()],
+                        sample,
+                    ),
                 )
                 .await;
                 record(&mut result, outcome, intended.elapsed(), &mut connection);

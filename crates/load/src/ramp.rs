@@ -153,7 +153,16 @@ pub async fn run(
         }
     }
     LoadRun {
-        url: format!("http://{}{}", config.target.host, config.target.path),
+        url: {
+            let first = config.target.paths.first().map_or("/", |(path, _)| path.as_str());
+            let more = config.target.paths.len().saturating_sub(1);
+            let also = if more > 0 {
+                format!(" (and {more} more paths)")
+            } else {
+                String::new()
+            };
+            format!("http://{}{first}{also}", config.target.host)
+        },
         model: config.model,
         host_cores: std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64),
         target_pid: config.target_pid,

@@ -8,12 +8,15 @@ An asyncio server (one Python process, one event loop) whose handler is, by --mo
   heavy     512 kB of compressible JSON per response, all connections sharing 20 Mbit/s (a
             token bucket in the server stands in for a slow link)
 
+Every mode counts requests per path; `GET /__counts` answers the counts as JSON.
 Prints the port it listens on, then serves until killed.
 Usage: load_target.py --mode MODE
 """
 
 import argparse
 import asyncio
+import collections
+import json
 import time
 
 BODY = b'{"ok": true}'
@@ -34,6 +37,7 @@ async def main():
     parser.add_argument("--mode", choices=["cpu", "pool", "blocking", "fine", "heavy"], required=True)
     mode = parser.parse_args().mode
     slots = asyncio.Semaphore(4)
+    counts = collections.Counter()
     link = asyncio.Lock()
 
     async def send_over_link(writer, data):
@@ -59,6 +63,13 @@ async def main():
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
+                path = head.split(b" ", 2)[1].decode()
+                if path == "/__counts":
+                    answer = json.dumps(counts).encode()
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(answer), answer))
+                    await writer.drain()
+                    continue
+                counts[path] += 1
                 length = 0
                 for line in head.split(b"\r\n"):
                     if line.lower().startswith(b"content-length:"):
