@@ -161,6 +161,9 @@ pub(crate) struct LoadArgs {
     /// The target process to sample (default: the one listening on the URL's port, if on this host).
     #[arg(long)]
     pub(crate) pid: Option<u32>,
+    /// Speak HTTP/2 over cleartext (h2c, prior knowledge) instead of HTTP/1.1.
+    #[arg(long)]
+    pub(crate) http2: bool,
     /// Also write the latency-versus-throughput curve to this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     pub(crate) chart: Option<PathBuf>,
@@ -248,6 +251,7 @@ pub(crate) struct LoadConfig {
     pub(crate) body: bytes::Bytes,
     pub(crate) pid: Option<u32>,
     pub(crate) chart: Option<PathBuf>,
+    pub(crate) http2: bool,
     pub(crate) report: ReportConfig,
 }
 
@@ -365,6 +369,7 @@ impl LoadArgs {
             body,
             pid: self.pid,
             chart: self.chart,
+            http2: self.http2,
             report: self.report.validate()?,
         })
     }

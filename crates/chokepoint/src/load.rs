@@ -48,6 +48,7 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
             headers: config.headers.clone(),
             body: config.body.clone(),
             timeout: config.timeout,
+            http2: config.http2,
         },
         model: match config.model {
             Model::Closed => LoadModel::Closed,

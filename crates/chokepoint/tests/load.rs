@@ -236,3 +236,62 @@ fn a_weighted_mix_sends_each_url_its_share() {
     );
     assert!((orders / users - 3.0).abs() < 0.2, "{orders} to {users}");
 }
+
+#[test]
+fn speaks_http2_cleartext() {
+    let _serial = SERIAL.lock();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let versions = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let seen = std::sync::Arc::clone(&versions);
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(move |request: axum::extract::Request| {
+            let seen = std::sync::Arc::clone(&seen);
+            async move {
+                if let Ok(mut seen) = seen.lock() {
+                    seen.insert(format!("{:?}", request.version()));
+                }
+                "ok"
+            }
+        }),
+    );
+    runtime.spawn(async move { axum::serve(listener, app).await });
+    let output = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .args([
+            "load",
+            &format!("http://127.0.0.1:{port}/"),
+            "--http2",
+            "--concurrency",
+            "1,2",
+        ])
+        .args(["--step-duration", "1s", "--format", "json"])
+        .output()
+        .expect("chokepoint runs");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let first = &report["load"]["steps"][0];
+    assert!(first["requests"].as_u64().expect("requests") > 100, "{first}");
+    assert_eq!(first["errors"], 0);
+    assert_eq!(
+        versions
+            .lock()
+            .expect("versions")
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>(),
+        ["HTTP/2.0"]
+    );
+}

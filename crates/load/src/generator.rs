@@ -42,6 +42,8 @@ pub struct Target {
     pub body: Bytes,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// Speak HTTP/2 over cleartext with prior knowledge (h2c) instead of HTTP/1.1.
+    pub http2: bool,
 }
 
 impl Target {
@@ -49,9 +51,11 @@ impl Target {
     /// costs generator headroom), in weighted round-robin order.
     fn prepare(&self) -> Result<Vec<Prepared>, String> {
         let mut headers = hyper::HeaderMap::new();
-        let host = hyper::header::HeaderValue::from_str(&self.host)
-            .map_err(|e| format!("invalid Host {:?}: {e}", self.host))?;
-        headers.insert(hyper::header::HOST, host);
+        if !self.http2 {
+            let host = hyper::header::HeaderValue::from_str(&self.host)
+                .map_err(|e| format!("invalid Host {:?}: {e}", self.host))?;
+            headers.insert(hyper::header::HOST, host);
+        }
         for (name, value) in &self.headers {
             let name = hyper::header::HeaderName::from_bytes(name.as_bytes())
                 .map_err(|e| format!("invalid header name {name:?}: {e}"))?;
@@ -61,7 +65,13 @@ impl Target {
         }
         let mut schedule = Vec::new();
         for (path, weight) in &self.paths {
-            let uri: hyper::Uri = path.parse().map_err(|e| format!("invalid path {path:?}: {e}"))?;
+            // HTTP/2 carries the authority in the request line (:authority), not in `Host`.
+            let text = if self.http2 {
+                format!("http://{}{path}", self.host)
+            } else {
+                path.clone()
+            };
+            let uri: hyper::Uri = text.parse().map_err(|e| format!("invalid path {path:?}: {e}"))?;
             for _ in 0..*weight {
                 schedule.push(Prepared {
                     method: self.method.clone(),
@@ -171,23 +181,66 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("the bounds are constants, and valid")
 }
 
+/// A connection's request side, HTTP/1.1 or HTTP/2.
+enum Sender {
+    Http1(SendRequest<Full<Bytes>>),
+    Http2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
+
+impl Sender {
+    fn is_closed(&self) -> bool {
+        match self {
+            Sender::Http1(s) => s.is_closed(),
+            Sender::Http2(s) => s.is_closed(),
+        }
+    }
+
+    async fn ready(&mut self) -> hyper::Result<()> {
+        match self {
+            Sender::Http1(s) => s.ready().await,
+            Sender::Http2(s) => s.ready().await,
+        }
+    }
+
+    async fn send(
+        &mut self,
+        request: Request<Full<Bytes>>,
+    ) -> hyper::Result<hyper::Response<hyper::body::Incoming>> {
+        match self {
+            Sender::Http1(s) => s.send_request(request).await,
+            Sender::Http2(s) => s.send_request(request).await,
+        }
+    }
+}
+
 /// One worker's connection, reopened when the server closes it.
 struct Connection {
-    sender: Option<SendRequest<Full<Bytes>>>,
+    sender: Option<Sender>,
     opened: u64,
 }
 
 impl Connection {
-    async fn ready(&mut self, target: &Target) -> Result<&mut SendRequest<Full<Bytes>>, String> {
-        if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
+    async fn ready(&mut self, target: &Target) -> Result<&mut Sender, String> {
+        if self.sender.as_ref().is_none_or(Sender::is_closed) {
             let stream = TcpStream::connect(target.addr)
                 .await
                 .map_err(|e| format!("connect to {}: {e}", target.addr))?;
             let _ = stream.set_nodelay(true);
-            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(|e| format!("HTTP handshake with {}: {e}", target.addr))?;
-            tokio::spawn(connection);
+            let io = TokioIo::new(stream);
+            let sender = if target.http2 {
+                let (sender, connection) =
+                    hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                        .await
+                        .map_err(|e| format!("HTTP/2 handshake with {}: {e}", target.addr))?;
+                tokio::spawn(connection);
+                Sender::Http2(sender)
+            } else {
+                let (sender, connection) = hyper::client::conn::http1::handshake(io)
+                    .await
+                    .map_err(|e| format!("HTTP handshake with {}: {e}", target.addr))?;
+                tokio::spawn(connection);
+                Sender::Http1(sender)
+            };
             self.sender = Some(sender);
             self.opened += 1;
         }
@@ -213,7 +266,7 @@ async fn exchange(
 ) -> Result<(u16, u64), String> {
     let sender = connection.ready(target).await?;
     let request = prepared.request();
-    let response = sender.send_request(request).await.map_err(|e| {
+    let response = sender.send(request).await.map_err(|e| {
         connection.sender = None;
         format!("request to {}: {e}", target.addr)
     })?;
