@@ -295,3 +295,21 @@ fn speaks_http2_cleartext() {
         ["HTTP/2.0"]
     );
 }
+
+#[test]
+fn a_target_closing_every_connection_is_connection_churn() {
+    let _serial = SERIAL.lock();
+    let server = Server::start("close");
+    let (code, report) = ramp(&server, &["--concurrency", "1,2"]);
+    assert_eq!(code, Some(0), "{report:#}");
+    let churn = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["detector"] == "connection-churn")
+        .unwrap_or_else(|| panic!("no connection-churn in {report:#}"));
+    let per_request = churn["evidence"]["metrics"]["new_connections_per_request"]
+        .as_f64()
+        .expect("metric");
+    assert!(per_request > 0.9, "{per_request} new connections per request");
+}

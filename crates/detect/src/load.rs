@@ -112,7 +112,7 @@ pub fn analyse_load(run: &LoadRun) -> Outcome {
             });
             continue;
         }
-        if curve.low.target.is_none() {
+        if detector.needs_target() && curve.low.target.is_none() {
             skipped.push(Skipped {
                 detector: meta.id.into(),
                 reason: format!("no {}", meta.requires),

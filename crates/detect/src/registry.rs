@@ -48,6 +48,11 @@ pub(crate) trait Detector: Described + Sync {
 pub(crate) trait LoadDetector: Described + Sync {
     /// The conclusion, if the curve shows this limit.
     fn check(&self, curve: &crate::load::Curve<'_>) -> Option<crate::load::LoadConclusion>;
+
+    /// Whether it needs the target process sampled (CPU, threads) to judge.
+    fn needs_target(&self) -> bool {
+        true
+    }
 }
 
 /// Declares a detector: its doc comment (which `chokepoint explain` prints), its unit struct, its
@@ -99,14 +104,21 @@ pub(crate) static LOAD_DETECTORS: &[&dyn LoadDetector] = &[
     &crate::detectors::worker_exhaustion::WorkerExhaustion,
     &crate::detectors::blocking_call::BlockingCall,
     &crate::detectors::bandwidth_limit::BandwidthLimit,
+    &crate::detectors::connection_churn::ConnectionChurn,
 ];
 
-/// Every detector's metadata.
+/// Every detector's metadata, once each (a detector may read more than one kind of evidence).
 pub fn detectors() -> impl Iterator<Item = &'static Meta> {
+    let mut seen: Vec<&'static str> = Vec::new();
     TRACE_DETECTORS
         .iter()
         .map(|d| d.meta())
         .chain(LOAD_DETECTORS.iter().map(|d| d.meta()))
+        .filter(move |meta| {
+            let new = !seen.contains(&meta.id);
+            seen.push(meta.id);
+            new
+        })
 }
 
 /// The metadata of the detector with this id.

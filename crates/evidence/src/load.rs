@@ -47,6 +47,9 @@ pub struct TargetSample {
     pub accept_queue: f64,
     /// The same, at most.
     pub accept_queue_max: f64,
+    /// Connections the kernel dropped because an accept queue was full (host-wide counter
+    /// `ListenOverflows`, during the step).
+    pub listen_overflows: f64,
 }
 
 /// One step of a load ramp.

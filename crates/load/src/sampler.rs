@@ -110,6 +110,24 @@ fn accept_queue(port: u16) -> f64 {
         .sum()
 }
 
+/// The host's `TcpExt: ListenOverflows` counter: connections dropped because an accept queue
+/// was full. `/proc/net/netstat` is two lines per group, names then values.
+fn listen_overflows() -> f64 {
+    let Ok(text) = std::fs::read_to_string("/proc/net/netstat") else {
+        return 0.0;
+    };
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        return 0.0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "ListenOverflows")
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// Busy and total jiffies of the host.
 fn host_cpu() -> (f64, f64) {
     let Ok(stat) = procfs::KernelStats::current() else {
@@ -149,6 +167,7 @@ pub struct Sampler {
     start_counters: Counters,
     start_self_cpu: f64,
     start_host: (f64, f64),
+    start_overflows: f64,
 }
 
 impl Sampler {
@@ -188,6 +207,7 @@ impl Sampler {
             started: Instant::now(),
             start_self_cpu: self_cpu_s(),
             start_host: host_cpu(),
+            start_overflows: listen_overflows(),
         }
     }
 
@@ -196,6 +216,7 @@ impl Sampler {
     pub fn step(&mut self) -> (Option<TargetSample>, f64, f64) {
         let elapsed = self.started.elapsed().as_secs_f64().max(1e-3);
         let counters = read_counters(&self.pids);
+        let overflows = listen_overflows();
         let window = self
             .window
             .lock()
@@ -215,6 +236,7 @@ impl Sampler {
                 0.0
             },
             accept_queue_max: window.queue_max,
+            listen_overflows: (overflows - self.start_overflows).max(0.0),
         });
         let host = host_cpu();
         let host_busy = {
@@ -227,6 +249,7 @@ impl Sampler {
         self.start_counters = counters;
         self.start_self_cpu = self_cpu;
         self.start_host = host;
+        self.start_overflows = overflows;
         (target, host_busy, generator_cores)
     }
 }

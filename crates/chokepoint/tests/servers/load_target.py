@@ -5,6 +5,7 @@ An asyncio server (one Python process, one event loop) whose handler is, by --mo
   pool      waits 50 ms for one of 4 slots (a small worker pool): the pool caps it, CPU idle
   blocking  time.sleep(20 ms) inside the coroutine: the event loop stalls, requests never overlap
   fine      awaits 20 ms without holding anything: scales with concurrency
+  close     answers at once with `Connection: close`, and closes: a new connection per request
   heavy     512 kB of compressible JSON per response, all connections sharing 20 Mbit/s (a
             token bucket in the server stands in for a slow link)
 
@@ -34,7 +35,7 @@ def compute(ms):
 
 async def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--mode", choices=["cpu", "pool", "blocking", "fine", "heavy"], required=True)
+    parser.add_argument("--mode", choices=["cpu", "pool", "blocking", "fine", "heavy", "close"], required=True)
     mode = parser.parse_args().mode
     slots = asyncio.Semaphore(4)
     counts = collections.Counter()
@@ -77,6 +78,10 @@ async def main():
                 if length:
                     await reader.readexactly(length)
                 body = HEAVY if mode == "heavy" else BODY
+                if mode == "close":
+                    writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                    await writer.drain()
+                    break
                 if mode != "heavy":
                     await work()
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))

@@ -5,7 +5,8 @@ use hashbrown::HashMap;
 use crate::analysis::{Conclusion, GroupView, Observation, Observer};
 use crate::detectors::{ms, percent};
 use crate::finding::Confidence;
-use crate::registry::{Detector, detector};
+use crate::load::{Curve, LoadConclusion};
+use crate::registry::{Detector, LoadDetector, detector};
 use crate::request::{Request, is_db_call};
 
 detector! {
@@ -23,12 +24,14 @@ detector! {
     ///
     /// # Evidence used
     ///
-    /// Spans named `connect` (or `*.connect`, `connect …`), handshake spans, and spans with
+    /// In traces: spans named `connect` (or `*.connect`, `connect …`), handshake spans, and spans with
     /// `db.operation.name = connect`, grouped by peer (`server.address:server.port/database`).
     /// Flagged when they appear in at least half the endpoint's requests; a pool that grows now
     /// and then stays under that. Connect spans under 1 ms are pool checkouts, not connections:
     /// SQLAlchemy's instrumentation names its span around `Engine.connect` `connect`, and with a
-    /// pool that is a checkout of an open connection.
+    /// pool that is a checkout of an open connection. In a load ramp: the connections the
+    /// generator had to reopen because the target closed them, flagged at half a new
+    /// connection per request or more.
     ///
     /// # Known false positives
     ///
@@ -124,6 +127,44 @@ impl Detector for ConnectionChurn {
             assumptions: vec![
                 "a pool removes nearly every connect: the saving is all the connect time".into(),
             ],
+        })
+    }
+}
+
+/// New connections per request, in a load ramp, that make the target a connection churner.
+const MIN_NEW_CONNECTIONS_PER_REQUEST: f64 = 0.5;
+
+impl LoadDetector for ConnectionChurn {
+    fn needs_target(&self) -> bool {
+        false
+    }
+
+    fn check(&self, curve: &Curve<'_>) -> Option<LoadConclusion> {
+        let step = curve.knee;
+        let per_request = step.new_connections as f64 / step.requests.max(1) as f64;
+        if per_request < MIN_NEW_CONNECTIONS_PER_REQUEST {
+            return None;
+        }
+        let title = format!(
+            "The target closes its connections: {:.2} new connections per request at {:.0} requests/s, each paying a TCP handshake (and TLS, if any)",
+            per_request, step.throughput_rps
+        );
+        let fix = "Keep connections alive: drop `Connection: close`, raise the server's keep-alive timeout (uvicorn \
+                   `--timeout-keep-alive`, gunicorn `--keep-alive`, nginx `keepalive_timeout` and `keepalive_requests`), \
+                   and keep the proxy's upstream connections alive (nginx `keepalive` in the upstream block)."
+            .to_owned();
+        Some(LoadConclusion {
+            title,
+            fix,
+            confidence: if per_request > 0.9 {
+                Confidence::High
+            } else {
+                Confidence::Medium
+            },
+            assumptions: vec![
+                "the generator keeps every connection open; each new one was closed by the target".into(),
+            ],
+            metrics: vec![("new_connections_per_request", per_request)],
         })
     }
 }
