@@ -161,6 +161,14 @@ pub(crate) struct LoadArgs {
     /// The target process to sample (default: the one listening on the URL's port, if on this host).
     #[arg(long)]
     pub(crate) pid: Option<u32>,
+    /// Do not sample the target process from /proc (a target in another container or host);
+    /// give --metrics for its CPU instead.
+    #[arg(long, conflicts_with = "pid")]
+    pub(crate) no_pid: bool,
+    /// The target's Prometheus endpoint (`http://host:port/metrics`): its CPU
+    /// (`process_cpu_seconds_total`) and queue, pool and in-flight gauges, per step.
+    #[arg(long, value_name = "URL")]
+    pub(crate) metrics: Option<String>,
     /// Speak HTTP/2 over cleartext (h2c, prior knowledge) instead of HTTP/1.1.
     #[arg(long)]
     pub(crate) http2: bool,
@@ -252,6 +260,8 @@ pub(crate) struct LoadConfig {
     pub(crate) pid: Option<u32>,
     pub(crate) chart: Option<PathBuf>,
     pub(crate) http2: bool,
+    pub(crate) no_pid: bool,
+    pub(crate) metrics: Option<hyper::Uri>,
     pub(crate) report: ReportConfig,
 }
 
@@ -370,6 +380,19 @@ impl LoadArgs {
             pid: self.pid,
             chart: self.chart,
             http2: self.http2,
+            no_pid: self.no_pid,
+            metrics: match &self.metrics {
+                Some(text) => {
+                    let uri: hyper::Uri = text
+                        .parse()
+                        .with_context(|| format!("--metrics {text:?} is not a URL"))?;
+                    if uri.scheme_str() != Some("http") || uri.host().is_none() {
+                        bail!("--metrics {text:?}: give an http:// URL, like http://127.0.0.1:9100/metrics");
+                    }
+                    Some(uri)
+                }
+                None => None,
+            },
             report: self.report.validate()?,
         })
     }

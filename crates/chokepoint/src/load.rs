@@ -32,9 +32,11 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
         .next()
         .with_context(|| format!("{host} has no address"))?;
     let local = addr.ip().is_loopback() || addr.ip().is_unspecified();
-    let pid = config
-        .pid
-        .or_else(|| if local { pid_listening_on(port) } else { None });
+    let pid = match (config.pid, config.no_pid) {
+        (_, true) => None,
+        (Some(pid), false) => Some(pid),
+        (None, false) => local.then(|| pid_listening_on(port)).flatten(),
+    };
     let host_header = match config.url.port_u16() {
         Some(port) => format!("{host}:{port}"),
         None => host.clone(),
@@ -61,11 +63,13 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
         max_error_rate: config.max_error_rate,
         max_duration: config.max_duration,
         target_pid: pid,
-        target_port: local.then_some(port),
+        target_port: (local && !config.no_pid).then_some(port),
+        metrics_url: config.metrics.clone(),
     };
-    let sampled = match pid {
-        Some(pid) => format!("sampling target pid {pid}"),
-        None => "no target process to sample (pass --pid to sample it)".to_owned(),
+    let sampled = match (pid, &config.metrics) {
+        (Some(pid), _) => format!("sampling target pid {pid}"),
+        (None, Some(url)) => format!("reading the target's CPU from {url}"),
+        (None, None) => "no target process to sample (pass --pid, or --metrics)".to_owned(),
     };
     eprintln!(
         "chokepoint: {} steps of {:?} load on {} ({sampled}); Ctrl-C stops and reports what was measured",

@@ -313,3 +313,23 @@ fn a_target_closing_every_connection_is_connection_churn() {
         .expect("metric");
     assert!(per_request > 0.9, "{per_request} new connections per request");
 }
+
+#[test]
+fn a_prometheus_endpoint_stands_in_for_proc_when_the_target_is_elsewhere() {
+    let _serial = SERIAL.lock();
+    let server = Server::start("pool");
+    let metrics = format!("http://127.0.0.1:{}/metrics", server.port);
+    let (code, report) = ramp(&server, &["--no-pid", "--metrics", &metrics]);
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(bottleneck(&report), "worker-exhaustion", "{report:#}");
+    let steps = report["load"]["steps"].as_array().expect("steps");
+    let last = steps.last().expect("a step");
+    assert!(
+        last["target"]["cpu_cores"].as_f64().is_some(),
+        "CPU from process_cpu_seconds_total: {last}"
+    );
+    let in_use = last["metrics"]["app_pool_in_use"]
+        .as_f64()
+        .expect("the pool gauge");
+    assert!(in_use > 2.0, "the pool is nearly full at the last step: {in_use}");
+}

@@ -88,8 +88,11 @@ pub struct LoadStep {
     pub in_flight_by_littles_law: f64,
     /// Whether the generator itself was the limit in this step (its CPU, or sending late).
     pub generator_limited: bool,
-    /// The target, when it could be sampled.
+    /// The target, when it could be sampled (from `/proc`, or from its Prometheus metrics).
     pub target: Option<TargetSample>,
+    /// Gauges scraped from the target's Prometheus endpoint (`--metrics`), averaged over the
+    /// step: queue depths, pool sizes, requests in flight.
+    pub metrics: std::collections::BTreeMap<String, f64>,
     /// Host CPU busy, 0–1 of all cores.
     pub host_cpu_busy: f64,
 }

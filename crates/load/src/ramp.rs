@@ -58,6 +58,8 @@ pub struct RampConfig {
     pub target_pid: Option<u32>,
     /// The port whose accept queue to sample.
     pub target_port: Option<u16>,
+    /// The target's Prometheus endpoint, if any.
+    pub metrics_url: Option<hyper::Uri>,
 }
 
 /// Throughput must grow by this factor when the offered load doubles, or it has stopped rising.
@@ -80,6 +82,7 @@ pub async fn run(
 ) -> LoadRun {
     let target = Arc::new(config.target.clone());
     let mut sampler = Sampler::start(config.target_pid, config.target_port);
+    let mut scraper = config.metrics_url.clone().map(crate::metrics::Scraper::start);
     let started = Instant::now();
     let mut steps: Vec<LoadStep> = Vec::new();
     let mut stopped_because = "the last step ran".to_owned();
@@ -98,6 +101,9 @@ pub async fn run(
             break;
         }
         let _ = sampler.step();
+        if let Some(scraper) = scraper.as_mut() {
+            let _ = scraper.step();
+        }
         let step_started = Instant::now();
         let model = config.model;
         let (step_target, step_duration, connections) =
@@ -120,10 +126,23 @@ pub async fn run(
             }
         };
         let duration_s = step_started.elapsed().as_secs_f64();
-        let (target_sample, host_cpu_busy, generator_cpu_cores) = sampler.step();
+        let (mut target_sample, host_cpu_busy, generator_cpu_cores) = sampler.step();
+        let scraped = scraper
+            .as_mut()
+            .map(crate::metrics::Scraper::step)
+            .unwrap_or_default();
+        if target_sample.is_none() {
+            // A target on another host: its own CPU counter is the only view of its CPU.
+            target_sample = scraped
+                .cpu_cores
+                .map(|cpu_cores| chokepoint_evidence::TargetSample {
+                    cpu_cores,
+                    ..Default::default()
+                });
+        }
         let first_error = result.first_error.clone();
         let lost = result.connect_failures > 0;
-        let step = summarize(
+        let mut step = summarize(
             offered,
             duration_s,
             result,
@@ -131,6 +150,7 @@ pub async fn run(
             host_cpu_busy,
             generator_cpu_cores,
         );
+        step.metrics = scraped.gauges;
         on_step(index, &step);
         let verdict = if lost {
             Some(Stop {
@@ -232,6 +252,7 @@ fn summarize(
         generator_limited: generator_cpu_cores >= GENERATOR_BUSY * runtime_cores
             || send_lag_p99_ms > GENERATOR_LATE_MS,
         target,
+        metrics: std::collections::BTreeMap::new(),
         host_cpu_busy,
     }
 }

@@ -9,7 +9,8 @@ An asyncio server (one Python process, one event loop) whose handler is, by --mo
   heavy     512 kB of compressible JSON per response, all connections sharing 20 Mbit/s (a
             token bucket in the server stands in for a slow link)
 
-Every mode counts requests per path; `GET /__counts` answers the counts as JSON.
+Every mode counts requests per path; `GET /__counts` answers the counts as JSON, and
+`GET /metrics` the Prometheus text format: process_cpu_seconds_total and the pool gauge.
 Prints the port it listens on, then serves until killed.
 Usage: load_target.py --mode MODE
 """
@@ -67,6 +68,17 @@ async def main():
                 path = head.split(b" ", 2)[1].decode()
                 if path == "/__counts":
                     answer = json.dumps(counts).encode()
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(answer), answer))
+                    await writer.drain()
+                    continue
+                if path == "/metrics":
+                    in_use = 4 - slots._value
+                    answer = (
+                        "# TYPE process_cpu_seconds_total counter\n"
+                        f"process_cpu_seconds_total {time.process_time()}\n"
+                        "# TYPE app_pool_in_use gauge\n"
+                        f"app_pool_in_use {in_use}\n"
+                    ).encode()
                     writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(answer), answer))
                     await writer.drain()
                     continue
