@@ -169,9 +169,13 @@ pub(crate) struct LoadArgs {
     /// (`process_cpu_seconds_total`) and queue, pool and in-flight gauges, per step.
     #[arg(long, value_name = "URL")]
     pub(crate) metrics: Option<String>,
-    /// Speak HTTP/2 over cleartext (h2c, prior knowledge) instead of HTTP/1.1.
+    /// Speak HTTP/2 instead of HTTP/1.1: h2c (prior knowledge) for http://, ALPN h2 for https://.
     #[arg(long)]
     pub(crate) http2: bool,
+    /// Also trust the certificates in this PEM file (a private CA, a self-signed test server),
+    /// besides the Mozilla roots.
+    #[arg(long, value_name = "FILE.pem")]
+    pub(crate) cacert: Option<PathBuf>,
     /// Also write the latency-versus-throughput curve to this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     pub(crate) chart: Option<PathBuf>,
@@ -260,6 +264,7 @@ pub(crate) struct LoadConfig {
     pub(crate) pid: Option<u32>,
     pub(crate) chart: Option<PathBuf>,
     pub(crate) http2: bool,
+    pub(crate) cacert: Option<Vec<u8>>,
     pub(crate) no_pid: bool,
     pub(crate) metrics: Option<hyper::Uri>,
     pub(crate) report: ReportConfig,
@@ -270,14 +275,8 @@ impl LoadArgs {
         let mut uris = Vec::new();
         for text in &self.urls {
             let uri: hyper::Uri = text.parse().with_context(|| format!("{text:?} is not a URL"))?;
-            match uri.scheme_str() {
-                Some("http") => {}
-                Some("https") => {
-                    bail!(
-                        "https is not supported yet: load the service over http (e.g. behind its TLS proxy)"
-                    )
-                }
-                _ => bail!("{text:?}: give a full http:// URL"),
+            if !matches!(uri.scheme_str(), Some("http" | "https")) {
+                bail!("{text:?}: give a full http:// or https:// URL");
             }
             if uri.host().is_none() {
                 bail!("{text:?} has no host");
@@ -285,7 +284,10 @@ impl LoadArgs {
             uris.push(uri);
         }
         let url = uris[0].clone();
-        if uris.iter().any(|u| u.authority() != url.authority()) {
+        if uris
+            .iter()
+            .any(|u| u.authority() != url.authority() || u.scheme() != url.scheme())
+        {
             bail!("the URLs of a mix must share one host and port: they load one service");
         }
         if !self.weights.is_empty() && self.weights.len() != uris.len() {
@@ -380,6 +382,13 @@ impl LoadArgs {
             pid: self.pid,
             chart: self.chart,
             http2: self.http2,
+            cacert: match &self.cacert {
+                Some(path) => Some(
+                    std::fs::read(path)
+                        .with_context(|| format!("cannot read --cacert {}", path.display()))?,
+                ),
+                None => None,
+            },
             no_pid: self.no_pid,
             metrics: match &self.metrics {
                 Some(text) => {

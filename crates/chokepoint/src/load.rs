@@ -25,7 +25,16 @@ pub(crate) fn run(config: LoadConfig) -> anyhow::Result<u8> {
 
 async fn load(config: LoadConfig) -> anyhow::Result<u8> {
     let host = config.url.host().unwrap_or("localhost").to_owned();
-    let port = config.url.port_u16().unwrap_or(80);
+    let https = config.url.scheme_str() == Some("https");
+    let port = config.url.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let tls = if https {
+        Some(
+            chokepoint_load::Tls::new(&host, config.cacert.as_deref(), config.http2)
+                .map_err(anyhow::Error::msg)?,
+        )
+    } else {
+        None
+    };
     let addr = tokio::net::lookup_host((host.as_str(), port))
         .await
         .with_context(|| format!("cannot resolve {host}"))?
@@ -51,6 +60,7 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
             body: config.body.clone(),
             timeout: config.timeout,
             http2: config.http2,
+            tls,
         },
         model: match config.model {
             Model::Closed => LoadModel::Closed,

@@ -333,3 +333,89 @@ fn a_prometheus_endpoint_stands_in_for_proc_when_the_target_is_elsewhere() {
         .expect("the pool gauge");
     assert!(in_use > 2.0, "the pool is nearly full at the last step: {in_use}");
 }
+
+#[test]
+fn speaks_https_to_a_server_it_is_told_to_trust() {
+    let _serial = SERIAL.lock();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("a certificate");
+    let dir = std::env::temp_dir().join(format!("chokepoint-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, certified.cert.pem()).expect("write the certificate");
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocols")
+    .with_no_client_auth()
+    .with_single_cert(vec![certified.cert.der().clone()], key)
+    .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    runtime.spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(|_| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
+                        bytes::Bytes::from_static(b"ok"),
+                    )))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    let url = format!("https://localhost:{port}/");
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+            .args([
+                "load",
+                &url,
+                "--concurrency",
+                "1,2",
+                "--step-duration",
+                "1s",
+                "--format",
+                "json",
+            ])
+            .args(extra)
+            .output()
+            .expect("chokepoint runs")
+    };
+    let trusted = run(&["--cacert", ca.to_str().expect("path")]);
+    assert_eq!(
+        trusted.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&trusted.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&trusted.stdout).expect("json");
+    assert!(
+        report["load"]["steps"][0]["requests"].as_u64().expect("requests") > 100,
+        "{report:#}"
+    );
+    assert_eq!(report["load"]["steps"][0]["errors"], 0);
+    // Without the CA the certificate is not trusted: a clear error, exit 2.
+    let untrusted = run(&[]);
+    assert_eq!(untrusted.status.code(), Some(2));
+    let report: serde_json::Value = serde_json::from_slice(&untrusted.stdout).expect("json");
+    assert!(
+        report["problems"][0].as_str().expect("a problem").contains("TLS"),
+        "{report:#}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

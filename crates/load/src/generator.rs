@@ -42,8 +42,61 @@ pub struct Target {
     pub body: Bytes,
     /// Per-request timeout.
     pub timeout: Duration,
-    /// Speak HTTP/2 over cleartext with prior knowledge (h2c) instead of HTTP/1.1.
+    /// Speak HTTP/2 (h2c with prior knowledge in cleartext, ALPN `h2` over TLS) instead of
+    /// HTTP/1.1.
     pub http2: bool,
+    /// TLS, for `https://` targets.
+    pub tls: Option<Tls>,
+}
+
+/// What a TLS connection needs.
+#[derive(Clone)]
+pub struct Tls {
+    /// The client configuration (roots, ALPN).
+    pub config: Arc<rustls::ClientConfig>,
+    /// The name the certificate must carry.
+    pub server_name: rustls::pki_types::ServerName<'static>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tls({:?})", self.server_name)
+    }
+}
+
+impl Tls {
+    /// TLS to `host`, trusting the Mozilla roots and any `extra_roots_pem` (a PEM bundle, for
+    /// a private CA or a self-signed test certificate).
+    pub fn new(host: &str, extra_roots_pem: Option<&[u8]>, http2: bool) -> Result<Tls, String> {
+        use rustls::pki_types::pem::PemObject as _;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if let Some(pem) = extra_roots_pem {
+            for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem) {
+                let cert = cert.map_err(|e| format!("the CA file is not PEM certificates: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("the CA file holds an unusable certificate: {e}"))?;
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![if http2 {
+            b"h2".to_vec()
+        } else {
+            b"http/1.1".to_vec()
+        }];
+        let server_name = rustls::pki_types::ServerName::try_from(host.to_owned())
+            .map_err(|e| format!("{host:?} is not a TLS server name: {e}"))?;
+        Ok(Tls {
+            config: Arc::new(config),
+            server_name,
+        })
+    }
 }
 
 impl Target {
@@ -213,6 +266,27 @@ impl Sender {
     }
 }
 
+/// The HTTP handshake over a connected stream, plain or TLS.
+async fn handshake<T>(io: TokioIo<T>, target: &Target) -> Result<Sender, String>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    if target.http2 {
+        let (sender, connection) =
+            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                .await
+                .map_err(|e| format!("HTTP/2 handshake with {}: {e}", target.addr))?;
+        tokio::spawn(connection);
+        Ok(Sender::Http2(sender))
+    } else {
+        let (sender, connection) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| format!("HTTP handshake with {}: {e}", target.addr))?;
+        tokio::spawn(connection);
+        Ok(Sender::Http1(sender))
+    }
+}
+
 /// One worker's connection, reopened when the server closes it.
 struct Connection {
     sender: Option<Sender>,
@@ -226,20 +300,15 @@ impl Connection {
                 .await
                 .map_err(|e| format!("connect to {}: {e}", target.addr))?;
             let _ = stream.set_nodelay(true);
-            let io = TokioIo::new(stream);
-            let sender = if target.http2 {
-                let (sender, connection) =
-                    hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            let sender = match &target.tls {
+                Some(tls) => {
+                    let stream = tokio_rustls::TlsConnector::from(Arc::clone(&tls.config))
+                        .connect(tls.server_name.clone(), stream)
                         .await
-                        .map_err(|e| format!("HTTP/2 handshake with {}: {e}", target.addr))?;
-                tokio::spawn(connection);
-                Sender::Http2(sender)
-            } else {
-                let (sender, connection) = hyper::client::conn::http1::handshake(io)
-                    .await
-                    .map_err(|e| format!("HTTP handshake with {}: {e}", target.addr))?;
-                tokio::spawn(connection);
-                Sender::Http1(sender)
+                        .map_err(|e| format!("connect to {}: TLS: {e}", target.addr))?;
+                    handshake(TokioIo::new(stream), target).await?
+                }
+                None => handshake(TokioIo::new(stream), target).await?,
             };
             self.sender = Some(sender);
             self.opened += 1;

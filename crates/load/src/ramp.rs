@@ -181,7 +181,12 @@ pub async fn run(
             } else {
                 String::new()
             };
-            format!("http://{}{first}{also}", config.target.host)
+            let scheme = if config.target.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{}{first}{also}", config.target.host)
         },
         model: config.model,
         host_cores: std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64),
