@@ -24,16 +24,14 @@ best() { sort -g | tail -1; }
 least() { sort -g | head -1; }
 cpu_s() { awk '{print $1 + $2}'; }
 
-wrk_rps=(); wrk_cpu=()
+# wrk and chokepoint take turns, so drift in the machine affects both alike.
+wrk_rps=(); wrk_cpu=(); cp_rps=(); cp_cpu=()
 for _ in $(seq $runs); do
   out=$( { /usr/bin/time -f "TIME %U %S" taskset -c 0 wrk -t1 -c$connections -d${seconds}s "$url"; } 2>&1 )
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   total=$(echo "$out" | awk '/requests in/ {print $1}')
   cpu=$(echo "$out" | awk '/^TIME/ {print $2 + $3}')
   wrk_rps+=("$rps"); wrk_cpu+=("$(awk -v c="$cpu" -v n="$total" 'BEGIN {printf "%.3f", c / n * 1e6}')")
-done
-cp_rps=(); cp_cpu=()
-for _ in $(seq $runs); do
   out=$( { /usr/bin/time -f "TIME %U %S" taskset -c 0 $chokepoint load "$url" --concurrency $connections \
            --step-duration ${seconds}s --max-duration 60s --format json --quiet --pid $server; } 2>&1 >target/bench-load.json )
   cpu=$(echo "$out" | awk '/^TIME/ {print $2 + $3}')

@@ -16,10 +16,18 @@ use crate::output;
 const LITTLES_LAW_TOLERANCE: f64 = 0.2;
 
 pub(crate) fn run(config: LoadConfig) -> anyhow::Result<u8> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    // One worker thread per core this process may run on (taskset, cgroups): a thread more than
+    // the cores only adds wake-ups between them.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let runtime = if cores == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cores)
+            .enable_all()
+            .build()
+    }
+    .context("cannot start the async runtime")?;
     runtime.block_on(load(config))
 }
 
