@@ -419,3 +419,44 @@ fn speaks_https_to_a_server_it_is_told_to_trust() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn ctrl_c_stops_the_ramp_and_reports_what_was_measured() {
+    let _serial = SERIAL.lock();
+    let server = Server::start("fine");
+    let url = format!("http://127.0.0.1:{}/", server.port);
+    let child = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .args([
+            "load",
+            &url,
+            "--concurrency",
+            "1,2,4,8,16",
+            "--step-duration",
+            "1s",
+            "--format",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("chokepoint runs");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let output = child.wait_with_output().expect("chokepoint ends");
+    assert_eq!(output.status.code(), Some(0));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let steps = report["load"]["steps"].as_array().expect("steps");
+    assert!(
+        (2..5).contains(&steps.len()),
+        "the steps done before Ctrl-C: {}",
+        steps.len()
+    );
+    assert_eq!(report["load"]["stopped_because"], "interrupted (Ctrl-C)");
+}
