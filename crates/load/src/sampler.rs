@@ -14,6 +14,8 @@ use procfs::process::{FDTarget, Process};
 
 /// How often the target is sampled.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+/// The accept queue is read on every this-many samples (every 500 ms).
+const QUEUE_EVERY_NTH_SAMPLE: u64 = 5;
 
 /// The process listening on `port` (IPv4 or IPv6), if this user can see it.
 pub fn pid_listening_on(port: u16) -> Option<u32> {
@@ -152,6 +154,7 @@ struct Window {
     running: f64,
     blocked_io: f64,
     threads: f64,
+    queue_samples: u64,
     queue: f64,
     queue_max: f64,
 }
@@ -181,16 +184,24 @@ impl Sampler {
             std::thread::Builder::new()
                 .name("chokepoint-sampler".into())
                 .spawn(move || {
+                    let mut tick = 0u64;
                     while !stop.load(Ordering::Relaxed) {
                         let counters = read_counters(&pids);
-                        let queue = port.map_or(0.0, accept_queue);
+                        // /proc/net/tcp walks every socket of the host, established ones too:
+                        // the accept queue is read less often than the process.
+                        let queue =
+                            (tick % QUEUE_EVERY_NTH_SAMPLE == 0).then(|| port.map_or(0.0, accept_queue));
+                        tick += 1;
                         if let Ok(mut w) = window.lock() {
                             w.samples += 1;
                             w.running += counters.running as f64;
                             w.blocked_io += counters.blocked_io as f64;
                             w.threads = counters.threads as f64;
-                            w.queue += queue;
-                            w.queue_max = w.queue_max.max(queue);
+                            if let Some(queue) = queue {
+                                w.queue_samples += 1;
+                                w.queue += queue;
+                                w.queue_max = w.queue_max.max(queue);
+                            }
                         }
                         std::thread::sleep(SAMPLE_EVERY);
                     }
@@ -231,7 +242,7 @@ impl Sampler {
             run_delay_ms_per_s: (counters.run_delay_s - self.start_counters.run_delay_s).max(0.0) * 1e3
                 / elapsed,
             accept_queue: if self.port.is_some() {
-                window.queue / n
+                window.queue / window.queue_samples.max(1) as f64
             } else {
                 0.0
             },
