@@ -1,10 +1,11 @@
 //! A load ramp as measured: one entry per step, with the generator's view (throughput, latency)
 //! and the samplers' view of the target (CPU, threads, accept queue) side by side.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// How load was offered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LoadModel {
     /// Concurrency steps: N connections, each sending its next request when the last answers.
@@ -14,7 +15,7 @@ pub enum LoadModel {
 }
 
 /// Latency percentiles of one step, in ms.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct Latency {
     /// Median.
@@ -30,7 +31,7 @@ pub struct Latency {
 }
 
 /// What the samplers saw of the target process (and its children) during one step.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct TargetSample {
     /// CPU used, in cores (1.0 = one core busy all the step).
@@ -53,7 +54,7 @@ pub struct TargetSample {
 }
 
 /// One step of a load ramp.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct LoadStep {
     /// Concurrency (closed model) or intended requests per second (open model).
@@ -98,7 +99,7 @@ pub struct LoadStep {
 }
 
 /// A whole ramp.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LoadRun {
     /// The URL loaded.
     pub url: String,

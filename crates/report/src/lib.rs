@@ -50,7 +50,6 @@ pub struct Report {
     pub usl: Option<chokepoint_detect::UslFit>,
     /// `chokepoint load`: the full step series of the ramp.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "Option<serde_json::Value>")]
     pub load: Option<LoadRun>,
 }
 
