@@ -68,6 +68,25 @@ fn ramp(server: &Server, extra: &[&str]) -> (Option<i32>, serde_json::Value) {
     (output.status.code(), report)
 }
 
+/// Starts a five-step ramp in the background, for tests that interrupt it.
+fn spawn_ramp(url: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .args([
+            "load",
+            url,
+            "--concurrency",
+            "1,2,4,8,16",
+            "--step-duration",
+            "1s",
+            "--format",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("chokepoint runs")
+}
+
 fn bottleneck(report: &serde_json::Value) -> String {
     report["bottleneck"]["detector"]
         .as_str()
@@ -166,21 +185,7 @@ fn a_target_that_dies_mid_ramp_keeps_the_steps_measured() {
     let _serial = SERIAL.lock();
     let mut server = Server::start("fine");
     let url = format!("http://127.0.0.1:{}/", server.port);
-    let child = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
-        .args([
-            "load",
-            &url,
-            "--concurrency",
-            "1,2,4,8,16",
-            "--step-duration",
-            "1s",
-            "--format",
-            "json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("chokepoint runs");
+    let child = spawn_ramp(&url);
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let _ = server.child.kill();
     let output = child.wait_with_output().expect("chokepoint ends");
@@ -425,21 +430,7 @@ fn ctrl_c_stops_the_ramp_and_reports_what_was_measured() {
     let _serial = SERIAL.lock();
     let server = Server::start("fine");
     let url = format!("http://127.0.0.1:{}/", server.port);
-    let child = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
-        .args([
-            "load",
-            &url,
-            "--concurrency",
-            "1,2,4,8,16",
-            "--step-duration",
-            "1s",
-            "--format",
-            "json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("chokepoint runs");
+    let child = spawn_ramp(&url);
     std::thread::sleep(std::time::Duration::from_millis(2500));
     let pid = child.id().to_string();
     assert!(
