@@ -15,6 +15,7 @@
 //! ```
 
 mod analysis;
+mod db;
 mod detectors;
 mod finding;
 mod load;
@@ -25,6 +26,7 @@ pub mod sql;
 mod usl;
 
 pub use analysis::{Analysis, MIN_AFFECTED_REQUESTS, MIN_AFFECTED_SHARE, Outcome, Skipped, Summary};
+pub use db::analyse_db;
 pub use finding::{Confidence, Evidence, Finding, Impact};
 pub use load::analyse_load;
 pub use rank::rank;

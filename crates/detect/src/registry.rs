@@ -55,6 +55,12 @@ pub(crate) trait LoadDetector: Described + Sync {
     }
 }
 
+/// A detector over a database snapshot: it judges one normalized statement's totals.
+pub(crate) trait DbDetector: Described + Sync {
+    /// The conclusion, if the statement shows this problem.
+    fn check(&self, statement: &crate::db::StatementView<'_>) -> Option<crate::db::DbConclusion>;
+}
+
 /// Declares a detector: its doc comment (which `chokepoint explain` prints), its unit struct, its
 /// [`Meta`] and its [`Described`] implementation.
 macro_rules! detector {
@@ -107,6 +113,13 @@ pub(crate) static LOAD_DETECTORS: &[&dyn LoadDetector] = &[
     &crate::detectors::connection_churn::ConnectionChurn,
 ];
 
+/// Every database detector.
+pub(crate) static DB_DETECTORS: &[&dyn DbDetector] = &[
+    &crate::detectors::n_plus_one::NPlusOne,
+    &crate::detectors::slow_query::SlowQuery,
+    &crate::detectors::unbounded_result::UnboundedResult,
+];
+
 /// Every detector's metadata, once each (a detector may read more than one kind of evidence).
 pub fn detectors() -> impl Iterator<Item = &'static Meta> {
     let mut seen: Vec<&'static str> = Vec::new();
@@ -114,6 +127,7 @@ pub fn detectors() -> impl Iterator<Item = &'static Meta> {
         .iter()
         .map(|d| d.meta())
         .chain(LOAD_DETECTORS.iter().map(|d| d.meta()))
+        .chain(DB_DETECTORS.iter().map(|d| d.meta()))
         .filter(move |meta| {
             let new = !seen.contains(&meta.id);
             seen.push(meta.id);

@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use chokepoint_detect::{Analysis, Outcome, analyse_load, detectors};
-use chokepoint_evidence::LoadRun;
+use chokepoint_detect::{Analysis, Outcome, analyse_db, analyse_load, detectors};
 use chokepoint_evidence::fixture::Fixture;
+use chokepoint_evidence::{LoadRun, PgSnapshot};
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -13,6 +13,11 @@ fn fixture_dir() -> PathBuf {
 
 fn analyse(path: &Path) -> Outcome {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    if text.contains("\"statements\"") {
+        let snapshot: PgSnapshot =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        return analyse_db(&snapshot);
+    }
     if is_load_fixture(path) {
         let run: LoadRun = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         return analyse_load(&run);
@@ -28,9 +33,11 @@ fn analyse(path: &Path) -> Outcome {
     analysis.finish()
 }
 
-/// Load fixtures are a `LoadRun` (with `steps`); trace fixtures a `Fixture` (with `traces`).
+/// Load fixtures are a `LoadRun` (with `steps`), database fixtures a `PgSnapshot` (with
+/// `statements`); trace fixtures a `Fixture` (with `traces`). Only trace findings carry traces.
 fn is_load_fixture(path: &Path) -> bool {
-    std::fs::read_to_string(path).is_ok_and(|text| text.contains("\"steps\""))
+    std::fs::read_to_string(path)
+        .is_ok_and(|text| text.contains("\"steps\"") || text.contains("\"statements\""))
 }
 
 fn fixtures(id: &str, prefix: &str) -> Vec<PathBuf> {

@@ -23,7 +23,9 @@
 
 pub mod fixture;
 mod load;
+mod pg;
 mod span;
 
 pub use load::{Latency, LoadModel, LoadRun, LoadStep, TargetSample};
+pub use pg::{PgSnapshot, StatementStat, TableStat};
 pub use span::{AttrValue, Span, SpanId, SpanKind, Trace, TraceId};

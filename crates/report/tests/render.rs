@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use chokepoint_detect::{Analysis, analyse_load};
-use chokepoint_evidence::LoadRun;
+use chokepoint_detect::{Analysis, analyse_db, analyse_load};
 use chokepoint_evidence::fixture::Fixture;
+use chokepoint_evidence::{LoadRun, PgSnapshot};
 use chokepoint_report::{Report, render_markdown, render_text};
 
 fn fixtures() -> Vec<PathBuf> {
@@ -29,6 +29,10 @@ fn fixtures() -> Vec<PathBuf> {
 
 fn report(path: &Path) -> Report {
     let text = std::fs::read_to_string(path).expect("read");
+    if text.contains("\"statements\"") {
+        let snapshot: PgSnapshot = serde_json::from_str(&text).expect("a snapshot");
+        return Report::new(analyse_db(&snapshot));
+    }
     if text.contains("\"steps\"") {
         let run: LoadRun = serde_json::from_str(&text).expect("a load run");
         return Report::new(analyse_load(&run));

@@ -246,3 +246,47 @@ fn batch_query_fix(normalized: &str) -> String {
         ),
     }
 }
+
+/// Calls of one statement that, with the shape below, suggest a loop (database evidence).
+const DB_MIN_CALLS: u64 = 1_000;
+/// At most this many rows per call: one row per parent.
+const DB_MAX_ROWS_PER_CALL: f64 = 1.5;
+/// Under this mean the calls are cheap lookups, in ms.
+const DB_MAX_MEAN_MS: f64 = 1.0;
+
+impl crate::registry::DbDetector for NPlusOne {
+    fn check(&self, view: &crate::db::StatementView<'_>) -> Option<crate::db::DbConclusion> {
+        let (stat, shape) = (view.stat, &view.shape);
+        let foreign_key = shape.filter_columns.iter().find(|c| c.ends_with("_id"))?;
+        let select = shape.verb == "SELECT";
+        if !select
+            || stat.calls < DB_MIN_CALLS
+            || view.rows_per_call() > DB_MAX_ROWS_PER_CALL
+            || stat.mean_ms >= DB_MAX_MEAN_MS
+        {
+            return None;
+        }
+        let table = shape.tables.first().map_or("the table", String::as_str);
+        Some(crate::db::DbConclusion {
+            title: format!(
+                "`{}` ran {} times at {:.2} ms, {:.1} rows each — the shape of an N+1 (one lookup by {foreign_key} per parent row)",
+                clip(&shape.normalized, 80),
+                stat.calls,
+                stat.mean_ms,
+                view.rows_per_call()
+            ),
+            fix: format!(
+                "Find the loop that issues it (traces show the endpoint: `chokepoint traces`) and load the `{table}` rows for \
+                 all parents in one query — `WHERE {foreign_key} = ANY($1)` — e.g. SQLAlchemy `selectinload`, Django \
+                 `prefetch_related`."
+            ),
+            confidence: Confidence::Low,
+            assumptions: vec![
+                "a suspicion from the statement's shape and counts alone; traces confirm it".into(),
+                "batching ten or more lookups per query removes nine tenths of the time".into(),
+            ],
+            saved_share: 0.9,
+            metrics: vec![],
+        })
+    }
+}

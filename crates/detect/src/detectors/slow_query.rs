@@ -125,3 +125,43 @@ impl Detector for SlowQuery {
         })
     }
 }
+
+/// A statement this slow on average is slow in an OLTP database, in ms.
+const DB_SLOW_MEAN_MS: f64 = 100.0;
+
+impl crate::registry::DbDetector for SlowQuery {
+    fn check(&self, view: &crate::db::StatementView<'_>) -> Option<crate::db::DbConclusion> {
+        let stat = view.stat;
+        if stat.mean_ms < DB_SLOW_MEAN_MS || stat.calls == 0 {
+            return None;
+        }
+        let shape = &view.shape;
+        let index_hint = match (shape.tables.first(), shape.filter_columns.is_empty()) {
+            (Some(table), false) => format!(
+                " If the plan shows a sequential scan on `{table}`, the candidate index is \
+                 `CREATE INDEX CONCURRENTLY ON {table} ({});`.",
+                shape.filter_columns.join(", ")
+            ),
+            _ => String::new(),
+        };
+        Some(crate::db::DbConclusion {
+            title: format!(
+                "`{}` takes {:.0} ms on average over {} calls ({:.1} s in all)",
+                clip(&shape.normalized, 80),
+                stat.mean_ms,
+                stat.calls,
+                stat.total_ms / 1e3
+            ),
+            fix: format!(
+                "Run `EXPLAIN (ANALYZE, BUFFERS)` on it with real values and read the plan: sequential scans, sorts \
+                 spilling to disk and row mis-estimates are the usual causes.{index_hint}"
+            ),
+            confidence: Confidence::Medium,
+            assumptions: vec![format!(
+                "a fixed plan answers in about {FIXED_MS:.0} ms; the saving is the rest"
+            )],
+            saved_share: (1.0 - FIXED_MS / stat.mean_ms).max(0.0),
+            metrics: vec![],
+        })
+    }
+}

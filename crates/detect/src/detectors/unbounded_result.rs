@@ -132,3 +132,32 @@ impl Detector for UnboundedResult {
         })
     }
 }
+
+impl crate::registry::DbDetector for UnboundedResult {
+    fn check(&self, view: &crate::db::StatementView<'_>) -> Option<crate::db::DbConclusion> {
+        let shape = &view.shape;
+        let rows = view.rows_per_call();
+        let reads = shape.verb == "SELECT" || shape.verb == "WITH";
+        let key_list = shape.normalized.contains(" IN (?") || shape.normalized.contains(" ANY (");
+        if !reads || shape.has_limit || key_list || rows < MIN_ROWS {
+            return None;
+        }
+        Some(crate::db::DbConclusion {
+            title: format!(
+                "`{}` returns {rows:.0} rows per call over {} calls, with no LIMIT",
+                clip(&shape.normalized, 80),
+                view.stat.calls
+            ),
+            fix: format!(
+                "Bound it: paginate with a key — `… WHERE id > $1 ORDER BY id LIMIT {PAGE_ROWS:.0}` — or aggregate in SQL \
+                 (`COUNT`/`SUM`/`GROUP BY`) when the caller only summarizes."
+            ),
+            confidence: Confidence::Medium,
+            assumptions: vec![format!(
+                "statement time scales with rows: a page of {PAGE_ROWS:.0} takes {PAGE_ROWS:.0}/{rows:.0} of it"
+            )],
+            saved_share: 1.0 - PAGE_ROWS / rows,
+            metrics: vec![],
+        })
+    }
+}

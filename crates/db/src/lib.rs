@@ -1,0 +1,149 @@
+//! The PostgreSQL inspector: connects read-only (`default_transaction_read_only`), with a
+//! statement and a lock timeout and `application_name = 'chokepoint'`, and reads
+//! `pg_stat_statements` and table statistics into a [`PgSnapshot`].
+//!
+//! It never writes: every session it opens is read-only, which the server enforces.
+
+use std::time::Duration;
+
+use chokepoint_evidence::{PgSnapshot, StatementStat, TableStat};
+use tokio_postgres::{Client, NoTls};
+
+/// Statements read from `pg_stat_statements`, most total time first.
+pub const TOP_STATEMENTS: i64 = 500;
+/// The longest any inspector statement may run.
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest the inspector waits for a lock (it takes none on purpose; this bounds surprises).
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Why the inspector could not read the database.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The URL (or libpq environment) does not describe a database.
+    #[error("{0} is not a PostgreSQL URL: {1}")]
+    Url(String, tokio_postgres::Error),
+    /// The connection failed.
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Connect(tokio_postgres::Error),
+    /// A query failed.
+    #[error("{step}: {source}")]
+    Query {
+        /// What the inspector was reading.
+        step: &'static str,
+        /// The server's reason.
+        source: tokio_postgres::Error,
+    },
+}
+
+/// Opens a read-only session with timeouts.
+pub async fn connect(url: &str) -> Result<Client, DbError> {
+    let mut config: tokio_postgres::Config = url.parse().map_err(|e| DbError::Url(url.to_owned(), e))?;
+    config.application_name("chokepoint");
+    config.options(&format!(
+        "-c default_transaction_read_only=on -c statement_timeout={} -c lock_timeout={}",
+        STATEMENT_TIMEOUT.as_millis(),
+        LOCK_TIMEOUT.as_millis()
+    ));
+    config.connect_timeout(Duration::from_secs(10));
+    let (client, connection) = config.connect(NoTls).await.map_err(DbError::Connect)?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+fn query_error(step: &'static str) -> impl FnOnce(tokio_postgres::Error) -> DbError {
+    move |source| DbError::Query { step, source }
+}
+
+/// Reads one snapshot of the database's statistics.
+pub async fn snapshot(client: &Client) -> Result<PgSnapshot, DbError> {
+    let row = client
+        .query_one(
+            "SELECT current_setting('server_version'), current_database()",
+            &[],
+        )
+        .await
+        .map_err(query_error("reading the server version"))?;
+    let mut snapshot = PgSnapshot {
+        server_version: row.get(0),
+        database: row.get(1),
+        ..PgSnapshot::default()
+    };
+    let installed: Vec<String> = client
+        .query("SELECT extname::text FROM pg_extension", &[])
+        .await
+        .map_err(query_error("listing extensions"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for (extension, without) in [
+        (
+            "pg_stat_statements",
+            "statement statistics (slow-query, unbounded-result, n-plus-one) were not read",
+        ),
+        (
+            "hypopg",
+            "index proposals cannot be proven with hypothetical indexes",
+        ),
+    ] {
+        if installed.iter().any(|e| e == extension) {
+            snapshot.extensions.push(extension.to_owned());
+        } else {
+            snapshot
+                .missing
+                .push(format!("{extension}: {without} (CREATE EXTENSION {extension})"));
+        }
+    }
+    if snapshot.extensions.iter().any(|e| e == "pg_stat_statements") {
+        read_statements(client, &mut snapshot).await?;
+    }
+    snapshot.tables = client
+        .query(
+            "SELECT schemaname || '.' || relname, seq_scan, coalesce(seq_tup_read, 0), coalesce(idx_scan, 0), n_live_tup \
+             FROM pg_stat_user_tables ORDER BY seq_tup_read DESC",
+            &[],
+        )
+        .await
+        .map_err(query_error("reading table statistics"))?
+        .iter()
+        .map(|r| TableStat {
+            relation: r.get(0),
+            seq_scan: r.get::<_, i64>(1).max(0) as u64,
+            seq_rows_read: r.get::<_, i64>(2).max(0) as u64,
+            idx_scan: r.get::<_, i64>(3).max(0) as u64,
+            live_rows: r.get::<_, i64>(4).max(0) as u64,
+        })
+        .collect();
+    Ok(snapshot)
+}
+
+async fn read_statements(client: &Client, snapshot: &mut PgSnapshot) -> Result<(), DbError> {
+    let window = client
+        .query_one(
+            "SELECT extract(epoch FROM now() - stats_reset)::float8 FROM pg_stat_statements_info",
+            &[],
+        )
+        .await
+        .map_err(query_error("reading pg_stat_statements_info"))?;
+    snapshot.window_s = window.get::<_, Option<f64>>(0).unwrap_or(0.0);
+    snapshot.statements = client
+        .query(
+            "SELECT query, calls, total_exec_time, mean_exec_time, rows FROM pg_stat_statements \
+             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             ORDER BY total_exec_time DESC LIMIT $1",
+            &[&TOP_STATEMENTS],
+        )
+        .await
+        .map_err(query_error("reading pg_stat_statements"))?
+        .iter()
+        .map(|r| StatementStat {
+            query: r.get(0),
+            calls: r.get::<_, i64>(1).max(0) as u64,
+            total_ms: r.get(2),
+            mean_ms: r.get(3),
+            rows: r.get::<_, i64>(4).max(0) as u64,
+        })
+        .collect();
+    Ok(())
+}
