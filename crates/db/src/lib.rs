@@ -39,7 +39,7 @@ pub enum DbError {
 pub async fn connect(url: &str) -> Result<Client, DbError> {
     let mut config: tokio_postgres::Config = url.parse().map_err(|e| DbError::Url(url.to_owned(), e))?;
     config.application_name("chokepoint");
-    config.options(&format!(
+    config.options(format!(
         "-c default_transaction_read_only=on -c statement_timeout={} -c lock_timeout={}",
         STATEMENT_TIMEOUT.as_millis(),
         LOCK_TIMEOUT.as_millis()
