@@ -19,6 +19,8 @@ Examples:
                                               exit 1 in CI when an N+1 is found
   chokepoint load http://127.0.0.1:8000/orders --slo 'p99<300ms'
                                               ramp concurrency until it breaks, and say why
+  chokepoint db postgresql://app@127.0.0.1/shop
+                                              read-only: slow, unbounded and N+1 statements
   chokepoint explain n-plus-one               what a detector looks for, and the fix
 
 Exit codes: 0 analysed (no finding matched --fail-on), 1 a finding matched --fail-on,
@@ -44,6 +46,9 @@ pub(crate) enum Command {
     /// Ramp load on a URL until throughput stops rising, sample the target, and say what limits it.
     #[command(after_help = EXAMPLES)]
     Load(Box<LoadArgs>),
+    /// Inspect a PostgreSQL database, read-only: slow, unbounded and N+1-shaped statements.
+    #[command(after_help = EXAMPLES)]
+    Db(DbArgs),
     /// List the detectors and what each finds.
     Detectors,
     /// Print a detector's documentation: what it detects, why it matters, the fix.
@@ -181,6 +186,39 @@ pub(crate) struct LoadArgs {
     pub(crate) chart: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) report: ReportArgs,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct DbArgs {
+    /// The database URL (`postgresql://user@host:5432/db`); default: $DATABASE_URL. Every session
+    /// is read-only, with a statement and a lock timeout.
+    pub(crate) url: Option<String>,
+    #[command(flatten)]
+    pub(crate) report: ReportArgs,
+}
+
+/// A validated `db` command.
+#[derive(Debug)]
+pub(crate) struct DbConfig {
+    pub(crate) url: String,
+    pub(crate) report: ReportConfig,
+}
+
+impl DbArgs {
+    pub(crate) fn validate(self) -> anyhow::Result<DbConfig> {
+        let url = match self.url.or_else(|| std::env::var("DATABASE_URL").ok()) {
+            Some(url) => url,
+            None => bail!("give the database URL, or set DATABASE_URL (postgresql://user@host:5432/db)"),
+        };
+        // SQLAlchemy's dialect-qualified URLs are common in the environments we read.
+        let url = url
+            .replacen("postgresql+psycopg://", "postgresql://", 1)
+            .replacen("postgresql+psycopg2://", "postgresql://", 1);
+        Ok(DbConfig {
+            url,
+            report: self.report.validate()?,
+        })
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

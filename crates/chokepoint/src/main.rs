@@ -2,6 +2,7 @@
 //! renderers, prints, and chooses the exit code. Everything else lives in the library crates.
 
 mod args;
+mod db;
 mod listen;
 mod load;
 mod output;
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
         Command::Traces(args) => args.validate().and_then(traces::run),
         Command::Listen(args) => args.validate().and_then(listen::run),
         Command::Load(args) => args.validate().and_then(load::run),
+        Command::Db(args) => args.validate().and_then(db::run),
         Command::Detectors => {
             output::print_detectors();
             Ok(EXIT_OK)

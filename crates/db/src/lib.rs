@@ -19,25 +19,27 @@ pub const LOCK_TIMEOUT: Duration = Duration::from_secs(1);
 /// Why the inspector could not read the database.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    /// The URL (or libpq environment) does not describe a database.
+    /// The URL does not describe a database.
     #[error("{0} is not a PostgreSQL URL: {1}")]
-    Url(String, tokio_postgres::Error),
+    Url(String, String),
     /// The connection failed.
     #[error("cannot connect to PostgreSQL: {0}")]
-    Connect(tokio_postgres::Error),
+    Connect(String),
     /// A query failed.
-    #[error("{step}: {source}")]
+    #[error("{step}: {reason}")]
     Query {
         /// What the inspector was reading.
         step: &'static str,
         /// The server's reason.
-        source: tokio_postgres::Error,
+        reason: String,
     },
 }
 
 /// Opens a read-only session with timeouts.
 pub async fn connect(url: &str) -> Result<Client, DbError> {
-    let mut config: tokio_postgres::Config = url.parse().map_err(|e| DbError::Url(url.to_owned(), e))?;
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| DbError::Url(url.to_owned(), describe(&e)))?;
     config.application_name("chokepoint");
     config.options(format!(
         "-c default_transaction_read_only=on -c statement_timeout={} -c lock_timeout={}",
@@ -45,7 +47,10 @@ pub async fn connect(url: &str) -> Result<Client, DbError> {
         LOCK_TIMEOUT.as_millis()
     ));
     config.connect_timeout(Duration::from_secs(10));
-    let (client, connection) = config.connect(NoTls).await.map_err(DbError::Connect)?;
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| DbError::Connect(describe(&e)))?;
     tokio::spawn(async move {
         let _ = connection.await;
     });
@@ -53,7 +58,25 @@ pub async fn connect(url: &str) -> Result<Client, DbError> {
 }
 
 fn query_error(step: &'static str) -> impl FnOnce(tokio_postgres::Error) -> DbError {
-    move |source| DbError::Query { step, source }
+    move |e| DbError::Query {
+        step,
+        reason: describe(&e),
+    }
+}
+
+/// The server's message (and SQLSTATE) when there is one; the error and its causes otherwise.
+fn describe(error: &tokio_postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        return format!("{} (SQLSTATE {})", db.message(), db.code().code());
+    }
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Reads one snapshot of the database's statistics.

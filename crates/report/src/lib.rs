@@ -48,6 +48,9 @@ pub struct Report {
     /// `chokepoint load`, closed model: the Universal Scalability Law fitted to the steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usl: Option<chokepoint_detect::UslFit>,
+    /// `chokepoint db`: the statistics read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<chokepoint_evidence::PgSnapshot>,
     /// `chokepoint load`: the full step series of the ramp.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load: Option<LoadRun>,
@@ -77,6 +80,7 @@ impl Report {
             problems: Vec::new(),
             warnings: Vec::new(),
             usl: outcome.usl,
+            database: None,
             load: None,
         }
     }
@@ -124,6 +128,21 @@ pub(crate) fn evidence_line(finding: &Finding) -> String {
 /// The closing summary line.
 pub(crate) fn summary_line(report: &Report) -> String {
     let s = &report.summary;
+    if let Some(db) = &report.database {
+        return format!(
+            "Read {} statements ({} calls) from database {} (PostgreSQL {}) covering {:.0} s, read-only; extensions used: {}.",
+            db.statements.len(),
+            s.requests,
+            db.database,
+            db.server_version,
+            db.window_s,
+            if db.extensions.is_empty() {
+                "none".to_owned()
+            } else {
+                db.extensions.join(", ")
+            }
+        );
+    }
     if let Some(run) = &report.load {
         let usl = report
             .usl

@@ -1,0 +1,28 @@
+//! `chokepoint db`: one read-only snapshot of a PostgreSQL database's statistics, analysed.
+
+use anyhow::Context as _;
+use chokepoint_report::Report;
+
+use crate::args::DbConfig;
+use crate::output;
+
+pub(crate) fn run(config: DbConfig) -> anyhow::Result<u8> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let client = chokepoint_db::connect(&config.url).await?;
+        let snapshot = chokepoint_db::snapshot(&client).await?;
+        let mut report = Report::new(chokepoint_detect::analyse_db(&snapshot));
+        report.warnings.extend(snapshot.missing.iter().map(|m| format!("extension missing — {m}")));
+        if snapshot.window_s > 0.0 && snapshot.window_s < 60.0 {
+            report.warnings.push(format!(
+                "the statistics cover only {:.0} s since pg_stat_statements was reset: too little traffic to judge",
+                snapshot.window_s
+            ));
+        }
+        report.database = Some(snapshot);
+        Ok(output::finish(&report, &config.report))
+    })
+}

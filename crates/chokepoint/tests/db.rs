@@ -1,0 +1,244 @@
+//! `chokepoint db` against a real PostgreSQL 15 started for the test: `initdb` into a temporary
+//! folder (as the `postgres` user when the test runs as root), a free loopback port,
+//! `pg_stat_statements` preloaded. A workload with one problem of each kind runs first; the
+//! inspector must name them, and must not be able to write.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+fn as_postgres(program: &Path) -> Command {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if root {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let bin = PathBuf::from(PG_BIN);
+        assert!(
+            bin.join("postgres").exists(),
+            "PostgreSQL 15 is not installed: scripts/test installs it (testbed/testbed.sh)"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("chokepoint-pg-")
+            .tempdir_in("/tmp")
+            .expect("temp dir");
+        let _ = Command::new("chown").args(["postgres"]).arg(dir.path()).status();
+        let data = dir.path().join("data");
+        let status = as_postgres(&bin.join("initdb"))
+            .args(["-D"])
+            .arg(&data)
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8"])
+            .output()
+            .expect("initdb runs");
+        assert!(
+            status.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        std::fs::write(
+            data.join("postgresql.auto.conf"),
+            format!(
+                "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n\
+                 shared_preload_libraries = 'pg_stat_statements'\nfsync = off\n",
+                dir.path().display()
+            ),
+        )
+        .expect("config");
+        let started = as_postgres(&bin.join("pg_ctl"))
+            .args(["-D"])
+            .arg(&data)
+            .args(["-l"])
+            .arg(dir.path().join("log"))
+            .args(["-w", "start"])
+            .output()
+            .expect("pg_ctl runs");
+        assert!(
+            started.status.success(),
+            "pg_ctl: {}",
+            String::from_utf8_lossy(&started.stderr)
+        );
+        Cluster { dir, port }
+    }
+
+    fn url(&self) -> String {
+        format!("postgresql://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = as_postgres(&Path::new(PG_BIN).join("pg_ctl"))
+            .args(["-D"])
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+/// Runs the workload over an ordinary (writable) session: an N+1 by foreign key, an unbounded
+/// SELECT, and a slow statement.
+fn workload(url: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        client
+            .batch_execute(
+                "CREATE EXTENSION pg_stat_statements;
+                 CREATE TABLE orders (id bigint PRIMARY KEY, user_id bigint NOT NULL);
+                 CREATE TABLE items (id bigint PRIMARY KEY, order_id bigint NOT NULL, sku text NOT NULL);
+                 CREATE TABLE events (id bigint PRIMARY KEY, payload text NOT NULL);
+                 INSERT INTO orders SELECT g, g % 100 FROM generate_series(1, 2000) g;
+                 INSERT INTO items SELECT g, g, 'SKU-' || g FROM generate_series(1, 2000) g;
+                 CREATE INDEX ON items (order_id);
+                 INSERT INTO events SELECT g, md5(g::text) FROM generate_series(1, 5000) g;
+                 SELECT pg_stat_statements_reset();",
+            )
+            .await
+            .expect("schema");
+        let lookup = client
+            .prepare("SELECT id, sku FROM items WHERE order_id = $1")
+            .await
+            .expect("prepare");
+        for order_id in 1..=2000i64 {
+            client.query(&lookup, &[&order_id]).await.expect("lookup");
+        }
+        for _ in 0..3 {
+            client
+                .query("SELECT id, payload FROM events", &[])
+                .await
+                .expect("unbounded");
+        }
+        for _ in 0..2 {
+            client.query("SELECT pg_sleep(0.15)", &[]).await.expect("slow");
+        }
+    });
+}
+
+#[test]
+fn names_the_n_plus_one_the_unbounded_and_the_slow_statement() {
+    let cluster = Cluster::start();
+    workload(&cluster.url());
+    let output = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .args(["db", &cluster.url(), "--format", "json"])
+        .output()
+        .expect("chokepoint runs");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let found: Vec<(String, String)> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| {
+            (
+                f["detector"].as_str().expect("id").to_owned(),
+                f["location"].as_str().expect("location").to_owned(),
+            )
+        })
+        .collect();
+    let has = |id: &str, fragment: &str| found.iter().any(|(d, l)| d == id && l.contains(fragment));
+    assert!(has("n-plus-one", "FROM items WHERE order_id = ?"), "{found:#?}");
+    assert!(has("unbounded-result", "FROM events"), "{found:#?}");
+    assert!(has("slow-query", "pg_sleep"), "{found:#?}");
+    assert_eq!(report["database"]["extensions"][0], "pg_stat_statements");
+    let warnings = report["warnings"].as_array().expect("warnings");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.as_str().is_some_and(|w| w.contains("hypopg"))),
+        "the missing HypoPG is said: {warnings:?}"
+    );
+}
+
+#[test]
+fn the_inspector_cannot_write() {
+    let cluster = Cluster::start();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let client = chokepoint_db_connect(&cluster.url()).await;
+        let read_only: String = client
+            .query_one("SHOW transaction_read_only", &[])
+            .await
+            .expect("show")
+            .get(0);
+        assert_eq!(read_only, "on");
+        let error = client
+            .batch_execute("CREATE TABLE should_not_exist (a int)")
+            .await
+            .expect_err("a write");
+        let message = error
+            .as_db_error()
+            .map(|e| e.message().to_owned())
+            .unwrap_or_default();
+        assert!(message.contains("read-only transaction"), "{error:?}");
+        let timeout: String = client
+            .query_one("SHOW statement_timeout", &[])
+            .await
+            .expect("show")
+            .get(0);
+        assert_eq!(timeout, "5s");
+        let name: String = client
+            .query_one("SHOW application_name", &[])
+            .await
+            .expect("show")
+            .get(0);
+        assert_eq!(name, "chokepoint");
+    });
+}
+
+/// The inspector's own connection, through the binary's library crate.
+async fn chokepoint_db_connect(url: &str) -> tokio_postgres::Client {
+    chokepoint_db::connect(url).await.expect("the inspector connects")
+}
+
+#[test]
+fn a_database_that_is_not_there_is_a_clear_error() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let output = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .args(["db", &format!("postgresql://postgres@127.0.0.1:{port}/nothing")])
+        .output()
+        .expect("chokepoint runs");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("cannot connect to PostgreSQL"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
