@@ -10,6 +10,7 @@
 #   testbed/testbed.sh up       start everything (seeds the database the first time)
 #   testbed/testbed.sh down     stop everything; leaves nothing running
 #   testbed/testbed.sh status   what is running
+#   testbed/testbed.sh deps     only install what it needs (PostgreSQL 15, HypoPG)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 state="${CHOKEPOINT_TESTBED:-/tmp/chokepoint-testbed}"
@@ -193,5 +194,6 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   status) status ;;
-  *) echo "usage: testbed/testbed.sh up|down|status" >&2; exit 2 ;;
+  deps) ensure_packages ;;
+  *) echo "usage: testbed/testbed.sh up|down|status|deps" >&2; exit 2 ;;
 esac

@@ -13,9 +13,15 @@ pub(crate) fn run(config: DbConfig) -> anyhow::Result<u8> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let client = chokepoint_db::connect(&config.url).await?;
-        let snapshot = chokepoint_db::snapshot(&client).await?;
+        let mut snapshot = chokepoint_db::snapshot(&client).await?;
+        // Candidate columns come from each statement's filters, read by chokepoint's SQL lexer.
+        chokepoint_db::check_indexes(&client, &mut snapshot, |query| {
+            chokepoint_detect::sql::normalize(query).filter_columns
+        })
+        .await;
         let mut report = Report::new(chokepoint_detect::analyse_db(&snapshot));
         report.warnings.extend(snapshot.missing.iter().map(|m| format!("extension missing — {m}")));
+        report.warnings.extend(snapshot.plan_problems.iter().map(|p| format!("plan not read — {p}")));
         if snapshot.window_s > 0.0 && snapshot.window_s < 60.0 {
             report.warnings.push(format!(
                 "the statistics cover only {:.0} s since pg_stat_statements was reset: too little traffic to judge",

@@ -60,7 +60,7 @@ impl Cluster {
             data.join("postgresql.auto.conf"),
             format!(
                 "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n\
-                 shared_preload_libraries = 'pg_stat_statements'\nfsync = off\n",
+                 shared_preload_libraries = 'pg_stat_statements'\nfsync = off\nautovacuum = off\n",
                 dir.path().display()
             ),
         )
@@ -240,5 +240,75 @@ fn a_database_that_is_not_there_is_a_clear_error() {
         String::from_utf8_lossy(&output.stderr).contains("cannot connect to PostgreSQL"),
         "{}",
         String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn proves_the_missing_index_with_hypopg_and_spares_the_indexed_column() {
+    let cluster = Cluster::start();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&cluster.url(), tokio_postgres::NoTls).await.expect("connect");
+        tokio::spawn(connection);
+        client
+            .batch_execute(
+                "CREATE EXTENSION pg_stat_statements; CREATE EXTENSION hypopg;
+                 CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL, handle text NOT NULL);
+                 INSERT INTO users SELECT g, 'user' || g || '@example.com', 'user' || g FROM generate_series(1, 200000) g;
+                 CREATE INDEX users_handle ON users (handle);
+                 ANALYZE users;
+                 SELECT pg_stat_statements_reset();",
+            )
+            .await
+            .expect("schema");
+        let by_email = client.prepare("SELECT id FROM users WHERE email = $1").await.expect("prepare");
+        let by_handle = client.prepare("SELECT id FROM users WHERE handle = $1").await.expect("prepare");
+        for n in 0..5i64 {
+            client.query(&by_email, &[&format!("user{n}@example.com")]).await.expect("email");
+            client.query(&by_handle, &[&format!("user{n}")]).await.expect("handle");
+        }
+    });
+    let output = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .args(["db", &cluster.url(), "--format", "json"])
+        .output()
+        .expect("chokepoint runs");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let proposals: Vec<&serde_json::Value> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["detector"] == "missing-index")
+        .collect();
+    assert_eq!(proposals.len(), 1, "exactly the email index: {report:#}");
+    let proposal = proposals[0];
+    assert_eq!(
+        proposal["fix"].as_str().expect("fix").split(" Then").next(),
+        Some("CREATE INDEX CONCURRENTLY ON public.users (email);")
+    );
+    let metrics = &proposal["evidence"]["metrics"];
+    let (before, after) = (
+        metrics["cost_before"].as_f64().expect("before"),
+        metrics["cost_after"].as_f64().expect("after"),
+    );
+    assert!(after <= 0.5 * before, "HypoPG's cost {after} against {before}");
+    assert_eq!(proposal["confidence"], "high");
+    let checked: Vec<&str> = report["database"]["index_checks"]
+        .as_array()
+        .expect("index checks")
+        .iter()
+        .map(|c| c["columns"][0].as_str().expect("column"))
+        .collect();
+    assert!(
+        !checked.contains(&"handle"),
+        "the indexed column is not a candidate: {checked:?}"
     );
 }

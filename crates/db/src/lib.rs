@@ -4,6 +4,8 @@
 //!
 //! It never writes: every session it opens is read-only, which the server enforces.
 
+mod plans;
+
 use std::time::Duration;
 
 use chokepoint_evidence::{PgSnapshot, StatementStat, TableStat};
@@ -33,6 +35,34 @@ pub enum DbError {
         /// The server's reason.
         reason: String,
     },
+}
+
+/// Statements about the database itself (catalogs, statistics, this inspector's own), not the
+/// application's: left out of the snapshot.
+fn is_housekeeping(query: &str) -> bool {
+    const MARKERS: &[&str] = &[
+        "pg_stat_",
+        "pg_catalog",
+        "pg_extension",
+        "pg_attribute",
+        "pg_index",
+        "pg_database",
+        "hypopg",
+        "current_setting",
+        "information_schema",
+    ];
+    const VERBS: &[&str] = &[
+        "EXPLAIN",
+        "PREPARE",
+        "DEALLOCATE",
+        "SET ",
+        "SHOW ",
+        "BEGIN",
+        "COMMIT",
+        "ROLLBACK",
+    ];
+    let upper = query.trim_start().to_ascii_uppercase();
+    MARKERS.iter().any(|m| query.contains(m)) || VERBS.iter().any(|v| upper.starts_with(v))
 }
 
 /// Opens a read-only session with timeouts.
@@ -78,6 +108,8 @@ fn describe(error: &tokio_postgres::Error) -> String {
     }
     text
 }
+
+pub use plans::{PLANNED_STATEMENTS, check_indexes};
 
 /// Reads one snapshot of the database's statistics.
 pub async fn snapshot(client: &Client) -> Result<PgSnapshot, DbError> {
@@ -160,6 +192,7 @@ async fn read_statements(client: &Client, snapshot: &mut PgSnapshot) -> Result<(
         .await
         .map_err(query_error("reading pg_stat_statements"))?
         .iter()
+        .filter(|r| !is_housekeeping(&r.get::<_, String>(0)))
         .map(|r| StatementStat {
             query: r.get(0),
             calls: r.get::<_, i64>(1).max(0) as u64,

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use chokepoint_evidence::{PgSnapshot, StatementStat};
+use chokepoint_evidence::{IndexCheck, PgSnapshot, StatementStat};
 
 use crate::analysis::{Outcome, Skipped, Summary};
 use crate::finding::{Confidence, Evidence, Finding, Impact};
@@ -27,6 +27,8 @@ pub(crate) struct StatementView<'a> {
     pub stat: &'a StatementStat,
     /// Its shape (tables, filters, LIMIT) from the SQL lexer.
     pub shape: Statement,
+    /// Candidate indexes costed for it.
+    pub index_checks: Vec<&'a IndexCheck>,
 }
 
 impl StatementView<'_> {
@@ -47,6 +49,11 @@ pub fn analyse_db(snapshot: &PgSnapshot) -> Outcome {
         .map(|stat| StatementView {
             stat,
             shape: sql::normalize(&stat.query),
+            index_checks: snapshot
+                .index_checks
+                .iter()
+                .filter(|c| c.query == stat.query)
+                .collect(),
         })
         .collect();
     for detector in DB_DETECTORS {

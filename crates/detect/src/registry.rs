@@ -115,6 +115,7 @@ pub(crate) static LOAD_DETECTORS: &[&dyn LoadDetector] = &[
 
 /// Every database detector.
 pub(crate) static DB_DETECTORS: &[&dyn DbDetector] = &[
+    &crate::detectors::missing_index::MissingIndex,
     &crate::detectors::n_plus_one::NPlusOne,
     &crate::detectors::slow_query::SlowQuery,
     &crate::detectors::unbounded_result::UnboundedResult,

@@ -36,6 +36,23 @@ pub struct TableStat {
     pub live_rows: u64,
 }
 
+/// A candidate index for one statement, costed with `EXPLAIN` before and with a hypothetical
+/// index (HypoPG) after.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct IndexCheck {
+    /// The statement, as `pg_stat_statements` normalized it.
+    pub query: String,
+    /// The relation scanned sequentially.
+    pub relation: String,
+    /// The candidate's columns, in order.
+    pub columns: Vec<String>,
+    /// The generic plan's total cost without the index.
+    pub cost_before: f64,
+    /// The total cost with the hypothetical index, when HypoPG could cost it.
+    pub cost_after: Option<f64>,
+}
+
 /// What `chokepoint db` read from one database.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
@@ -54,4 +71,8 @@ pub struct PgSnapshot {
     pub statements: Vec<StatementStat>,
     /// Tables.
     pub tables: Vec<TableStat>,
+    /// Candidate indexes for the top statements that scan a table sequentially.
+    pub index_checks: Vec<IndexCheck>,
+    /// Statements whose plan could not be read, and why.
+    pub plan_problems: Vec<String>,
 }
