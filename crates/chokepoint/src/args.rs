@@ -19,8 +19,9 @@ Examples:
                                               exit 1 in CI when an N+1 is found
   chokepoint load http://127.0.0.1:8000/orders --slo 'p99<300ms'
                                               ramp concurrency until it breaks, and say why
-  chokepoint db postgresql://app@127.0.0.1/shop
-                                              read-only: slow, unbounded and N+1 statements
+  chokepoint db postgresql://app@127.0.0.1/shop --watch 60s
+                                              read-only: missing indexes, slow, unbounded and
+                                              N+1 statements, lock waits and their blockers
   chokepoint explain n-plus-one               what a detector looks for, and the fix
 
 Exit codes: 0 analysed (no finding matched --fail-on), 1 a finding matched --fail-on,
@@ -193,6 +194,10 @@ pub(crate) struct DbArgs {
     /// The database URL (`postgresql://user@host:5432/db`); default: $DATABASE_URL. Every session
     /// is read-only, with a statement and a lock timeout.
     pub(crate) url: Option<String>,
+    /// Watch for this long (`30s`, `2m`): statements differenced over the window, sessions
+    /// sampled at 10 Hz for lock waits and their blockers, the session rate.
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) watch: Option<humantime::Duration>,
     #[command(flatten)]
     pub(crate) report: ReportArgs,
 }
@@ -201,6 +206,7 @@ pub(crate) struct DbArgs {
 #[derive(Debug)]
 pub(crate) struct DbConfig {
     pub(crate) url: String,
+    pub(crate) watch: Option<Duration>,
     pub(crate) report: ReportConfig,
 }
 
@@ -214,8 +220,13 @@ impl DbArgs {
         let url = url
             .replacen("postgresql+psycopg://", "postgresql://", 1)
             .replacen("postgresql+psycopg2://", "postgresql://", 1);
+        let watch: Option<Duration> = self.watch.map(Into::into);
+        if watch.is_some_and(|w| w > Duration::from_secs(3600)) {
+            bail!("--watch is bounded to an hour");
+        }
         Ok(DbConfig {
             url,
+            watch,
             report: self.report.validate()?,
         })
     }

@@ -12,8 +12,15 @@ pub(crate) fn run(config: DbConfig) -> anyhow::Result<u8> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let client = chokepoint_db::connect(&config.url).await?;
+        let mut client = chokepoint_db::connect(&config.url).await?;
         let mut snapshot = chokepoint_db::snapshot(&client).await?;
+        if let Some(duration) = config.watch {
+            eprintln!("chokepoint: watching {} for {}", snapshot.database, humantime::format_duration(duration));
+            chokepoint_db::watch(&config.url, &mut client, &mut snapshot, duration).await;
+            if let Some(activity) = &snapshot.activity {
+                report_gaps(&activity.gaps);
+            }
+        }
         // Candidate columns come from each statement's filters, read by chokepoint's SQL lexer.
         chokepoint_db::check_indexes(&client, &mut snapshot, |query| {
             chokepoint_detect::sql::normalize(query).filter_columns
@@ -28,7 +35,16 @@ pub(crate) fn run(config: DbConfig) -> anyhow::Result<u8> {
                 snapshot.window_s
             ));
         }
+        if let Some(activity) = &snapshot.activity {
+            report.warnings.extend(activity.gaps.iter().cloned());
+        }
         report.database = Some(snapshot);
         Ok(output::finish(&report, &config.report))
     })
+}
+
+fn report_gaps(gaps: &[String]) {
+    for gap in gaps {
+        eprintln!("chokepoint: {gap}");
+    }
 }

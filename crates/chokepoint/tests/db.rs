@@ -312,3 +312,155 @@ fn proves_the_missing_index_with_hypopg_and_spares_the_indexed_column() {
         "the indexed column is not a candidate: {checked:?}"
     );
 }
+
+/// Starts `chokepoint db --watch` in the background.
+fn watch(url: &str, seconds: u32) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .args(["db", url, "--watch", &format!("{seconds}s"), "--format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("chokepoint runs")
+}
+
+fn finish(child: std::process::Child) -> serde_json::Value {
+    let output = child.wait_with_output().expect("chokepoint ends");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("json")
+}
+
+#[test]
+fn names_the_blocker_of_a_hot_row_and_of_ddl() {
+    let cluster = Cluster::start();
+    let url = cluster.url();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let connect = |url: String| async move {
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        client
+    };
+    // A transaction holds the hot row; three sessions queue to update it.
+    let holder = runtime.block_on(async {
+        let admin = connect(url.clone()).await;
+        admin
+            .batch_execute("CREATE TABLE accounts (id int PRIMARY KEY, balance numeric NOT NULL); INSERT INTO accounts SELECT g, 100 FROM generate_series(1, 10) g;")
+            .await
+            .expect("schema");
+        let holder = connect(url.clone()).await;
+        holder.batch_execute("BEGIN; SELECT balance FROM accounts WHERE id = 1 FOR UPDATE;").await.expect("lock");
+        for _ in 0..3 {
+            let waiter = connect(url.clone()).await;
+            tokio::spawn(async move { waiter.batch_execute("UPDATE accounts SET balance = balance - 1 WHERE id = 1").await });
+        }
+        holder
+    });
+    let report = finish(watch(&url, 2));
+    let finding = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["detector"] == "lock-contention")
+        .cloned();
+    let finding = finding.unwrap_or_else(|| panic!("no lock-contention: {report:#}"));
+    assert!(
+        finding["title"]
+            .as_str()
+            .expect("title")
+            .contains("hot rows locked by `BEGIN; SELECT balance FROM accounts WHERE id = ? FOR UPDATE;`"),
+        "{finding:#}"
+    );
+    assert!(
+        finding["location"]
+            .as_str()
+            .expect("location")
+            .contains("idle in transaction"),
+        "{finding:#}"
+    );
+    runtime.block_on(async { holder.batch_execute("ROLLBACK").await.expect("release") });
+
+    // A migration holds ACCESS EXCLUSIVE in an open transaction; readers queue.
+    let migration = runtime.block_on(async {
+        let migration = connect(url.clone()).await;
+        migration
+            .batch_execute("BEGIN; ALTER TABLE accounts ADD COLUMN note text;")
+            .await
+            .expect("ddl");
+        for id in 2..5 {
+            let reader = connect(url.clone()).await;
+            tokio::spawn(async move { reader.query("SELECT * FROM accounts WHERE id = $1", &[&id]).await });
+        }
+        migration
+    });
+    let report = finish(watch(&url, 2));
+    let finding = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["detector"] == "lock-contention")
+        .cloned();
+    let finding = finding.unwrap_or_else(|| panic!("no lock-contention: {report:#}"));
+    assert!(
+        finding["title"]
+            .as_str()
+            .expect("title")
+            .contains("DDL holding ACCESS EXCLUSIVE on accounts"),
+        "{finding:#}"
+    );
+    assert!(
+        finding["fix"]
+            .as_str()
+            .expect("fix")
+            .contains("ALTER TABLE accounts"),
+        "{finding:#}"
+    );
+    runtime.block_on(async { migration.batch_execute("ROLLBACK").await.expect("release") });
+}
+
+#[test]
+fn a_connection_per_request_is_connection_churn() {
+    let cluster = Cluster::start();
+    let url = cluster.url();
+    let child = watch(&url, 3);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(2500);
+        while std::time::Instant::now() < until {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+            let task = tokio::spawn(connection);
+            client.query("SELECT 1", &[]).await.expect("query");
+            drop(client);
+            let _ = task.await;
+        }
+    });
+    let report = finish(child);
+    let churn = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["detector"] == "connection-churn")
+        .cloned();
+    let churn = churn.unwrap_or_else(|| panic!("no connection-churn: {report:#}"));
+    assert!(
+        churn["evidence"]["metrics"]["sessions_per_s"]
+            .as_f64()
+            .expect("rate")
+            >= 5.0,
+        "{churn:#}"
+    );
+}

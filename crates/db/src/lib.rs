@@ -5,6 +5,7 @@
 //! It never writes: every session it opens is read-only, which the server enforces.
 
 mod plans;
+mod watch;
 
 use std::time::Duration;
 
@@ -95,7 +96,7 @@ fn query_error(step: &'static str) -> impl FnOnce(tokio_postgres::Error) -> DbEr
 }
 
 /// The server's message (and SQLSTATE) when there is one; the error and its causes otherwise.
-fn describe(error: &tokio_postgres::Error) -> String {
+pub(crate) fn describe(error: &tokio_postgres::Error) -> String {
     if let Some(db) = error.as_db_error() {
         return format!("{} (SQLSTATE {})", db.message(), db.code().code());
     }
@@ -110,6 +111,7 @@ fn describe(error: &tokio_postgres::Error) -> String {
 }
 
 pub use plans::{PLANNED_STATEMENTS, check_indexes};
+pub use watch::{SAMPLE_EVERY, watch};
 
 /// Reads one snapshot of the database's statistics.
 pub async fn snapshot(client: &Client) -> Result<PgSnapshot, DbError> {

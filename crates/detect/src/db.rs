@@ -21,6 +21,21 @@ pub(crate) struct DbConclusion {
     pub metrics: Vec<(&'static str, f64)>,
 }
 
+/// What a database detector concluded about the database as a whole.
+pub(crate) struct DatabaseConclusion {
+    pub title: String,
+    pub fix: String,
+    pub confidence: Confidence,
+    pub assumptions: Vec<String>,
+    /// What exactly: the blocker, the sessions.
+    pub location: String,
+    /// Time the fix recovers over the window, in ms.
+    pub saved_ms_total: f64,
+    /// Occurrences behind it (samples, sessions).
+    pub occurrences: u64,
+    pub metrics: Vec<(&'static str, f64)>,
+}
+
 /// A statement with its normalized shape.
 pub(crate) struct StatementView<'a> {
     /// The statistics.
@@ -58,6 +73,9 @@ pub fn analyse_db(snapshot: &PgSnapshot) -> Outcome {
         .collect();
     for detector in DB_DETECTORS {
         let meta = detector.meta();
+        if let Some(conclusion) = detector.check_database(snapshot) {
+            findings.push(database_finding(meta.id, snapshot, conclusion));
+        }
         if !snapshot.extensions.iter().any(|e| e == "pg_stat_statements") {
             skipped.push(Skipped {
                 detector: meta.id.into(),
@@ -124,6 +142,47 @@ fn finding(
             affected_requests: stat.calls,
             endpoint_requests: stat.calls,
             occurrences: stat.calls,
+            example_trace_ids: Vec::new(),
+            metrics,
+        },
+        confidence: c.confidence,
+        fix: c.fix,
+        assumptions: c.assumptions,
+    }
+}
+
+fn database_finding(detector: &str, snapshot: &PgSnapshot, c: DatabaseConclusion) -> Finding {
+    let window_s = snapshot
+        .activity
+        .as_ref()
+        .map_or(snapshot.window_s, |a| a.duration_s);
+    let metrics = c
+        .metrics
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), round(value)))
+        .collect();
+    Finding {
+        detector: detector.to_owned(),
+        title: c.title,
+        service: format!("postgresql {}", snapshot.database),
+        endpoint: format!("database {}", snapshot.database),
+        location: c.location,
+        impact: Impact {
+            // Per occurrence: per new session, or per sampled wait.
+            saved_ms_per_request: round(c.saved_ms_total / c.occurrences.max(1) as f64),
+            latency_saved_ms_per_request: round(c.saved_ms_total / c.occurrences.max(1) as f64),
+            saved_ms_total: round(c.saved_ms_total),
+            share_of_endpoint_time: 0.0,
+            recoverable_s_per_s: if window_s > 0.0 {
+                round(c.saved_ms_total / 1e3 / window_s)
+            } else {
+                0.0
+            },
+        },
+        evidence: Evidence {
+            affected_requests: c.occurrences,
+            endpoint_requests: c.occurrences,
+            occurrences: c.occurrences,
             example_trace_ids: Vec::new(),
             metrics,
         },

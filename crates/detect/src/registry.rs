@@ -58,7 +58,17 @@ pub(crate) trait LoadDetector: Described + Sync {
 /// A detector over a database snapshot: it judges one normalized statement's totals.
 pub(crate) trait DbDetector: Described + Sync {
     /// The conclusion, if the statement shows this problem.
-    fn check(&self, statement: &crate::db::StatementView<'_>) -> Option<crate::db::DbConclusion>;
+    fn check(&self, _statement: &crate::db::StatementView<'_>) -> Option<crate::db::DbConclusion> {
+        None
+    }
+
+    /// A conclusion about the database as a whole (sessions, locks), if it shows this problem.
+    fn check_database(
+        &self,
+        _snapshot: &chokepoint_evidence::PgSnapshot,
+    ) -> Option<crate::db::DatabaseConclusion> {
+        None
+    }
 }
 
 /// Declares a detector: its doc comment (which `chokepoint explain` prints), its unit struct, its
@@ -115,6 +125,8 @@ pub(crate) static LOAD_DETECTORS: &[&dyn LoadDetector] = &[
 
 /// Every database detector.
 pub(crate) static DB_DETECTORS: &[&dyn DbDetector] = &[
+    &crate::detectors::lock_contention::LockContention,
+    &crate::detectors::connection_churn::ConnectionChurn,
     &crate::detectors::missing_index::MissingIndex,
     &crate::detectors::n_plus_one::NPlusOne,
     &crate::detectors::slow_query::SlowQuery,

@@ -27,5 +27,5 @@ mod pg;
 mod span;
 
 pub use load::{Latency, LoadModel, LoadRun, LoadStep, TargetSample};
-pub use pg::{IndexCheck, PgSnapshot, StatementStat, TableStat};
+pub use pg::{Activity, IndexCheck, LockWait, PgSnapshot, StatementStat, TableStat};
 pub use span::{AttrValue, Span, SpanId, SpanKind, Trace, TraceId};

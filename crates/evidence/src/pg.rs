@@ -53,6 +53,49 @@ pub struct IndexCheck {
     pub cost_after: Option<f64>,
 }
 
+/// Sessions waiting on one lock, and who held it, over a watch.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct LockWait {
+    /// The waiting statement.
+    pub waiting_query: String,
+    /// The statement the blocking session last ran.
+    pub blocker_query: String,
+    /// The blocking session's state (`active`, `idle in transaction`, …).
+    pub blocker_state: String,
+    /// The lock mode the waiter asked for (`RowExclusiveLock`, `AccessShareLock`, …).
+    pub mode: String,
+    /// The modes the blocker holds on the same relation, when it holds one
+    /// (`AccessExclusiveLock` for DDL).
+    pub blocker_modes: Vec<String>,
+    /// The relation, when the lock is on one.
+    pub relation: String,
+    /// Samples in which a session waited like this (each sample is one session at one instant).
+    pub samples: u64,
+}
+
+/// What sampling `pg_stat_activity` over a watch showed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct Activity {
+    /// Samples taken.
+    pub samples: u64,
+    /// Seconds sampled.
+    pub duration_s: f64,
+    /// Active sessions, on average.
+    pub active_mean: f64,
+    /// Sessions waiting on a lock, on average.
+    pub lock_waiting_mean: f64,
+    /// The waits, grouped by waiter, blocker and relation, most samples first.
+    pub lock_waits: Vec<LockWait>,
+    /// New sessions per second (`pg_stat_database.sessions`, PostgreSQL 14+).
+    pub sessions_per_s: Option<f64>,
+    /// Mean lifetime of the sessions that ended, in ms.
+    pub session_ms_mean: Option<f64>,
+    /// Sampling gaps: the database went away, and the inspector reconnected.
+    pub gaps: Vec<String>,
+}
+
 /// What `chokepoint db` read from one database.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
@@ -75,4 +118,6 @@ pub struct PgSnapshot {
     pub index_checks: Vec<IndexCheck>,
     /// Statements whose plan could not be read, and why.
     pub plan_problems: Vec<String>,
+    /// `--watch`: sessions sampled over the window.
+    pub activity: Option<Activity>,
 }

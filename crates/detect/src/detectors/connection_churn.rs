@@ -168,3 +168,39 @@ impl LoadDetector for ConnectionChurn {
         })
     }
 }
+
+/// New database sessions per second that make churn.
+const DB_MIN_SESSIONS_PER_S: f64 = 5.0;
+/// Sessions shorter than this, in ms, are a connection per request.
+const DB_MAX_SESSION_MS: f64 = 1_000.0;
+/// What opening a PostgreSQL session costs the server, in ms (fork and authentication; 3 ms
+/// measured on loopback in the testbed).
+const DB_CONNECT_MS: f64 = 3.0;
+
+impl crate::registry::DbDetector for ConnectionChurn {
+    fn check_database(
+        &self,
+        snapshot: &chokepoint_evidence::PgSnapshot,
+    ) -> Option<crate::db::DatabaseConclusion> {
+        let activity = snapshot.activity.as_ref()?;
+        let (per_s, lifetime) = (activity.sessions_per_s?, activity.session_ms_mean?);
+        if per_s < DB_MIN_SESSIONS_PER_S || lifetime > DB_MAX_SESSION_MS {
+            return None;
+        }
+        let sessions = per_s * activity.duration_s;
+        Some(crate::db::DatabaseConclusion {
+            title: format!(
+                "{per_s:.0} new sessions per second, each living {lifetime:.0} ms: the application connects per request"
+            ),
+            fix: "Pool the connections: one engine per process with SQLAlchemy's default `QueuePool` instead of `NullPool` \
+                  (`pool_pre_ping=True`), Django `CONN_MAX_AGE`, or PgBouncer in transaction mode in front of PostgreSQL."
+                .to_owned(),
+            confidence: Confidence::High,
+            assumptions: vec![format!("each new session costs the server about {DB_CONNECT_MS:.0} ms (fork and authentication)")],
+            location: format!("{sessions:.0} sessions in {:.0} s", activity.duration_s),
+            saved_ms_total: sessions * DB_CONNECT_MS,
+            occurrences: sessions as u64,
+            metrics: vec![("sessions_per_s", per_s), ("session_ms_mean", lifetime)],
+        })
+    }
+}

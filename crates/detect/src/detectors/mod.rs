@@ -5,6 +5,7 @@ pub(crate) mod blocking_call;
 pub(crate) mod connection_churn;
 pub(crate) mod cpu_saturation;
 pub(crate) mod large_payload;
+pub(crate) mod lock_contention;
 pub(crate) mod missing_index;
 pub(crate) mod n_plus_one;
 pub(crate) mod network_latency;

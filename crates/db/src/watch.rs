@@ -1,0 +1,196 @@
+//! Watch mode: `pg_stat_statements` differenced over a window, and `pg_stat_activity` sampled at
+//! about 10 Hz. `pg_blocking_pids` is called only for sessions waiting on a lock, since it takes
+//! the lock manager's locks. If the database goes away, the watch reconnects with backoff and
+//! records the gap; what was sampled is kept.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use chokepoint_evidence::{Activity, LockWait, PgSnapshot, StatementStat};
+use tokio_postgres::Client;
+
+/// How often sessions are sampled.
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+
+const ACTIVITY: &str = "SELECT pid, state, wait_event_type, coalesce(query, '') FROM pg_stat_activity \
+                        WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'";
+
+/// For one waiting session: the lock it wants, and each blocker's query, state and the modes it
+/// holds on the same relation.
+const BLOCKERS: &str = "SELECT coalesce(w.relation::regclass::text, w.locktype), w.mode, b.pid, coalesce(b.query, ''), coalesce(b.state, ''), \
+                        coalesce((SELECT array_agg(h.mode::text) FROM pg_locks h WHERE h.pid = b.pid AND h.relation = w.relation AND h.granted), '{}') \
+                        FROM pg_locks w, pg_stat_activity b \
+                        WHERE w.pid = $1 AND NOT w.granted AND b.pid = ANY(pg_blocking_pids($1))";
+
+const SESSIONS: &str =
+    "SELECT sessions, session_time FROM pg_stat_database WHERE datname = current_database()";
+
+/// Watches for `duration`; `url` is used to reconnect. Fills `snapshot.activity` and replaces
+/// its statements with their differences over the window.
+pub async fn watch(url: &str, client: &mut Client, snapshot: &mut PgSnapshot, duration: Duration) {
+    let before: HashMap<String, StatementStat> = snapshot
+        .statements
+        .iter()
+        .map(|s| (s.query.clone(), s.clone()))
+        .collect();
+    let sessions_before = client.query_one(SESSIONS, &[]).await.ok();
+    let started = Instant::now();
+    let mut activity = Activity::default();
+    let mut active_sum = 0u64;
+    let mut waiting_sum = 0u64;
+    let mut waits: HashMap<(String, String, String, String), LockWait> = HashMap::new();
+    let mut backoff = Duration::from_millis(200);
+    while started.elapsed() < duration {
+        match client.query(ACTIVITY, &[]).await {
+            Ok(rows) => {
+                backoff = Duration::from_millis(200);
+                activity.samples += 1;
+                // Sessions queue behind each other: a blocker that is itself waiting is not the
+                // root of the wait, the session it waits for is.
+                let waiting_pids: Vec<i32> = rows
+                    .iter()
+                    .filter(|r| r.get::<_, Option<String>>(2).as_deref() == Some("Lock"))
+                    .map(|r| r.get(0))
+                    .collect();
+                struct Blocker {
+                    pid: i32,
+                    relation: String,
+                    mode: String,
+                    query: String,
+                    state: String,
+                    held: Vec<String>,
+                }
+                let mut blocked_by: HashMap<i32, Vec<Blocker>> = HashMap::new();
+                for &pid in &waiting_pids {
+                    let Ok(blockers) = client.query(BLOCKERS, &[&pid]).await else {
+                        continue;
+                    };
+                    let list = blockers
+                        .iter()
+                        .map(|b| Blocker {
+                            relation: b.get(0),
+                            mode: b.get(1),
+                            pid: b.get(2),
+                            query: b.get(3),
+                            state: b.get(4),
+                            held: b.get(5),
+                        })
+                        .collect();
+                    blocked_by.insert(pid, list);
+                }
+                for row in &rows {
+                    let state: Option<String> = row.get(1);
+                    if state.as_deref() == Some("active") {
+                        active_sum += 1;
+                    }
+                    let pid: i32 = row.get(0);
+                    let Some(first_hop) = blocked_by.get(&pid) else {
+                        continue;
+                    };
+                    waiting_sum += 1;
+                    let waiting_query: String = row.get(3);
+                    // Follow the queue to the sessions that are not waiting themselves.
+                    let mut roots: Vec<&Blocker> = Vec::new();
+                    let mut frontier: Vec<&Blocker> = first_hop.iter().collect();
+                    let mut seen = vec![pid];
+                    while let Some(blocker) = frontier.pop() {
+                        if seen.contains(&blocker.pid) {
+                            continue;
+                        }
+                        seen.push(blocker.pid);
+                        match blocked_by.get(&blocker.pid) {
+                            Some(next) if !next.is_empty() => frontier.extend(next.iter()),
+                            _ => roots.push(blocker),
+                        }
+                    }
+                    if roots.is_empty() {
+                        roots = first_hop.iter().collect();
+                    }
+                    let (relation, mode) = first_hop
+                        .first()
+                        .map(|b| (b.relation.clone(), b.mode.clone()))
+                        .unwrap_or_default();
+                    for root in roots {
+                        let key = (
+                            waiting_query.clone(),
+                            root.query.clone(),
+                            relation.clone(),
+                            mode.clone(),
+                        );
+                        let entry = waits.entry(key).or_insert_with(|| LockWait {
+                            waiting_query: waiting_query.clone(),
+                            blocker_query: root.query.clone(),
+                            blocker_state: root.state.clone(),
+                            mode: mode.clone(),
+                            blocker_modes: root.held.clone(),
+                            relation: relation.clone(),
+                            samples: 0,
+                        });
+                        entry.samples += 1;
+                    }
+                }
+            }
+            Err(error) => {
+                let gap_started = started.elapsed().as_secs_f64();
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                if let Ok(fresh) = crate::connect(url).await {
+                    *client = fresh;
+                    activity.gaps.push(format!(
+                        "lost the database at {gap_started:.1} s into the watch ({}); reconnected at {:.1} s",
+                        crate::describe(&error),
+                        started.elapsed().as_secs_f64()
+                    ));
+                }
+                continue;
+            }
+        }
+        tokio::time::sleep(SAMPLE_EVERY).await;
+    }
+    activity.duration_s = started.elapsed().as_secs_f64();
+    let n = activity.samples.max(1) as f64;
+    activity.active_mean = active_sum as f64 / n;
+    activity.lock_waiting_mean = waiting_sum as f64 / n;
+    let mut waits: Vec<LockWait> = waits.into_values().collect();
+    waits.sort_by(|a, b| b.samples.cmp(&a.samples));
+    activity.lock_waits = waits;
+    if let (Some(a), Ok(b)) = (sessions_before, client.query_one(SESSIONS, &[]).await) {
+        let (s0, s1): (Option<i64>, Option<i64>) = (a.get(0), b.get(0));
+        let (t0, t1): (Option<f64>, Option<f64>) = (a.get(1), b.get(1));
+        if let (Some(s0), Some(s1)) = (s0, s1) {
+            let ended = (s1 - s0).max(0) as f64;
+            activity.sessions_per_s = Some(ended / activity.duration_s.max(1e-3));
+            if let (Some(t0), Some(t1)) = (t0, t1) {
+                activity.session_ms_mean = (ended > 0.0).then(|| (t1 - t0).max(0.0) / ended);
+            }
+        }
+    }
+    if let Ok(after) = crate::snapshot(client).await {
+        snapshot.statements = after
+            .statements
+            .into_iter()
+            .filter_map(|s| {
+                let (calls, total_ms, rows) = match before.get(&s.query) {
+                    Some(b) => (
+                        s.calls.saturating_sub(b.calls),
+                        (s.total_ms - b.total_ms).max(0.0),
+                        s.rows.saturating_sub(b.rows),
+                    ),
+                    None => (s.calls, s.total_ms, s.rows),
+                };
+                (calls > 0).then(|| StatementStat {
+                    mean_ms: total_ms / calls as f64,
+                    calls,
+                    total_ms,
+                    rows,
+                    query: s.query,
+                })
+            })
+            .collect();
+        snapshot
+            .statements
+            .sort_by(|a, b| b.total_ms.total_cmp(&a.total_ms));
+        snapshot.window_s = activity.duration_s;
+    }
+    snapshot.activity = Some(activity);
+}

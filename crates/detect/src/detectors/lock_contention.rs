@@ -1,0 +1,133 @@
+//! `lock-contention`: sessions wait on locks held by another session, which is named.
+
+use chokepoint_evidence::PgSnapshot;
+
+use crate::db::DatabaseConclusion;
+use crate::detectors::{clip, percent};
+use crate::finding::Confidence;
+use crate::registry::{DbDetector, detector};
+
+detector! {
+    /// # What it detects
+    ///
+    /// Sessions waiting on locks during a watch, and the session blocking them: a long
+    /// transaction, `SELECT … FOR UPDATE` on hot rows, a transaction left idle, or DDL holding
+    /// `ACCESS EXCLUSIVE`.
+    ///
+    /// # Why it limits throughput
+    ///
+    /// Waiting sessions hold connections and workers doing nothing; every statement that needs
+    /// the same rows or table queues behind the blocker, so throughput is capped by how fast
+    /// the blocker lets go, however idle the CPU.
+    ///
+    /// # Evidence used
+    ///
+    /// `chokepoint db --watch`: `pg_stat_activity` sampled at about 10 Hz; for sessions waiting
+    /// on a `Lock`, `pg_blocking_pids` and `pg_locks` name the blocker, its last statement, its
+    /// state and the modes it holds. Flagged when, on average, a tenth of a session or more waits
+    /// and that is a tenth or more of the active sessions.
+    ///
+    /// # Known false positives
+    ///
+    /// Short, expected waits in a busy queue table (use `SKIP LOCKED`); maintenance windows.
+    ///
+    /// # Typical fix
+    ///
+    /// Shorten the transactions that take the locks (no slow work or network calls inside them),
+    /// update hot rows atomically (`UPDATE … SET balance = balance - $1 WHERE … AND balance >= $1`)
+    /// instead of `SELECT … FOR UPDATE` then `UPDATE`, set `idle_in_transaction_session_timeout`,
+    /// and run DDL with `lock_timeout` and `CONCURRENTLY` where it exists.
+    pub(crate) struct LockContention {
+        id: "lock-contention",
+        summary: "sessions wait on locks held by another session",
+        requires: "session sampling (chokepoint db --watch)",
+    }
+}
+
+/// Sessions waiting on locks, on average, that are worth a finding.
+const MIN_WAITING_SESSIONS: f64 = 0.1;
+/// …and as a share of the active sessions.
+const MIN_WAITING_SHARE: f64 = 0.1;
+
+impl DbDetector for LockContention {
+    fn check_database(&self, snapshot: &PgSnapshot) -> Option<DatabaseConclusion> {
+        let activity = snapshot.activity.as_ref()?;
+        let top = activity.lock_waits.first()?;
+        let share =
+            activity.lock_waiting_mean / activity.active_mean.max(activity.lock_waiting_mean).max(1e-9);
+        if activity.lock_waiting_mean < MIN_WAITING_SESSIONS || share < MIN_WAITING_SHARE {
+            return None;
+        }
+        let blocker = clip(&crate::sql::normalize(&top.blocker_query).normalized, 90);
+        let waiting = clip(&crate::sql::normalize(&top.waiting_query).normalized, 90);
+        let ddl = top.blocker_modes.iter().any(|m| m == "AccessExclusiveLock");
+        let idle = top.blocker_state.starts_with("idle in transaction");
+        let hot_rows = top.blocker_query.to_ascii_uppercase().contains("FOR UPDATE")
+            || top
+                .blocker_query
+                .trim_start()
+                .to_ascii_uppercase()
+                .starts_with("UPDATE");
+        let (kind, fix) = if ddl {
+            (
+                format!("DDL holding ACCESS EXCLUSIVE on {}", top.relation),
+                format!(
+                    "The blocker is a schema change holding ACCESS EXCLUSIVE on {} in an open transaction (`{blocker}`): run \
+                     migrations with `SET lock_timeout = '2s'` and retry, commit DDL at once, and use `CREATE INDEX \
+                     CONCURRENTLY` / `ADD COLUMN` without a default rewrite where possible.",
+                    top.relation
+                ),
+            )
+        } else if idle && !hot_rows {
+            (
+                format!("a transaction left idle after `{blocker}`"),
+                "The blocker sits idle in an open transaction while holding its locks: commit or roll back as soon as the \
+                 work is done (no network calls or slow work inside the transaction), and set \
+                 `idle_in_transaction_session_timeout` as a backstop."
+                    .to_owned(),
+            )
+        } else {
+            (
+                format!("hot rows locked by `{blocker}`"),
+                format!(
+                    "Sessions queue on the same rows of {}: keep the locking transaction short, and update the hot row \
+                     atomically (`UPDATE … SET balance = balance - $1 WHERE id = $2 AND balance >= $1`) instead of `SELECT … \
+                     FOR UPDATE` followed by work and an `UPDATE`; for queues, `FOR UPDATE SKIP LOCKED`.",
+                    if top.relation.is_empty() {
+                        "a table".to_owned()
+                    } else {
+                        top.relation.clone()
+                    }
+                ),
+            )
+        };
+        Some(DatabaseConclusion {
+            title: format!(
+                "{:.1} sessions wait on locks on average ({} of active sessions); the blocker: {kind}",
+                activity.lock_waiting_mean,
+                percent(share)
+            ),
+            fix,
+            confidence: if share >= 0.3 {
+                Confidence::High
+            } else {
+                Confidence::Medium
+            },
+            assumptions: vec![
+                "every sampled wait is time the fix gives back: waiting sessions × the watch".into(),
+                format!(
+                    "waiting statement: `{waiting}` ({} wants {})",
+                    top.relation, top.mode
+                ),
+            ],
+            location: format!("{blocker} ({})", top.blocker_state),
+            saved_ms_total: activity.lock_waiting_mean * activity.duration_s * 1e3,
+            occurrences: top.samples,
+            metrics: vec![
+                ("lock_waiting_sessions_mean", activity.lock_waiting_mean),
+                ("active_sessions_mean", activity.active_mean),
+                ("waiting_share", share),
+            ],
+        })
+    }
+}
