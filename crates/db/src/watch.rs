@@ -152,7 +152,7 @@ pub async fn watch(url: &str, client: &mut Client, snapshot: &mut PgSnapshot, du
     activity.active_mean = active_sum as f64 / n;
     activity.lock_waiting_mean = waiting_sum as f64 / n;
     let mut waits: Vec<LockWait> = waits.into_values().collect();
-    waits.sort_by(|a, b| b.samples.cmp(&a.samples));
+    waits.sort_by_key(|w| std::cmp::Reverse(w.samples));
     activity.lock_waits = waits;
     if let (Some(a), Ok(b)) = (sessions_before, client.query_one(SESSIONS, &[]).await) {
         let (s0, s1): (Option<i64>, Option<i64>) = (a.get(0), b.get(0));
