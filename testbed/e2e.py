@@ -45,8 +45,6 @@ LOAD_SCENARIOS = [
     ("blocking-call", "blocking-call", ["--concurrency", "1,2,4,8"]),
 ]
 PENDING = [    ("connection-churn-http", "needs the load ramp's connection statistics (issue #4): httpx records no connect span"),
-    ("missing-index", "needs `chokepoint db` (issue #5)"),
-    ("lock-contention", "needs `chokepoint db` (issue #5)"),
     ("slow-serialization", "needs `chokepoint profile`"),
     ("sync-logging", "needs `chokepoint profile`"),
     ("regex-per-request", "needs `chokepoint profile`"),
@@ -118,6 +116,74 @@ def check_bandwidth(chokepoint, env):
             failures.append("/bandwidth-limit/fixed: the fixed twin still shows bandwidth-limit")
         else:
             print(f"    fixed: no bandwidth-limit ({report['load']['steps'][-1]['throughput_rps']:.0f} requests/s at the last step)")
+    return failures
+
+
+def psql(env, sql):
+    subprocess.run(
+        ["psql", "-q", "-h", "127.0.0.1", "-p", env["PG_PORT"], "-U", "postgres", "-d", "shop", "-c", sql],
+        check=True, capture_output=True, timeout=60,
+    )
+
+
+def db_report(chokepoint, env, extra=()):
+    out = subprocess.run(
+        [chokepoint, "db", env["DATABASE_URL"], "--format", "json", *extra],
+        capture_output=True, text=True, timeout=300,
+    )
+    if out.returncode not in (0, 1):
+        raise RuntimeError(f"chokepoint db exited {out.returncode}: {out.stderr[-2000:]}")
+    return json.loads(out.stdout)
+
+
+def check_missing_index(chokepoint, env):
+    """The email lookup's index is proven with HypoPG; the handle lookup, indexed, is not proposed."""
+    failures = []
+    for variant, column in (("bad", "email"), ("fixed", "handle")):
+        psql(env, "SELECT pg_stat_statements_reset()")
+        for _ in range(REQUESTS):
+            get(env["APP_URL"] + f"/missing-index/{variant}")
+        report = db_report(chokepoint, env)
+        proposals = [f for f in report["findings"] if f["detector"] == "missing-index"]
+        on_column = [f for f in proposals if f"({column})" in f["fix"]]
+        if variant == "bad" and not on_column:
+            failures.append(f"/missing-index/bad: no proven index on users({column}): {[f['title'] for f in proposals]}")
+        elif variant == "bad":
+            print(f"    bad:   {on_column[0]['title']}")
+        elif on_column:
+            failures.append(f"/missing-index/fixed: an index on the indexed {column} was proposed")
+        else:
+            print(f"    fixed: no index proposed for users({column})")
+    return failures
+
+
+def check_lock_contention(chokepoint, env):
+    """Concurrent transfers on the hot account while `chokepoint db --watch` samples sessions."""
+    import concurrent.futures
+    failures = []
+    for variant in ("bad", "fixed"):
+        watch = subprocess.Popen(
+            [chokepoint, "db", env["DATABASE_URL"], "--watch", "4s", "--format", "json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        deadline = time.monotonic() + 4.5
+        def hammer():
+            while time.monotonic() < deadline:
+                get(env["APP_URL"] + f"/lock-contention/{variant}")
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            for future in [pool.submit(hammer) for _ in range(8)]:
+                future.result()
+        out, err = watch.communicate(timeout=60)
+        report = json.loads(out)
+        found = [f for f in report["findings"] if f["detector"] == "lock-contention"]
+        if variant == "bad" and not found:
+            failures.append(f"/lock-contention/bad: no lock-contention (activity {report['database'].get('activity')})")
+        elif variant == "bad":
+            print(f"    bad:   {found[0]['title']}")
+        elif found:
+            failures.append(f"/lock-contention/fixed: still lock-contention: {found[0]['title']}")
+        else:
+            print("    fixed: no lock-contention")
     return failures
 
 
@@ -235,6 +301,19 @@ def main():
         started = time.monotonic()
         try:
             failures = check_load(args.chokepoint, env, scenario, expected, ramp)
+        except Exception as error:
+            failures = [f"{scenario}: {error}"]
+        for failure in failures:
+            print(f"    FAIL {failure}")
+        (failed if failures else passed).append(scenario)
+        print(f"    {'ok' if not failures else 'FAILED'} in {time.monotonic() - started:.1f} s")
+    for scenario, check in (("missing-index", check_missing_index), ("lock-contention", check_lock_contention)):
+        if args.only and scenario not in args.only:
+            continue
+        print(f"  {scenario} → {scenario} (chokepoint db)")
+        started = time.monotonic()
+        try:
+            failures = check(args.chokepoint, env)
         except Exception as error:
             failures = [f"{scenario}: {error}"]
         for failure in failures:

@@ -377,7 +377,7 @@ fn names_the_blocker_of_a_hot_row_and_of_ddl() {
         finding["title"]
             .as_str()
             .expect("title")
-            .contains("hot rows locked by `BEGIN; SELECT balance FROM accounts WHERE id = ? FOR UPDATE;`"),
+            .contains("hot rows held by a transaction left idle after `BEGIN; SELECT balance FROM accounts WHERE id = ? FOR UPDATE;`"),
         "{finding:#}"
     );
     assert!(

@@ -18,7 +18,8 @@ const ACTIVITY: &str = "SELECT pid, state, wait_event_type, coalesce(query, '') 
 /// For one waiting session: the lock it wants, and each blocker's query, state and the modes it
 /// holds on the same relation.
 const BLOCKERS: &str = "SELECT coalesce(w.relation::regclass::text, w.locktype), w.mode, b.pid, coalesce(b.query, ''), coalesce(b.state, ''), \
-                        coalesce((SELECT array_agg(h.mode::text) FROM pg_locks h WHERE h.pid = b.pid AND h.relation = w.relation AND h.granted), '{}') \
+                        coalesce((SELECT array_agg(h.mode::text) FROM pg_locks h WHERE h.pid = b.pid AND h.relation = w.relation AND h.granted), '{}'), \
+                        coalesce(extract(epoch FROM now() - b.xact_start) * 1000, 0)::float8 \
                         FROM pg_locks w, pg_stat_activity b \
                         WHERE w.pid = $1 AND NOT w.granted AND b.pid = ANY(pg_blocking_pids($1))";
 
@@ -59,6 +60,7 @@ pub async fn watch(url: &str, client: &mut Client, snapshot: &mut PgSnapshot, du
                     query: String,
                     state: String,
                     held: Vec<String>,
+                    transaction_ms: f64,
                 }
                 let mut blocked_by: HashMap<i32, Vec<Blocker>> = HashMap::new();
                 for &pid in &waiting_pids {
@@ -74,6 +76,7 @@ pub async fn watch(url: &str, client: &mut Client, snapshot: &mut PgSnapshot, du
                             query: b.get(3),
                             state: b.get(4),
                             held: b.get(5),
+                            transaction_ms: b.get(6),
                         })
                         .collect();
                     blocked_by.insert(pid, list);
@@ -124,9 +127,13 @@ pub async fn watch(url: &str, client: &mut Client, snapshot: &mut PgSnapshot, du
                             mode: mode.clone(),
                             blocker_modes: root.held.clone(),
                             relation: relation.clone(),
+                            blocker_transaction_ms: 0.0,
                             samples: 0,
                         });
+                        // A running mean of the blocker's transaction age.
                         entry.samples += 1;
+                        entry.blocker_transaction_ms +=
+                            (root.transaction_ms - entry.blocker_transaction_ms) / entry.samples as f64;
                     }
                 }
             }

@@ -70,6 +70,8 @@ pub struct LockWait {
     pub blocker_modes: Vec<String>,
     /// The relation, when the lock is on one.
     pub relation: String,
+    /// How long the blocker's transaction had been open when sampled, on average, in ms.
+    pub blocker_transaction_ms: f64,
     /// Samples in which a session waited like this (each sample is one session at one instant).
     pub samples: u64,
 }

@@ -24,12 +24,16 @@ detector! {
     ///
     /// `chokepoint db --watch`: `pg_stat_activity` sampled at about 10 Hz; for sessions waiting
     /// on a `Lock`, `pg_blocking_pids` and `pg_locks` name the blocker, its last statement, its
-    /// state and the modes it holds. Flagged when, on average, a tenth of a session or more waits
-    /// and that is a tenth or more of the active sessions.
+    /// state, the modes it holds and how long its transaction has been open. Flagged when, on
+    /// average, a tenth of a session or more waits, that is a tenth or more of the active
+    /// sessions, and the blocking transactions have been open 20 ms or more (a queue of short
+    /// atomic writes to one row is the data's own serialization).
     ///
     /// # Known false positives
     ///
     /// Short, expected waits in a busy queue table (use `SKIP LOCKED`); maintenance windows.
+    /// The blocker's statement is the one it runs when sampled, which can be the slow work inside
+    /// the transaction rather than the statement that took the lock.
     ///
     /// # Typical fix
     ///
@@ -48,6 +52,9 @@ detector! {
 const MIN_WAITING_SESSIONS: f64 = 0.1;
 /// …and as a share of the active sessions.
 const MIN_WAITING_SHARE: f64 = 0.1;
+/// Blocking transactions younger than this, in ms, are a queue of short writes to one row —
+/// serialization the data needs, not a transaction holding its locks too long.
+const MIN_BLOCKER_TRANSACTION_MS: f64 = 20.0;
 
 impl DbDetector for LockContention {
     fn check_database(&self, snapshot: &PgSnapshot) -> Option<DatabaseConclusion> {
@@ -55,7 +62,10 @@ impl DbDetector for LockContention {
         let top = activity.lock_waits.first()?;
         let share =
             activity.lock_waiting_mean / activity.active_mean.max(activity.lock_waiting_mean).max(1e-9);
-        if activity.lock_waiting_mean < MIN_WAITING_SESSIONS || share < MIN_WAITING_SHARE {
+        if activity.lock_waiting_mean < MIN_WAITING_SESSIONS
+            || share < MIN_WAITING_SHARE
+            || top.blocker_transaction_ms < MIN_BLOCKER_TRANSACTION_MS
+        {
             return None;
         }
         let blocker = clip(&crate::sql::normalize(&top.blocker_query).normalized, 90);
@@ -80,15 +90,19 @@ impl DbDetector for LockContention {
             )
         } else if idle && !hot_rows {
             (
-                format!("a transaction left idle after `{blocker}`"),
+                format!("a transaction left idle after `{blocker}` holds the locks"),
                 "The blocker sits idle in an open transaction while holding its locks: commit or roll back as soon as the \
                  work is done (no network calls or slow work inside the transaction), and set \
                  `idle_in_transaction_session_timeout` as a backstop."
                     .to_owned(),
             )
         } else {
+            let running = if idle { "left idle after" } else { "still running" };
             (
-                format!("hot rows locked by `{blocker}`"),
+                format!(
+                    "hot rows held by a transaction {running} `{blocker}`, open {:.0} ms on average",
+                    top.blocker_transaction_ms
+                ),
                 format!(
                     "Sessions queue on the same rows of {}: keep the locking transaction short, and update the hot row \
                      atomically (`UPDATE … SET balance = balance - $1 WHERE id = $2 AND balance >= $1`) instead of `SELECT … \
