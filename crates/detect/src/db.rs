@@ -33,6 +33,8 @@ pub(crate) struct DatabaseConclusion {
     pub saved_ms_total: f64,
     /// Occurrences behind it (samples, sessions).
     pub occurrences: u64,
+    /// The share of the database's session time it costs (0–1).
+    pub share: f64,
     pub metrics: Vec<(&'static str, f64)>,
 }
 
@@ -172,7 +174,7 @@ fn database_finding(detector: &str, snapshot: &PgSnapshot, c: DatabaseConclusion
             saved_ms_per_request: round(c.saved_ms_total / c.occurrences.max(1) as f64),
             latency_saved_ms_per_request: round(c.saved_ms_total / c.occurrences.max(1) as f64),
             saved_ms_total: round(c.saved_ms_total),
-            share_of_endpoint_time: 0.0,
+            share_of_endpoint_time: round(c.share.clamp(0.0, 1.0)),
             recoverable_s_per_s: if window_s > 0.0 {
                 round(c.saved_ms_total / 1e3 / window_s)
             } else {

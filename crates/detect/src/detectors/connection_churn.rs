@@ -200,6 +200,7 @@ impl crate::registry::DbDetector for ConnectionChurn {
             location: format!("{sessions:.0} sessions in {:.0} s", activity.duration_s),
             saved_ms_total: sessions * DB_CONNECT_MS,
             occurrences: sessions as u64,
+            share: DB_CONNECT_MS / lifetime.max(DB_CONNECT_MS),
             metrics: vec![("sessions_per_s", per_s), ("session_ms_mean", lifetime)],
         })
     }

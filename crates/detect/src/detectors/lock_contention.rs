@@ -137,6 +137,7 @@ impl DbDetector for LockContention {
             location: format!("{blocker} ({})", top.blocker_state),
             saved_ms_total: activity.lock_waiting_mean * activity.duration_s * 1e3,
             occurrences: top.samples,
+            share,
             metrics: vec![
                 ("lock_waiting_sessions_mean", activity.lock_waiting_mean),
                 ("active_sessions_mean", activity.active_mean),
