@@ -307,13 +307,13 @@ def main():
             print(f"    FAIL {failure}")
         (failed if failures else passed).append(scenario)
         print(f"    {'ok' if not failures else 'FAILED'} in {time.monotonic() - started:.1f} s")
-    for scenario, check in (("missing-index", check_missing_index), ("lock-contention", check_lock_contention)):
+    for scenario, db_check in (("missing-index", check_missing_index), ("lock-contention", check_lock_contention)):
         if args.only and scenario not in args.only:
             continue
         print(f"  {scenario} → {scenario} (chokepoint db)")
         started = time.monotonic()
         try:
-            failures = check(args.chokepoint, env)
+            failures = db_check(args.chokepoint, env)
         except Exception as error:
             failures = [f"{scenario}: {error}"]
         for failure in failures:
