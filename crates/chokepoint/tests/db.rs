@@ -323,6 +323,17 @@ fn watch(url: &str, seconds: u32) -> std::process::Child {
         .expect("chokepoint runs")
 }
 
+/// The report's first finding of `detector`; the test fails without one.
+fn find_finding(report: &serde_json::Value, detector: &str) -> serde_json::Value {
+    report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["detector"] == detector)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {detector}: {report:#}"))
+}
+
 fn finish(child: std::process::Child) -> serde_json::Value {
     let output = child.wait_with_output().expect("chokepoint ends");
     assert_eq!(
@@ -366,13 +377,7 @@ fn names_the_blocker_of_a_hot_row_and_of_ddl() {
         holder
     });
     let report = finish(watch(&url, 2));
-    let finding = report["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .find(|f| f["detector"] == "lock-contention")
-        .cloned();
-    let finding = finding.unwrap_or_else(|| panic!("no lock-contention: {report:#}"));
+    let finding = find_finding(&report, "lock-contention");
     assert!(
         finding["title"]
             .as_str()
@@ -403,13 +408,7 @@ fn names_the_blocker_of_a_hot_row_and_of_ddl() {
         migration
     });
     let report = finish(watch(&url, 2));
-    let finding = report["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .find(|f| f["detector"] == "lock-contention")
-        .cloned();
-    let finding = finding.unwrap_or_else(|| panic!("no lock-contention: {report:#}"));
+    let finding = find_finding(&report, "lock-contention");
     assert!(
         finding["title"]
             .as_str()
@@ -449,13 +448,7 @@ fn a_connection_per_request_is_connection_churn() {
         }
     });
     let report = finish(child);
-    let churn = report["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .find(|f| f["detector"] == "connection-churn")
-        .cloned();
-    let churn = churn.unwrap_or_else(|| panic!("no connection-churn: {report:#}"));
+    let churn = find_finding(&report, "connection-churn");
     assert!(
         churn["evidence"]["metrics"]["sessions_per_s"]
             .as_f64()
