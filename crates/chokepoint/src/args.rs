@@ -212,9 +212,15 @@ pub(crate) struct DbConfig {
 
 impl DbArgs {
     pub(crate) fn validate(self) -> anyhow::Result<DbConfig> {
-        let url = match self.url.or_else(|| std::env::var("DATABASE_URL").ok()) {
+        let url = match self
+            .url
+            .or_else(|| std::env::var("DATABASE_URL").ok())
+            .or_else(libpq_url)
+        {
             Some(url) => url,
-            None => bail!("give the database URL, or set DATABASE_URL (postgresql://user@host:5432/db)"),
+            None => {
+                bail!("give the database URL, or set DATABASE_URL (postgresql://user@host:5432/db) or PGHOST")
+            }
         };
         // SQLAlchemy's dialect-qualified URLs are common in the environments we read.
         let url = url
@@ -230,6 +236,29 @@ impl DbArgs {
             report: self.report.validate()?,
         })
     }
+}
+
+/// A connection string from libpq's environment variables (`PGHOST`, `PGPORT`, `PGUSER`,
+/// `PGPASSWORD`, `PGDATABASE`), when `PGHOST` is set.
+fn libpq_url() -> Option<String> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    var("PGHOST")?;
+    let mut url = String::new();
+    for (name, key) in [
+        ("PGHOST", "host"),
+        ("PGPORT", "port"),
+        ("PGUSER", "user"),
+        ("PGPASSWORD", "password"),
+        ("PGDATABASE", "dbname"),
+    ] {
+        if let Some(value) = var(name) {
+            url.push_str(&format!(
+                "{key}='{}' ",
+                value.replace('\\', "\\\\").replace('\'', "\\'")
+            ));
+        }
+    }
+    Some(url)
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

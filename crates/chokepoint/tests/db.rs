@@ -184,6 +184,26 @@ fn names_the_n_plus_one_the_unbounded_and_the_slow_statement() {
 #[test]
 fn the_inspector_cannot_write() {
     let cluster = Cluster::start();
+    // libpq's environment variables stand for the URL.
+    let output = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .args(["db", "--format", "json"])
+        .env_remove("DATABASE_URL")
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", cluster.port.to_string())
+        .env("PGUSER", "postgres")
+        .env("PGDATABASE", "postgres")
+        .output()
+        .expect("chokepoint runs");
+    // The missing extensions are warnings, not errors: what could be read is reported.
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(report["database"]["database"], "postgres");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("extension missing — pg_stat_statements"));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
