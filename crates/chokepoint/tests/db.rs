@@ -145,17 +145,7 @@ fn workload(url: &str) {
 fn names_the_n_plus_one_the_unbounded_and_the_slow_statement() {
     let cluster = Cluster::start();
     workload(&cluster.url());
-    let output = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
-        .args(["db", &cluster.url(), "--format", "json"])
-        .output()
-        .expect("chokepoint runs");
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let report = inspect(&cluster.url());
     let found: Vec<(String, String)> = report["findings"]
         .as_array()
         .expect("findings")
@@ -195,15 +185,10 @@ fn the_inspector_cannot_write() {
         .output()
         .expect("chokepoint runs");
     // The missing extensions are warnings, not errors: what could be read is reported.
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let report = succeeded(output);
     assert_eq!(report["database"]["database"], "postgres");
-    assert!(String::from_utf8_lossy(&output.stderr).contains("extension missing — pg_stat_statements"));
+    assert!(stderr.contains("extension missing — pg_stat_statements"));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -291,17 +276,7 @@ fn proves_the_missing_index_with_hypopg_and_spares_the_indexed_column() {
             client.query(&by_handle, &[&format!("user{n}")]).await.expect("handle");
         }
     });
-    let output = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
-        .args(["db", &cluster.url(), "--format", "json"])
-        .output()
-        .expect("chokepoint runs");
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let report = inspect(&cluster.url());
     let proposals: Vec<&serde_json::Value> = report["findings"]
         .as_array()
         .expect("findings")
@@ -354,8 +329,21 @@ fn find_finding(report: &serde_json::Value, detector: &str) -> serde_json::Value
         .unwrap_or_else(|| panic!("no {detector}: {report:#}"))
 }
 
+/// `chokepoint db URL --format json`'s report.
+fn inspect(url: &str) -> serde_json::Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .args(["db", url, "--format", "json"])
+        .output()
+        .expect("chokepoint runs");
+    succeeded(output)
+}
+
 fn finish(child: std::process::Child) -> serde_json::Value {
-    let output = child.wait_with_output().expect("chokepoint ends");
+    succeeded(child.wait_with_output().expect("chokepoint ends"))
+}
+
+/// The JSON report of a run that exited 0; the test fails, showing stderr, otherwise.
+fn succeeded(output: std::process::Output) -> serde_json::Value {
     assert_eq!(
         output.status.code(),
         Some(0),
