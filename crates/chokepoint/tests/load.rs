@@ -87,6 +87,20 @@ fn spawn_ramp(url: &str) -> Child {
         .expect("chokepoint runs")
 }
 
+/// A one-worker runtime and a listener on a free loopback port, for servers the test runs itself.
+fn loopback_listener() -> (tokio::runtime::Runtime, tokio::net::TcpListener, u16) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    (runtime, listener, port)
+}
+
 fn bottleneck(report: &serde_json::Value) -> String {
     report["bottleneck"]["detector"]
         .as_str()
@@ -245,15 +259,7 @@ fn a_weighted_mix_sends_each_url_its_share() {
 #[test]
 fn speaks_http2_cleartext() {
     let _serial = SERIAL.lock();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
+    let (runtime, listener, port) = loopback_listener();
     let versions = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
     let seen = std::sync::Arc::clone(&versions);
     let app = axum::Router::new().route(
@@ -357,15 +363,7 @@ fn speaks_https_to_a_server_it_is_told_to_trust() {
     .with_single_cert(vec![certified.cert.der().clone()], key)
     .expect("server config");
     let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
+    let (runtime, listener, port) = loopback_listener();
     runtime.spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
