@@ -86,6 +86,10 @@ pub(crate) struct TracesArgs {
     /// The largest single record read whole (a JSON line, a JSON document, a protobuf message), in MiB.
     #[arg(long, default_value_t = 64, value_name = "MIB")]
     pub(crate) max_record_mib: usize,
+    /// Explain the slow statements the traces show with this PostgreSQL database's plans: the
+    /// plan's reason and, proven with HypoPG, the index (read-only, like `chokepoint db`).
+    #[arg(long, value_name = "URL")]
+    pub(crate) pg: Option<String>,
     #[command(flatten)]
     pub(crate) report: ReportArgs,
 }
@@ -198,6 +202,9 @@ pub(crate) struct DbArgs {
     /// sampled at 10 Hz for lock waits and their blockers, the session rate.
     #[arg(long, value_name = "DURATION")]
     pub(crate) watch: Option<humantime::Duration>,
+    /// Keep literal values in statement texts (they are redacted by default: `$1`, `$2`, …).
+    #[arg(long)]
+    pub(crate) show_literals: bool,
     #[command(flatten)]
     pub(crate) report: ReportArgs,
 }
@@ -207,6 +214,7 @@ pub(crate) struct DbArgs {
 pub(crate) struct DbConfig {
     pub(crate) url: String,
     pub(crate) watch: Option<Duration>,
+    pub(crate) show_literals: bool,
     pub(crate) report: ReportConfig,
 }
 
@@ -217,15 +225,11 @@ impl DbArgs {
             .or_else(|| std::env::var("DATABASE_URL").ok())
             .or_else(libpq_url)
         {
-            Some(url) => url,
+            Some(url) => database_url(url),
             None => {
                 bail!("give the database URL, or set DATABASE_URL (postgresql://user@host:5432/db) or PGHOST")
             }
         };
-        // SQLAlchemy's dialect-qualified URLs are common in the environments we read.
-        let url = url
-            .replacen("postgresql+psycopg://", "postgresql://", 1)
-            .replacen("postgresql+psycopg2://", "postgresql://", 1);
         let watch: Option<Duration> = self.watch.map(Into::into);
         if watch.is_some_and(|w| w > Duration::from_secs(3600)) {
             bail!("--watch is bounded to an hour");
@@ -233,9 +237,17 @@ impl DbArgs {
         Ok(DbConfig {
             url,
             watch,
+            show_literals: self.show_literals,
             report: self.report.validate()?,
         })
     }
+}
+
+/// A URL as tokio-postgres reads it: SQLAlchemy's dialect-qualified URLs are common in the
+/// environments chokepoint reads.
+fn database_url(url: String) -> String {
+    url.replacen("postgresql+psycopg://", "postgresql://", 1)
+        .replacen("postgresql+psycopg2://", "postgresql://", 1)
 }
 
 /// A connection string from libpq's environment variables (`PGHOST`, `PGPORT`, `PGUSER`,
@@ -309,6 +321,7 @@ pub(crate) enum FailOn {
 pub(crate) struct TracesConfig {
     pub(crate) paths: Vec<PathBuf>,
     pub(crate) max_record_bytes: usize,
+    pub(crate) pg: Option<String>,
     pub(crate) report: ReportConfig,
 }
 
@@ -526,6 +539,7 @@ impl TracesArgs {
         Ok(TracesConfig {
             paths: self.paths,
             max_record_bytes: self.max_record_mib << 20,
+            pg: self.pg.map(database_url),
             report: self.report.validate()?,
         })
     }

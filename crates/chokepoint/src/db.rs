@@ -13,7 +13,7 @@ pub(crate) fn run(config: DbConfig) -> anyhow::Result<u8> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let mut client = chokepoint_db::connect(&config.url).await?;
-        let mut snapshot = chokepoint_db::snapshot(&client).await?;
+        let mut snapshot = chokepoint_db::snapshot(&client, config.show_literals).await?;
         if let Some(duration) = config.watch {
             eprintln!("chokepoint: watching {} for {}", snapshot.database, humantime::format_duration(duration));
             chokepoint_db::watch(&config.url, &mut client, &mut snapshot, duration).await;
@@ -21,11 +21,7 @@ pub(crate) fn run(config: DbConfig) -> anyhow::Result<u8> {
                 report_gaps(&activity.gaps);
             }
         }
-        // Candidate columns come from each statement's filters, read by chokepoint's SQL lexer.
-        chokepoint_db::check_indexes(&client, &mut snapshot, |query| {
-            chokepoint_detect::sql::normalize(query).filter_columns
-        })
-        .await;
+        chokepoint_db::check_indexes(&client, &mut snapshot).await;
         let mut report = Report::new(chokepoint_detect::analyse_db(&snapshot));
         report.warnings.extend(snapshot.missing.iter().map(|m| format!("extension missing — {m}")));
         report.warnings.extend(snapshot.plan_problems.iter().map(|p| format!("plan not read — {p}")));
@@ -41,6 +37,64 @@ pub(crate) fn run(config: DbConfig) -> anyhow::Result<u8> {
         report.database = Some(snapshot);
         Ok(output::finish(&report, &config.report))
     })
+}
+
+/// Explains the `slow-query` findings of a trace analysis with the plans of the database at
+/// `url` (`chokepoint traces --pg`). A database that cannot be read is a problem in the report;
+/// the trace findings stay.
+pub(crate) fn explain_traces(report: &mut Report, url: &str) {
+    let slow: Vec<String> = report
+        .findings
+        .iter()
+        .filter(|f| f.detector == "slow-query")
+        .map(|f| f.location.clone())
+        .collect();
+    if slow.is_empty() {
+        return;
+    }
+    let explained = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                let client = chokepoint_db::connect(url).await?;
+                let mut snapshot = chokepoint_db::snapshot(&client, false).await?;
+                // The database's own texts of the statements the traces show as slow.
+                let queries = snapshot
+                    .statements
+                    .iter()
+                    .filter(|s| slow.contains(&chokepoint_detect::sql::normalize(&s.query).normalized))
+                    .map(|s| s.query.clone())
+                    .collect();
+                chokepoint_db::explain(&client, &mut snapshot, queries).await;
+                anyhow::Ok(snapshot)
+            })
+        });
+    match explained {
+        Ok(snapshot) => {
+            report.warnings.extend(chokepoint_detect::explain_with_plans(
+                &mut report.findings,
+                &snapshot,
+            ));
+            report.warnings.extend(
+                snapshot
+                    .missing
+                    .iter()
+                    .map(|m| format!("--pg: extension missing — {m}")),
+            );
+            report.warnings.extend(
+                snapshot
+                    .plan_problems
+                    .iter()
+                    .map(|p| format!("--pg: plan not read — {p}")),
+            );
+            report.bottleneck = report.findings.first().cloned();
+        }
+        Err(error) => report.problems.push(format!(
+            "--pg: {error:#}; the trace findings below are not explained by plans"
+        )),
+    }
 }
 
 fn report_gaps(gaps: &[String]) {

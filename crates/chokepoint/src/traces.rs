@@ -66,7 +66,10 @@ pub(crate) fn run(config: TracesConfig) -> anyhow::Result<u8> {
     })
     .map_err(|_| anyhow::anyhow!("the reading thread failed"))?;
     progress.finish_and_clear();
-    let report = build_report(analysis, &reads, &stats);
+    let mut report = build_report(analysis, &reads, &stats);
+    if let Some(url) = &config.pg {
+        crate::db::explain_traces(&mut report, url);
+    }
     Ok(output::finish(&report, &config.report))
 }
 

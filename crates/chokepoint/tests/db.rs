@@ -465,3 +465,181 @@ fn a_connection_per_request_is_connection_churn() {
         "{churn:#}"
     );
 }
+
+/// Runs `pgbench` against the cluster: initialised at `scale`, then 16 clients for `seconds`
+/// while `chokepoint db --watch` samples; returns the watch's report.
+fn pgbench_watch(cluster: &Cluster, scale: u32, seconds: u32) -> serde_json::Value {
+    let pgbench = Path::new(PG_BIN).join("pgbench");
+    let port = cluster.port.to_string();
+    let common = ["-h", "127.0.0.1", "-p", port.as_str(), "-U", "postgres"];
+    let init = Command::new(&pgbench)
+        .args(common)
+        .args(["-i", "-q", "-s", &scale.to_string(), "postgres"])
+        .output()
+        .expect("pgbench -i runs");
+    assert!(
+        init.status.success(),
+        "pgbench -i: {}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let child = watch(&cluster.url(), seconds);
+    let run = Command::new(&pgbench)
+        .args(common)
+        .args([
+            "-n",
+            "-c",
+            "16",
+            "-j",
+            "2",
+            "-T",
+            &(seconds + 1).to_string(),
+            "postgres",
+        ])
+        .output()
+        .expect("pgbench runs");
+    assert!(
+        run.status.success(),
+        "pgbench: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    finish(child)
+}
+
+#[test]
+fn pgbench_at_scale_1_contends_on_the_hot_rows_and_at_scale_16_does_not() {
+    let cluster = Cluster::start();
+    let report = pgbench_watch(&cluster, 1, 6);
+    let finding = find_finding(&report, "lock-contention");
+    let text = format!("{} {}", finding["title"], finding["location"]);
+    assert!(
+        text.contains("pgbench_branches") || text.contains("pgbench_tellers"),
+        "the hot branch and teller rows are named: {finding:#}"
+    );
+    assert_eq!(report["bottleneck"]["detector"], "lock-contention", "{report:#}");
+
+    let cluster = Cluster::start();
+    let report = pgbench_watch(&cluster, 16, 6);
+    assert_ne!(report["bottleneck"]["detector"], "lock-contention", "{report:#}");
+}
+
+#[test]
+fn a_database_restarting_mid_watch_is_a_gap_and_the_samples_are_kept() {
+    let cluster = Cluster::start();
+    let child = watch(&cluster.url(), 6);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let restarted = as_postgres(&Path::new(PG_BIN).join("pg_ctl"))
+        .args(["-D"])
+        .arg(cluster.dir.path().join("data"))
+        .args(["-l"])
+        .arg(cluster.dir.path().join("log"))
+        .args(["-m", "fast", "-w", "restart"])
+        .output()
+        .expect("pg_ctl runs");
+    assert!(
+        restarted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restarted.stderr)
+    );
+    let output = child.wait_with_output().expect("chokepoint ends");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let report = succeeded(output);
+    let activity = &report["database"]["activity"];
+    let gaps = activity["gaps"].as_array().expect("gaps");
+    assert!(
+        gaps.iter()
+            .any(|g| g.as_str().is_some_and(|g| g.contains("reconnected"))),
+        "{activity:#}"
+    );
+    // Sampled before and after the gap: at 10 Hz over about 4 s of the 6.
+    assert!(
+        activity["samples"].as_u64().expect("samples") >= 30,
+        "{activity:#}"
+    );
+    assert!(stderr.contains("lost the database"), "{stderr}");
+}
+
+#[test]
+fn literal_values_are_redacted_unless_asked_for() {
+    let cluster = Cluster::start();
+    let url = cluster.url();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    // A transaction left open with a secret in its statement; a secret in pg_stat_statements'
+    // text of a utility statement.
+    let _holder = runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        client
+            .batch_execute(
+                "CREATE EXTENSION pg_stat_statements;
+                 CREATE TABLE accounts (owner text PRIMARY KEY, balance int);
+                 INSERT INTO accounts VALUES ('secret-owner@example.com', 5);
+                 BEGIN; UPDATE accounts SET balance = 4 WHERE owner = 'secret-owner@example.com';",
+            )
+            .await
+            .expect("workload");
+        client
+    });
+    let redacted = inspect(&url).to_string();
+    assert!(!redacted.contains("secret-owner"), "{redacted}");
+    assert!(
+        redacted.contains("idle in transaction"),
+        "the open transaction is reported: {redacted}"
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .args(["db", &url, "--format", "json", "--show-literals"])
+        .output()
+        .expect("chokepoint runs");
+    let shown = succeeded(output);
+    assert!(
+        shown.to_string().contains("secret-owner@example.com"),
+        "{shown:#}"
+    );
+    assert_eq!(shown["database"]["literals_shown"], true);
+}
+
+#[test]
+fn explains_a_slow_sort_by_its_spill_to_disk() {
+    let cluster = Cluster::start();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&cluster.url(), tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        client
+            .batch_execute(
+                "CREATE EXTENSION pg_stat_statements;
+                 CREATE TABLE readings (id bigint, sensor text, value float8);
+                 INSERT INTO readings SELECT g, md5(g::text), random() FROM generate_series(1, 400000) g;
+                 ANALYZE readings;
+                 SELECT pg_stat_statements_reset();
+                 SET work_mem = '64kB';",
+            )
+            .await
+            .expect("schema");
+        for _ in 0..3 {
+            client
+                .query("SELECT sensor, value FROM readings ORDER BY sensor, value", &[])
+                .await
+                .expect("sort");
+        }
+    });
+    let report = inspect(&cluster.url());
+    let slow = find_finding(&report, "slow-query");
+    let title = slow["title"].as_str().expect("title");
+    assert!(title.contains("a sort spilling to disk"), "{slow:#}");
+    assert!(
+        slow["fix"].as_str().expect("fix").contains("work_mem"),
+        "{slow:#}"
+    );
+    let settings = report["database"]["settings"].to_string();
+    assert!(settings.contains("work_mem"), "{settings}");
+}

@@ -1,15 +1,18 @@
 //! The PostgreSQL inspector: connects read-only (`default_transaction_read_only`), with a
 //! statement and a lock timeout and `application_name = 'chokepoint'`, and reads
-//! `pg_stat_statements` and table statistics into a [`PgSnapshot`].
+//! `pg_stat_statements`, table and database statistics, open transactions and settings into a
+//! [`PgSnapshot`].
 //!
-//! It never writes: every session it opens is read-only, which the server enforces.
+//! It never writes: every session it opens is read-only, which the server enforces. Literal
+//! values are redacted from every statement text it keeps unless asked to show them.
 
+mod parse;
 mod plans;
 mod watch;
 
 use std::time::Duration;
 
-use chokepoint_evidence::{PgSnapshot, StatementStat, TableStat};
+use chokepoint_evidence::{DatabaseStats, OpenTransaction, PgSnapshot, StatementStat, TableStat};
 use tokio_postgres::{Client, NoTls};
 
 /// Statements read from `pg_stat_statements`, most total time first.
@@ -110,11 +113,28 @@ pub(crate) fn describe(error: &tokio_postgres::Error) -> String {
     text
 }
 
-pub use plans::{PLANNED_STATEMENTS, check_indexes};
+pub use parse::redact;
+pub use plans::{PLANNED_STATEMENTS, check_indexes, explain};
 pub use watch::{SAMPLE_EVERY, watch};
 
-/// Reads one snapshot of the database's statistics.
-pub async fn snapshot(client: &Client) -> Result<PgSnapshot, DbError> {
+/// A transaction open this long is reported in the snapshot.
+pub const LONG_TRANSACTION: Duration = Duration::from_secs(1);
+
+/// Settings that bear on the findings, reported with every snapshot.
+const SETTINGS: &[&str] = &[
+    "max_connections",
+    "shared_buffers",
+    "work_mem",
+    "effective_cache_size",
+    "random_page_cost",
+    "idle_in_transaction_session_timeout",
+    "statement_timeout",
+    "track_activity_query_size",
+];
+
+/// Reads one snapshot of the database's statistics. Statement texts are redacted
+/// ([`redact`]) unless `show_literals`.
+pub async fn snapshot(client: &Client, show_literals: bool) -> Result<PgSnapshot, DbError> {
     let row = client
         .query_one(
             "SELECT current_setting('server_version'), current_database()",
@@ -125,6 +145,7 @@ pub async fn snapshot(client: &Client) -> Result<PgSnapshot, DbError> {
     let mut snapshot = PgSnapshot {
         server_version: row.get(0),
         database: row.get(1),
+        literals_shown: show_literals,
         ..PgSnapshot::default()
     };
     let installed: Vec<String> = client
@@ -153,7 +174,7 @@ pub async fn snapshot(client: &Client) -> Result<PgSnapshot, DbError> {
         }
     }
     if snapshot.extensions.iter().any(|e| e == "pg_stat_statements") {
-        read_statements(client, &mut snapshot).await?;
+        read_statements(client, &mut snapshot, show_literals).await?;
     }
     snapshot.tables = client
         .query(
@@ -172,10 +193,88 @@ pub async fn snapshot(client: &Client) -> Result<PgSnapshot, DbError> {
             live_rows: r.get::<_, i64>(4).max(0) as u64,
         })
         .collect();
+    snapshot.stats = database_stats(client).await?;
+    snapshot.open_transactions = open_transactions(client, show_literals).await?;
+    snapshot.settings = client
+        .query(
+            "SELECT name || ' = ' || setting || coalesce(unit, '') FROM pg_settings WHERE name = ANY($1) ORDER BY name",
+            &[&SETTINGS],
+        )
+        .await
+        .map_err(query_error("reading settings"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     Ok(snapshot)
 }
 
-async fn read_statements(client: &Client, snapshot: &mut PgSnapshot) -> Result<(), DbError> {
+async fn database_stats(client: &Client) -> Result<DatabaseStats, DbError> {
+    // `sessions` exists from PostgreSQL 14; before, the row says NULL.
+    let sessions = if client
+        .query_one("SHOW server_version_num", &[])
+        .await
+        .is_ok_and(|r| r.get::<_, String>(0).parse::<u32>().is_ok_and(|v| v >= 140_000))
+    {
+        "sessions"
+    } else {
+        "NULL::bigint"
+    };
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT {sessions}, extract(epoch FROM now() - coalesce(stats_reset, pg_postmaster_start_time()))::float8, \
+                 temp_files, temp_bytes, deadlocks, xact_commit, xact_rollback, \
+                 CASE WHEN blks_hit + blks_read > 0 THEN blks_hit::float8 / (blks_hit + blks_read) END \
+                 FROM pg_stat_database WHERE datname = current_database()"
+            ),
+            &[],
+        )
+        .await
+        .map_err(query_error("reading pg_stat_database"))?;
+    let count = |i: usize| row.get::<_, Option<i64>>(i).unwrap_or(0).max(0) as u64;
+    Ok(DatabaseStats {
+        sessions: row.get::<_, Option<i64>>(0).map(|s| s.max(0) as u64),
+        window_s: row.get::<_, Option<f64>>(1).unwrap_or(0.0),
+        temp_files: count(2),
+        temp_bytes: count(3),
+        deadlocks: count(4),
+        commits: count(5),
+        rollbacks: count(6),
+        cache_hit_ratio: row.get(7),
+    })
+}
+
+async fn open_transactions(client: &Client, show_literals: bool) -> Result<Vec<OpenTransaction>, DbError> {
+    let rows = client
+        .query(
+            "SELECT pid, coalesce(state, ''), extract(epoch FROM now() - xact_start)::float8 * 1000, coalesce(query, ''), application_name \
+             FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL \
+             AND (now() - xact_start > $1::float8 * interval '1 second' OR state LIKE 'idle in transaction%') \
+             ORDER BY xact_start",
+            &[&LONG_TRANSACTION.as_secs_f64()],
+        )
+        .await
+        .map_err(query_error("reading open transactions"))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let query: String = r.get(3);
+            OpenTransaction {
+                pid: r.get(0),
+                state: r.get(1),
+                transaction_ms: r.get(2),
+                query: if show_literals { query } else { redact(&query) },
+                application: r.get(4),
+            }
+        })
+        .collect())
+}
+
+async fn read_statements(
+    client: &Client,
+    snapshot: &mut PgSnapshot,
+    show_literals: bool,
+) -> Result<(), DbError> {
     let window = client
         .query_one(
             "SELECT extract(epoch FROM now() - stats_reset)::float8 FROM pg_stat_statements_info",
@@ -186,7 +285,7 @@ async fn read_statements(client: &Client, snapshot: &mut PgSnapshot) -> Result<(
     snapshot.window_s = window.get::<_, Option<f64>>(0).unwrap_or(0.0);
     snapshot.statements = client
         .query(
-            "SELECT query, calls, total_exec_time, mean_exec_time, rows FROM pg_stat_statements \
+            "SELECT query, calls, total_exec_time, mean_exec_time, rows, temp_blks_written FROM pg_stat_statements \
              WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
              ORDER BY total_exec_time DESC LIMIT $1",
             &[&TOP_STATEMENTS],
@@ -195,12 +294,18 @@ async fn read_statements(client: &Client, snapshot: &mut PgSnapshot) -> Result<(
         .map_err(query_error("reading pg_stat_statements"))?
         .iter()
         .filter(|r| !is_housekeeping(&r.get::<_, String>(0)))
-        .map(|r| StatementStat {
-            query: r.get(0),
-            calls: r.get::<_, i64>(1).max(0) as u64,
-            total_ms: r.get(2),
-            mean_ms: r.get(3),
-            rows: r.get::<_, i64>(4).max(0) as u64,
+        .map(|r| {
+            // pg_stat_statements replaces the constants of planned statements with `$n`, but
+            // keeps utility statements' and the first text it saw of a statement verbatim.
+            let query: String = r.get(0);
+            StatementStat {
+                query: if show_literals { query } else { redact(&query) },
+                calls: r.get::<_, i64>(1).max(0) as u64,
+                total_ms: r.get(2),
+                mean_ms: r.get(3),
+                rows: r.get::<_, i64>(4).max(0) as u64,
+                temp_blks_written: r.get::<_, i64>(5).max(0) as u64,
+            }
         })
         .collect();
     Ok(())

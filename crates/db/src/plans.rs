@@ -3,25 +3,33 @@
 //! runs the statement), the relations it scans sequentially, and each candidate index costed as
 //! a HypoPG hypothetical index, which exists only in the session's memory. Nothing is written.
 
-use chokepoint_evidence::{IndexCheck, PgSnapshot};
+use chokepoint_evidence::{IndexCheck, PgSnapshot, StatementPlan};
 use tokio_postgres::Client;
 
 /// Statements whose plans are read, most total time first.
 pub const PLANNED_STATEMENTS: usize = 20;
 
-/// A sequential scan in a plan: the relation.
-fn seq_scans(plan: &serde_json::Value, out: &mut Vec<String>) {
-    if plan["Node Type"] == "Seq Scan" {
-        if let (Some(schema), Some(relation)) = (plan["Schema"].as_str(), plan["Relation Name"].as_str()) {
-            out.push(format!("{schema}.{relation}"));
-        } else if let Some(relation) = plan["Relation Name"].as_str() {
-            out.push(relation.to_owned());
+/// What a plan tree shows: sequentially scanned relations, sorts, hash tables.
+fn read_plan(node: &serde_json::Value, plan: &mut StatementPlan) {
+    match node["Node Type"].as_str() {
+        Some("Seq Scan") => {
+            if let Some(relation) = node["Relation Name"].as_str() {
+                let name = match node["Schema"].as_str() {
+                    Some(schema) => format!("{schema}.{relation}"),
+                    None => relation.to_owned(),
+                };
+                if !plan.seq_scans.contains(&name) {
+                    plan.seq_scans.push(name);
+                }
+            }
         }
+        Some("Sort" | "Incremental Sort") => plan.sorts = true,
+        Some("Hash") => plan.hashes = true,
+        Some("Aggregate") if node["Strategy"] == "Hashed" => plan.hashes = true,
+        _ => {}
     }
-    if let Some(children) = plan["Plans"].as_array() {
-        for child in children {
-            seq_scans(child, out);
-        }
+    for child in node["Plans"].as_array().into_iter().flatten() {
+        read_plan(child, plan);
     }
 }
 
@@ -44,8 +52,8 @@ fn parameter_count(query: &str) -> usize {
     max
 }
 
-/// The generic plan's total cost and its sequentially scanned relations.
-async fn generic_plan(client: &Client, query: &str) -> Result<(f64, Vec<String>), String> {
+/// The statement's generic plan.
+async fn generic_plan(client: &Client, query: &str) -> Result<StatementPlan, String> {
     let describe = |e: tokio_postgres::Error| {
         e.as_db_error()
             .map_or_else(|| e.to_string(), |d| d.message().to_owned())
@@ -68,9 +76,14 @@ async fn generic_plan(client: &Client, query: &str) -> Result<(f64, Vec<String>)
     let _ = client.batch_execute("DEALLOCATE chokepoint_plan").await;
     let plan: serde_json::Value = row.get(0);
     let root = &plan[0]["Plan"];
-    let mut scans = Vec::new();
-    seq_scans(root, &mut scans);
-    Ok((root["Total Cost"].as_f64().unwrap_or(0.0), scans))
+    let mut read = StatementPlan {
+        query: query.to_owned(),
+        cost: root["Total Cost"].as_f64().unwrap_or(0.0),
+        estimated_rows: root["Plan Rows"].as_f64().unwrap_or(0.0),
+        ..StatementPlan::default()
+    };
+    read_plan(root, &mut read);
+    Ok(read)
 }
 
 /// Columns of `relation` that exist, in the order given.
@@ -96,12 +109,27 @@ async fn covered(client: &Client, relation: &str, column: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Reads plans and costs candidate indexes for the top statements.
-pub async fn check_indexes(
-    client: &Client,
-    snapshot: &mut PgSnapshot,
-    candidates: impl Fn(&str) -> Vec<String>,
-) {
+/// Reads the generic plans of the top statements and costs candidate indexes for the
+/// relations they scan sequentially. Candidate columns come from PostgreSQL's own parse tree:
+/// equality filters, join keys, then a range or the sort keys.
+pub async fn check_indexes(client: &Client, snapshot: &mut PgSnapshot) {
+    let queries: Vec<String> = snapshot
+        .statements
+        .iter()
+        .filter(|s| {
+            let verb = s.query.trim_start().to_ascii_uppercase();
+            verb.starts_with("SELECT") || verb.starts_with("WITH")
+        })
+        .take(PLANNED_STATEMENTS)
+        .map(|s| s.query.clone())
+        .collect();
+    explain(client, snapshot, queries).await;
+}
+
+/// Reads the generic plans of `queries` (as `pg_stat_statements` wrote them, with `$n`
+/// parameters) into `snapshot.plans`, and costs candidate indexes for the relations they scan
+/// sequentially into `snapshot.index_checks`.
+pub async fn explain(client: &Client, snapshot: &mut PgSnapshot, queries: Vec<String>) {
     let hypopg = snapshot.extensions.iter().any(|e| e == "hypopg");
     if client
         .batch_execute("SET plan_cache_mode = force_generic_plan")
@@ -113,45 +141,77 @@ pub async fn check_indexes(
             .push("plan_cache_mode cannot be set (PostgreSQL before 12): no plans read".into());
         return;
     }
-    let queries: Vec<String> = snapshot
-        .statements
-        .iter()
-        .filter(|s| s.query.trim_start().to_ascii_uppercase().starts_with("SELECT"))
-        .take(PLANNED_STATEMENTS)
-        .map(|s| s.query.clone())
-        .collect();
     for query in queries {
-        let (cost_before, scans) = match generic_plan(client, &query).await {
+        let clip = || query.chars().take(80).collect::<String>();
+        let plan = match generic_plan(client, &query).await {
             Ok(plan) => plan,
             Err(reason) => {
-                snapshot.plan_problems.push(format!(
-                    "{}: {reason}",
-                    query.chars().take(80).collect::<String>()
-                ));
+                snapshot.plan_problems.push(format!("{}: {reason}", clip()));
                 continue;
             }
         };
-        let wanted = candidates(&query);
-        for relation in scans {
-            let columns = existing_columns(client, &relation, &wanted).await;
-            let Some(first) = columns.first() else { continue };
-            if covered(client, &relation, first).await {
+        let parsed = match crate::parse::parse(&query) {
+            Ok(parsed) => parsed,
+            Err(reason) => {
+                snapshot
+                    .plan_problems
+                    .push(format!("{}: not parsed: {reason}", clip()));
+                snapshot.plans.push(plan);
                 continue;
             }
-            let cost_after = if hypopg {
-                hypothetical_cost(client, &query, &relation, &columns).await
+        };
+        for relation in &plan.seq_scans {
+            let columns = existing_columns(client, relation, &parsed.index_columns(relation)).await;
+            let Some(first) = columns.first() else { continue };
+            if covered(client, relation, first).await {
+                continue;
+            }
+            let check = if hypopg {
+                best_hypothetical(client, &query, relation, &columns, plan.cost).await
             } else {
-                None
+                IndexCheck {
+                    columns,
+                    ..IndexCheck::default()
+                }
             };
             snapshot.index_checks.push(IndexCheck {
                 query: query.clone(),
-                relation,
-                columns,
-                cost_before,
-                cost_after,
+                relation: relation.clone(),
+                cost_before: plan.cost,
+                ..check
             });
         }
+        snapshot.plans.push(plan);
     }
+}
+
+/// Costs the leading column alone and all the candidate columns together, and keeps the
+/// cheaper; the shorter index wins unless the longer one cuts the cost by a further tenth.
+async fn best_hypothetical(
+    client: &Client,
+    query: &str,
+    relation: &str,
+    columns: &[String],
+    cost_before: f64,
+) -> IndexCheck {
+    let mut best = IndexCheck {
+        columns: columns[..1].to_vec(),
+        cost_after: hypothetical_cost(client, query, relation, &columns[..1]).await,
+        ..IndexCheck::default()
+    };
+    if columns.len() > 1
+        && let Some(wider) = hypothetical_cost(client, query, relation, columns).await
+        && best
+            .cost_after
+            .is_none_or(|single| single - wider > 0.1 * cost_before)
+    {
+        best = IndexCheck {
+            columns: columns.to_vec(),
+            cost_after: Some(wider),
+            ..IndexCheck::default()
+        };
+    }
+    best
 }
 
 /// The statement's cost with a hypothetical index on `relation (columns)`.
@@ -161,7 +221,7 @@ async fn hypothetical_cost(client: &Client, query: &str, relation: &str, columns
         .query("SELECT * FROM hypopg_create_index($1)", &[&definition])
         .await
         .ok()?;
-    let cost = generic_plan(client, query).await.ok().map(|(cost, _)| cost);
+    let cost = generic_plan(client, query).await.ok().map(|plan| plan.cost);
     let _ = client.batch_execute("SELECT hypopg_reset()").await;
     cost
 }

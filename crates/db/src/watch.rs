@@ -41,6 +41,14 @@ pub async fn watch(url: &str, client: &mut Client, snapshot: &mut PgSnapshot, du
     let mut waiting_sum = 0u64;
     let mut waits: HashMap<(String, String, String, String), LockWait> = HashMap::new();
     let mut backoff = Duration::from_millis(200);
+    let show_literals = snapshot.literals_shown;
+    let text = |query: String| {
+        if show_literals {
+            query
+        } else {
+            crate::redact(&query)
+        }
+    };
     while started.elapsed() < duration {
         match client.query(ACTIVITY, &[]).await {
             Ok(rows) => {
@@ -73,7 +81,7 @@ pub async fn watch(url: &str, client: &mut Client, snapshot: &mut PgSnapshot, du
                             relation: b.get(0),
                             mode: b.get(1),
                             pid: b.get(2),
-                            query: b.get(3),
+                            query: text(b.get(3)),
                             state: b.get(4),
                             held: b.get(5),
                             transaction_ms: b.get(6),
@@ -91,7 +99,7 @@ pub async fn watch(url: &str, client: &mut Client, snapshot: &mut PgSnapshot, du
                         continue;
                     };
                     waiting_sum += 1;
-                    let waiting_query: String = row.get(3);
+                    let waiting_query = text(row.get(3));
                     // Follow the queue to the sessions that are not waiting themselves.
                     let mut roots: Vec<&Blocker> = Vec::new();
                     let mut frontier: Vec<&Blocker> = first_hop.iter().collect();
@@ -109,10 +117,19 @@ pub async fn watch(url: &str, client: &mut Client, snapshot: &mut PgSnapshot, du
                     if roots.is_empty() {
                         roots = first_hop.iter().collect();
                     }
-                    let (relation, mode) = first_hop
+                    let (mut relation, mode) = first_hop
                         .first()
                         .map(|b| (b.relation.clone(), b.mode.clone()))
                         .unwrap_or_default();
+                    // A row lock waits on the holder's transaction id: the rows are the
+                    // waiting statement's table's.
+                    if matches!(relation.as_str(), "transactionid" | "tuple")
+                        && let Some(table) = crate::parse::parse(&waiting_query)
+                            .ok()
+                            .and_then(|p| p.tables.into_iter().next())
+                    {
+                        relation = format!("{table} (rows)");
+                    }
                     for root in roots {
                         let key = (
                             waiting_query.clone(),
@@ -172,24 +189,26 @@ pub async fn watch(url: &str, client: &mut Client, snapshot: &mut PgSnapshot, du
             }
         }
     }
-    if let Ok(after) = crate::snapshot(client).await {
+    if let Ok(after) = crate::snapshot(client, show_literals).await {
         snapshot.statements = after
             .statements
             .into_iter()
             .filter_map(|s| {
-                let (calls, total_ms, rows) = match before.get(&s.query) {
+                let (calls, total_ms, rows, temp_blks_written) = match before.get(&s.query) {
                     Some(b) => (
                         s.calls.saturating_sub(b.calls),
                         (s.total_ms - b.total_ms).max(0.0),
                         s.rows.saturating_sub(b.rows),
+                        s.temp_blks_written.saturating_sub(b.temp_blks_written),
                     ),
-                    None => (s.calls, s.total_ms, s.rows),
+                    None => (s.calls, s.total_ms, s.rows, s.temp_blks_written),
                 };
                 (calls > 0).then(|| StatementStat {
                     mean_ms: total_ms / calls as f64,
                     calls,
                     total_ms,
                     rows,
+                    temp_blks_written,
                     query: s.query,
                 })
             })

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use chokepoint_evidence::{IndexCheck, PgSnapshot, StatementStat};
+use chokepoint_evidence::{IndexCheck, PgSnapshot, StatementPlan, StatementStat};
 
 use crate::analysis::{Outcome, Skipped, Summary};
 use crate::finding::{Confidence, Evidence, Finding, Impact};
@@ -46,6 +46,10 @@ pub(crate) struct StatementView<'a> {
     pub shape: Statement,
     /// Candidate indexes costed for it.
     pub index_checks: Vec<&'a IndexCheck>,
+    /// Its generic plan, when it was read.
+    pub plan: Option<&'a StatementPlan>,
+    /// Its share of all the statements' time in the window (0–1).
+    pub share_of_total: f64,
 }
 
 impl StatementView<'_> {
@@ -71,6 +75,8 @@ pub fn analyse_db(snapshot: &PgSnapshot) -> Outcome {
                 .iter()
                 .filter(|c| c.query == stat.query)
                 .collect(),
+            plan: snapshot.plans.iter().find(|p| p.query == stat.query),
+            share_of_total: stat.total_ms / total_ms.max(1e-9),
         })
         .collect();
     for detector in DB_DETECTORS {
@@ -192,6 +198,134 @@ fn database_finding(detector: &str, snapshot: &PgSnapshot, c: DatabaseConclusion
         fix: c.fix,
         assumptions: c.assumptions,
     }
+}
+
+/// A plan cost cut by this share or more proves an index (Dexter's bar).
+pub(crate) const PROVEN_COST_SHARE: f64 = 0.5;
+/// Estimated and actual rows per call this many times apart are a mis-estimate.
+const MIS_ESTIMATE_FACTOR: f64 = 10.0;
+/// The size of a PostgreSQL block, in kB.
+const BLOCK_KB: f64 = 8.0;
+
+/// Why a statement is slow, from its plan and its statistics: sequential scans, sorts and
+/// hashes spilling to disk, row mis-estimates. Empty when nothing in them explains it.
+pub(crate) fn plan_reasons(stat: &StatementStat, plan: Option<&StatementPlan>) -> Vec<String> {
+    let mut reasons = Vec::new();
+    let calls = stat.calls.max(1) as f64;
+    if let Some(plan) = plan {
+        reasons.extend(plan.seq_scans.iter().map(|r| format!("a sequential scan on {r}")));
+    }
+    let temp_kb = stat.temp_blks_written as f64 * BLOCK_KB / calls;
+    if temp_kb > 0.0 {
+        let what = match plan {
+            Some(p) if p.sorts && !p.hashes => "a sort spilling to disk",
+            Some(p) if p.hashes && !p.sorts => "a hash spilling to disk in batches",
+            _ => "sorts or hashes spilling to disk",
+        };
+        reasons.push(format!(
+            "{what} ({temp_kb:.0} kB of temporary files per call; raise `work_mem` for it, or let an index give the order)"
+        ));
+    }
+    if let Some(plan) = plan.filter(|_| stat.calls > 0) {
+        let actual = stat.rows as f64 / calls;
+        let (expected, seen) = (plan.estimated_rows.max(1.0), actual.max(1.0));
+        if expected / seen >= MIS_ESTIMATE_FACTOR || seen / expected >= MIS_ESTIMATE_FACTOR {
+            reasons.push(format!(
+                "a row mis-estimate: the planner expects {:.0} rows, calls return {actual:.0} on average (`ANALYZE` the tables, or add extended statistics)",
+                plan.estimated_rows
+            ));
+        }
+    }
+    reasons
+}
+
+/// The candidate index that cuts the plan's cost the most, when HypoPG proved it by
+/// [`PROVEN_COST_SHARE`] or more: the check and the share of the cost it removes.
+pub(crate) fn proven_index<'a>(checks: &[&'a IndexCheck]) -> Option<(&'a IndexCheck, f64)> {
+    checks
+        .iter()
+        .filter_map(|c| Some((*c, 1.0 - c.cost_after? / c.cost_before.max(1e-9))))
+        .filter(|(_, share)| *share >= PROVEN_COST_SHARE)
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+}
+
+/// `CREATE INDEX CONCURRENTLY …` for a candidate.
+pub(crate) fn create_index(check: &IndexCheck) -> String {
+    format!(
+        "CREATE INDEX CONCURRENTLY ON {} ({});",
+        check.relation,
+        check.columns.join(", ")
+    )
+}
+
+/// The bridge from traces to plans: each `slow-query` finding of a trace analysis whose
+/// statement `snapshot` knows (matched by normalized text) gets the plan's reasons and, where
+/// HypoPG proved one, its index — in the title's evidence, the fix and the metrics. Returns a
+/// note for each slow statement the database did not know.
+pub fn explain_with_plans(findings: &mut [crate::Finding], snapshot: &PgSnapshot) -> Vec<String> {
+    let mut notes = Vec::new();
+    for finding in findings.iter_mut().filter(|f| f.detector == "slow-query") {
+        let Some(stat) = snapshot
+            .statements
+            .iter()
+            .find(|s| sql::normalize(&s.query).normalized == finding.location)
+        else {
+            notes.push(format!(
+                "slow statement not found in {}'s pg_stat_statements, so not explained: {}",
+                snapshot.database,
+                crate::detectors::clip(&finding.location, 100)
+            ));
+            continue;
+        };
+        let plan = snapshot.plans.iter().find(|p| p.query == stat.query);
+        let checks: Vec<&IndexCheck> = snapshot
+            .index_checks
+            .iter()
+            .filter(|c| c.query == stat.query)
+            .collect();
+        let mut reasons = plan_reasons(stat, plan);
+        if let Some(plan) = plan {
+            finding
+                .evidence
+                .metrics
+                .insert("plan_cost".into(), round(plan.cost));
+        }
+        let index = proven_index(&checks);
+        if let Some((check, share)) = index {
+            reasons.push(format!(
+                "an index on {} ({}) cuts the plan's cost from {:.0} to {:.0} ({:.0} % less), proven with a hypothetical index",
+                check.relation,
+                check.columns.join(", "),
+                check.cost_before,
+                check.cost_after.unwrap_or(check.cost_before),
+                share * 100.0
+            ));
+            finding
+                .evidence
+                .metrics
+                .insert("cost_after".into(), round(check.cost_after.unwrap_or(0.0)));
+            finding.confidence = crate::Confidence::High;
+        }
+        if reasons.is_empty() {
+            finding.assumptions.push(format!(
+                "the generic plan in {} shows no sequential scan, spill or mis-estimate: the time may be waits (locks, I/O)",
+                snapshot.database
+            ));
+            continue;
+        }
+        finding
+            .title
+            .push_str(&format!("; the plan shows {}", reasons.join("; ")));
+        finding.fix = match index {
+            Some((check, _)) => format!(
+                "{} Then `ANALYZE {};` and check the plan again.",
+                create_index(check),
+                check.relation
+            ),
+            None => format!("Address {}.", reasons.join("; ")),
+        };
+    }
+    notes
 }
 
 fn round(value: f64) -> f64 {

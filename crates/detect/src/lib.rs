@@ -26,7 +26,7 @@ pub mod sql;
 mod usl;
 
 pub use analysis::{Analysis, MIN_AFFECTED_REQUESTS, MIN_AFFECTED_SHARE, Outcome, Skipped, Summary};
-pub use db::analyse_db;
+pub use db::{analyse_db, explain_with_plans};
 pub use finding::{Confidence, Evidence, Finding, Impact};
 pub use load::analyse_load;
 pub use rank::rank;

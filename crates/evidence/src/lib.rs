@@ -27,5 +27,8 @@ mod pg;
 mod span;
 
 pub use load::{Latency, LoadModel, LoadRun, LoadStep, TargetSample};
-pub use pg::{Activity, IndexCheck, LockWait, PgSnapshot, StatementStat, TableStat};
+pub use pg::{
+    Activity, DatabaseStats, IndexCheck, LockWait, OpenTransaction, PgSnapshot, StatementPlan, StatementStat,
+    TableStat,
+};
 pub use span::{AttrValue, Span, SpanId, SpanKind, Trace, TraceId};

@@ -18,6 +18,65 @@ pub struct StatementStat {
     pub mean_ms: f64,
     /// Rows returned or affected, in all.
     pub rows: u64,
+    /// Blocks written to temporary files, in all: sorts and hashes that spilled to disk.
+    pub temp_blks_written: u64,
+}
+
+/// The generic plan of one statement, as `EXPLAIN` estimated it (never executed).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct StatementPlan {
+    /// The statement, as `pg_stat_statements` normalized it.
+    pub query: String,
+    /// The plan's total cost.
+    pub cost: f64,
+    /// The rows the planner expects the statement to return.
+    pub estimated_rows: f64,
+    /// Relations it scans sequentially (`schema.table`).
+    pub seq_scans: Vec<String>,
+    /// Whether the plan sorts.
+    pub sorts: bool,
+    /// Whether the plan builds a hash table (hash join or hash aggregate).
+    pub hashes: bool,
+}
+
+/// A session whose transaction is open long, or idle in a transaction, when the snapshot was
+/// taken.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct OpenTransaction {
+    /// The session's backend process id.
+    pub pid: i32,
+    /// `active`, `idle in transaction`, …
+    pub state: String,
+    /// How long its transaction has been open, in ms.
+    pub transaction_ms: f64,
+    /// The statement it last ran (literals redacted unless asked otherwise).
+    pub query: String,
+    /// The application that opened it (`application_name`).
+    pub application: String,
+}
+
+/// Database-wide counters from `pg_stat_database`, since its statistics were reset.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct DatabaseStats {
+    /// Sessions established (PostgreSQL 14+).
+    pub sessions: Option<u64>,
+    /// Seconds the counters cover (since `stats_reset`, or since the server started).
+    pub window_s: f64,
+    /// Temporary files written by queries.
+    pub temp_files: u64,
+    /// Bytes written to temporary files.
+    pub temp_bytes: u64,
+    /// Deadlocks detected.
+    pub deadlocks: u64,
+    /// Transactions committed.
+    pub commits: u64,
+    /// Transactions rolled back.
+    pub rollbacks: u64,
+    /// Share of block reads served from shared buffers (0–1).
+    pub cache_hit_ratio: Option<f64>,
 }
 
 /// One table's access statistics.
@@ -118,8 +177,19 @@ pub struct PgSnapshot {
     pub tables: Vec<TableStat>,
     /// Candidate indexes for the top statements that scan a table sequentially.
     pub index_checks: Vec<IndexCheck>,
+    /// The generic plans read for the top statements.
+    pub plans: Vec<StatementPlan>,
     /// Statements whose plan could not be read, and why.
     pub plan_problems: Vec<String>,
+    /// `pg_stat_database`'s counters for this database.
+    pub stats: DatabaseStats,
+    /// Transactions open longer than a second, and sessions idle in a transaction, at the
+    /// snapshot.
+    pub open_transactions: Vec<OpenTransaction>,
+    /// Settings that bear on the findings (`work_mem`, `max_connections`, …), as `name = value`.
+    pub settings: Vec<String>,
+    /// Whether statement texts keep their literal values (`--show-literals`); redacted otherwise.
+    pub literals_shown: bool,
     /// `--watch`: sessions sampled over the window.
     pub activity: Option<Activity>,
 }

@@ -129,19 +129,7 @@ pub(crate) fn evidence_line(finding: &Finding) -> String {
 pub(crate) fn summary_line(report: &Report) -> String {
     let s = &report.summary;
     if let Some(db) = &report.database {
-        return format!(
-            "Read {} statements ({} calls) from database {} (PostgreSQL {}) covering {:.0} s, read-only; extensions used: {}.",
-            db.statements.len(),
-            s.requests,
-            db.database,
-            db.server_version,
-            db.window_s,
-            if db.extensions.is_empty() {
-                "none".to_owned()
-            } else {
-                db.extensions.join(", ")
-            }
-        );
+        return database_summary(db, s.requests);
     }
     if let Some(run) = &report.load {
         let usl = report
@@ -171,6 +159,61 @@ pub(crate) fn summary_line(report: &Report) -> String {
     }
     line.push('.');
     line
+}
+
+/// What `chokepoint db` read, in a few sentences: statements, database counters, open
+/// transactions, settings.
+fn database_summary(db: &chokepoint_evidence::PgSnapshot, calls: u64) -> String {
+    let mut text = format!(
+        "Read {} statements ({calls} calls) from database {} (PostgreSQL {}) covering {:.0} s, read-only; extensions used: {}; literals {}.",
+        db.statements.len(),
+        db.database,
+        db.server_version,
+        db.window_s,
+        if db.extensions.is_empty() {
+            "none".to_owned()
+        } else {
+            db.extensions.join(", ")
+        },
+        if db.literals_shown { "shown" } else { "redacted" }
+    );
+    let st = &db.stats;
+    let mut counters = Vec::new();
+    if let Some(sessions) = st.sessions {
+        counters.push(format!("{sessions} sessions"));
+    }
+    counters.push(format!("{} commits, {} rollbacks", st.commits, st.rollbacks));
+    counters.push(format!(
+        "{} temporary files ({:.1} MB)",
+        st.temp_files,
+        st.temp_bytes as f64 / 1e6
+    ));
+    counters.push(format!("{} deadlocks", st.deadlocks));
+    if let Some(ratio) = st.cache_hit_ratio {
+        counters.push(format!("{:.1} % of block reads from cache", ratio * 100.0));
+    }
+    text.push_str(&format!(
+        "\nOver the last {:.0} s (pg_stat_database): {}.",
+        st.window_s,
+        counters.join(", ")
+    ));
+    if !db.open_transactions.is_empty() {
+        let listed: Vec<String> = db
+            .open_transactions
+            .iter()
+            .take(3)
+            .map(|t| format!("pid {} {} for {:.1} s", t.pid, t.state, t.transaction_ms / 1e3))
+            .collect();
+        text.push_str(&format!(
+            "\nOpen transactions at the snapshot (over 1 s, or idle in transaction): {} ({}).",
+            db.open_transactions.len(),
+            listed.join("; ")
+        ));
+    }
+    if !db.settings.is_empty() {
+        text.push_str(&format!("\nSettings: {}.", db.settings.join(", ")));
+    }
+    text
 }
 
 /// The USL fit in one sentence.

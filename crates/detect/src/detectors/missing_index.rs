@@ -1,6 +1,6 @@
 //! `missing-index`: a statement scans a table sequentially where an index would cut its cost.
 
-use crate::db::{DbConclusion, StatementView};
+use crate::db::{DbConclusion, PROVEN_COST_SHARE, StatementView};
 use crate::detectors::{clip, percent};
 use crate::finding::Confidence;
 use crate::registry::{DbDetector, detector};
@@ -44,8 +44,6 @@ detector! {
 }
 
 /// The cost must fall to at most this share of the original for a proposal (Dexter's bar).
-const PROVEN_COST_SHARE: f64 = 0.5;
-
 impl DbDetector for MissingIndex {
     fn check(&self, view: &StatementView<'_>) -> Option<DbConclusion> {
         let best = view.index_checks.iter().min_by(|a, b| {
@@ -54,11 +52,7 @@ impl DbDetector for MissingIndex {
             };
             ratio(a).total_cmp(&ratio(b))
         })?;
-        let create = format!(
-            "CREATE INDEX CONCURRENTLY ON {} ({});",
-            best.relation,
-            best.columns.join(", ")
-        );
+        let create = crate::db::create_index(best);
         let statement = clip(&view.shape.normalized, 80);
         match best.cost_after {
             Some(after) if after <= PROVEN_COST_SHARE * best.cost_before => {

@@ -24,7 +24,14 @@ detector! {
     /// # Evidence used
     ///
     /// Database client spans with their statement (`db.query.text` or `db.statement`),
-    /// normalized and grouped by fingerprint; each span's duration and its request's.
+    /// normalized and grouped by fingerprint; each span's duration and its request's. With
+    /// `chokepoint traces --pg URL`, the statement's generic plan in that database gives the
+    /// reason and, proven with HypoPG, the index.
+    ///
+    /// `chokepoint db`: `pg_stat_statements` — a mean of 100 ms or more, or of 20 ms or more for
+    /// a statement that takes half the database's statement time — and the generic plan: a
+    /// sequential scan, a sort or hash spilling to disk (`temp_blks_written`), or a row
+    /// mis-estimate (the plan's rows against the rows per call, ten times apart).
     ///
     /// # Known false positives
     ///
@@ -126,36 +133,44 @@ impl Detector for SlowQuery {
     }
 }
 
-/// A statement this slow on average is slow in an OLTP database, in ms.
+/// A statement this slow on average is slow in an OLTP database, in ms; so is one of at least
+/// [`DOMINANT_MS`] that takes [`DOMINANT_SHARE`] or more of all the statements' time.
 const DB_SLOW_MEAN_MS: f64 = 100.0;
 
 impl crate::registry::DbDetector for SlowQuery {
     fn check(&self, view: &crate::db::StatementView<'_>) -> Option<crate::db::DbConclusion> {
         let stat = view.stat;
-        if stat.mean_ms < DB_SLOW_MEAN_MS || stat.calls == 0 {
+        let dominant = stat.mean_ms >= DOMINANT_MS && view.share_of_total >= DOMINANT_SHARE;
+        if !(stat.mean_ms >= DB_SLOW_MEAN_MS || dominant) || stat.calls == 0 {
             return None;
         }
         let shape = &view.shape;
-        let index_hint = match (shape.tables.first(), shape.filter_columns.is_empty()) {
-            (Some(table), false) => format!(
-                " If the plan shows a sequential scan on `{table}`, the candidate index is \
-                 `CREATE INDEX CONCURRENTLY ON {table} ({});`.",
-                shape.filter_columns.join(", ")
+        let reasons = crate::db::plan_reasons(stat, view.plan);
+        let fix = match crate::db::proven_index(&view.index_checks) {
+            Some((check, _)) => format!(
+                "{} (see missing-index). Then `ANALYZE {};` and check the plan again.",
+                crate::db::create_index(check),
+                check.relation
             ),
-            _ => String::new(),
+            None if !reasons.is_empty() => format!("Address {}.", reasons.join("; ")),
+            None => "Its generic plan shows no sequential scan, spill or mis-estimate: run `EXPLAIN (ANALYZE, BUFFERS)` \
+                     on it with real values, and watch for lock waits (`chokepoint db --watch`)."
+                .to_owned(),
+        };
+        let because = if reasons.is_empty() {
+            String::new()
+        } else {
+            format!("; the plan shows {}", reasons.join("; "))
         };
         Some(crate::db::DbConclusion {
             title: format!(
-                "`{}` takes {:.0} ms on average over {} calls ({:.1} s in all)",
+                "`{}` takes {:.0} ms on average over {} calls ({:.1} s in all){because}",
                 clip(&shape.normalized, 80),
                 stat.mean_ms,
                 stat.calls,
                 stat.total_ms / 1e3
             ),
-            fix: format!(
-                "Run `EXPLAIN (ANALYZE, BUFFERS)` on it with real values and read the plan: sequential scans, sorts \
-                 spilling to disk and row mis-estimates are the usual causes.{index_hint}"
-            ),
+            fix,
             confidence: Confidence::Medium,
             assumptions: vec![format!(
                 "a fixed plan answers in about {FIXED_MS:.0} ms; the saving is the rest"
