@@ -158,6 +158,97 @@ def check_missing_index(chokepoint, env):
     return failures
 
 
+def run_json(args):
+    out = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    if out.returncode not in (0, 1):
+        raise RuntimeError(f"{' '.join(args[:2])} exited {out.returncode}: {out.stderr[-2000:]}")
+    return json.loads(out.stdout)
+
+
+def check_slow_query_db(chokepoint, env):
+    """`chokepoint db` names the lookup by an unindexed column slow, with its plan's sequential
+    scan; `chokepoint traces --pg` explains the slow statement the traces show with the same
+    plan and the proven index; the indexed twin is not slow."""
+    import tempfile
+    failures = []
+    psql(env, "SELECT pg_stat_statements_reset()")
+    with tempfile.TemporaryDirectory() as tmp:
+        recording = Path(tmp) / "slow-query.otlp"
+        analyse(chokepoint, env, ["/slow-query/bad"], out=recording)
+        report = db_report(chokepoint, env)
+        slow = [f for f in report["findings"] if f["detector"] == "slow-query"]
+        if not slow or "sequential scan on public.users" not in slow[0]["title"]:
+            failures.append(f"db, /slow-query/bad: no slow-query with its sequential scan: {[f['title'] for f in report['findings']]}")
+        else:
+            print(f"    db bad:     {slow[0]['title']}")
+        traced = run_json([chokepoint, "traces", str(recording), "--pg", env["DATABASE_URL"], "--format", "json"])
+        slow = [f for f in findings_for(traced, "GET /slow-query/bad") if f["detector"] == "slow-query"]
+        if not slow or "CREATE INDEX CONCURRENTLY ON public.users (email)" not in slow[0]["fix"]:
+            failures.append(f"traces --pg: the slow statement is not explained with its index: {[(f['title'], f['fix']) for f in slow]} {traced['warnings']}")
+        else:
+            print(f"    traces --pg: {slow[0]['title']}")
+            print(f"                 fix: {slow[0]['fix']}")
+    psql(env, "SELECT pg_stat_statements_reset()")
+    for _ in range(REQUESTS):
+        get(env["APP_URL"] + "/slow-query/fixed")
+    report = db_report(chokepoint, env)
+    if any(f["detector"] == "slow-query" for f in report["findings"]):
+        failures.append(f"db, /slow-query/fixed: still slow-query: {[f['title'] for f in report['findings']]}")
+    else:
+        print("    db fixed:   no slow-query")
+    return failures
+
+
+def check_unbounded_db(chokepoint, env):
+    """`chokepoint db` sees the whole-table fetch by its rows per call; not the paginated twin."""
+    failures = []
+    for variant in ("bad", "fixed"):
+        psql(env, "SELECT pg_stat_statements_reset()")
+        for _ in range(REQUESTS):
+            get(env["APP_URL"] + f"/unbounded-result/{variant}")
+        report = db_report(chokepoint, env)
+        found = [f for f in report["findings"] if f["detector"] == "unbounded-result" and "FROM events" in f["location"]]
+        if variant == "bad" and not found:
+            failures.append(f"db, /unbounded-result/bad: no unbounded-result: {[f['title'] for f in report['findings']]}")
+        elif variant == "bad":
+            print(f"    bad:   {found[0]['title']}")
+        elif found:
+            failures.append(f"db, /unbounded-result/fixed: still unbounded-result: {found[0]['title']}")
+        else:
+            print("    fixed: no unbounded-result")
+    return failures
+
+
+def check_connection_churn_db(chokepoint, env):
+    """`chokepoint db --watch` sees a session per request (NullPool); not the pooled twin."""
+    import concurrent.futures
+    failures = []
+    for variant in ("bad", "fixed"):
+        watch = subprocess.Popen(
+            [chokepoint, "db", env["DATABASE_URL"], "--watch", "4s", "--format", "json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        deadline = time.monotonic() + 4.5
+        def hammer():
+            while time.monotonic() < deadline:
+                get(env["APP_URL"] + f"/connection-churn/{variant}")
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            for future in [pool.submit(hammer) for _ in range(4)]:
+                future.result()
+        out, err = watch.communicate(timeout=60)
+        report = json.loads(out)
+        found = [f for f in report["findings"] if f["detector"] == "connection-churn"]
+        if variant == "bad" and not found:
+            failures.append(f"db, /connection-churn/bad: no connection-churn (activity {report['database'].get('activity')})")
+        elif variant == "bad":
+            print(f"    bad:   {found[0]['title']}")
+        elif found:
+            failures.append(f"db, /connection-churn/fixed: still connection-churn: {found[0]['title']}")
+        else:
+            print("    fixed: no connection-churn")
+    return failures
+
+
 def check_lock_contention(chokepoint, env):
     """Concurrent transfers on the hot account while `chokepoint db --watch` samples sessions."""
     import concurrent.futures
@@ -308,7 +399,14 @@ def main():
             print(f"    FAIL {failure}")
         (failed if failures else passed).append(scenario)
         print(f"    {'ok' if not failures else 'FAILED'} in {time.monotonic() - started:.1f} s")
-    for scenario, db_check in (("missing-index", check_missing_index), ("lock-contention", check_lock_contention)):
+    db_checks = (
+        ("missing-index", check_missing_index),
+        ("lock-contention", check_lock_contention),
+        ("slow-query", check_slow_query_db),
+        ("unbounded-result", check_unbounded_db),
+        ("connection-churn", check_connection_churn_db),
+    )
+    for scenario, db_check in db_checks:
         if args.only and scenario not in args.only:
             continue
         print(f"  {scenario} → {scenario} (chokepoint db)")
@@ -319,7 +417,7 @@ def main():
             failures = [f"{scenario}: {error}"]
         for failure in failures:
             print(f"    FAIL {failure}")
-        (failed if failures else passed).append(scenario)
+        (failed if failures else passed).append(f"{scenario} (db)")
         print(f"    {'ok' if not failures else 'FAILED'} in {time.monotonic() - started:.1f} s")
     if not args.only or "bandwidth-limit" in args.only:
         if "NETNS" in env:
