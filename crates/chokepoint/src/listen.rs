@@ -93,8 +93,20 @@ async fn listen(config: ListenConfig) -> anyhow::Result<u8> {
         }
     }
     eprintln!("chokepoint: stopping; analysing {spans} spans");
-    running.stop().await;
-    while let Some(batch) = batches.recv().await {
+    // Requests in flight finish while their batches are taken: a handler waiting for room in
+    // the channel would otherwise hold the shutdown forever.
+    let stop = running.stop();
+    tokio::pin!(stop);
+    let mut stopped = false;
+    loop {
+        let batch = tokio::select! {
+            _ = &mut stop, if !stopped => {
+                stopped = true;
+                continue;
+            }
+            batch = batches.recv() => batch,
+        };
+        let Some(batch) = batch else { break };
         spans += batch.len() as u64;
         take(
             batch,
