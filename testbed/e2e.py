@@ -249,6 +249,31 @@ def check_connection_churn_db(chokepoint, env):
     return failures
 
 
+def check_lock_contention_during_load(chokepoint, env):
+    """`chokepoint load --pg`: the ramp on the route that holds a hot row names the lock waits as
+    the bottleneck, with the database's sessions per step; the atomic twin's ramp does not."""
+    failures = []
+    for variant in ("bad", "fixed"):
+        report = run_json([
+            chokepoint, "load", env["APP_URL"] + f"/lock-contention/{variant}", "--concurrency", "1,2,4,8",
+            "--step-duration", "3s", "--pg", env["DATABASE_URL"], "--format", "json", "--quiet",
+        ])
+        steps = report["load"]["steps"]
+        waiting = [s.get("pg_lock_waiting") for s in steps]
+        bottleneck = (report.get("bottleneck") or {}).get("detector")
+        if None in waiting:
+            failures.append(f"load --pg, /lock-contention/{variant}: a step without database sessions: {waiting}")
+        elif variant == "bad" and bottleneck != "lock-contention":
+            failures.append(f"load --pg, /lock-contention/bad: bottleneck {bottleneck}, expected lock-contention; waiting per step {waiting}")
+        elif variant == "bad":
+            print(f"    load bad:   {report['bottleneck']['title']}; waiting per step {[round(w, 1) for w in waiting]}")
+        elif any(f["detector"] == "lock-contention" for f in report["findings"]):
+            failures.append(f"load --pg, /lock-contention/fixed: still lock-contention; waiting per step {waiting}")
+        else:
+            print(f"    load fixed: no lock-contention (bottleneck {bottleneck}); waiting per step {[round(w, 1) for w in waiting]}")
+    return failures
+
+
 def check_lock_contention(chokepoint, env):
     """Concurrent transfers on the hot account while `chokepoint db --watch` samples sessions."""
     import concurrent.futures
@@ -276,7 +301,7 @@ def check_lock_contention(chokepoint, env):
             failures.append(f"/lock-contention/fixed: still lock-contention: {found[0]['title']}")
         else:
             print("    fixed: no lock-contention")
-    return failures
+    return failures + check_lock_contention_during_load(chokepoint, env)
 
 
 def check_shaped_link(env):

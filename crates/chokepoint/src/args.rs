@@ -189,6 +189,11 @@ pub(crate) struct LoadArgs {
     /// Also write the latency-versus-throughput curve to this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     pub(crate) chart: Option<PathBuf>,
+    /// Watch the service's PostgreSQL during the ramp (read-only, like `chokepoint db --watch`):
+    /// active and lock-waiting sessions per step; lock waits, connection churn and slow
+    /// statements over the ramp.
+    #[arg(long, value_name = "URL")]
+    pub(crate) pg: Option<String>,
     #[command(flatten)]
     pub(crate) report: ReportArgs,
 }
@@ -354,6 +359,7 @@ pub(crate) struct LoadConfig {
     pub(crate) body: bytes::Bytes,
     pub(crate) pid: Option<u32>,
     pub(crate) chart: Option<PathBuf>,
+    pub(crate) pg: Option<String>,
     pub(crate) http2: bool,
     pub(crate) cacert: Option<Vec<u8>>,
     pub(crate) no_pid: bool,
@@ -472,6 +478,7 @@ impl LoadArgs {
             body,
             pid: self.pid,
             chart: self.chart,
+            pg: self.pg.map(database_url),
             http2: self.http2,
             cacert: match &self.cacert {
                 Some(path) => Some(

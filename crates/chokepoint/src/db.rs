@@ -16,7 +16,8 @@ pub(crate) fn run(config: DbConfig) -> anyhow::Result<u8> {
         let mut snapshot = chokepoint_db::snapshot(&client, config.show_literals).await?;
         if let Some(duration) = config.watch {
             eprintln!("chokepoint: watching {} for {}", snapshot.database, humantime::format_duration(duration));
-            chokepoint_db::watch(&config.url, &mut client, &mut snapshot, duration).await;
+            let never = std::sync::atomic::AtomicBool::new(false);
+            chokepoint_db::watch(&config.url, &mut client, &mut snapshot, duration, &never).await;
             if let Some(activity) = &snapshot.activity {
                 report_gaps(&activity.gaps);
             }
@@ -94,6 +95,60 @@ pub(crate) fn explain_traces(report: &mut Report, url: &str) {
         Err(error) => report.problems.push(format!(
             "--pg: {error:#}; the trace findings below are not explained by plans"
         )),
+    }
+}
+
+/// `chokepoint load --pg`: the database watched while the ramp runs.
+pub(crate) struct DatabaseWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<chokepoint_evidence::PgSnapshot>,
+}
+
+impl DatabaseWatch {
+    /// Connects (read-only), takes the opening snapshot and starts sampling, for `bound` at most.
+    pub(crate) async fn start(url: &str, bound: std::time::Duration) -> anyhow::Result<DatabaseWatch> {
+        let mut client = chokepoint_db::connect(url).await.context("--pg")?;
+        let mut snapshot = chokepoint_db::snapshot(&client, false).await.context("--pg")?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (url, flag) = (url.to_owned(), std::sync::Arc::clone(&stop));
+        let task = tokio::spawn(async move {
+            chokepoint_db::watch(&url, &mut client, &mut snapshot, bound, &flag).await;
+            chokepoint_db::check_indexes(&client, &mut snapshot).await;
+            snapshot
+        });
+        Ok(DatabaseWatch { stop, task })
+    }
+
+    /// Stops sampling; puts each step's active and waiting sessions into `run`, and the
+    /// database's findings over the ramp among the load findings, ranked together.
+    pub(crate) async fn finish(
+        self,
+        run: &mut chokepoint_evidence::LoadRun,
+        outcome: &mut chokepoint_detect::Outcome,
+    ) -> chokepoint_evidence::PgSnapshot {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let snapshot = match self.task.await {
+            Ok(snapshot) => snapshot,
+            Err(_) => return chokepoint_evidence::PgSnapshot::default(),
+        };
+        if let Some(activity) = &snapshot.activity {
+            for step in &mut run.steps {
+                let during: Vec<&[f64; 3]> = activity
+                    .timeline
+                    .iter()
+                    .filter(|[t, ..]| *t >= step.started_s.floor() && *t < step.started_s + step.duration_s)
+                    .collect();
+                if !during.is_empty() {
+                    let n = during.len() as f64;
+                    step.pg_active = Some(during.iter().map(|s| s[1]).sum::<f64>() / n);
+                    step.pg_lock_waiting = Some(during.iter().map(|s| s[2]).sum::<f64>() / n);
+                }
+            }
+        }
+        let database = chokepoint_detect::analyse_db(&snapshot);
+        outcome.findings.extend(database.findings);
+        chokepoint_detect::rank(&mut outcome.findings);
+        snapshot
     }
 }
 

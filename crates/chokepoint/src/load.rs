@@ -129,7 +129,11 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
         )
     };
     progress.set_message(describe(0));
-    let run = chokepoint_load::run(&ramp, interrupted, |i, step| {
+    let database = match &config.pg {
+        Some(url) => Some(crate::db::DatabaseWatch::start(url, config.max_duration).await?),
+        None => None,
+    };
+    let mut run = chokepoint_load::run(&ramp, interrupted, |i, step| {
         progress.suspend(|| show(step_row(step)));
         if i + 1 < total {
             progress.set_message(describe(i + 1));
@@ -138,7 +142,26 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
     .await;
     progress.finish_and_clear();
     show(String::new());
-    let mut report = Report::new(chokepoint_detect::analyse_load(&run));
+    let mut outcome = chokepoint_detect::analyse_load(&run);
+    let snapshot = match database {
+        Some(watch) => Some(watch.finish(&mut run, &mut outcome).await),
+        None => None,
+    };
+    let mut report = Report::new(outcome);
+    if let Some(snapshot) = &snapshot {
+        report.warnings.extend(
+            snapshot
+                .missing
+                .iter()
+                .map(|m| format!("--pg: extension missing — {m}")),
+        );
+        if let Some(activity) = &snapshot.activity {
+            report
+                .warnings
+                .extend(activity.gaps.iter().map(|g| format!("--pg: {g}")));
+        }
+    }
+    report.database = snapshot;
     report.warnings.extend(ramp_warnings(&run));
     if run.target_lost {
         report

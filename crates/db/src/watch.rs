@@ -4,6 +4,7 @@
 //! records the gap; what was sampled is kept.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chokepoint_evidence::{Activity, LockWait, PgSnapshot, StatementStat};
@@ -26,9 +27,16 @@ const BLOCKERS: &str = "SELECT coalesce(w.relation::regclass::text, w.locktype),
 const SESSIONS: &str =
     "SELECT sessions, session_time FROM pg_stat_database WHERE datname = current_database()";
 
-/// Watches for `duration`; `url` is used to reconnect. Fills `snapshot.activity` and replaces
-/// its statements with their differences over the window.
-pub async fn watch(url: &str, client: &mut Client, snapshot: &mut PgSnapshot, duration: Duration) {
+/// Watches for `duration`, or until `stop` is set (a load ramp that ended); `url` is used to
+/// reconnect. Fills `snapshot.activity` and replaces its statements with their differences over
+/// the window.
+pub async fn watch(
+    url: &str,
+    client: &mut Client,
+    snapshot: &mut PgSnapshot,
+    duration: Duration,
+    stop: &AtomicBool,
+) {
     let before: HashMap<String, StatementStat> = snapshot
         .statements
         .iter()
@@ -49,11 +57,14 @@ pub async fn watch(url: &str, client: &mut Client, snapshot: &mut PgSnapshot, du
             crate::redact(&query)
         }
     };
-    while started.elapsed() < duration {
+    // The current second's sums: active, waiting, samples.
+    let mut second = (0u64, 0.0f64, 0.0f64, 0u32);
+    while started.elapsed() < duration && !stop.load(Ordering::Relaxed) {
         match client.query(ACTIVITY, &[]).await {
             Ok(rows) => {
                 backoff = Duration::from_millis(200);
                 activity.samples += 1;
+                let (active_before, waiting_before) = (active_sum, waiting_sum);
                 // Sessions queue behind each other: a blocker that is itself waiting is not the
                 // root of the wait, the session it waits for is.
                 let waiting_pids: Vec<i32> = rows
@@ -153,6 +164,15 @@ pub async fn watch(url: &str, client: &mut Client, snapshot: &mut PgSnapshot, du
                             (root.transaction_ms - entry.blocker_transaction_ms) / entry.samples as f64;
                     }
                 }
+                let now = started.elapsed().as_secs();
+                if second.3 > 0 && second.0 != now {
+                    push_second(&mut activity.timeline, second);
+                    second = (now, 0.0, 0.0, 0);
+                }
+                second.0 = now;
+                second.1 += (active_sum - active_before) as f64;
+                second.2 += (waiting_sum - waiting_before) as f64;
+                second.3 += 1;
             }
             Err(error) => {
                 let gap_started = started.elapsed().as_secs_f64();
@@ -170,6 +190,9 @@ pub async fn watch(url: &str, client: &mut Client, snapshot: &mut PgSnapshot, du
             }
         }
         tokio::time::sleep(SAMPLE_EVERY).await;
+    }
+    if second.3 > 0 {
+        push_second(&mut activity.timeline, second);
     }
     activity.duration_s = started.elapsed().as_secs_f64();
     let n = activity.samples.max(1) as f64;
@@ -219,4 +242,10 @@ pub async fn watch(url: &str, client: &mut Client, snapshot: &mut PgSnapshot, du
         snapshot.window_s = activity.duration_s;
     }
     snapshot.activity = Some(activity);
+}
+
+/// One second of the timeline: its start, and the sums over its samples averaged.
+fn push_second(timeline: &mut Vec<[f64; 3]>, (at, active, waiting, samples): (u64, f64, f64, u32)) {
+    let n = f64::from(samples.max(1));
+    timeline.push([at as f64, active / n, waiting / n]);
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use chokepoint_evidence::{IndexCheck, PgSnapshot, StatementPlan, StatementStat};
+use chokepoint_evidence::{IndexCheck, PgSnapshot, StatementPlan, StatementStat, TableStat};
 
 use crate::analysis::{Outcome, Skipped, Summary};
 use crate::finding::{Confidence, Evidence, Finding, Impact};
@@ -50,6 +50,10 @@ pub(crate) struct StatementView<'a> {
     pub plan: Option<&'a StatementPlan>,
     /// Its share of all the statements' time in the window (0–1).
     pub share_of_total: f64,
+    /// The database's tables, for their sizes.
+    pub tables: &'a [TableStat],
+    /// Whether sessions running it were seen waiting on a lock (`--watch`).
+    pub lock_waited: bool,
 }
 
 impl StatementView<'_> {
@@ -64,12 +68,20 @@ pub fn analyse_db(snapshot: &PgSnapshot) -> Outcome {
     let mut findings = Vec::new();
     let mut skipped = Vec::new();
     let total_ms: f64 = snapshot.statements.iter().map(|s| s.total_ms).sum();
+    let waiting: Vec<String> = snapshot
+        .activity
+        .iter()
+        .flat_map(|a| &a.lock_waits)
+        .map(|w| sql::normalize(&w.waiting_query).normalized)
+        .collect();
     let views: Vec<StatementView<'_>> = snapshot
         .statements
         .iter()
-        .map(|stat| StatementView {
+        .map(|stat| (stat, sql::normalize(&stat.query)))
+        .map(|(stat, shape)| StatementView {
             stat,
-            shape: sql::normalize(&stat.query),
+            lock_waited: waiting.contains(&shape.normalized),
+            shape,
             index_checks: snapshot
                 .index_checks
                 .iter()
@@ -77,6 +89,7 @@ pub fn analyse_db(snapshot: &PgSnapshot) -> Outcome {
                 .collect(),
             plan: snapshot.plans.iter().find(|p| p.query == stat.query),
             share_of_total: stat.total_ms / total_ms.max(1e-9),
+            tables: &snapshot.tables,
         })
         .collect();
     for detector in DB_DETECTORS {
@@ -207,13 +220,31 @@ const MIS_ESTIMATE_FACTOR: f64 = 10.0;
 /// The size of a PostgreSQL block, in kB.
 const BLOCK_KB: f64 = 8.0;
 
-/// Why a statement is slow, from its plan and its statistics: sequential scans, sorts and
-/// hashes spilling to disk, row mis-estimates. Empty when nothing in them explains it.
-pub(crate) fn plan_reasons(stat: &StatementStat, plan: Option<&StatementPlan>) -> Vec<String> {
+/// A sequential scan of a table with fewer live rows than this is no reason to be slow.
+const SMALL_TABLE_ROWS: u64 = 10_000;
+
+/// Why a statement is slow, from its plan, its statistics and the tables' sizes: sequential
+/// scans of large tables, sorts and hashes spilling to disk, row mis-estimates. Empty when
+/// nothing in them explains it.
+pub(crate) fn plan_reasons(
+    stat: &StatementStat,
+    plan: Option<&StatementPlan>,
+    tables: &[TableStat],
+) -> Vec<String> {
     let mut reasons = Vec::new();
     let calls = stat.calls.max(1) as f64;
     if let Some(plan) = plan {
-        reasons.extend(plan.seq_scans.iter().map(|r| format!("a sequential scan on {r}")));
+        let small = |relation: &str| {
+            tables
+                .iter()
+                .any(|t| t.relation == relation && t.live_rows < SMALL_TABLE_ROWS)
+        };
+        reasons.extend(
+            plan.seq_scans
+                .iter()
+                .filter(|r| !small(r))
+                .map(|r| format!("a sequential scan on {r}")),
+        );
     }
     let temp_kb = stat.temp_blks_written as f64 * BLOCK_KB / calls;
     if temp_kb > 0.0 {
@@ -283,7 +314,7 @@ pub fn explain_with_plans(findings: &mut [crate::Finding], snapshot: &PgSnapshot
             .iter()
             .filter(|c| c.query == stat.query)
             .collect();
-        let mut reasons = plan_reasons(stat, plan);
+        let mut reasons = plan_reasons(stat, plan, &snapshot.tables);
         if let Some(plan) = plan {
             finding
                 .evidence

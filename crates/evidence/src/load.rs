@@ -96,6 +96,12 @@ pub struct LoadStep {
     pub metrics: std::collections::BTreeMap<String, f64>,
     /// Host CPU busy, 0–1 of all cores.
     pub host_cpu_busy: f64,
+    /// When the step began, in seconds since the ramp began.
+    pub started_s: f64,
+    /// `--pg`: the database's active sessions during the step, on average.
+    pub pg_active: Option<f64>,
+    /// `--pg`: the database's sessions waiting on a lock during the step, on average.
+    pub pg_lock_waiting: Option<f64>,
 }
 
 /// A whole ramp.

@@ -155,6 +155,9 @@ pub struct Activity {
     pub session_ms_mean: Option<f64>,
     /// Sampling gaps: the database went away, and the inspector reconnected.
     pub gaps: Vec<String>,
+    /// Second by second: `[seconds since the watch began, active sessions, sessions waiting on
+    /// a lock]`, each averaged over the second's samples.
+    pub timeline: Vec<[f64; 3]>,
 }
 
 /// What `chokepoint db` read from one database.

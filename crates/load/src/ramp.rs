@@ -106,6 +106,7 @@ pub async fn run(
             let _ = scraper.step();
         }
         let step_started = Instant::now();
+        let started_s = started.elapsed().as_secs_f64();
         let model = config.model;
         let (step_target, step_duration, connections) =
             (Arc::clone(&target), config.step_duration, config.connections);
@@ -152,6 +153,7 @@ pub async fn run(
             generator_cpu_cores,
         );
         step.metrics = scraped.gauges;
+        step.started_s = started_s;
         on_step(index, &step);
         let verdict = if lost {
             Some(Stop {
@@ -259,6 +261,7 @@ fn summarize(
         target,
         metrics: std::collections::BTreeMap::new(),
         host_cpu_busy,
+        ..LoadStep::default()
     }
 }
 

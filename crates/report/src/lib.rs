@@ -128,7 +128,7 @@ pub(crate) fn evidence_line(finding: &Finding) -> String {
 /// The closing summary line.
 pub(crate) fn summary_line(report: &Report) -> String {
     let s = &report.summary;
-    if let Some(db) = &report.database {
+    if let (Some(db), None) = (&report.database, &report.load) {
         return database_summary(db, s.requests);
     }
     if let Some(run) = &report.load {
@@ -136,8 +136,16 @@ pub(crate) fn summary_line(report: &Report) -> String {
             .usl
             .map(|fit| format!(" {}", usl_sentence(&fit)))
             .unwrap_or_default();
+        let database = report
+            .database
+            .as_ref()
+            .map(|db| {
+                let statements: u64 = db.statements.iter().map(|s| s.calls).sum();
+                format!("\n{}", database_summary(db, statements))
+            })
+            .unwrap_or_default();
         return format!(
-            "Measured {} requests in {} steps over {:.1} s; the ramp stopped: {}.{usl}",
+            "Measured {} requests in {} steps over {:.1} s; the ramp stopped: {}.{usl}{database}",
             s.requests,
             run.steps.len(),
             s.window_s,

@@ -165,15 +165,21 @@ pub fn step_row(step: &chokepoint_evidence::LoadStep) -> String {
 }
 
 fn step_table(run: &chokepoint_evidence::LoadRun) -> String {
+    // `--pg`: the database's sessions, known once the ramp is over.
+    let pg = run.steps.iter().any(|s| s.pg_active.is_some());
     let mut table = format!(
-        "Load ramp on {} ({:?} model)\n{}",
+        "Load ramp on {} ({:?} model)\n{}{}",
         run.url,
         run.model,
-        step_header()
+        step_header(),
+        if pg { "  pg active/waiting" } else { "" }
     );
     for step in &run.steps {
         table.push('\n');
         table.push_str(&step_row(step));
+        if let (true, Some(active), Some(waiting)) = (pg, step.pg_active, step.pg_lock_waiting) {
+            table.push_str(&format!("  {active:>9.1}/{waiting:<.1}"));
+        }
     }
     table
 }

@@ -145,7 +145,11 @@ impl crate::registry::DbDetector for SlowQuery {
             return None;
         }
         let shape = &view.shape;
-        let reasons = crate::db::plan_reasons(stat, view.plan);
+        let reasons = crate::db::plan_reasons(stat, view.plan, view.tables);
+        // Slow only because it waits on a lock: that is lock-contention's finding.
+        if reasons.is_empty() && view.lock_waited {
+            return None;
+        }
         let fix = match crate::db::proven_index(&view.index_checks) {
             Some((check, _)) => format!(
                 "{} (see missing-index). Then `ANALYZE {};` and check the plan again.",
