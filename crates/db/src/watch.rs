@@ -13,16 +13,118 @@ use tokio_postgres::Client;
 /// How often sessions are sampled.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
-const ACTIVITY: &str = "SELECT pid, state, wait_event_type, coalesce(query, '') FROM pg_stat_activity \
+/// Every client session of the database: its state, whether it waits on a lock and, only then,
+/// the sessions blocking it (`pg_blocking_pids` takes the lock manager's locks, so it is not
+/// called for the others), and its transaction's age.
+const ACTIVITY: &str = "SELECT pid, coalesce(state, ''), coalesce(wait_event_type, '') = 'Lock', coalesce(query, ''), \
+                        CASE WHEN wait_event_type = 'Lock' THEN pg_blocking_pids(pid) ELSE '{}' END, \
+                        coalesce(extract(epoch FROM now() - xact_start) * 1000, 0)::float8 \
+                        FROM pg_stat_activity \
                         WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'";
 
-/// For one waiting session: the lock it wants, and each blocker's query, state and the modes it
-/// holds on the same relation.
-const BLOCKERS: &str = "SELECT coalesce(w.relation::regclass::text, w.locktype), w.mode, b.pid, coalesce(b.query, ''), coalesce(b.state, ''), \
-                        coalesce((SELECT array_agg(h.mode::text) FROM pg_locks h WHERE h.pid = b.pid AND h.relation = w.relation AND h.granted), '{}'), \
-                        coalesce(extract(epoch FROM now() - b.xact_start) * 1000, 0)::float8 \
-                        FROM pg_locks w, pg_stat_activity b \
-                        WHERE w.pid = $1 AND NOT w.granted AND b.pid = ANY(pg_blocking_pids($1))";
+/// Read only when sessions wait: the locks the waiters ($1) want, and the modes the blockers
+/// ($2) hold on relations.
+const LOCKS: &str = "SELECT pid, granted, coalesce(relation::regclass::text, locktype), mode FROM pg_locks \
+                     WHERE (NOT granted AND pid = ANY($1)) OR (granted AND relation IS NOT NULL AND pid = ANY($2))";
+
+/// One session in one sample.
+struct Session {
+    pid: i32,
+    state: String,
+    waiting: bool,
+    query: String,
+    blocked_by: Vec<i32>,
+    transaction_ms: f64,
+}
+
+/// A session blocking a waiter: who, what it holds and runs.
+struct Blocker {
+    pid: i32,
+    relation: String,
+    mode: String,
+    query: String,
+    state: String,
+    held: Vec<String>,
+    transaction_ms: f64,
+}
+
+/// The sampler's statements, prepared once per connection: planned once, not every 100 ms.
+struct Prepared {
+    activity: tokio_postgres::Statement,
+    locks: tokio_postgres::Statement,
+}
+
+impl Prepared {
+    async fn new(client: &Client) -> Result<Prepared, tokio_postgres::Error> {
+        Ok(Prepared {
+            activity: client.prepare(ACTIVITY).await?,
+            locks: client.prepare(LOCKS).await?,
+        })
+    }
+}
+
+/// One sample: the sessions, and for each waiting one, its blockers.
+async fn sample(
+    client: &Client,
+    prepared: &Prepared,
+    text: &impl Fn(String) -> String,
+) -> Result<(Vec<Session>, HashMap<i32, Vec<Blocker>>), tokio_postgres::Error> {
+    let sessions: Vec<Session> = client
+        .query(&prepared.activity, &[])
+        .await?
+        .iter()
+        .map(|r| Session {
+            pid: r.get(0),
+            state: r.get(1),
+            waiting: r.get(2),
+            query: r.get(3),
+            blocked_by: r.get(4),
+            transaction_ms: r.get(5),
+        })
+        .collect();
+    let waiters: Vec<i32> = sessions.iter().filter(|s| s.waiting).map(|s| s.pid).collect();
+    let mut blocked_by = HashMap::new();
+    if waiters.is_empty() {
+        return Ok((sessions, blocked_by));
+    }
+    let blockers: Vec<i32> = sessions
+        .iter()
+        .flat_map(|s| s.blocked_by.iter().copied())
+        .collect();
+    let mut wanted: HashMap<i32, (String, String)> = HashMap::new();
+    let mut held: HashMap<(i32, String), Vec<String>> = HashMap::new();
+    for row in client.query(&prepared.locks, &[&waiters, &blockers]).await? {
+        let (pid, granted, relation, mode): (i32, bool, String, String) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        if granted {
+            held.entry((pid, relation)).or_default().push(mode);
+        } else {
+            wanted.insert(pid, (relation, mode));
+        }
+    }
+    let by_pid: HashMap<i32, &Session> = sessions.iter().map(|s| (s.pid, s)).collect();
+    for waiter in sessions.iter().filter(|s| s.waiting) {
+        let (relation, mode) = wanted.get(&waiter.pid).cloned().unwrap_or_default();
+        let list = waiter
+            .blocked_by
+            .iter()
+            .map(|&pid| {
+                let blocker = by_pid.get(&pid);
+                Blocker {
+                    pid,
+                    held: held.get(&(pid, relation.clone())).cloned().unwrap_or_default(),
+                    relation: relation.clone(),
+                    mode: mode.clone(),
+                    query: blocker.map(|b| text(b.query.clone())).unwrap_or_default(),
+                    state: blocker.map(|b| b.state.clone()).unwrap_or_default(),
+                    transaction_ms: blocker.map_or(0.0, |b| b.transaction_ms),
+                }
+            })
+            .collect();
+        blocked_by.insert(waiter.pid, list);
+    }
+    Ok((sessions, blocked_by))
+}
 
 const SESSIONS: &str =
     "SELECT sessions, session_time FROM pg_stat_database WHERE datname = current_database()";
@@ -59,58 +161,36 @@ pub async fn watch(
     };
     // The current second's sums: active, waiting, samples.
     let mut second = (0u64, 0.0f64, 0.0f64, 0u32);
+    let mut prepared: Option<Prepared> = None;
     while started.elapsed() < duration && !stop.load(Ordering::Relaxed) {
-        match client.query(ACTIVITY, &[]).await {
-            Ok(rows) => {
+        let sampled = match &prepared {
+            Some(statements) => sample(client, statements, &text).await,
+            None => match Prepared::new(client).await {
+                Ok(statements) => {
+                    let sampled = sample(client, &statements, &text).await;
+                    prepared = Some(statements);
+                    sampled
+                }
+                Err(error) => Err(error),
+            },
+        };
+        match sampled {
+            Ok((rows, blocked_by)) => {
                 backoff = Duration::from_millis(200);
                 activity.samples += 1;
                 let (active_before, waiting_before) = (active_sum, waiting_sum);
                 // Sessions queue behind each other: a blocker that is itself waiting is not the
                 // root of the wait, the session it waits for is.
-                let waiting_pids: Vec<i32> = rows
-                    .iter()
-                    .filter(|r| r.get::<_, Option<String>>(2).as_deref() == Some("Lock"))
-                    .map(|r| r.get(0))
-                    .collect();
-                struct Blocker {
-                    pid: i32,
-                    relation: String,
-                    mode: String,
-                    query: String,
-                    state: String,
-                    held: Vec<String>,
-                    transaction_ms: f64,
-                }
-                let mut blocked_by: HashMap<i32, Vec<Blocker>> = HashMap::new();
-                for &pid in &waiting_pids {
-                    let Ok(blockers) = client.query(BLOCKERS, &[&pid]).await else {
-                        continue;
-                    };
-                    let list = blockers
-                        .iter()
-                        .map(|b| Blocker {
-                            relation: b.get(0),
-                            mode: b.get(1),
-                            pid: b.get(2),
-                            query: text(b.get(3)),
-                            state: b.get(4),
-                            held: b.get(5),
-                            transaction_ms: b.get(6),
-                        })
-                        .collect();
-                    blocked_by.insert(pid, list);
-                }
                 for row in &rows {
-                    let state: Option<String> = row.get(1);
-                    if state.as_deref() == Some("active") {
+                    if row.state == "active" {
                         active_sum += 1;
                     }
-                    let pid: i32 = row.get(0);
+                    let pid = row.pid;
                     let Some(first_hop) = blocked_by.get(&pid) else {
                         continue;
                     };
                     waiting_sum += 1;
-                    let waiting_query = text(row.get(3));
+                    let waiting_query = text(row.query.clone());
                     // Follow the queue to the sessions that are not waiting themselves.
                     let mut roots: Vec<&Blocker> = Vec::new();
                     let mut frontier: Vec<&Blocker> = first_hop.iter().collect();
@@ -180,6 +260,7 @@ pub async fn watch(
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 if let Ok(fresh) = crate::connect(url).await {
                     *client = fresh;
+                    prepared = None;
                     activity.gaps.push(format!(
                         "lost the database at {gap_started:.1} s into the watch ({}); reconnected at {:.1} s",
                         crate::describe(&error),

@@ -26,7 +26,7 @@ detector! {
     /// on a `Lock`, `pg_blocking_pids` and `pg_locks` name the blocker, its last statement, its
     /// state, the modes it holds and how long its transaction has been open. Flagged when, on
     /// average, a tenth of a session or more waits, that is a tenth or more of the active
-    /// sessions, and the blocking transactions have been open 100 ms or more (a short queue of
+    /// sessions, and the blocking transactions have been open 50 ms or more (a short queue of
     /// atomic writes to one row is the data's own serialization); or when the queue is deep
     /// however short the transactions: three sessions or more, half the active ones, waiting on
     /// average (`pgbench` at scale 1).
@@ -57,9 +57,9 @@ const MIN_WAITING_SHARE: f64 = 0.1;
 /// Blocking transactions younger than this, in ms, are a queue of short writes to one row —
 /// serialization the data needs, not a transaction holding its locks too long — unless the
 /// queue is deep (below). (The testbed's atomic-update twin, hammered by 8 clients on 2 cores,
-/// shows blockers open about 20 ms; its transaction holding the row through 50 ms of work,
-/// about 370 ms.)
-const MIN_BLOCKER_TRANSACTION_MS: f64 = 100.0;
+/// shows blockers open 10 to 20 ms; its transaction holding the row through 50 ms of work,
+/// about 370 ms — and 130 to 180 ms in a ramp of 1 to 4 connections.)
+const MIN_BLOCKER_TRANSACTION_MS: f64 = 50.0;
 /// Sessions waiting on average that make a queue of short transactions contention: most of the
 /// clients stand in line (`pgbench` at scale 1 with 16 clients: 12.5 of 13 active sessions wait,
 /// throughput half of scale 16's, where 1.4 wait; the testbed's atomic-update twin: 1).
