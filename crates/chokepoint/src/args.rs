@@ -22,6 +22,10 @@ Examples:
   chokepoint db postgresql://app@127.0.0.1/shop --watch 60s
                                               read-only: missing indexes, slow, unbounded and
                                               N+1 statements, lock waits and their blockers
+  chokepoint traces run.otlp --pg postgresql://app@127.0.0.1/shop
+                                              slow statements explained by their plans
+  chokepoint load http://127.0.0.1:8000/orders --pg postgresql://app@127.0.0.1/shop
+                                              the database's sessions during the ramp
   chokepoint explain n-plus-one               what a detector looks for, and the fix
 
 Exit codes: 0 analysed (no finding matched --fail-on), 1 a finding matched --fail-on,
@@ -47,7 +51,8 @@ pub(crate) enum Command {
     /// Ramp load on a URL until throughput stops rising, sample the target, and say what limits it.
     #[command(after_help = EXAMPLES)]
     Load(Box<LoadArgs>),
-    /// Inspect a PostgreSQL database, read-only: slow, unbounded and N+1-shaped statements.
+    /// Inspect a PostgreSQL database, read-only: missing indexes, slow, unbounded and N+1-shaped
+    /// statements, lock waits and connection churn.
     #[command(after_help = EXAMPLES)]
     Db(DbArgs),
     /// List the detectors and what each finds.
