@@ -199,6 +199,23 @@ def check_slow_query_db(chokepoint, env):
     return failures
 
 
+def check_n_plus_one_confirmed(chokepoint, env):
+    """`chokepoint traces --pg`: the N+1 the traces show is confirmed by the database's own count."""
+    import tempfile
+    psql(env, "SELECT pg_stat_statements_reset()")
+    with tempfile.TemporaryDirectory() as tmp:
+        recording = Path(tmp) / "n-plus-one.otlp"
+        analyse(chokepoint, env, ["/n-plus-one/bad"], out=recording)
+        traced = run_json([chokepoint, "traces", str(recording), "--pg", env["DATABASE_URL"], "--format", "json"])
+    found = [f for f in findings_for(traced, "GET /n-plus-one/bad") if f["detector"] == "n-plus-one"]
+    repeats = found[0]["evidence"]["occurrences"] if found else 0
+    calls = found[0]["evidence"]["metrics"].get("db_calls", 0) if found else 0
+    if not found or calls < repeats:
+        return [f"traces --pg, /n-plus-one/bad: not confirmed by pg_stat_statements ({repeats} repeats traced, {calls} calls counted)"]
+    print(f"    traces --pg: {found[0]['assumptions'][-1]}")
+    return []
+
+
 def check_unbounded_db(chokepoint, env):
     """`chokepoint db` sees the whole-table fetch by its rows per call; not the paginated twin."""
     failures = []
@@ -428,6 +445,7 @@ def main():
         ("missing-index", check_missing_index),
         ("lock-contention", check_lock_contention),
         ("slow-query", check_slow_query_db),
+        ("n-plus-one", check_n_plus_one_confirmed),
         ("unbounded-result", check_unbounded_db),
         ("connection-churn", check_connection_churn_db),
     )

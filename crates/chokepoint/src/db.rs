@@ -41,7 +41,8 @@ pub(crate) fn run(config: DbConfig) -> anyhow::Result<u8> {
 }
 
 /// Explains the `slow-query` findings of a trace analysis with the plans of the database at
-/// `url` (`chokepoint traces --pg`). A database that cannot be read is a problem in the report;
+/// `url`, and confirms its `n-plus-one` findings with the database's counts (`chokepoint
+/// traces --pg`). A database that cannot be read is a problem in the report;
 /// the trace findings stay.
 pub(crate) fn explain_traces(report: &mut Report, url: &str) {
     let slow: Vec<String> = report
@@ -50,7 +51,7 @@ pub(crate) fn explain_traces(report: &mut Report, url: &str) {
         .filter(|f| f.detector == "slow-query")
         .map(|f| f.location.clone())
         .collect();
-    if slow.is_empty() {
+    if slow.is_empty() && !report.findings.iter().any(|f| f.detector == "n-plus-one") {
         return;
     }
     let explained = tokio::runtime::Builder::new_current_thread()

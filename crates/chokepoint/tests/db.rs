@@ -249,7 +249,7 @@ fn a_database_that_is_not_there_is_a_clear_error() {
 }
 
 #[test]
-fn proves_the_missing_index_with_hypopg_and_spares_the_indexed_column() {
+fn proves_the_missing_index_on_a_million_rows_with_hypopg_and_spares_the_indexed_column() {
     let cluster = Cluster::start();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -262,7 +262,7 @@ fn proves_the_missing_index_with_hypopg_and_spares_the_indexed_column() {
             .batch_execute(
                 "CREATE EXTENSION pg_stat_statements; CREATE EXTENSION hypopg;
                  CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL, handle text NOT NULL);
-                 INSERT INTO users SELECT g, 'user' || g || '@example.com', 'user' || g FROM generate_series(1, 200000) g;
+                 INSERT INTO users SELECT g, 'user' || g || '@example.com', 'user' || g FROM generate_series(1, 1000000) g;
                  CREATE INDEX users_handle ON users (handle);
                  ANALYZE users;
                  SELECT pg_stat_statements_reset();",

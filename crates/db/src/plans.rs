@@ -1,6 +1,6 @@
-//! Proving missing indexes: the generic plan of each top statement (`PREPARE` with
-//! `plan_cache_mode = force_generic_plan`, then `EXPLAIN EXECUTE` with NULL parameters — it never
-//! runs the statement), the relations it scans sequentially, and each candidate index costed as
+//! Proving missing indexes: the generic plan of each top statement (`EXPLAIN (GENERIC_PLAN)` from
+//! PostgreSQL 16; before, `PREPARE` with `plan_cache_mode = force_generic_plan`, then `EXPLAIN
+//! EXECUTE` with NULL parameters — it never runs the statement), the relations it scans sequentially, and each candidate index costed as
 //! a HypoPG hypothetical index, which exists only in the session's memory. Nothing is written.
 
 use chokepoint_evidence::{IndexCheck, PgSnapshot, StatementPlan};
@@ -52,12 +52,45 @@ fn parameter_count(query: &str) -> usize {
     max
 }
 
+/// How a generic plan is asked for: `EXPLAIN (GENERIC_PLAN)` from PostgreSQL 16, `PREPARE`
+/// with `plan_cache_mode = force_generic_plan` and `EXPLAIN EXECUTE` with NULLs before.
+#[derive(Clone, Copy)]
+enum Generic {
+    Explain,
+    Prepare,
+}
+
+impl Generic {
+    fn for_version(server_version: &str) -> Generic {
+        let major: u32 = server_version
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0);
+        if major >= 16 {
+            Generic::Explain
+        } else {
+            Generic::Prepare
+        }
+    }
+}
+
 /// The statement's generic plan.
-async fn generic_plan(client: &Client, query: &str) -> Result<StatementPlan, String> {
+async fn generic_plan(client: &Client, query: &str, how: Generic) -> Result<StatementPlan, String> {
     let describe = |e: tokio_postgres::Error| {
         e.as_db_error()
             .map_or_else(|| e.to_string(), |d| d.message().to_owned())
     };
+    if let Generic::Explain = how {
+        let row = client
+            .query_one(
+                &format!("EXPLAIN (FORMAT JSON, VERBOSE, GENERIC_PLAN) {query}"),
+                &[],
+            )
+            .await
+            .map_err(describe)?;
+        return Ok(read_root(query, row.get(0)));
+    }
     client.batch_execute("DEALLOCATE ALL").await.map_err(describe)?;
     client
         .batch_execute(&format!("PREPARE chokepoint_plan AS {query}"))
@@ -74,7 +107,11 @@ async fn generic_plan(client: &Client, query: &str) -> Result<StatementPlan, Str
         .await
         .map_err(describe)?;
     let _ = client.batch_execute("DEALLOCATE chokepoint_plan").await;
-    let plan: serde_json::Value = row.get(0);
+    Ok(read_root(query, row.get(0)))
+}
+
+/// The plan `EXPLAIN (FORMAT JSON)` returned.
+fn read_root(query: &str, plan: serde_json::Value) -> StatementPlan {
     let root = &plan[0]["Plan"];
     let mut read = StatementPlan {
         query: query.to_owned(),
@@ -83,7 +120,7 @@ async fn generic_plan(client: &Client, query: &str) -> Result<StatementPlan, Str
         ..StatementPlan::default()
     };
     read_plan(root, &mut read);
-    Ok(read)
+    read
 }
 
 /// Columns of `relation` that exist, in the order given.
@@ -131,6 +168,7 @@ pub async fn check_indexes(client: &Client, snapshot: &mut PgSnapshot) {
 /// sequentially into `snapshot.index_checks`.
 pub async fn explain(client: &Client, snapshot: &mut PgSnapshot, queries: Vec<String>) {
     let hypopg = snapshot.extensions.iter().any(|e| e == "hypopg");
+    let how = Generic::for_version(&snapshot.server_version);
     if client
         .batch_execute("SET plan_cache_mode = force_generic_plan")
         .await
@@ -143,7 +181,7 @@ pub async fn explain(client: &Client, snapshot: &mut PgSnapshot, queries: Vec<St
     }
     for query in queries {
         let clip = || query.chars().take(80).collect::<String>();
-        let plan = match generic_plan(client, &query).await {
+        let plan = match generic_plan(client, &query, how).await {
             Ok(plan) => plan,
             Err(reason) => {
                 snapshot.plan_problems.push(format!("{}: {reason}", clip()));
@@ -167,7 +205,7 @@ pub async fn explain(client: &Client, snapshot: &mut PgSnapshot, queries: Vec<St
                 continue;
             }
             let check = if hypopg {
-                best_hypothetical(client, &query, relation, &columns, plan.cost).await
+                best_hypothetical(client, &query, how, relation, &columns, plan.cost).await
             } else {
                 IndexCheck {
                     columns,
@@ -190,17 +228,18 @@ pub async fn explain(client: &Client, snapshot: &mut PgSnapshot, queries: Vec<St
 async fn best_hypothetical(
     client: &Client,
     query: &str,
+    how: Generic,
     relation: &str,
     columns: &[String],
     cost_before: f64,
 ) -> IndexCheck {
     let mut best = IndexCheck {
         columns: columns[..1].to_vec(),
-        cost_after: hypothetical_cost(client, query, relation, &columns[..1]).await,
+        cost_after: hypothetical_cost(client, query, how, relation, &columns[..1]).await,
         ..IndexCheck::default()
     };
     if columns.len() > 1
-        && let Some(wider) = hypothetical_cost(client, query, relation, columns).await
+        && let Some(wider) = hypothetical_cost(client, query, how, relation, columns).await
         && best
             .cost_after
             .is_none_or(|single| single - wider > 0.1 * cost_before)
@@ -215,13 +254,34 @@ async fn best_hypothetical(
 }
 
 /// The statement's cost with a hypothetical index on `relation (columns)`.
-async fn hypothetical_cost(client: &Client, query: &str, relation: &str, columns: &[String]) -> Option<f64> {
+async fn hypothetical_cost(
+    client: &Client,
+    query: &str,
+    how: Generic,
+    relation: &str,
+    columns: &[String],
+) -> Option<f64> {
     let definition = format!("CREATE INDEX ON {relation} ({})", columns.join(", "));
     client
         .query("SELECT * FROM hypopg_create_index($1)", &[&definition])
         .await
         .ok()?;
-    let cost = generic_plan(client, query).await.ok().map(|plan| plan.cost);
+    let cost = generic_plan(client, query, how).await.ok().map(|plan| plan.cost);
     let _ = client.batch_execute("SELECT hypopg_reset()").await;
     cost
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generic_plan_option_from_postgresql_16() {
+        assert!(matches!(
+            Generic::for_version("15.18 (Debian 15.18-0+deb12u1)"),
+            Generic::Prepare
+        ));
+        assert!(matches!(Generic::for_version("16.4"), Generic::Explain));
+        assert!(matches!(Generic::for_version("17beta1"), Generic::Explain));
+    }
 }

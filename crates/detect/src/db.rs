@@ -291,16 +291,39 @@ pub(crate) fn create_index(check: &IndexCheck) -> String {
 
 /// The bridge from traces to plans: each `slow-query` finding of a trace analysis whose
 /// statement `snapshot` knows (matched by normalized text) gets the plan's reasons and, where
-/// HypoPG proved one, its index — in the title's evidence, the fix and the metrics. Returns a
+/// HypoPG proved one, its index — in the title's evidence, the fix and the metrics; each
+/// `n-plus-one` finding whose statement it knows gets the database's count of it. Returns a
 /// note for each slow statement the database did not know.
 pub fn explain_with_plans(findings: &mut [crate::Finding], snapshot: &PgSnapshot) -> Vec<String> {
     let mut notes = Vec::new();
-    for finding in findings.iter_mut().filter(|f| f.detector == "slow-query") {
-        let Some(stat) = snapshot
+    let known = |location: &str| {
+        snapshot
             .statements
             .iter()
-            .find(|s| sql::normalize(&s.query).normalized == finding.location)
-        else {
+            .find(|s| sql::normalize(&s.query).normalized == location)
+    };
+    // The database's own count of an N+1's statement confirms its scale beyond the traces.
+    for finding in findings.iter_mut().filter(|f| f.detector == "n-plus-one") {
+        if let Some(stat) = known(&finding.location) {
+            let metrics = &mut finding.evidence.metrics;
+            metrics.insert("db_calls".into(), stat.calls as f64);
+            metrics.insert("db_mean_ms".into(), round(stat.mean_ms));
+            metrics.insert(
+                "db_rows_per_call".into(),
+                round(stat.rows as f64 / stat.calls.max(1) as f64),
+            );
+            finding.assumptions.push(format!(
+                "confirmed in {}: pg_stat_statements counts {} calls of it at {:.3} ms, {:.1} rows each, over {:.0} s",
+                snapshot.database,
+                stat.calls,
+                stat.mean_ms,
+                stat.rows as f64 / stat.calls.max(1) as f64,
+                snapshot.window_s
+            ));
+        }
+    }
+    for finding in findings.iter_mut().filter(|f| f.detector == "slow-query") {
+        let Some(stat) = known(&finding.location) else {
             notes.push(format!(
                 "slow statement not found in {}'s pg_stat_statements, so not explained: {}",
                 snapshot.database,
