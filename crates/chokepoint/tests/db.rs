@@ -643,3 +643,34 @@ fn explains_a_slow_sort_by_its_spill_to_disk() {
     let settings = report["database"]["settings"].to_string();
     assert!(settings.contains("work_mem"), "{settings}");
 }
+
+#[test]
+fn traces_with_an_unreachable_database_keep_their_findings_and_exit_2() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/testbed.otlp");
+    let output = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .arg("traces")
+        .arg(&example)
+        .args([
+            "--pg",
+            &format!("postgresql://postgres@127.0.0.1:{port}/shop"),
+            "--format",
+            "json",
+        ])
+        .output()
+        .expect("chokepoint runs");
+    assert_eq!(output.status.code(), Some(2));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let problems = report["problems"].to_string();
+    assert!(
+        problems.contains("--pg: cannot connect to PostgreSQL"),
+        "{problems}"
+    );
+    assert!(
+        report["findings"].as_array().expect("findings").len() >= 8,
+        "the trace findings are kept: {report:#}"
+    );
+}
