@@ -95,6 +95,10 @@ pub(crate) struct TracesArgs {
     /// plan's reason and, proven with HypoPG, the index (read-only, like `chokepoint db`).
     #[arg(long, value_name = "URL")]
     pub(crate) pg: Option<String>,
+    /// With --pg: keep literal values in the database's statement texts (redacted by default;
+    /// statements read from traces are always shown normalized).
+    #[arg(long, requires = "pg")]
+    pub(crate) show_literals: bool,
     #[command(flatten)]
     pub(crate) report: ReportArgs,
 }
@@ -199,6 +203,9 @@ pub(crate) struct LoadArgs {
     /// statements over the ramp.
     #[arg(long, value_name = "URL")]
     pub(crate) pg: Option<String>,
+    /// With --pg: keep literal values in the database's statement texts (redacted by default).
+    #[arg(long, requires = "pg")]
+    pub(crate) show_literals: bool,
     #[command(flatten)]
     pub(crate) report: ReportArgs,
 }
@@ -332,6 +339,7 @@ pub(crate) struct TracesConfig {
     pub(crate) paths: Vec<PathBuf>,
     pub(crate) max_record_bytes: usize,
     pub(crate) pg: Option<String>,
+    pub(crate) show_literals: bool,
     pub(crate) report: ReportConfig,
 }
 
@@ -365,6 +373,7 @@ pub(crate) struct LoadConfig {
     pub(crate) pid: Option<u32>,
     pub(crate) chart: Option<PathBuf>,
     pub(crate) pg: Option<String>,
+    pub(crate) show_literals: bool,
     pub(crate) http2: bool,
     pub(crate) cacert: Option<Vec<u8>>,
     pub(crate) no_pid: bool,
@@ -484,6 +493,7 @@ impl LoadArgs {
             pid: self.pid,
             chart: self.chart,
             pg: self.pg.map(database_url),
+            show_literals: self.show_literals,
             http2: self.http2,
             cacert: match &self.cacert {
                 Some(path) => Some(
@@ -552,6 +562,7 @@ impl TracesArgs {
             paths: self.paths,
             max_record_bytes: self.max_record_mib << 20,
             pg: self.pg.map(database_url),
+            show_literals: self.show_literals,
             report: self.report.validate()?,
         })
     }

@@ -44,7 +44,7 @@ pub(crate) fn run(config: DbConfig) -> anyhow::Result<u8> {
 /// `url`, and confirms its `n-plus-one` findings with the database's counts (`chokepoint
 /// traces --pg`). A database that cannot be read is a problem in the report;
 /// the trace findings stay.
-pub(crate) fn explain_traces(report: &mut Report, url: &str) {
+pub(crate) fn explain_traces(report: &mut Report, url: &str, show_literals: bool) {
     let slow: Vec<String> = report
         .findings
         .iter()
@@ -61,7 +61,7 @@ pub(crate) fn explain_traces(report: &mut Report, url: &str) {
         .and_then(|runtime| {
             runtime.block_on(async {
                 let client = chokepoint_db::connect(url).await?;
-                let mut snapshot = chokepoint_db::snapshot(&client, false).await?;
+                let mut snapshot = chokepoint_db::snapshot(&client, show_literals).await?;
                 // The database's own texts of the statements the traces show as slow.
                 let queries = snapshot
                     .statements
@@ -107,9 +107,15 @@ pub(crate) struct DatabaseWatch {
 
 impl DatabaseWatch {
     /// Connects (read-only), takes the opening snapshot and starts sampling, for `bound` at most.
-    pub(crate) async fn start(url: &str, bound: std::time::Duration) -> anyhow::Result<DatabaseWatch> {
+    pub(crate) async fn start(
+        url: &str,
+        bound: std::time::Duration,
+        show_literals: bool,
+    ) -> anyhow::Result<DatabaseWatch> {
         let mut client = chokepoint_db::connect(url).await.context("--pg")?;
-        let mut snapshot = chokepoint_db::snapshot(&client, false).await.context("--pg")?;
+        let mut snapshot = chokepoint_db::snapshot(&client, show_literals)
+            .await
+            .context("--pg")?;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (url, flag) = (url.to_owned(), std::sync::Arc::clone(&stop));
         let task = tokio::spawn(async move {

@@ -130,7 +130,9 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
     };
     progress.set_message(describe(0));
     let database = match &config.pg {
-        Some(url) => Some(crate::db::DatabaseWatch::start(url, config.max_duration).await?),
+        Some(url) => {
+            Some(crate::db::DatabaseWatch::start(url, config.max_duration, config.show_literals).await?)
+        }
         None => None,
     };
     let mut run = chokepoint_load::run(&ramp, interrupted, |i, step| {

@@ -68,7 +68,7 @@ pub(crate) fn run(config: TracesConfig) -> anyhow::Result<u8> {
     progress.finish_and_clear();
     let mut report = build_report(analysis, &reads, &stats);
     if let Some(url) = &config.pg {
-        crate::db::explain_traces(&mut report, url);
+        crate::db::explain_traces(&mut report, url, config.show_literals);
     }
     Ok(output::finish(&report, &config.report))
 }
