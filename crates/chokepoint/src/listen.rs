@@ -56,6 +56,11 @@ async fn listen(config: ListenConfig) -> anyhow::Result<u8> {
         Some(d) => format!("for {}", humantime::format_duration(d)),
         None => "until Ctrl-C".to_owned(),
     };
+    // Registered once, before the banner: a Ctrl-C that arrives while a batch is being taken
+    // is kept for the next turn of the loop (a `ctrl_c()` future made afresh each turn would
+    // miss it, and the receiver would run on).
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot watch for Ctrl-C")?;
     eprintln!("chokepoint: listening on {} {stop_when}", endpoints.join(" and "));
     if let Some(path) = &config.out {
         eprintln!("chokepoint: recording to {}", path.display());
@@ -88,7 +93,7 @@ async fn listen(config: ListenConfig) -> anyhow::Result<u8> {
                     last_report = spans;
                 }
             }
-            _ = tokio::signal::ctrl_c() => break,
+            _ = interrupt.recv() => break,
             _ = &mut deadline => break,
         }
     }
