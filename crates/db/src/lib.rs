@@ -120,7 +120,8 @@ pub use watch::{SAMPLE_EVERY, watch};
 /// A transaction open this long is reported in the snapshot.
 pub const LONG_TRANSACTION: Duration = Duration::from_secs(1);
 
-/// Settings that bear on the findings, reported with every snapshot.
+/// Settings that bear on the findings, reported with every snapshot (not `statement_timeout`:
+/// the inspector's session sets its own).
 const SETTINGS: &[&str] = &[
     "max_connections",
     "shared_buffers",
@@ -128,7 +129,6 @@ const SETTINGS: &[&str] = &[
     "effective_cache_size",
     "random_page_cost",
     "idle_in_transaction_session_timeout",
-    "statement_timeout",
     "track_activity_query_size",
 ];
 
@@ -197,7 +197,7 @@ pub async fn snapshot(client: &Client, show_literals: bool) -> Result<PgSnapshot
     snapshot.open_transactions = open_transactions(client, show_literals).await?;
     snapshot.settings = client
         .query(
-            "SELECT name || ' = ' || setting || coalesce(unit, '') FROM pg_settings WHERE name = ANY($1) ORDER BY name",
+            "SELECT name || ' = ' || current_setting(name) FROM pg_settings WHERE name = ANY($1) ORDER BY name",
             &[&SETTINGS],
         )
         .await
@@ -222,7 +222,7 @@ async fn database_stats(client: &Client) -> Result<DatabaseStats, DbError> {
     let row = client
         .query_one(
             &format!(
-                "SELECT {sessions}, extract(epoch FROM now() - coalesce(stats_reset, pg_postmaster_start_time()))::float8, \
+                "SELECT {sessions}, extract(epoch FROM now() - stats_reset)::float8, \
                  temp_files, temp_bytes, deadlocks, xact_commit, xact_rollback, \
                  CASE WHEN blks_hit + blks_read > 0 THEN blks_hit::float8 / (blks_hit + blks_read) END \
                  FROM pg_stat_database WHERE datname = current_database()"
@@ -234,7 +234,7 @@ async fn database_stats(client: &Client) -> Result<DatabaseStats, DbError> {
     let count = |i: usize| row.get::<_, Option<i64>>(i).unwrap_or(0).max(0) as u64;
     Ok(DatabaseStats {
         sessions: row.get::<_, Option<i64>>(0).map(|s| s.max(0) as u64),
-        window_s: row.get::<_, Option<f64>>(1).unwrap_or(0.0),
+        window_s: row.get(1),
         temp_files: count(2),
         temp_bytes: count(3),
         deadlocks: count(4),

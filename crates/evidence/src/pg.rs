@@ -63,8 +63,9 @@ pub struct OpenTransaction {
 pub struct DatabaseStats {
     /// Sessions established (PostgreSQL 14+).
     pub sessions: Option<u64>,
-    /// Seconds the counters cover (since `stats_reset`, or since the server started).
-    pub window_s: f64,
+    /// Seconds the counters cover, since `stats_reset`; `None` when they were never reset
+    /// (they then run from the cluster's creation, across restarts).
+    pub window_s: Option<f64>,
     /// Temporary files written by queries.
     pub temp_files: u64,
     /// Bytes written to temporary files.

@@ -200,11 +200,11 @@ fn database_summary(db: &chokepoint_evidence::PgSnapshot, calls: u64) -> String 
     if let Some(ratio) = st.cache_hit_ratio {
         counters.push(format!("{:.1} % of block reads from cache", ratio * 100.0));
     }
-    text.push_str(&format!(
-        "\nOver the last {:.0} s (pg_stat_database): {}.",
-        st.window_s,
-        counters.join(", ")
-    ));
+    let since = match st.window_s {
+        Some(seconds) => format!("over the {seconds:.0} s since its statistics were reset"),
+        None => "since its statistics began (never reset)".to_owned(),
+    };
+    text.push_str(&format!("\npg_stat_database, {since}: {}.", counters.join(", ")));
     if !db.open_transactions.is_empty() {
         let listed: Vec<String> = db
             .open_transactions
