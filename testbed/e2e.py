@@ -236,8 +236,9 @@ def check_unbounded_db(chokepoint, env):
     return failures
 
 
-def check_connection_churn_db(chokepoint, env):
-    """`chokepoint db --watch` sees a session per request (NullPool); not the pooled twin."""
+def watch_while_hammering(chokepoint, env, scenario, detector, clients):
+    """`chokepoint db --watch 4s` while `clients` threads request `/<scenario>/bad`, then
+    `/<scenario>/fixed`: the detector must name the first and not the second."""
     import concurrent.futures
     failures = []
     for variant in ("bad", "fixed"):
@@ -248,22 +249,27 @@ def check_connection_churn_db(chokepoint, env):
         deadline = time.monotonic() + 4.5
         def hammer():
             while time.monotonic() < deadline:
-                get(env["APP_URL"] + f"/connection-churn/{variant}")
-        with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            for future in [pool.submit(hammer) for _ in range(4)]:
+                get(env["APP_URL"] + f"/{scenario}/{variant}")
+        with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+            for future in [pool.submit(hammer) for _ in range(clients)]:
                 future.result()
         out, err = watch.communicate(timeout=60)
         report = json.loads(out)
-        found = [f for f in report["findings"] if f["detector"] == "connection-churn"]
+        found = [f for f in report["findings"] if f["detector"] == detector]
         if variant == "bad" and not found:
-            failures.append(f"db, /connection-churn/bad: no connection-churn (activity {report['database'].get('activity')})")
+            failures.append(f"db, /{scenario}/bad: no {detector} (activity {report['database'].get('activity')})")
         elif variant == "bad":
             print(f"    bad:   {found[0]['title']}")
         elif found:
-            failures.append(f"db, /connection-churn/fixed: still connection-churn: {found[0]['title']}")
+            failures.append(f"db, /{scenario}/fixed: still {detector}: {found[0]['title']}")
         else:
-            print("    fixed: no connection-churn")
+            print(f"    fixed: no {detector}")
     return failures
+
+
+def check_connection_churn_db(chokepoint, env):
+    """`chokepoint db --watch` sees a session per request (NullPool); not the pooled twin."""
+    return watch_while_hammering(chokepoint, env, "connection-churn", "connection-churn", clients=4)
 
 
 def check_lock_contention_during_load(chokepoint, env):
@@ -292,32 +298,9 @@ def check_lock_contention_during_load(chokepoint, env):
 
 
 def check_lock_contention(chokepoint, env):
-    """Concurrent transfers on the hot account while `chokepoint db --watch` samples sessions."""
-    import concurrent.futures
-    failures = []
-    for variant in ("bad", "fixed"):
-        watch = subprocess.Popen(
-            [chokepoint, "db", env["DATABASE_URL"], "--watch", "4s", "--format", "json"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        deadline = time.monotonic() + 4.5
-        def hammer():
-            while time.monotonic() < deadline:
-                get(env["APP_URL"] + f"/lock-contention/{variant}")
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            for future in [pool.submit(hammer) for _ in range(8)]:
-                future.result()
-        out, err = watch.communicate(timeout=60)
-        report = json.loads(out)
-        found = [f for f in report["findings"] if f["detector"] == "lock-contention"]
-        if variant == "bad" and not found:
-            failures.append(f"/lock-contention/bad: no lock-contention (activity {report['database'].get('activity')})")
-        elif variant == "bad":
-            print(f"    bad:   {found[0]['title']}")
-        elif found:
-            failures.append(f"/lock-contention/fixed: still lock-contention: {found[0]['title']}")
-        else:
-            print("    fixed: no lock-contention")
+    """Concurrent transfers on the hot account while `chokepoint db --watch` samples sessions,
+    then the same during a load ramp (`chokepoint load --pg`)."""
+    failures = watch_while_hammering(chokepoint, env, "lock-contention", "lock-contention", clients=8)
     return failures + check_lock_contention_during_load(chokepoint, env)
 
 

@@ -96,18 +96,29 @@ impl Drop for Cluster {
     }
 }
 
+/// A current-thread runtime for the test's own sessions.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// An ordinary (writable) session, as the application's.
+async fn app_session(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    client
+}
+
 /// Runs the workload over an ordinary (writable) session: an N+1 by foreign key, an unbounded
 /// SELECT, and a slow statement.
 fn workload(url: &str) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .expect("connect");
-        tokio::spawn(connection);
+        let client = app_session(url).await;
         client
             .batch_execute(
                 "CREATE EXTENSION pg_stat_statements;
@@ -189,10 +200,7 @@ fn the_inspector_cannot_write() {
     let report = succeeded(output);
     assert_eq!(report["database"]["database"], "postgres");
     assert!(stderr.contains("extension missing — pg_stat_statements"));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     runtime.block_on(async {
         let client = chokepoint_db_connect(&cluster.url()).await;
         let read_only: String = client
@@ -251,13 +259,9 @@ fn a_database_that_is_not_there_is_a_clear_error() {
 #[test]
 fn proves_the_missing_index_on_a_million_rows_with_hypopg_and_spares_the_indexed_column() {
     let cluster = Cluster::start();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(&cluster.url(), tokio_postgres::NoTls).await.expect("connect");
-        tokio::spawn(connection);
+        let client = app_session(&cluster.url()).await;
         client
             .batch_execute(
                 "CREATE EXTENSION pg_stat_statements; CREATE EXTENSION hypopg;
@@ -362,24 +366,17 @@ fn names_the_blocker_of_a_hot_row_and_of_ddl() {
         .enable_all()
         .build()
         .expect("runtime");
-    let connect = |url: String| async move {
-        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .expect("connect");
-        tokio::spawn(connection);
-        client
-    };
     // A transaction holds the hot row; three sessions queue to update it.
     let holder = runtime.block_on(async {
-        let admin = connect(url.clone()).await;
+        let admin = app_session(&url).await;
         admin
             .batch_execute("CREATE TABLE accounts (id int PRIMARY KEY, balance numeric NOT NULL); INSERT INTO accounts SELECT g, 100 FROM generate_series(1, 10) g;")
             .await
             .expect("schema");
-        let holder = connect(url.clone()).await;
+        let holder = app_session(&url).await;
         holder.batch_execute("BEGIN; SELECT balance FROM accounts WHERE id = 1 FOR UPDATE;").await.expect("lock");
         for _ in 0..3 {
-            let waiter = connect(url.clone()).await;
+            let waiter = app_session(&url).await;
             tokio::spawn(async move { waiter.batch_execute("UPDATE accounts SET balance = balance - 1 WHERE id = 1").await });
         }
         holder
@@ -404,13 +401,13 @@ fn names_the_blocker_of_a_hot_row_and_of_ddl() {
 
     // A migration holds ACCESS EXCLUSIVE in an open transaction; readers queue.
     let migration = runtime.block_on(async {
-        let migration = connect(url.clone()).await;
+        let migration = app_session(&url).await;
         migration
             .batch_execute("BEGIN; ALTER TABLE accounts ADD COLUMN note text;")
             .await
             .expect("ddl");
         for id in 2..5 {
-            let reader = connect(url.clone()).await;
+            let reader = app_session(&url).await;
             tokio::spawn(async move { reader.query("SELECT * FROM accounts WHERE id = $1", &[&id]).await });
         }
         migration
@@ -439,10 +436,7 @@ fn a_connection_per_request_is_connection_churn() {
     let cluster = Cluster::start();
     let url = cluster.url();
     let child = watch(&url, 3);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     runtime.block_on(async {
         let until = std::time::Instant::now() + std::time::Duration::from_millis(2500);
         while std::time::Instant::now() < until {
@@ -562,17 +556,11 @@ fn a_database_restarting_mid_watch_is_a_gap_and_the_samples_are_kept() {
 fn literal_values_are_redacted_unless_asked_for() {
     let cluster = Cluster::start();
     let url = cluster.url();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     // A transaction left open with a secret in its statement; a secret in pg_stat_statements'
     // text of a utility statement.
     let _holder = runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .expect("connect");
-        tokio::spawn(connection);
+        let client = app_session(&url).await;
         client
             .batch_execute(
                 "CREATE EXTENSION pg_stat_statements;
@@ -605,15 +593,9 @@ fn literal_values_are_redacted_unless_asked_for() {
 #[test]
 fn explains_a_slow_sort_by_its_spill_to_disk() {
     let cluster = Cluster::start();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(&cluster.url(), tokio_postgres::NoTls)
-            .await
-            .expect("connect");
-        tokio::spawn(connection);
+        let client = app_session(&cluster.url()).await;
         client
             .batch_execute(
                 "CREATE EXTENSION pg_stat_statements;
