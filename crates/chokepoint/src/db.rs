@@ -15,20 +15,50 @@ pub(crate) fn run(config: DbConfig) -> anyhow::Result<u8> {
         let mut client = chokepoint_db::connect(&config.url).await?;
         let mut snapshot = chokepoint_db::snapshot(&client, config.show_literals).await?;
         if let Some(duration) = config.watch {
-            eprintln!("chokepoint: watching {} for {}", snapshot.database, humantime::format_duration(duration));
-            let never = std::sync::atomic::AtomicBool::new(false);
-            chokepoint_db::watch(&config.url, &mut client, &mut snapshot, duration, &never).await;
+            eprintln!(
+                "chokepoint: watching {} for {}; Ctrl-C stops and reports what was sampled",
+                snapshot.database,
+                humantime::format_duration(duration)
+            );
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let interrupt = tokio::spawn({
+                let stop = std::sync::Arc::clone(&stop);
+                async move {
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+            let progress = watch_progress(config.report.progress, duration);
+            chokepoint_db::watch(&config.url, &mut client, &mut snapshot, duration, &stop).await;
+            progress.abort();
+            interrupt.abort();
             if let Some(activity) = &snapshot.activity {
                 report_gaps(&activity.gaps);
             }
         }
         chokepoint_db::check_indexes(&client, &mut snapshot).await;
         let mut report = Report::new(chokepoint_detect::analyse_db(&snapshot));
-        report.warnings.extend(snapshot.missing.iter().map(|m| format!("extension missing — {m}")));
-        report.warnings.extend(snapshot.plan_problems.iter().map(|p| format!("plan not read — {p}")));
+        report.warnings.extend(
+            snapshot
+                .missing
+                .iter()
+                .map(|m| format!("extension missing — {m}")),
+        );
+        report.warnings.extend(
+            snapshot
+                .plan_problems
+                .iter()
+                .map(|p| format!("plan not read — {p}")),
+        );
         if snapshot.window_s > 0.0 && snapshot.window_s < 60.0 {
+            let covered = if snapshot.activity.is_some() {
+                "the watch covered"
+            } else {
+                "the statistics cover, since pg_stat_statements was reset,"
+            };
             report.warnings.push(format!(
-                "the statistics cover only {:.0} s since pg_stat_statements was reset: too little traffic to judge",
+                "{covered} only {:.0} s: too little traffic to judge",
                 snapshot.window_s
             ));
         }
@@ -156,6 +186,35 @@ impl DatabaseWatch {
         outcome.findings.extend(database.findings);
         chokepoint_detect::rank(&mut outcome.findings);
         snapshot
+    }
+}
+
+/// A progress bar over the watch's length, on a terminal; the task that moves it.
+fn watch_progress(enabled: bool, duration: std::time::Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if !enabled {
+            return;
+        }
+        let bar = indicatif::ProgressBar::new(duration.as_secs().max(1));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} watching: {pos}/{len} s {wide_bar}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let started = std::time::Instant::now();
+        let _clear = ClearOnDrop(bar.clone());
+        while started.elapsed() < duration {
+            bar.set_position(started.elapsed().as_secs());
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    })
+}
+
+/// Clears the bar when its task ends or is aborted.
+struct ClearOnDrop(indicatif::ProgressBar);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
     }
 }
 

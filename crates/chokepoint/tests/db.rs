@@ -656,3 +656,23 @@ fn traces_with_an_unreachable_database_keep_their_findings_and_exit_2() {
         "the trace findings are kept: {report:#}"
     );
 }
+
+#[test]
+fn ctrl_c_ends_the_watch_and_reports_what_was_sampled() {
+    let cluster = Cluster::start();
+    let child = watch(&cluster.url(), 60);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    let report = finish(child);
+    let activity = &report["database"]["activity"];
+    let seconds = activity["duration_s"].as_f64().expect("duration");
+    assert!(seconds < 10.0, "stopped early: {activity:#}");
+    assert!(
+        activity["samples"].as_u64().expect("samples") >= 10,
+        "{activity:#}"
+    );
+}
