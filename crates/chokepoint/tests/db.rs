@@ -30,6 +30,11 @@ fn as_postgres(program: &Path) -> Command {
 
 impl Cluster {
     fn start() -> Cluster {
+        Cluster::start_with("shared_preload_libraries = 'pg_stat_statements'\n")
+    }
+
+    /// A cluster with `extra` lines of configuration.
+    fn start_with(extra: &str) -> Cluster {
         let bin = PathBuf::from(PG_BIN);
         assert!(
             bin.join("postgres").exists(),
@@ -60,7 +65,7 @@ impl Cluster {
             data.join("postgresql.auto.conf"),
             format!(
                 "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n\
-                 shared_preload_libraries = 'pg_stat_statements'\nfsync = off\nautovacuum = off\n",
+                 fsync = off\nautovacuum = off\n{extra}",
                 dir.path().display()
             ),
         )
@@ -674,5 +679,28 @@ fn ctrl_c_ends_the_watch_and_reports_what_was_sampled() {
     assert!(
         activity["samples"].as_u64().expect("samples") >= 10,
         "{activity:#}"
+    );
+}
+
+#[test]
+fn pg_stat_statements_created_but_not_preloaded_is_said_with_the_fix() {
+    let cluster = Cluster::start_with("");
+    runtime().block_on(async {
+        let client = app_session(&cluster.url()).await;
+        client
+            .batch_execute("CREATE EXTENSION pg_stat_statements")
+            .await
+            .expect("create");
+    });
+    let output = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .args(["db", &cluster.url(), "--format", "json"])
+        .output()
+        .expect("chokepoint runs");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let report = succeeded(output);
+    assert!(stderr.contains("add it to shared_preload_libraries"), "{stderr}");
+    assert_eq!(
+        report["database"]["database"], "postgres",
+        "the rest is still read"
     );
 }

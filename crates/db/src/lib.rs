@@ -173,8 +173,15 @@ pub async fn snapshot(client: &Client, show_literals: bool) -> Result<PgSnapshot
                 .push(format!("{extension}: {without} (CREATE EXTENSION {extension})"));
         }
     }
-    if snapshot.extensions.iter().any(|e| e == "pg_stat_statements") {
-        read_statements(client, &mut snapshot, show_literals).await?;
+    if snapshot.extensions.iter().any(|e| e == "pg_stat_statements")
+        && let Err(error) = read_statements(client, &mut snapshot, show_literals).await
+    {
+        // Created but not preloaded: the view refuses to be read.
+        snapshot.extensions.retain(|e| e != "pg_stat_statements");
+        snapshot.missing.push(format!(
+            "pg_stat_statements: installed but not readable ({error}); add it to shared_preload_libraries \
+             and restart the server: statement statistics (slow-query, unbounded-result, n-plus-one) were not read"
+        ));
     }
     snapshot.tables = client
         .query(
