@@ -39,18 +39,7 @@ pub(crate) fn run(config: DbConfig) -> anyhow::Result<u8> {
         }
         chokepoint_db::check_indexes(&client, &mut snapshot).await;
         let mut report = Report::new(chokepoint_detect::analyse_db(&snapshot));
-        report.warnings.extend(
-            snapshot
-                .missing
-                .iter()
-                .map(|m| format!("extension missing — {m}")),
-        );
-        report.warnings.extend(
-            snapshot
-                .plan_problems
-                .iter()
-                .map(|p| format!("plan not read — {p}")),
-        );
+        report.warnings.extend(snapshot_warnings(&snapshot, ""));
         if snapshot.window_s > 0.0 && snapshot.window_s < 60.0 {
             let covered = if snapshot.activity.is_some() {
                 "the watch covered"
@@ -61,9 +50,6 @@ pub(crate) fn run(config: DbConfig) -> anyhow::Result<u8> {
                 "{covered} only {:.0} s: too little traffic to judge",
                 snapshot.window_s
             ));
-        }
-        if let Some(activity) = &snapshot.activity {
-            report.warnings.extend(activity.gaps.iter().cloned());
         }
         report.database = Some(snapshot);
         Ok(output::finish(&report, &config.report))
@@ -109,18 +95,7 @@ pub(crate) fn explain_traces(report: &mut Report, url: &str, show_literals: bool
                 &mut report.findings,
                 &snapshot,
             ));
-            report.warnings.extend(
-                snapshot
-                    .missing
-                    .iter()
-                    .map(|m| format!("--pg: extension missing — {m}")),
-            );
-            report.warnings.extend(
-                snapshot
-                    .plan_problems
-                    .iter()
-                    .map(|p| format!("--pg: plan not read — {p}")),
-            );
+            report.warnings.extend(snapshot_warnings(&snapshot, "--pg: "));
             report.bottleneck = report.findings.first().cloned();
         }
         Err(error) => report.problems.push(format!(
@@ -216,6 +191,25 @@ impl Drop for ClearOnDrop {
     fn drop(&mut self) {
         self.0.finish_and_clear();
     }
+}
+
+/// What the inspector could not read: missing extensions, plans it could not get, sampling
+/// gaps; each line starts with `prefix`.
+pub(crate) fn snapshot_warnings(snapshot: &chokepoint_evidence::PgSnapshot, prefix: &str) -> Vec<String> {
+    let missing = snapshot
+        .missing
+        .iter()
+        .map(|m| format!("{prefix}extension missing — {m}"));
+    let plans = snapshot
+        .plan_problems
+        .iter()
+        .map(|p| format!("{prefix}plan not read — {p}"));
+    let gaps = snapshot
+        .activity
+        .iter()
+        .flat_map(|a| &a.gaps)
+        .map(|g| format!("{prefix}{g}"));
+    missing.chain(plans).chain(gaps).collect()
 }
 
 fn report_gaps(gaps: &[String]) {

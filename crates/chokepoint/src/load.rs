@@ -151,17 +151,9 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
     };
     let mut report = Report::new(outcome);
     if let Some(snapshot) = &snapshot {
-        report.warnings.extend(
-            snapshot
-                .missing
-                .iter()
-                .map(|m| format!("--pg: extension missing — {m}")),
-        );
-        if let Some(activity) = &snapshot.activity {
-            report
-                .warnings
-                .extend(activity.gaps.iter().map(|g| format!("--pg: {g}")));
-        }
+        report
+            .warnings
+            .extend(crate::db::snapshot_warnings(snapshot, "--pg: "));
     }
     report.database = snapshot;
     report.warnings.extend(ramp_warnings(&run));
