@@ -43,9 +43,9 @@ LOAD_SCENARIOS = [
     ("cpu-saturation", "cpu-saturation", ["--model", "open", "--rate", "10,20,40,80,160"]),
     ("worker-exhaustion", "worker-exhaustion", ["--concurrency", "1,2,4,8"]),
     ("blocking-call", "blocking-call", ["--concurrency", "1,2,4,8"]),
+    ("connection-churn-http", "connection-churn", ["--concurrency", "1,2,4"]),
 ]
 PENDING = [
-    ("connection-churn-http", "needs the service's own outbound connections: httpx records no connect span and a load ramp sees only the generator's connections"),
     ("slow-serialization", "needs `chokepoint profile`"),
     ("sync-logging", "needs `chokepoint profile`"),
     ("regex-per-request", "needs `chokepoint profile`"),
@@ -342,6 +342,11 @@ def check_load(chokepoint, env, scenario, expected, ramp):
     failures = []
     report = load_report(chokepoint, env, f"/{scenario}/bad", ramp)
     found = [f["detector"] for f in report["findings"]]
+    if scenario == "connection-churn-http" and found[:1] == [expected]:
+        # The service's own connections go to the downstream: the finding names it.
+        downstream = env["DOWNSTREAM_URL"].rsplit(":", 1)[1]
+        if f":{downstream})" not in report["findings"][0]["title"]:
+            failures.append(f"/{scenario}/bad: the downstream (port {downstream}) is not named: {report['findings'][0]['title']}")
     if not found or found[0] != expected:
         steps = [(s["offered"], round(s["throughput_rps"]), (s["target"] or {}).get("cpu_cores")) for s in report["load"]["steps"]]
         failures.append(f"/{scenario}/bad: bottleneck {found[:1] or 'none'}, expected {expected}; steps {steps}")

@@ -326,6 +326,38 @@ fn a_target_closing_every_connection_is_connection_churn() {
 }
 
 #[test]
+fn a_target_opening_a_connection_per_request_is_outbound_connection_churn() {
+    let _serial = SERIAL.lock();
+    let server = Server::start("dial");
+    let (code, report) = ramp(&server, &["--concurrency", "1,2,4"]);
+    assert_eq!(code, Some(0), "{report:#}");
+    let churn = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["detector"] == "connection-churn")
+        .unwrap_or_else(|| panic!("no connection-churn in {report:#}"));
+    let per_request = churn["evidence"]["metrics"]["outbound_connections_per_request"]
+        .as_f64()
+        .expect("metric");
+    assert!(
+        (0.8..1.5).contains(&per_request),
+        "{per_request} outbound connections per request"
+    );
+    // The same ramp on a service that keeps its connections: no churn.
+    let fine = Server::start("fine");
+    let (_, report) = ramp(&fine, &["--concurrency", "1,2,4"]);
+    assert!(
+        !report["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .any(|f| f["detector"] == "connection-churn"),
+        "{report:#}"
+    );
+}
+
+#[test]
 fn a_prometheus_endpoint_stands_in_for_proc_when_the_target_is_elsewhere() {
     let _serial = SERIAL.lock();
     let server = Server::start("pool");

@@ -48,13 +48,13 @@ impl<'a> Curve<'a> {
 
     /// CPU the target spent per request at low load, in ms, if it was sampled.
     pub(crate) fn cpu_ms_per_request(&self) -> Option<f64> {
-        let target = self.low.target?;
+        let target = self.low.target.as_ref()?;
         (self.low.throughput_rps > 0.0).then(|| target.cpu_cores * 1e3 / self.low.throughput_rps)
     }
 
     /// CPU the target used at the knee, in cores.
     pub(crate) fn knee_cpu_cores(&self) -> Option<f64> {
-        self.knee.target.map(|t| t.cpu_cores)
+        self.knee.target.as_ref().map(|t| t.cpu_cores)
     }
 
     /// Whether the throughput is flat past the knee (the ramp went on and gained nothing).

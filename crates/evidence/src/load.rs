@@ -31,7 +31,7 @@ pub struct Latency {
 }
 
 /// What the samplers saw of the target process (and its children) during one step.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct TargetSample {
     /// CPU used, in cores (1.0 = one core busy all the step).
@@ -51,6 +51,14 @@ pub struct TargetSample {
     /// Connections the kernel dropped because an accept queue was full (host-wide counter
     /// `ListenOverflows`, during the step).
     pub listen_overflows: f64,
+    /// New TCP connections opened from the host during the step other than the generator's and
+    /// the metrics scraper's (`ActiveOpens`): on a test host, the target's own outbound
+    /// connections — to its database and downstream services.
+    #[serde(default)]
+    pub outbound_connections: f64,
+    /// The remote end the target's established outbound connections went to most often.
+    #[serde(default)]
+    pub outbound_peer: Option<String>,
 }
 
 /// One step of a load ramp.

@@ -176,6 +176,8 @@ pub struct StepResult {
     pub bytes: u64,
     /// Connections opened after the first one of each worker.
     pub new_connections: u64,
+    /// Connections opened in all (the first of each worker's included).
+    pub opened: u64,
     /// Connection attempts the target refused or never answered.
     pub connect_failures: u64,
     /// The first connection error, to tell the user.
@@ -194,6 +196,7 @@ impl StepResult {
             timeouts: 0,
             bytes: 0,
             new_connections: 0,
+            opened: 0,
             connect_failures: 0,
             first_error: None,
             sample_body: None,
@@ -214,6 +217,7 @@ impl StepResult {
         self.timeouts += other.timeouts;
         self.bytes += other.bytes;
         self.new_connections += other.new_connections;
+        self.opened += other.opened;
         self.connect_failures += other.connect_failures;
         if self.first_error.is_none() {
             self.first_error = other.first_error;
@@ -435,6 +439,7 @@ pub async fn run_closed(target: Arc<Target>, concurrency: usize, duration: Durat
                 }
             }
             result.new_connections = connection.opened.saturating_sub(1);
+            result.opened = connection.opened;
             result
         }));
     }
@@ -486,6 +491,7 @@ pub async fn run_open(target: Arc<Target>, rate: f64, connections: usize, durati
                 record(&mut result, outcome, intended.elapsed(), &mut connection);
             }
             result.new_connections = connection.opened.saturating_sub(1);
+            result.opened = connection.opened;
             result
         }));
     }

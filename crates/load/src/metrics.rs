@@ -43,11 +43,14 @@ pub struct MetricsStep {
     pub cpu_cores: Option<f64>,
     /// Interesting gauges, averaged.
     pub gauges: BTreeMap<String, f64>,
+    /// Connections the scraper opened (one per scrape).
+    pub connections: u64,
 }
 
 /// Scrapes in the background; [`Scraper::step`] summarizes the scrapes since the last call.
 pub struct Scraper {
     scrapes: Arc<Mutex<Vec<Scrape>>>,
+    attempts: Arc<std::sync::atomic::AtomicU64>,
     last: Option<Scrape>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -56,9 +59,12 @@ impl Scraper {
     /// Starts scraping `url` (an http:// URL).
     pub fn start(url: hyper::Uri) -> Scraper {
         let scrapes = Arc::new(Mutex::new(Vec::new()));
+        let attempts = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let sink = Arc::clone(&scrapes);
+        let tried = Arc::clone(&attempts);
         let task = tokio::spawn(async move {
             loop {
+                tried.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if let Ok(scrape) = scrape(&url).await {
                     if let Ok(mut all) = sink.lock() {
                         all.push(scrape);
@@ -69,6 +75,7 @@ impl Scraper {
         });
         Scraper {
             scrapes,
+            attempts,
             last: None,
             task,
         }
@@ -106,6 +113,7 @@ impl Scraper {
         MetricsStep {
             cpu_cores,
             gauges: sums.into_iter().map(|(name, (sum, n))| (name, sum / n)).collect(),
+            connections: self.attempts.swap(0, std::sync::atomic::Ordering::Relaxed),
         }
     }
 }

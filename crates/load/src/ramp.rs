@@ -128,7 +128,9 @@ pub async fn run(
             }
         };
         let duration_s = step_started.elapsed().as_secs_f64();
-        let (mut target_sample, host_cpu_busy, generator_cpu_cores) = sampler.step();
+        let sampled = sampler.step();
+        let (mut target_sample, host_cpu_busy, generator_cpu_cores) =
+            (sampled.target, sampled.host_busy, sampled.generator_cores);
         let scraped = scraper
             .as_mut()
             .map(crate::metrics::Scraper::step)
@@ -141,6 +143,12 @@ pub async fn run(
                     cpu_cores,
                     ..Default::default()
                 });
+        }
+        // The connections opened from this host that are neither the generator's nor the
+        // scraper's: the target's own, on a test host.
+        let ours = result.opened as f64 + scraped.connections as f64;
+        if let Some(target) = target_sample.as_mut() {
+            target.outbound_connections = (sampled.active_opens - ours).max(0.0);
         }
         let first_error = result.first_error.clone();
         let lost = result.connect_failures > 0;

@@ -3,6 +3,8 @@
 //! host's CPU, and the generator's own CPU, so a limit in the generator is not blamed on the
 //! target.
 
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -100,34 +102,75 @@ fn read_counters(pids: &[i32]) -> Counters {
     counters
 }
 
-/// The accept queue of the socket listening on `port`: connections the kernel accepted that the
-/// application has not taken yet.
-fn accept_queue(port: u16) -> f64 {
-    [procfs::net::tcp(), procfs::net::tcp6()]
+/// One read of the host's TCP sockets (`/proc/net/tcp` and `tcp6`): the accept queue of the
+/// socket listening on `port` — connections the kernel accepted that the application has not
+/// taken yet — and the remote ends of the established connections the target `pids` opened
+/// (sockets they own whose local port is none they listen on).
+fn sockets(port: u16, pids: &[i32]) -> (f64, Vec<SocketAddr>) {
+    // The target's sockets first: a short-lived connection must outlive only the table's read.
+    let owned: HashSet<u64> = pids
+        .iter()
+        .filter_map(|&pid| Process::new(pid).ok()?.fd().ok())
+        .flat_map(|fds| fds.flatten())
+        .filter_map(|fd| match fd.target {
+            FDTarget::Socket(inode) => Some(inode),
+            _ => None,
+        })
+        .collect();
+    let entries: Vec<procfs::net::TcpNetEntry> = [procfs::net::tcp(), procfs::net::tcp6()]
         .into_iter()
         .flatten()
         .flatten()
+        .collect();
+    let queue = entries
+        .iter()
         .filter(|e| e.local_address.port() == port && e.state == procfs::net::TcpState::Listen)
         .map(|e| f64::from(e.rx_queue))
-        .sum()
+        .sum();
+    // Connections accepted on any port the target listens on are inbound, not its own.
+    let listening: HashSet<u16> = entries
+        .iter()
+        .filter(|e| e.state == procfs::net::TcpState::Listen && owned.contains(&e.inode))
+        .map(|e| e.local_address.port())
+        .chain([port])
+        .collect();
+    let peers = entries
+        .iter()
+        .filter(|e| {
+            e.state == procfs::net::TcpState::Established
+                && !listening.contains(&e.local_address.port())
+                && owned.contains(&e.inode)
+        })
+        .map(|e| e.remote_address)
+        .collect();
+    (queue, peers)
 }
 
-/// The host's `TcpExt: ListenOverflows` counter: connections dropped because an accept queue
-/// was full. `/proc/net/netstat` is two lines per group, names then values.
-fn listen_overflows() -> f64 {
-    let Ok(text) = std::fs::read_to_string("/proc/net/netstat") else {
+/// A host TCP counter: `file`'s `group` (two lines, names then values) and its `name`.
+fn tcp_counter(file: &str, group: &str, name: &str) -> f64 {
+    let Ok(text) = std::fs::read_to_string(file) else {
         return 0.0;
     };
-    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let mut lines = text.lines().filter(|l| l.starts_with(group));
     let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
         return 0.0;
     };
     names
         .split_whitespace()
         .zip(values.split_whitespace())
-        .find(|(name, _)| *name == "ListenOverflows")
+        .find(|(n, _)| *n == name)
         .and_then(|(_, value)| value.parse().ok())
         .unwrap_or(0.0)
+}
+
+/// Connections dropped because an accept queue was full (host-wide).
+fn listen_overflows() -> f64 {
+    tcp_counter("/proc/net/netstat", "TcpExt:", "ListenOverflows")
+}
+
+/// Connections opened from this host (its network namespace): `connect` calls that sent a SYN.
+fn active_opens() -> f64 {
+    tcp_counter("/proc/net/snmp", "Tcp:", "ActiveOpens")
 }
 
 /// Busy and total jiffies of the host.
@@ -157,6 +200,8 @@ struct Window {
     queue_samples: u64,
     queue: f64,
     queue_max: f64,
+    /// Remote ends of the target's outbound connections, and how often each was seen.
+    peers: HashMap<SocketAddr, u64>,
 }
 
 /// Samples a target in the background; [`Sampler::step`] returns what one step looked like.
@@ -171,6 +216,22 @@ pub struct Sampler {
     start_self_cpu: f64,
     start_host: (f64, f64),
     start_overflows: f64,
+    start_active_opens: f64,
+}
+
+/// What one step looked like to the samplers.
+#[derive(Debug, Default)]
+pub struct Sampled {
+    /// The target, when it is sampled; its `outbound_connections` still counts the generator's
+    /// own (see [`Sampled::active_opens`]).
+    pub target: Option<TargetSample>,
+    /// The host's CPU busy, 0–1.
+    pub host_busy: f64,
+    /// The generator's CPU, in cores.
+    pub generator_cores: f64,
+    /// Connections opened from the host during the step (`ActiveOpens`), the generator's
+    /// included.
+    pub active_opens: f64,
 }
 
 impl Sampler {
@@ -189,18 +250,21 @@ impl Sampler {
                         let counters = read_counters(&pids);
                         // /proc/net/tcp walks every socket of the host, established ones too:
                         // the accept queue is read less often than the process.
-                        let queue =
-                            (tick % QUEUE_EVERY_NTH_SAMPLE == 0).then(|| port.map_or(0.0, accept_queue));
+                        let read = (tick % QUEUE_EVERY_NTH_SAMPLE == 0)
+                            .then(|| port.map_or((0.0, Vec::new()), |port| sockets(port, &pids)));
                         tick += 1;
                         if let Ok(mut w) = window.lock() {
                             w.samples += 1;
                             w.running += counters.running as f64;
                             w.blocked_io += counters.blocked_io as f64;
                             w.threads = counters.threads as f64;
-                            if let Some(queue) = queue {
+                            if let Some((queue, peers)) = read {
                                 w.queue_samples += 1;
                                 w.queue += queue;
                                 w.queue_max = w.queue_max.max(queue);
+                                for peer in peers {
+                                    *w.peers.entry(peer).or_default() += 1;
+                                }
                             }
                         }
                         std::thread::sleep(SAMPLE_EVERY);
@@ -219,15 +283,17 @@ impl Sampler {
             start_self_cpu: self_cpu_s(),
             start_host: host_cpu(),
             start_overflows: listen_overflows(),
+            start_active_opens: active_opens(),
         }
     }
 
     /// Ends the current step: what the target, the host and the generator did since the last
-    /// call (or the start). Returns (target, host CPU busy 0–1, generator CPU in cores).
-    pub fn step(&mut self) -> (Option<TargetSample>, f64, f64) {
+    /// call (or the start).
+    pub fn step(&mut self) -> Sampled {
         let elapsed = self.started.elapsed().as_secs_f64().max(1e-3);
         let counters = read_counters(&self.pids);
         let overflows = listen_overflows();
+        let opens = active_opens();
         let window = self
             .window
             .lock()
@@ -248,6 +314,12 @@ impl Sampler {
             },
             accept_queue_max: window.queue_max,
             listen_overflows: (overflows - self.start_overflows).max(0.0),
+            outbound_connections: 0.0,
+            outbound_peer: window
+                .peers
+                .iter()
+                .max_by_key(|(_, seen)| **seen)
+                .map(|(peer, _)| peer.to_string()),
         });
         let host = host_cpu();
         let host_busy = {
@@ -261,7 +333,14 @@ impl Sampler {
         self.start_self_cpu = self_cpu;
         self.start_host = host;
         self.start_overflows = overflows;
-        (target, host_busy, generator_cores)
+        let opened = (opens - self.start_active_opens).max(0.0);
+        self.start_active_opens = opens;
+        Sampled {
+            target,
+            host_busy,
+            generator_cores,
+            active_opens: opened,
+        }
     }
 }
 

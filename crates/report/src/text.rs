@@ -143,7 +143,7 @@ pub fn step_header() -> String {
 
 /// One row of the step table.
 pub fn step_row(step: &chokepoint_evidence::LoadStep) -> String {
-    let (cpu, queue) = match step.target {
+    let (cpu, queue) = match &step.target {
         Some(t) => (
             format!("{:.2} cores", t.cpu_cores),
             format!("{:.1}", t.accept_queue),

@@ -6,6 +6,8 @@ An asyncio server (one Python process, one event loop) whose handler is, by --mo
   blocking  time.sleep(20 ms) inside the coroutine: the event loop stalls, requests never overlap
   fine      awaits 20 ms without holding anything: scales with concurrency
   close     answers at once with `Connection: close`, and closes: a new connection per request
+  dial      opens a new connection to a downstream listener of its own for every request, holds
+            it 20 ms for the answer, and closes it: a client per call
   heavy     512 kB of compressible JSON per response, all connections sharing 20 Mbit/s (a
             token bucket in the server stands in for a slow link)
 
@@ -36,7 +38,7 @@ def compute(ms):
 
 async def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--mode", choices=["cpu", "pool", "blocking", "fine", "heavy", "close"], required=True)
+    parser.add_argument("--mode", choices=["cpu", "pool", "blocking", "fine", "heavy", "close", "dial"], required=True)
     mode = parser.parse_args().mode
     slots = asyncio.Semaphore(4)
     counts = collections.Counter()
@@ -50,8 +52,24 @@ async def main():
             writer.write(chunk)
             await writer.drain()
 
+    async def downstream(reader, writer):
+        await reader.read(1)
+        await asyncio.sleep(0.02)
+        writer.write(b"k")
+        await writer.drain()
+        writer.close()
+
+    downstream_server = await asyncio.start_server(downstream, "127.0.0.1", 0)
+    downstream_port = downstream_server.sockets[0].getsockname()[1]
+
     async def work():
-        if mode == "cpu":
+        if mode == "dial":
+            reader, writer = await asyncio.open_connection("127.0.0.1", downstream_port)
+            writer.write(b"?")
+            await writer.drain()
+            await reader.read(1)
+            writer.close()
+        elif mode == "cpu":
             compute(5)
         elif mode == "pool":
             async with slots:

@@ -31,12 +31,16 @@ detector! {
     /// SQLAlchemy's instrumentation names its span around `Engine.connect` `connect`, and with a
     /// pool that is a checkout of an open connection. In a load ramp: the connections the
     /// generator had to reopen because the target closed them, flagged at half a new
-    /// connection per request or more.
+    /// connection per request or more; or, for a target on this host, the connections the
+    /// target opened itself (the host's `ActiveOpens` less the generator's and the scraper's),
+    /// half or more per request over 10 requests or more, with the peer its outbound sockets
+    /// were seen connected to.
     ///
     /// # Known false positives
     ///
     /// Endpoints that legitimately connect somewhere new each time (webhooks to user-given
-    /// URLs). Instrumentations that do not record connects cannot show churn at all: the
+    /// URLs). The outbound count is host-wide: other programs connecting during the ramp add to
+    /// it. Instrumentations that do not record connects cannot show churn at all: the
     /// detector is then reported as skipped, not clean.
     ///
     /// # Typical fix
@@ -143,7 +147,7 @@ impl LoadDetector for ConnectionChurn {
         let step = curve.knee;
         let per_request = step.new_connections as f64 / step.requests.max(1) as f64;
         if per_request < MIN_NEW_CONNECTIONS_PER_REQUEST {
-            return None;
+            return outbound(curve);
         }
         let title = format!(
             "The target closes its connections: {:.2} new connections per request at {:.0} requests/s, each paying a TCP handshake (and TLS, if any)",
@@ -167,6 +171,52 @@ impl LoadDetector for ConnectionChurn {
             metrics: vec![("new_connections_per_request", per_request)],
         })
     }
+}
+
+/// Requests at the knee below which the outbound count is too small to divide.
+const MIN_OUTBOUND_REQUESTS: u64 = 10;
+
+/// The target opening new connections of its own — to its database or its downstreams — for
+/// every request: counted from the host's `ActiveOpens` less the generator's and the scraper's
+/// connections, with the peer its established outbound sockets went to most.
+fn outbound(curve: &Curve<'_>) -> Option<LoadConclusion> {
+    let step = curve.knee;
+    let target = step.target.as_ref()?;
+    let per_request = target.outbound_connections / step.requests.max(1) as f64;
+    if step.requests < MIN_OUTBOUND_REQUESTS || per_request < MIN_NEW_CONNECTIONS_PER_REQUEST {
+        return None;
+    }
+    let peer = target.outbound_peer.as_deref();
+    let (to, check) = match peer {
+        Some(peer) => (
+            format!(" (most to {peer})"),
+            format!(" Check what listens on {peer}."),
+        ),
+        None => (String::new(), String::new()),
+    };
+    Some(LoadConclusion {
+        title: format!(
+            "The service opens {per_request:.1} new outbound connections per request{to} at {:.0} requests/s: \
+             a client or a connection per call instead of a pool",
+            step.throughput_rps
+        ),
+        fix: format!(
+            "Create the client once per process and reuse it: one `httpx.AsyncClient` opened in the app's lifespan \
+             (or a `requests.Session`, an `aiohttp.ClientSession`) instead of `async with httpx.AsyncClient()` or \
+             `requests.get` per call; for a database, a pool (SQLAlchemy `QueuePool`, PgBouncer).{check}"
+        ),
+        // Without a socket of the target's seen connected, the count is the host's alone.
+        confidence: if peer.is_some() && per_request > 0.9 {
+            Confidence::High
+        } else {
+            Confidence::Medium
+        },
+        assumptions: vec![
+            "the connections opened from this host during the step, less the generator's and the scraper's, are the target's"
+                .into(),
+        ],
+        metrics: vec![("outbound_connections_per_request", per_request)],
+    })
 }
 
 /// New database sessions per second that make churn.
