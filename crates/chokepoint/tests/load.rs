@@ -101,6 +101,17 @@ fn loopback_listener() -> (tokio::runtime::Runtime, tokio::net::TcpListener, u16
     (runtime, listener, port)
 }
 
+/// A metric of the report's connection-churn finding; the test fails without one.
+fn churn_metric(report: &serde_json::Value, metric: &str) -> f64 {
+    let churn = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["detector"] == "connection-churn")
+        .unwrap_or_else(|| panic!("no connection-churn in {report:#}"));
+    churn["evidence"]["metrics"][metric].as_f64().expect("metric")
+}
+
 fn bottleneck(report: &serde_json::Value) -> String {
     report["bottleneck"]["detector"]
         .as_str()
@@ -313,15 +324,7 @@ fn a_target_closing_every_connection_is_connection_churn() {
     let server = Server::start("close");
     let (code, report) = ramp(&server, &["--concurrency", "1,2"]);
     assert_eq!(code, Some(0), "{report:#}");
-    let churn = report["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .find(|f| f["detector"] == "connection-churn")
-        .unwrap_or_else(|| panic!("no connection-churn in {report:#}"));
-    let per_request = churn["evidence"]["metrics"]["new_connections_per_request"]
-        .as_f64()
-        .expect("metric");
+    let per_request = churn_metric(&report, "new_connections_per_request");
     assert!(per_request > 0.9, "{per_request} new connections per request");
 }
 
@@ -331,15 +334,7 @@ fn a_target_opening_a_connection_per_request_is_outbound_connection_churn() {
     let server = Server::start("dial");
     let (code, report) = ramp(&server, &["--concurrency", "1,2,4"]);
     assert_eq!(code, Some(0), "{report:#}");
-    let churn = report["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .find(|f| f["detector"] == "connection-churn")
-        .unwrap_or_else(|| panic!("no connection-churn in {report:#}"));
-    let per_request = churn["evidence"]["metrics"]["outbound_connections_per_request"]
-        .as_f64()
-        .expect("metric");
+    let per_request = churn_metric(&report, "outbound_connections_per_request");
     assert!(
         (0.8..1.5).contains(&per_request),
         "{per_request} outbound connections per request"
