@@ -1,6 +1,6 @@
-//! The load generator: one HTTP/1.1 keep-alive connection per worker over hyper's
-//! connection-level client, `TCP_NODELAY`, latencies recorded into HDR histograms (bounded
-//! memory however long the run).
+//! The load generator: one keep-alive connection per worker — HTTP/1.1 driven by the worker
+//! itself (`http1.rs`), HTTP/2 over hyper's connection-level client — `TCP_NODELAY`, latencies
+//! recorded into HDR histograms (bounded memory however long the run).
 //!
 //! Closed model: each worker sends its next request when the last one answered. Open model:
 //! requests have intended send times at a fixed rate, and latency is measured from the intended
@@ -15,11 +15,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt as _, Full};
-use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+
+use crate::http1::{self, Failure, Http1};
 
 /// Largest latency recorded, in µs; larger values are clamped (an hour).
 const MAX_LATENCY_US: u64 = 3_600_000_000;
@@ -104,11 +105,6 @@ impl Target {
     /// costs generator headroom), in weighted round-robin order.
     fn prepare(&self) -> Result<Vec<Prepared>, String> {
         let mut headers = hyper::HeaderMap::new();
-        if !self.http2 {
-            let host = hyper::header::HeaderValue::from_str(&self.host)
-                .map_err(|e| format!("invalid Host {:?}: {e}", self.host))?;
-            headers.insert(hyper::header::HOST, host);
-        }
         for (name, value) in &self.headers {
             let name = hyper::header::HeaderName::from_bytes(name.as_bytes())
                 .map_err(|e| format!("invalid header name {name:?}: {e}"))?;
@@ -118,38 +114,79 @@ impl Target {
         }
         let mut schedule = Vec::new();
         for (path, weight) in &self.paths {
-            // HTTP/2 carries the authority in the request line (:authority), not in `Host`.
-            let text = if self.http2 {
-                format!("http://{}{path}", self.host)
-            } else {
-                path.clone()
-            };
-            let uri: hyper::Uri = text.parse().map_err(|e| format!("invalid path {path:?}: {e}"))?;
-            for _ in 0..*weight {
-                schedule.push(Prepared {
+            let prepared = if self.http2 {
+                // HTTP/2 carries the authority in the request line (:authority), not in `Host`.
+                let text = format!("http://{}{path}", self.host);
+                let uri: hyper::Uri = text.parse().map_err(|e| format!("invalid path {path:?}: {e}"))?;
+                Prepared::Http2(Box::new(Http2Parts {
                     method: self.method.clone(),
-                    uri: uri.clone(),
+                    uri,
                     headers: headers.clone(),
                     body: self.body.clone(),
-                });
-            }
+                }))
+            } else {
+                Prepared::Http1 {
+                    wire: self.http1_request(path, &headers)?,
+                    head: self.method == Method::HEAD,
+                }
+            };
+            schedule.extend(std::iter::repeat_n(prepared, *weight as usize));
         }
         if schedule.is_empty() {
             return Err("no path to request".into());
         }
         Ok(schedule)
     }
+
+    /// The whole HTTP/1.1 request for `path`, as written on the wire.
+    fn http1_request(&self, path: &str, headers: &hyper::HeaderMap) -> Result<Bytes, String> {
+        let uri: hyper::Uri = path.parse().map_err(|e| format!("invalid path {path:?}: {e}"))?;
+        let target = uri.path_and_query().map_or("/", |p| p.as_str());
+        let host = hyper::header::HeaderValue::from_str(&self.host)
+            .map_err(|e| format!("invalid Host {:?}: {e}", self.host))?;
+        let mut wire = Vec::with_capacity(256 + self.body.len());
+        wire.extend_from_slice(format!("{} {target} HTTP/1.1\r\n", self.method).as_bytes());
+        if !headers.contains_key(hyper::header::HOST) {
+            wire.extend_from_slice(b"host: ");
+            wire.extend_from_slice(host.as_bytes());
+            wire.extend_from_slice(b"\r\n");
+        }
+        for (name, value) in headers {
+            wire.extend_from_slice(name.as_str().as_bytes());
+            wire.extend_from_slice(b": ");
+            wire.extend_from_slice(value.as_bytes());
+            wire.extend_from_slice(b"\r\n");
+        }
+        let framed = headers.contains_key(hyper::header::CONTENT_LENGTH)
+            || headers.contains_key(hyper::header::TRANSFER_ENCODING);
+        let carries_body =
+            !self.body.is_empty() || [Method::POST, Method::PUT, Method::PATCH].contains(&self.method);
+        if carries_body && !framed {
+            wire.extend_from_slice(format!("content-length: {}\r\n", self.body.len()).as_bytes());
+        }
+        wire.extend_from_slice(b"\r\n");
+        wire.extend_from_slice(&self.body);
+        Ok(wire.into())
+    }
 }
 
-/// A request's parts, ready to clone.
-struct Prepared {
+/// A request ready to send: encoded whole for HTTP/1.1, in parts to clone for hyper's HTTP/2.
+#[derive(Clone)]
+enum Prepared {
+    Http1 { wire: Bytes, head: bool },
+    Http2(Box<Http2Parts>),
+}
+
+/// An HTTP/2 request's parts, cloned into a hyper request per send.
+#[derive(Clone)]
+struct Http2Parts {
     method: Method,
     uri: hyper::Uri,
     headers: hyper::HeaderMap,
     body: Bytes,
 }
 
-impl Prepared {
+impl Http2Parts {
     fn request(&self) -> Request<Full<Bytes>> {
         let mut request = Request::new(Full::new(self.body.clone()));
         *request.method_mut() = self.method.clone();
@@ -238,60 +275,20 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("the bounds are constants, and valid")
 }
 
-/// A connection's request side, HTTP/1.1 or HTTP/2.
+/// A connection: HTTP/1.1 driven by its worker (plain or over TLS), or hyper's HTTP/2.
 enum Sender {
-    Http1(SendRequest<Full<Bytes>>),
+    Http1(Http1<TcpStream>),
+    Http1Tls(Box<Http1<tokio_rustls::client::TlsStream<TcpStream>>>),
     Http2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
 }
 
 impl Sender {
     fn is_closed(&self) -> bool {
         match self {
-            Sender::Http1(s) => s.is_closed(),
+            Sender::Http1(c) => c.is_closed(),
+            Sender::Http1Tls(c) => c.is_closed(),
             Sender::Http2(s) => s.is_closed(),
         }
-    }
-
-    async fn ready(&mut self) -> hyper::Result<()> {
-        match self {
-            Sender::Http1(s) => s.ready().await,
-            Sender::Http2(s) => s.ready().await,
-        }
-    }
-
-    async fn send(
-        &mut self,
-        request: Request<Full<Bytes>>,
-    ) -> hyper::Result<hyper::Response<hyper::body::Incoming>> {
-        match self {
-            Sender::Http1(s) => s.send_request(request).await,
-            Sender::Http2(s) => s.send_request(request).await,
-        }
-    }
-}
-
-/// The HTTP handshake over a connected stream, plain or TLS.
-async fn handshake<T>(io: TokioIo<T>, target: &Target) -> Result<Sender, String>
-where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    if target.http2 {
-        let (sender, connection) =
-            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
-                .await
-                .map_err(|e| format!("HTTP/2 handshake with {}: {e}", target.addr))?;
-        tokio::spawn(connection);
-        Ok(Sender::Http2(sender))
-    } else {
-        // One `write` of the whole request: the requests are small, and a copy is cheaper than
-        // the kernel's walk of an iovec.
-        let (sender, connection) = hyper::client::conn::http1::Builder::new()
-            .writev(false)
-            .handshake(io)
-            .await
-            .map_err(|e| format!("HTTP handshake with {}: {e}", target.addr))?;
-        tokio::spawn(connection);
-        Ok(Sender::Http1(sender))
     }
 }
 
@@ -302,72 +299,138 @@ struct Connection {
 }
 
 impl Connection {
-    async fn ready(&mut self, target: &Target) -> Result<&mut Sender, String> {
-        if self.sender.as_ref().is_none_or(Sender::is_closed) {
-            let stream = TcpStream::connect(target.addr)
-                .await
-                .map_err(|e| format!("connect to {}: {e}", target.addr))?;
-            let _ = stream.set_nodelay(true);
-            let sender = match &target.tls {
-                Some(tls) => {
-                    let stream = tokio_rustls::TlsConnector::from(Arc::clone(&tls.config))
-                        .connect(tls.server_name.clone(), stream)
-                        .await
-                        .map_err(|e| format!("connect to {}: TLS: {e}", target.addr))?;
-                    handshake(TokioIo::new(stream), target).await?
-                }
-                None => handshake(TokioIo::new(stream), target).await?,
-            };
-            self.sender = Some(sender);
-            self.opened += 1;
+    fn new() -> Connection {
+        Connection {
+            sender: None,
+            opened: 0,
         }
-        let sender = self.sender.as_mut().ok_or_else(|| "no connection".to_owned())?;
-        sender
-            .ready()
-            .await
-            .map_err(|e| format!("connection to {}: {e}", target.addr))?;
-        Ok(sender)
     }
+
+    /// The open connection, connected first when there is none (or the server closed it).
+    async fn open(&mut self, target: &Target) -> Result<&mut Sender, String> {
+        if let Some(sender) = self.sender.take_if(|sender| !sender.is_closed()) {
+            return Ok(self.sender.insert(sender));
+        }
+        let stream = TcpStream::connect(target.addr)
+            .await
+            .map_err(|e| format!("connect to {}: {e}", target.addr))?;
+        let _ = stream.set_nodelay(true);
+        let sender = match (&target.tls, target.http2) {
+            (None, false) => Sender::Http1(Http1::new(stream)),
+            (Some(tls), _) => {
+                let stream = tokio_rustls::TlsConnector::from(Arc::clone(&tls.config))
+                    .connect(tls.server_name.clone(), stream)
+                    .await
+                    .map_err(|e| format!("connect to {}: TLS: {e}", target.addr))?;
+                if target.http2 {
+                    http2(TokioIo::new(stream), target).await?
+                } else {
+                    Sender::Http1Tls(Box::new(Http1::new(stream)))
+                }
+            }
+            (None, true) => http2(TokioIo::new(stream), target).await?,
+        };
+        self.opened += 1;
+        Ok(self.sender.insert(sender))
+    }
+}
+
+/// hyper's HTTP/2 handshake over a connected stream, plain or TLS; its connection task spawned.
+async fn http2<T>(io: TokioIo<T>, target: &Target) -> Result<Sender, String>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .map_err(|e| format!("HTTP/2 handshake with {}: {e}", target.addr))?;
+    tokio::spawn(connection);
+    Ok(Sender::Http2(sender))
 }
 
 /// Bytes of a response body kept as the step's sample.
 const SAMPLE_BYTES: usize = 1 << 20;
 
 /// Sends one request and reads the whole response; returns (status, bytes). With `sample`, the
-/// body's first megabyte is kept there, with whether it was sent compressed.
+/// body's first megabyte is kept there, with whether it was sent compressed. A keep-alive
+/// connection the server closed while idle is reopened and the request sent again, once.
 async fn exchange(
     connection: &mut Connection,
     target: &Target,
     prepared: &Prepared,
     sample: Option<&mut Option<(Vec<u8>, bool)>>,
 ) -> Result<(u16, u64), String> {
-    let sender = connection.ready(target).await?;
-    let request = prepared.request();
-    let response = sender.send(request).await.map_err(|e| {
-        connection.sender = None;
-        format!("request to {}: {e}", target.addr)
-    })?;
+    let mut kept = sample.map(|slot| (slot, Vec::new()));
+    for retry in [false, true] {
+        let sender = connection.open(target).await?;
+        let buffer = kept.as_mut().map(|(_, buffer)| buffer);
+        let outcome = match (sender, prepared) {
+            (Sender::Http1(c), Prepared::Http1 { wire, head }) => {
+                c.exchange(wire, *head, buffer, SAMPLE_BYTES).await
+            }
+            (Sender::Http1Tls(c), Prepared::Http1 { wire, head }) => {
+                c.exchange(wire, *head, buffer, SAMPLE_BYTES).await
+            }
+            (Sender::Http2(s), Prepared::Http2(parts)) => http2_exchange(s, parts.request(), buffer)
+                .await
+                .map_err(Failure::Broken),
+            _ => Err(Failure::Broken(
+                "the request does not match the connection's protocol".into(),
+            )),
+        };
+        match outcome {
+            Ok(response) => {
+                if let Some((slot, buffer)) = kept {
+                    if !buffer.is_empty() {
+                        *slot = Some((buffer, response.encoded));
+                    }
+                }
+                return Ok((response.status, response.bytes));
+            }
+            Err(Failure::Stale) if !retry => connection.sender = None,
+            Err(Failure::Stale) => {
+                connection.sender = None;
+                return Err(format!(
+                    "request to {}: the server closed the connection without answering",
+                    target.addr
+                ));
+            }
+            Err(Failure::Broken(error)) => {
+                connection.sender = None;
+                return Err(format!("request to {}: {error}", target.addr));
+            }
+        }
+    }
+    unreachable!("the second attempt returns")
+}
+
+/// One request over hyper's HTTP/2, the response read to its end.
+async fn http2_exchange(
+    sender: &mut hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    request: Request<Full<Bytes>>,
+    mut sample: Option<&mut Vec<u8>>,
+) -> Result<http1::Response, String> {
+    sender.ready().await.map_err(|e| e.to_string())?;
+    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
     let encoded = response.headers().contains_key(hyper::header::CONTENT_ENCODING);
-    let mut kept = sample.map(|slot| (slot, Vec::new()));
     let mut bytes = 0u64;
     let mut body = response.into_body();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| format!("reading the response: {e}"))?;
         if let Some(data) = frame.data_ref() {
             bytes += data.len() as u64;
-            if let Some((_, buffer)) = kept.as_mut() {
+            if let Some(buffer) = sample.as_deref_mut() {
                 let room = SAMPLE_BYTES.saturating_sub(buffer.len());
                 buffer.extend_from_slice(&data[..data.len().min(room)]);
             }
         }
     }
-    if let Some((slot, buffer)) = kept {
-        if !buffer.is_empty() {
-            *slot = Some((buffer, encoded));
-        }
-    }
-    Ok((status, bytes))
+    Ok(http1::Response {
+        status,
+        bytes,
+        encoded,
+    })
 }
 
 fn record(
@@ -414,10 +477,7 @@ pub async fn run_closed(target: Arc<Target>, concurrency: usize, duration: Durat
         let mut turn = workers.len();
         workers.push(tokio::spawn(async move {
             let mut result = StepResult::new();
-            let mut connection = Connection {
-                sender: None,
-                opened: 0,
-            };
+            let mut connection = Connection::new();
             // One clock read per request: a request's end is the next one's start.
             let mut started = Instant::now();
             while started < deadline {
@@ -462,10 +522,7 @@ pub async fn run_open(target: Arc<Target>, rate: f64, connections: usize, durati
         let (target, next, prepared) = (Arc::clone(&target), Arc::clone(&next), Arc::clone(&prepared));
         workers.push(tokio::spawn(async move {
             let mut result = StepResult::new();
-            let mut connection = Connection {
-                sender: None,
-                opened: 0,
-            };
+            let mut connection = Connection::new();
             loop {
                 let index = next.fetch_add(1, Ordering::Relaxed);
                 let intended = start + Duration::from_nanos(index.saturating_mul(interval_ns));
@@ -507,4 +564,84 @@ async fn collect(workers: Vec<tokio::task::JoinHandle<StepResult>>) -> StepResul
         }
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    fn target(addr: SocketAddr, method: Method, headers: &[(&str, &str)], body: &'static [u8]) -> Target {
+        Target {
+            addr,
+            host: "example.test:8080".into(),
+            paths: vec![("/a?b=1".into(), 1)],
+            method,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: Bytes::from_static(body),
+            timeout: Duration::from_secs(5),
+            http2: false,
+            tls: None,
+        }
+    }
+
+    fn wire(target: &Target) -> String {
+        match &target.prepare().expect("prepared")[0] {
+            Prepared::Http1 { wire, .. } => String::from_utf8(wire.to_vec()).expect("text"),
+            Prepared::Http2(_) => panic!("HTTP/1.1 was asked for"),
+        }
+    }
+
+    #[test]
+    fn encodes_the_http1_request_once_with_host_headers_and_body_length() {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 8080));
+        let get = target(addr, Method::GET, &[("accept", "application/json")], b"");
+        assert_eq!(
+            wire(&get),
+            "GET /a?b=1 HTTP/1.1\r\nhost: example.test:8080\r\naccept: application/json\r\n\r\n"
+        );
+        let post = target(addr, Method::POST, &[("Host", "api.test")], b"{\"q\":1}");
+        assert_eq!(
+            wire(&post),
+            "POST /a?b=1 HTTP/1.1\r\nhost: api.test\r\ncontent-length: 7\r\n\r\n{\"q\":1}"
+        );
+        let bad = target(addr, Method::GET, &[("bad header", "x")], b"");
+        assert!(bad.prepare().is_err());
+    }
+
+    /// A server that answers one request per connection and then closes it without saying so
+    /// (no `Connection: close`), as a server whose keep-alive timeout is shorter than the pause
+    /// between requests does: the generator must reopen and resend, not count errors.
+    #[tokio::test]
+    async fn reopens_a_keep_alive_connection_the_server_closed_while_idle() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buffer = [0; 1024];
+                    if stream.read(&mut buffer).await.unwrap_or(0) > 0 {
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                            .await;
+                        // Idle a moment (the client's next request arrives meanwhile), then close.
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                });
+            }
+        });
+        let result = run_closed(
+            Arc::new(target(addr, Method::GET, &[], b"")),
+            2,
+            Duration::from_millis(300),
+        )
+        .await;
+        assert_eq!(result.errors, 0, "{:?}", result.first_error);
+        assert!(result.requests >= 10, "{} requests", result.requests);
+        assert!(result.new_connections >= result.requests - 2);
+    }
 }

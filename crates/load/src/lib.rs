@@ -4,6 +4,7 @@
 //! for the load detectors.
 
 mod generator;
+mod http1;
 mod metrics;
 mod ramp;
 mod sampler;
