@@ -16,8 +16,10 @@ use procfs::process::{FDTarget, Process};
 
 /// How often the target is sampled.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
-/// The accept queue is read on every this-many samples (every 500 ms).
-const QUEUE_EVERY_NTH_SAMPLE: u64 = 5;
+/// The host's established connections are read at most on every this-many samples (every
+/// 500 ms), and only when the host opened connections since the last read: the read walks every
+/// bucket of the kernel's established table (262,144 on a 24 GiB host, about 4 ms of CPU).
+const PEERS_EVERY_NTH_SAMPLE: u64 = 5;
 
 /// The process listening on `port` (IPv4 or IPv6), if this user can see it.
 pub fn pid_listening_on(port: u16) -> Option<u32> {
@@ -102,48 +104,170 @@ fn read_counters(pids: &[i32]) -> Counters {
     counters
 }
 
-/// One read of the host's TCP sockets (`/proc/net/tcp` and `tcp6`): the accept queue of the
-/// socket listening on `port` — connections the kernel accepted that the application has not
-/// taken yet — and the remote ends of the established connections the target `pids` opened
-/// (sockets they own whose local port is none they listen on).
-fn sockets(port: u16, pids: &[i32]) -> (f64, Vec<SocketAddr>) {
-    // The target's sockets first: a short-lived connection must outlive only the table's read.
-    let owned: HashSet<u64> = pids
+/// One socket of the host's TCP tables.
+struct TcpSocket {
+    listening: bool,
+    local_port: u16,
+    remote: SocketAddr,
+    /// For a listening socket, its accept queue: connections the kernel accepted that the
+    /// application has not taken yet.
+    queue: u32,
+    inode: u64,
+}
+
+/// The host's TCP sockets, IPv4 and IPv6: the listening ones only, or the established ones too.
+/// Asked of the kernel's socket diagnostics (netlink `sock_diag`), where a dump of listening
+/// sockets reads only the listening table; `/proc/net/tcp`, which walks the established table
+/// whatever is asked, when netlink is not allowed.
+fn tcp_sockets(established: bool) -> Vec<TcpSocket> {
+    match diag::tcp_sockets(established) {
+        Ok(sockets) => sockets,
+        Err(_) => [procfs::net::tcp(), procfs::net::tcp6()]
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let listening = e.state == procfs::net::TcpState::Listen;
+                (listening || (established && e.state == procfs::net::TcpState::Established)).then_some(
+                    TcpSocket {
+                        listening,
+                        local_port: e.local_address.port(),
+                        remote: e.remote_address,
+                        queue: e.rx_queue,
+                        inode: e.inode,
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
+/// The accept queue of the socket listening on `port`.
+fn accept_queue(sockets: &[TcpSocket], port: u16) -> f64 {
+    sockets
         .iter()
+        .filter(|s| s.listening && s.local_port == port)
+        .map(|s| f64::from(s.queue))
+        .sum()
+}
+
+/// The remote ends of the established connections the target `pids` opened: sockets they own
+/// whose local port is none they listen on (`port` included). `sockets` must have been read
+/// after the target's sockets, so a short connection has to outlive only the table's read.
+fn outbound_peers(sockets: &[TcpSocket], owned: &HashSet<u64>, port: u16) -> Vec<SocketAddr> {
+    let listening: HashSet<u16> = sockets
+        .iter()
+        .filter(|s| s.listening && owned.contains(&s.inode))
+        .map(|s| s.local_port)
+        .chain([port])
+        .collect();
+    sockets
+        .iter()
+        .filter(|s| !s.listening && !listening.contains(&s.local_port) && owned.contains(&s.inode))
+        .map(|s| s.remote)
+        .collect()
+}
+
+/// The socket inodes the processes `pids` hold open.
+fn owned_sockets(pids: &[i32]) -> HashSet<u64> {
+    pids.iter()
         .filter_map(|&pid| Process::new(pid).ok()?.fd().ok())
         .flat_map(|fds| fds.flatten())
         .filter_map(|fd| match fd.target {
             FDTarget::Socket(inode) => Some(inode),
             _ => None,
         })
-        .collect();
-    let entries: Vec<procfs::net::TcpNetEntry> = [procfs::net::tcp(), procfs::net::tcp6()]
-        .into_iter()
-        .flatten()
-        .flatten()
-        .collect();
-    let queue = entries
-        .iter()
-        .filter(|e| e.local_address.port() == port && e.state == procfs::net::TcpState::Listen)
-        .map(|e| f64::from(e.rx_queue))
-        .sum();
-    // Connections accepted on any port the target listens on are inbound, not its own.
-    let listening: HashSet<u16> = entries
-        .iter()
-        .filter(|e| e.state == procfs::net::TcpState::Listen && owned.contains(&e.inode))
-        .map(|e| e.local_address.port())
-        .chain([port])
-        .collect();
-    let peers = entries
-        .iter()
-        .filter(|e| {
-            e.state == procfs::net::TcpState::Established
-                && !listening.contains(&e.local_address.port())
-                && owned.contains(&e.inode)
-        })
-        .map(|e| e.remote_address)
-        .collect();
-    (queue, peers)
+        .collect()
+}
+
+/// The kernel's socket diagnostics over netlink (what `ss` uses).
+mod diag {
+    use std::net::SocketAddr;
+
+    use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
+    use netlink_packet_sock_diag::SockDiagMessage;
+    use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP};
+    use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
+    use netlink_sys::protocols::NETLINK_SOCK_DIAG;
+    use netlink_sys::{Socket, SocketAddr as NetlinkAddr};
+
+    use super::TcpSocket;
+
+    /// TCP_LISTEN in the kernel's numbering of socket states.
+    const LISTEN: u8 = 10;
+
+    pub(super) fn tcp_sockets(established: bool) -> std::io::Result<Vec<TcpSocket>> {
+        let socket = {
+            let mut socket = Socket::new(NETLINK_SOCK_DIAG)?;
+            socket.bind_auto()?;
+            socket.connect(&NetlinkAddr::new(0, 0))?;
+            socket
+        };
+        let states = if established {
+            StateFlags::LISTEN | StateFlags::ESTABLISHED
+        } else {
+            StateFlags::LISTEN
+        };
+        let mut sockets = Vec::new();
+        for (family, id) in [(AF_INET, SocketId::new_v4()), (AF_INET6, SocketId::new_v6())] {
+            dump(&socket, family, id, states.clone(), &mut sockets)?;
+        }
+        Ok(sockets)
+    }
+
+    fn dump(
+        socket: &Socket,
+        family: u8,
+        socket_id: SocketId,
+        states: StateFlags,
+        out: &mut Vec<TcpSocket>,
+    ) -> std::io::Result<()> {
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        let request = SockDiagMessage::InetRequest(InetRequest {
+            family,
+            protocol: IPPROTO_TCP,
+            extensions: ExtensionFlags::empty(),
+            states,
+            socket_id,
+        });
+        let mut packet = NetlinkMessage::new(header, request.into());
+        packet.finalize();
+        let mut buffer = vec![0; packet.buffer_len()];
+        packet.serialize(&mut buffer);
+        socket.send(&buffer, 0)?;
+        let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        let mut received = vec![0; 64 * 1024];
+        loop {
+            let size = socket.recv(&mut &mut received[..], 0)?;
+            let mut offset = 0;
+            while offset < size {
+                let message = NetlinkMessage::<SockDiagMessage>::deserialize(&received[offset..size])
+                    .map_err(|e| invalid(e.to_string()))?;
+                match message.payload {
+                    NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(response)) => {
+                        let header = &response.header;
+                        let id = &header.socket_id;
+                        out.push(TcpSocket {
+                            listening: header.state == LISTEN,
+                            local_port: id.source_port,
+                            remote: SocketAddr::new(id.destination_address, id.destination_port),
+                            queue: header.recv_queue,
+                            inode: u64::from(header.inode),
+                        });
+                    }
+                    NetlinkPayload::Done(_) => return Ok(()),
+                    NetlinkPayload::Error(error) => return Err(invalid(error.to_string())),
+                    _ => {}
+                }
+                let length = message.header.length as usize;
+                if length == 0 {
+                    break;
+                }
+                offset += length;
+            }
+        }
+    }
 }
 
 /// A host TCP counter: `file`'s `group` (two lines, names then values) and its `name`.
@@ -245,26 +369,43 @@ impl Sampler {
             std::thread::Builder::new()
                 .name("chokepoint-sampler".into())
                 .spawn(move || {
-                    let mut tick = 0u64;
+                    let (mut tick, mut opens, mut last_walk) = (0u64, active_opens(), None);
                     while !stop.load(Ordering::Relaxed) {
                         let counters = read_counters(&pids);
-                        // /proc/net/tcp walks every socket of the host, established ones too:
-                        // the accept queue is read less often than the process.
-                        let read = (tick % QUEUE_EVERY_NTH_SAMPLE == 0)
-                            .then(|| port.map_or((0.0, Vec::new()), |port| sockets(port, &pids)));
+                        // The target's outbound connections matter when it opens them: the
+                        // established table is read only when the host opened some.
+                        let opened = active_opens();
+                        let walk = port.is_some()
+                            && opened > opens
+                            && last_walk.is_none_or(|at| tick >= at + PEERS_EVERY_NTH_SAMPLE);
+                        opens = opened;
+                        let owned = if walk {
+                            owned_sockets(&pids)
+                        } else {
+                            HashSet::new()
+                        };
+                        let sockets = port.map(|_| tcp_sockets(walk)).unwrap_or_default();
+                        let queue = port.map(|port| accept_queue(&sockets, port));
+                        let peers = match port {
+                            Some(port) if walk => {
+                                last_walk = Some(tick);
+                                outbound_peers(&sockets, &owned, port)
+                            }
+                            _ => Vec::new(),
+                        };
                         tick += 1;
                         if let Ok(mut w) = window.lock() {
                             w.samples += 1;
                             w.running += counters.running as f64;
                             w.blocked_io += counters.blocked_io as f64;
                             w.threads = counters.threads as f64;
-                            if let Some((queue, peers)) = read {
+                            if let Some(queue) = queue {
                                 w.queue_samples += 1;
                                 w.queue += queue;
                                 w.queue_max = w.queue_max.max(queue);
-                                for peer in peers {
-                                    *w.peers.entry(peer).or_default() += 1;
-                                }
+                            }
+                            for peer in peers {
+                                *w.peers.entry(peer).or_default() += 1;
                             }
                         }
                         std::thread::sleep(SAMPLE_EVERY);
@@ -360,4 +501,48 @@ fn self_cpu_s() -> f64 {
         .and_then(|p| p.stat())
         .map(|s| (s.utime + s.stime) as f64 / ticks)
         .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    #[test]
+    fn reads_a_listen_sockets_accept_queue_from_the_kernel() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let listening = diag::tcp_sockets(false).expect("sock_diag answers");
+        assert_eq!(accept_queue(&listening, port), 0.0);
+        assert!(listening.iter().all(|s| s.listening));
+        // Connected, never accepted: they wait in the accept queue.
+        let _clients: Vec<TcpStream> = (0..3)
+            .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+            .collect();
+        assert_eq!(
+            accept_queue(&diag::tcp_sockets(false).expect("sock_diag"), port),
+            3.0
+        );
+    }
+
+    #[test]
+    fn names_the_peer_of_an_outbound_connection_not_an_inbound_one() {
+        let downstream = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let downstream_addr = downstream.local_addr().expect("address");
+        let own = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let own_port = own.local_addr().expect("address").port();
+        let _outbound = TcpStream::connect(downstream_addr).expect("connect");
+        let inbound_client = TcpStream::connect(("127.0.0.1", own_port)).expect("connect");
+        let _inbound = own.accept().expect("accept");
+        let owned = owned_sockets(&[std::process::id() as i32]);
+        let sockets = tcp_sockets(true);
+        let peers = outbound_peers(&sockets, &owned, own_port);
+        // The connection to the downstream is outbound; the accepted one (local port: the one
+        // we listen on) is inbound, its client's address no peer. (This process also holds the
+        // client's end, an outbound connection to itself.)
+        assert!(peers.contains(&downstream_addr), "{peers:?}");
+        let client = inbound_client.local_addr().expect("address");
+        assert!(!peers.contains(&client), "{peers:?}");
+    }
 }
