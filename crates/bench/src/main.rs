@@ -9,7 +9,8 @@
 //!   record into the generated OTLP types, nothing else.
 //! - `chokepoint-bench serve` is the load benchmark's target: a minimal HTTP/1.1 server on one
 //!   thread answering `ok` (request heads counted in the byte stream, no HTTP library), printing
-//!   its port.
+//!   its port. `serve DELAY_US` answers each request after that delay: with N connections, a
+//!   closed-loop generator then runs at about N / delay requests per second, whichever it is.
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -39,9 +40,13 @@ fn main() -> ExitCode {
         },
         ["decode", path] => decode(Path::new(path)),
         ["prost", path] => prost_decode(Path::new(path)),
-        ["serve"] => serve(),
+        ["serve"] => serve(0),
+        ["serve", delay] => match delay.parse() {
+            Ok(delay) => serve(delay),
+            Err(_) => Err(format!("{delay:?} is not a delay in µs")),
+        },
         _ => Err(
-            "usage: chokepoint-bench generate proto|json SPANS FILE | decode FILE | prost FILE | serve"
+            "usage: chokepoint-bench generate proto|json SPANS FILE | decode FILE | prost FILE | serve [DELAY_US]"
                 .into(),
         ),
     };
@@ -342,7 +347,7 @@ fn report_rate(what: &str, spans: u64, started: Instant) {
 }
 
 /// Serves `ok` over HTTP/1.1 keep-alive on a free loopback port, on one thread, until killed.
-fn serve() -> Result<(), String> {
+fn serve(delay_us: u64) -> Result<(), String> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -380,7 +385,13 @@ fn serve() -> Result<(), String> {
                             matched = 0;
                         }
                     }
-                    if !answers.is_empty() && stream.write_all(&answers).await.is_err() {
+                    if answers.is_empty() {
+                        continue;
+                    }
+                    if delay_us > 0 {
+                        tokio::time::sleep(std::time::Duration::from_micros(delay_us)).await;
+                    }
+                    if stream.write_all(&answers).await.is_err() {
                         return;
                     }
                 }
