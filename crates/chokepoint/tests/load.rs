@@ -373,7 +373,7 @@ fn a_prometheus_endpoint_stands_in_for_proc_when_the_target_is_elsewhere() {
 }
 
 #[test]
-fn speaks_https_to_a_server_it_is_told_to_trust() {
+fn speaks_https_and_http2_over_tls_to_a_server_it_is_told_to_trust() {
     let _serial = SERIAL.lock();
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("a certificate");
     let dir = std::env::temp_dir().join(format!("chokepoint-tls-{}", std::process::id()));
@@ -389,23 +389,39 @@ fn speaks_https_to_a_server_it_is_told_to_trust() {
     .with_no_client_auth()
     .with_single_cert(vec![certified.cert.der().clone()], key)
     .expect("server config");
+    let mut config = config;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // Connections served over HTTP/2, as ALPN agreed, and over HTTP/1.1.
+    let protocols = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::clone(&protocols);
     let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
     let (runtime, listener, port) = loopback_listener();
     runtime.spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
+            let (acceptor, seen) = (acceptor.clone(), std::sync::Arc::clone(&seen));
             tokio::spawn(async move {
                 let Ok(stream) = acceptor.accept(stream).await else {
                     return;
                 };
+                let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                seen.lock()
+                    .expect("protocols")
+                    .push(if h2 { "h2" } else { "http/1.1" });
                 let service = hyper::service::service_fn(|_| async {
                     Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
                         bytes::Bytes::from_static(b"ok"),
                     )))
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
+                let io = hyper_util::rt::TokioIo::new(stream);
+                if h2 {
+                    let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(io, service)
+                        .await;
+                } else {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await;
+                }
             });
         }
     });
@@ -439,6 +455,24 @@ fn speaks_https_to_a_server_it_is_told_to_trust() {
         "{report:#}"
     );
     assert_eq!(report["load"]["steps"][0]["errors"], 0);
+    let drain = || std::mem::take(&mut *protocols.lock().expect("protocols"));
+    assert!(drain().iter().all(|p| *p == "http/1.1"));
+    // `--http2` over TLS asks for h2 by ALPN, and speaks it.
+    let h2 = run(&["--cacert", ca.to_str().expect("path"), "--http2"]);
+    assert_eq!(
+        h2.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&h2.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&h2.stdout).expect("json");
+    assert!(
+        report["load"]["steps"][0]["requests"].as_u64().expect("requests") > 100,
+        "{report:#}"
+    );
+    assert_eq!(report["load"]["steps"][0]["errors"], 0);
+    let used = drain();
+    assert!(!used.is_empty() && used.iter().all(|p| *p == "h2"), "{used:?}");
     // Without the CA the certificate is not trusted: a clear error, exit 2.
     let untrusted = run(&[]);
     assert_eq!(untrusted.status.code(), Some(2));
