@@ -370,25 +370,28 @@ impl Sampler {
                 .name("chokepoint-sampler".into())
                 .spawn(move || {
                     let (mut tick, mut opens, mut last_walk) = (0u64, active_opens(), None);
+                    // Without netlink, every read walks the established table: the accept queue
+                    // is then read only as often as the peers may be.
+                    let cheap = port.is_some() && diag::tcp_sockets(false).is_ok();
                     while !stop.load(Ordering::Relaxed) {
                         let counters = read_counters(&pids);
                         // The target's outbound connections matter when it opens them: the
-                        // established table is read only when the host opened some.
+                        // established table is read only when the host opened some since the
+                        // last read.
                         let opened = active_opens();
-                        let walk = port.is_some()
-                            && opened > opens
-                            && last_walk.is_none_or(|at| tick >= at + PEERS_EVERY_NTH_SAMPLE);
-                        opens = opened;
+                        let due = last_walk.is_none_or(|at| tick >= at + PEERS_EVERY_NTH_SAMPLE);
+                        let walk = port.is_some() && opened > opens && due;
                         let owned = if walk {
                             owned_sockets(&pids)
                         } else {
                             HashSet::new()
                         };
-                        let sockets = port.map(|_| tcp_sockets(walk)).unwrap_or_default();
-                        let queue = port.map(|port| accept_queue(&sockets, port));
+                        let read = port.filter(|_| walk || cheap || tick % PEERS_EVERY_NTH_SAMPLE == 0);
+                        let sockets = read.map(|_| tcp_sockets(walk)).unwrap_or_default();
+                        let queue = read.map(|port| accept_queue(&sockets, port));
                         let peers = match port {
                             Some(port) if walk => {
-                                last_walk = Some(tick);
+                                (last_walk, opens) = (Some(tick), opened);
                                 outbound_peers(&sockets, &owned, port)
                             }
                             _ => Vec::new(),
