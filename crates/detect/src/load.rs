@@ -176,7 +176,7 @@ fn finding(detector: &str, curve: &Curve<'_>, window_s: f64, conclusion: LoadCon
             .target_pid
             .map_or("target".to_owned(), |pid| format!("pid {pid}")),
         endpoint: curve.run.url.clone(),
-        location: format!("at {} {}", curve.knee.offered, offered_unit(curve.run)),
+        location: format!("at {}", offered(curve.run, curve.knee.offered)),
         impact: Impact {
             saved_ms_per_request: round(queueing_ms),
             latency_saved_ms_per_request: round(queueing_ms),
@@ -202,11 +202,12 @@ fn finding(detector: &str, curve: &Curve<'_>, window_s: f64, conclusion: LoadCon
     }
 }
 
-/// "connections" or "requests/s".
-pub(crate) fn offered_unit(run: &LoadRun) -> &'static str {
+/// The step's load in words: "1 concurrent connection", "80 requests/s offered".
+pub(crate) fn offered(run: &LoadRun, value: f64) -> String {
     match run.model {
-        chokepoint_evidence::LoadModel::Closed => "concurrent connections",
-        chokepoint_evidence::LoadModel::Open => "requests/s offered",
+        chokepoint_evidence::LoadModel::Closed if value == 1.0 => "1 concurrent connection".to_owned(),
+        chokepoint_evidence::LoadModel::Closed => format!("{value} concurrent connections"),
+        chokepoint_evidence::LoadModel::Open => format!("{value} requests/s offered"),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use crate::detectors::percent;
 use crate::finding::Confidence;
-use crate::load::{Curve, LoadConclusion, offered_unit, transfer_bound, usable_cores};
+use crate::load::{Curve, LoadConclusion, offered, transfer_bound, usable_cores};
 use crate::registry::{LoadDetector, detector};
 
 detector! {
@@ -55,10 +55,9 @@ impl LoadDetector for BandwidthLimit {
             None => String::new(),
         };
         let title = format!(
-            "Throughput stops at {:.1} requests/s = {link_mbit:.1} Mbit/s of {kb:.0} kB responses from {} {} while the CPU idles ({cores:.2} cores): the link is full{gzip}",
+            "Throughput stops at {:.1} requests/s = {link_mbit:.1} Mbit/s of {kb:.0} kB responses from {} while the CPU idles ({cores:.2} cores): the link is full{gzip}",
             curve.capacity_rps,
-            curve.knee.offered,
-            offered_unit(curve.run),
+            offered(curve.run, curve.knee.offered),
         );
         let fix = format!(
             "Send fewer bytes: compress responses (FastAPI `GZipMiddleware`, Django `GZipMiddleware`, nginx `gzip on`){} and \

@@ -2,7 +2,7 @@
 
 use crate::detectors::percent;
 use crate::finding::Confidence;
-use crate::load::{Curve, LoadConclusion, offered_unit, usable_cores};
+use crate::load::{Curve, LoadConclusion, offered, usable_cores};
 use crate::registry::{LoadDetector, detector};
 
 detector! {
@@ -58,10 +58,9 @@ impl LoadDetector for CpuSaturation {
         }
         let cpu_ms = curve.cpu_ms_per_request().unwrap_or(0.0);
         let title = format!(
-            "Throughput stops at {:.0} requests/s at {} {} with the target's CPU saturated: {cores:.2} cores busy{}, {cpu_ms:.1} ms of CPU per request",
+            "Throughput stops at {:.0} requests/s at {} with the target's CPU saturated: {cores:.2} cores busy{}, {cpu_ms:.1} ms of CPU per request",
             curve.capacity_rps,
-            curve.knee.offered,
-            offered_unit(curve.run),
+            offered(curve.run, curve.knee.offered),
             if host_saturated {
                 format!(", host {} busy", percent(curve.knee.host_cpu_busy))
             } else {

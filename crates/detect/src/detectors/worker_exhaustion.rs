@@ -2,7 +2,7 @@
 //! that are busy waiting, not computing.
 
 use crate::finding::Confidence;
-use crate::load::{Curve, LoadConclusion, offered_unit, usable_cores};
+use crate::load::{Curve, LoadConclusion, offered, usable_cores};
 use crate::registry::{LoadDetector, detector};
 
 detector! {
@@ -56,10 +56,9 @@ impl LoadDetector for WorkerExhaustion {
         let service_ms = curve.low.latency.mean_ms;
         let workers = (curve.capacity_rps * service_ms / 1e3).round().max(2.0);
         let title = format!(
-            "Throughput plateaus at {:.0} requests/s from {} {} with the CPU mostly idle ({cores:.2} cores): about {workers:.0} workers, each busy {service_ms:.0} ms per request",
+            "Throughput plateaus at {:.0} requests/s from {} with the CPU mostly idle ({cores:.2} cores): about {workers:.0} workers, each busy {service_ms:.0} ms per request",
             curve.capacity_rps,
-            curve.knee.offered,
-            offered_unit(curve.run),
+            offered(curve.run, curve.knee.offered),
         );
         let fix = format!(
             "The service runs about {workers:.0} requests at a time (capacity {:.0}/s × {service_ms:.0} ms, Little's law) and \
