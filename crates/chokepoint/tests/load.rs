@@ -442,36 +442,24 @@ fn speaks_https_and_http2_over_tls_to_a_server_it_is_told_to_trust() {
             .output()
             .expect("chokepoint runs")
     };
-    let trusted = run(&["--cacert", ca.to_str().expect("path")]);
-    assert_eq!(
-        trusted.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&trusted.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&trusted.stdout).expect("json");
+    // Served without an error, over the protocols the server saw.
+    let served = |extra: &[&str]| {
+        let output = run(&[&["--cacert", ca.to_str().expect("path")], extra].concat());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{stderr}");
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+        let first = &report["load"]["steps"][0];
+        assert!(first["requests"].as_u64().expect("requests") > 100, "{report:#}");
+        assert_eq!(first["errors"], 0);
+        std::mem::take(&mut *protocols.lock().expect("protocols"))
+    };
+    let used = served(&[]);
     assert!(
-        report["load"]["steps"][0]["requests"].as_u64().expect("requests") > 100,
-        "{report:#}"
+        !used.is_empty() && used.iter().all(|p| *p == "http/1.1"),
+        "{used:?}"
     );
-    assert_eq!(report["load"]["steps"][0]["errors"], 0);
-    let drain = || std::mem::take(&mut *protocols.lock().expect("protocols"));
-    assert!(drain().iter().all(|p| *p == "http/1.1"));
     // `--http2` over TLS asks for h2 by ALPN, and speaks it.
-    let h2 = run(&["--cacert", ca.to_str().expect("path"), "--http2"]);
-    assert_eq!(
-        h2.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&h2.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&h2.stdout).expect("json");
-    assert!(
-        report["load"]["steps"][0]["requests"].as_u64().expect("requests") > 100,
-        "{report:#}"
-    );
-    assert_eq!(report["load"]["steps"][0]["errors"], 0);
-    let used = drain();
+    let used = served(&["--http2"]);
     assert!(!used.is_empty() && used.iter().all(|p| *p == "h2"), "{used:?}");
     // Without the CA the certificate is not trusted: a clear error, exit 2.
     let untrusted = run(&[]);

@@ -382,6 +382,15 @@ mod tests {
         addr
     }
 
+    /// A plain (not encoded) response's outcome.
+    fn answered(status: u16, bytes: u64) -> Result<Response, Failure> {
+        Ok(Response {
+            status,
+            bytes,
+            encoded: false,
+        })
+    }
+
     async fn connect(addr: SocketAddr) -> Http1<TcpStream> {
         Http1::new(TcpStream::connect(addr).await.expect("connect"))
     }
@@ -396,24 +405,10 @@ mod tests {
         .await;
         let mut connection = connect(addr).await;
         let first = connection.exchange(GET, false, None, 0).await;
-        assert_eq!(
-            first,
-            Ok(Response {
-                status: 200,
-                bytes: 5,
-                encoded: false
-            })
-        );
+        assert_eq!(first, answered(200, 5));
         assert!(!connection.is_closed());
         let second = connection.exchange(GET, false, None, 0).await;
-        assert_eq!(
-            second,
-            Ok(Response {
-                status: 503,
-                bytes: 4,
-                encoded: false
-            })
-        );
+        assert_eq!(second, answered(503, 4));
     }
 
     #[tokio::test]
@@ -446,14 +441,7 @@ mod tests {
         let addr = server(vec![vec![b"HTTP/1.0 200 OK\r\n\r\nabc", b"def"]]).await;
         let mut connection = connect(addr).await;
         let response = connection.exchange(GET, false, None, 0).await;
-        assert_eq!(
-            response,
-            Ok(Response {
-                status: 200,
-                bytes: 6,
-                encoded: false
-            })
-        );
+        assert_eq!(response, answered(200, 6));
         assert!(connection.is_closed());
     }
 
@@ -469,32 +457,11 @@ mod tests {
         let head = connection
             .exchange(b"HEAD / HTTP/1.1\r\nhost: t\r\n\r\n", true, None, 0)
             .await;
-        assert_eq!(
-            head,
-            Ok(Response {
-                status: 200,
-                bytes: 0,
-                encoded: false
-            })
-        );
+        assert_eq!(head, answered(200, 0));
         let empty = connection.exchange(GET, false, None, 0).await;
-        assert_eq!(
-            empty,
-            Ok(Response {
-                status: 204,
-                bytes: 0,
-                encoded: false
-            })
-        );
+        assert_eq!(empty, answered(204, 0));
         let last = connection.exchange(GET, false, None, 0).await;
-        assert_eq!(
-            last,
-            Ok(Response {
-                status: 200,
-                bytes: 2,
-                encoded: false
-            })
-        );
+        assert_eq!(last, answered(200, 2));
     }
 
     #[tokio::test]
@@ -506,14 +473,7 @@ mod tests {
         .await;
         let mut connection = connect(addr).await;
         let response = connection.exchange(GET, false, None, 0).await;
-        assert_eq!(
-            response,
-            Ok(Response {
-                status: 201,
-                bytes: 0,
-                encoded: false
-            })
-        );
+        assert_eq!(response, answered(201, 0));
     }
 
     #[tokio::test]
@@ -524,14 +484,7 @@ mod tests {
         .await;
         let mut connection = connect(addr).await;
         let response = connection.exchange(GET, false, None, 0).await;
-        assert_eq!(
-            response,
-            Ok(Response {
-                status: 200,
-                bytes: 2,
-                encoded: false
-            })
-        );
+        assert_eq!(response, answered(200, 2));
         assert!(connection.is_closed());
     }
 
@@ -550,28 +503,24 @@ mod tests {
 
     #[tokio::test]
     async fn says_where_a_response_broke_off() {
-        let truncated = server(vec![vec![b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"]]).await;
-        let outcome = connect(truncated).await.exchange(GET, false, None, 0).await;
-        assert_eq!(
-            outcome,
-            Err(Failure::Broken(
-                "the server closed the connection in the response body".into()
-            ))
-        );
-        let silent = server(vec![vec![]]).await;
-        let outcome = connect(silent).await.exchange(GET, false, None, 0).await;
-        assert_eq!(
-            outcome,
-            Err(Failure::Broken(
-                "the server closed the connection without answering".into()
-            ))
-        );
-        let garbage = server(vec![vec![b"SMTP ready\r\n\r\n"]]).await;
-        let outcome = connect(garbage).await.exchange(GET, false, None, 0).await;
-        assert!(
-            matches!(&outcome, Err(Failure::Broken(m)) if m.starts_with("malformed response head")),
-            "{outcome:?}"
-        );
+        let cases: [(Vec<&'static [u8]>, &str); 3] = [
+            (
+                vec![b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"],
+                "the server closed the connection in the response body",
+            ),
+            (vec![], "the server closed the connection without answering"),
+            (vec![b"SMTP ready\r\n\r\n"], "malformed response head"),
+        ];
+        for (answer, said) in cases {
+            let outcome = connect(server(vec![answer]).await)
+                .await
+                .exchange(GET, false, None, 0)
+                .await;
+            assert!(
+                matches!(&outcome, Err(Failure::Broken(m)) if m.starts_with(said)),
+                "{outcome:?}"
+            );
+        }
     }
 
     #[tokio::test]
@@ -585,14 +534,7 @@ mod tests {
         let mut connection = connect(addr).await;
         let mut sample = Vec::new();
         let response = connection.exchange(GET, false, Some(&mut sample), 1000).await;
-        assert_eq!(
-            response,
-            Ok(Response {
-                status: 200,
-                bytes: 3_000_000,
-                encoded: false
-            })
-        );
+        assert_eq!(response, answered(200, 3_000_000));
         assert_eq!(sample.len(), 1000);
     }
 }
