@@ -128,6 +128,7 @@ impl Target {
                 Prepared::Http1 {
                     wire: self.http1_request(path, &headers)?,
                     head: self.method == Method::HEAD,
+                    idempotent: self.method.is_idempotent(),
                 }
             };
             schedule.extend(std::iter::repeat_n(prepared, *weight as usize));
@@ -173,7 +174,13 @@ impl Target {
 /// A request ready to send: encoded whole for HTTP/1.1, in parts to clone for hyper's HTTP/2.
 #[derive(Clone)]
 enum Prepared {
-    Http1 { wire: Bytes, head: bool },
+    Http1 {
+        wire: Bytes,
+        head: bool,
+        /// Whether it may be sent again when a stale connection lost it (RFC 9110's idempotent
+        /// methods): a POST the server may have acted on is not repeated.
+        idempotent: bool,
+    },
     Http2(Box<Http2Parts>),
 }
 
@@ -353,7 +360,8 @@ const SAMPLE_BYTES: usize = 1 << 20;
 
 /// Sends one request and reads the whole response; returns (status, bytes). With `sample`, the
 /// body's first megabyte is kept there, with whether it was sent compressed. A keep-alive
-/// connection the server closed while idle is reopened and the request sent again, once.
+/// connection the server closed while idle is reopened and an idempotent request sent again,
+/// once.
 async fn exchange(
     connection: &mut Connection,
     target: &Target,
@@ -365,10 +373,10 @@ async fn exchange(
         let sender = connection.open(target).await?;
         let buffer = kept.as_mut().map(|(_, buffer)| buffer);
         let outcome = match (sender, prepared) {
-            (Sender::Http1(c), Prepared::Http1 { wire, head }) => {
+            (Sender::Http1(c), Prepared::Http1 { wire, head, .. }) => {
                 c.exchange(wire, *head, buffer, SAMPLE_BYTES).await
             }
-            (Sender::Http1Tls(c), Prepared::Http1 { wire, head }) => {
+            (Sender::Http1Tls(c), Prepared::Http1 { wire, head, .. }) => {
                 c.exchange(wire, *head, buffer, SAMPLE_BYTES).await
             }
             (Sender::Http2(s), Prepared::Http2(parts)) => http2_exchange(s, parts.request(), buffer)
@@ -387,11 +395,18 @@ async fn exchange(
                 }
                 return Ok((response.status, response.bytes));
             }
-            Err(Failure::Stale) if !retry => connection.sender = None,
+            Err(Failure::Stale) if !retry && matches!(prepared, Prepared::Http1 { idempotent: true, .. }) => {
+                connection.sender = None;
+            }
             Err(Failure::Stale) => {
                 connection.sender = None;
+                let resent = if retry {
+                    ""
+                } else {
+                    " (not sent again: the method is not idempotent)"
+                };
                 return Err(format!(
-                    "request to {}: the server closed the connection without answering",
+                    "request to {}: the server closed the keep-alive connection without answering{resent}",
                     target.addr
                 ));
             }
@@ -676,9 +691,8 @@ mod tests {
 
     /// A server that answers one request per connection and then closes it without saying so
     /// (no `Connection: close`), as a server whose keep-alive timeout is shorter than the pause
-    /// between requests does: the generator must reopen and resend, not count errors.
-    #[tokio::test]
-    async fn reopens_a_keep_alive_connection_the_server_closed_while_idle() {
+    /// between requests does.
+    async fn closing_server() -> SocketAddr {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
         tokio::spawn(async move {
@@ -695,14 +709,31 @@ mod tests {
                 });
             }
         });
-        let result = run_closed(
-            Arc::new(target(addr, Method::GET, &[], b"")),
-            2,
-            Duration::from_millis(300),
-        )
-        .await;
-        assert_eq!(result.errors, 0, "{:?}", result.first_error);
-        assert!(result.requests >= 10, "{} requests", result.requests);
-        assert!(result.new_connections >= result.requests - 2);
+        addr
+    }
+
+    /// The generator reopens the connection and sends a GET again, not counting an error; a
+    /// POST, which the server may have acted on, is not repeated: an error that says why.
+    #[tokio::test]
+    async fn reopens_a_keep_alive_connection_the_server_closed_and_resends_only_idempotent_requests() {
+        let addr = closing_server().await;
+        let step = |method| {
+            run_closed(
+                Arc::new(target(addr, method, &[], b"")),
+                2,
+                Duration::from_millis(300),
+            )
+        };
+        let get = step(Method::GET).await;
+        assert_eq!(get.errors, 0, "{:?}", get.first_error);
+        assert!(get.requests >= 10, "{} requests", get.requests);
+        assert!(get.new_connections >= get.requests - 2);
+        let post = step(Method::POST).await;
+        assert!(post.errors > 0);
+        let said = post.first_error.unwrap_or_default();
+        assert!(
+            said.contains("not sent again: the method is not idempotent"),
+            "{said}"
+        );
     }
 }
