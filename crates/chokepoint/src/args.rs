@@ -127,7 +127,7 @@ pub(crate) struct ListenArgs {
 
 #[derive(Args, Debug)]
 pub(crate) struct LoadArgs {
-    /// The URL to load (http://; the target is sampled when it listens on this host). Several
+    /// The URL to load (http:// or https://; the target is sampled when it listens on this host). Several
     /// URLs of one service make a request mix (see --weights).
     #[arg(required = true, value_name = "URL")]
     pub(crate) urls: Vec<String>,
