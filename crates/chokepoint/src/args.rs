@@ -127,8 +127,8 @@ pub(crate) struct ListenArgs {
 
 #[derive(Args, Debug)]
 pub(crate) struct LoadArgs {
-    /// The URL to load (http:// or https://; the target is sampled when it listens on this host). Several
-    /// URLs of one service make a request mix (see --weights).
+    /// The URL to load (http:// or https://; the target is sampled when it listens on this
+    /// host). Several URLs of one service make a request mix (see --weights).
     #[arg(required = true, value_name = "URL")]
     pub(crate) urls: Vec<String>,
     /// Weights of the URLs in the mix, in order (default: equal): `--weights 3,1`.
