@@ -315,6 +315,7 @@ impl Connection {
 
     /// The open connection, connected first when there is none (or the server closed it).
     async fn open(&mut self, target: &Target) -> Result<&mut Sender, String> {
+        // The open connection, taken and put back (a closed one stays until it is replaced).
         if let Some(sender) = self.sender.take_if(|sender| !sender.is_closed()) {
             return Ok(self.sender.insert(sender));
         }
