@@ -511,9 +511,15 @@ impl Worker {
         outcome
     }
 
-    /// Tallies one request's outcome, answered after `latency`.
-    fn record(&mut self, outcome: Outcome, latency: Duration) {
+    /// Tallies one request's outcome, answered after `latency`, and (open model) how late it was
+    /// sent: one lock of the shard per request.
+    fn record(&mut self, outcome: Outcome, latency: Duration, send_lag: Option<Duration>) {
         let mut result = self.shards.lock(self.index);
+        if let Some(lag) = send_lag {
+            let _ = result
+                .send_lag_us
+                .record((lag.as_micros() as u64).clamp(1, MAX_LATENCY_US));
+        }
         match outcome {
             Ok(Ok((status, bytes))) => {
                 result.requests += 1;
@@ -537,14 +543,6 @@ impl Worker {
                 self.connection.sender = None;
             }
         }
-    }
-
-    fn record_send_lag(&self, lag: Duration) {
-        let _ = self
-            .shards
-            .lock(self.index)
-            .send_lag_us
-            .record((lag.as_micros() as u64).clamp(1, MAX_LATENCY_US));
     }
 
     /// Adds the connections this worker opened to its shard.
@@ -579,7 +577,7 @@ pub async fn run_closed(target: Arc<Target>, concurrency: usize, duration: Durat
                 turn += 1;
                 let failed_to_connect = matches!(&outcome, Ok(Err(e)) if e.starts_with("connect"));
                 let ended = Instant::now();
-                worker.record(outcome, ended - started);
+                worker.record(outcome, ended - started, None);
                 started = ended;
                 if failed_to_connect {
                     // Do not spin on a dead target.
@@ -617,11 +615,11 @@ pub async fn run_open(target: Arc<Target>, rate: f64, connections: usize, durati
                     break;
                 }
                 tokio::time::sleep_until(intended).await;
-                worker.record_send_lag(Instant::now().saturating_duration_since(intended));
+                let lag = Instant::now().saturating_duration_since(intended);
                 let outcome = worker
                     .send(&target, &prepared[request as usize % prepared.len()])
                     .await;
-                worker.record(outcome, intended.elapsed());
+                worker.record(outcome, intended.elapsed(), Some(lag));
             }
             worker.finish();
         }));
