@@ -61,6 +61,12 @@ def load_env():
     return env
 
 
+def bottleneck(report):
+    """The bottleneck finding of a JSON report, or None."""
+    index = report["verdict"]["bottleneck"]
+    return None if index is None else report["findings"][index]
+
+
 def get(url, timeout=60):
     with urllib.request.urlopen(url, timeout=timeout) as response:
         response.read()
@@ -165,10 +171,17 @@ def run_json(args):
     return json.loads(out.stdout)
 
 
+def angles(finding):
+    """A finding's titles: its own, and those of the findings folded into it (one cause)."""
+    folded = [i["title"] for i in finding["evidence"]["items"] if i["kind"] == "corroboration"]
+    return [finding["title"], *folded]
+
+
 def check_slow_query_db(chokepoint, env):
     """`chokepoint db` names the lookup by an unindexed column slow, with its plan's sequential
-    scan; `chokepoint traces --pg` explains the slow statement the traces show with the same
-    plan and the proven index; the indexed twin is not slow."""
+    scan — one finding, the proven index, with the slow statement folded in; `chokepoint traces
+    --pg` explains the slow statement the traces show with the same plan and the proven index;
+    the indexed twin is not slow."""
     import tempfile
     failures = []
     psql(env, "SELECT pg_stat_statements_reset()")
@@ -176,15 +189,16 @@ def check_slow_query_db(chokepoint, env):
         recording = Path(tmp) / "slow-query.otlp"
         analyse(chokepoint, env, ["/slow-query/bad"], out=recording)
         report = db_report(chokepoint, env)
-        slow = [f for f in report["findings"] if f["detector"] == "slow-query"]
-        if not slow or "sequential scan on public.users" not in slow[0]["title"]:
-            failures.append(f"db, /slow-query/bad: no slow-query with its sequential scan: {[f['title'] for f in report['findings']]}")
+        about = [f for f in report["findings"] if f["detector"] in ("slow-query", "missing-index") and "FROM users" in f["location"]]
+        if len(about) != 1 or not any("sequential scan on public.users" in t for t in angles(about[0])):
+            failures.append(f"db, /slow-query/bad: not one finding with its sequential scan: {[angles(f) for f in about]}")
         else:
-            print(f"    db bad:     {slow[0]['title']}")
+            print(f"    db bad:     {about[0]['detector']}: {about[0]['title']}")
+            print(f"                also: {angles(about[0])[1:]}")
         traced = run_json([chokepoint, "traces", str(recording), "--pg", env["DATABASE_URL"], "--format", "json"])
         slow = [f for f in findings_for(traced, "GET /slow-query/bad") if f["detector"] == "slow-query"]
         if not slow or "CREATE INDEX CONCURRENTLY ON public.users (email)" not in slow[0]["fix"]:
-            failures.append(f"traces --pg: the slow statement is not explained with its index: {[(f['title'], f['fix']) for f in slow]} {traced['warnings']}")
+            failures.append(f"traces --pg: the slow statement is not explained with its index: {[(f['title'], f['fix']) for f in slow]} {traced['notes']}")
         else:
             print(f"    traces --pg: {slow[0]['title']}")
             print(f"                 fix: {slow[0]['fix']}")
@@ -282,18 +296,20 @@ def check_lock_contention_during_load(chokepoint, env):
             "--step-duration", "3s", "--pg", env["DATABASE_URL"], "--format", "json", "--quiet",
         ])
         steps = report["load"]["steps"]
-        waiting = [s.get("pg_lock_waiting") for s in steps]
-        bottleneck = (report.get("bottleneck") or {}).get("detector")
+        sessions = {s["step"]: s["lock_waiting"] for s in report["load"]["step_sessions"]}
+        waiting = [sessions.get(i) for i in range(len(steps))]
+        top = bottleneck(report)
+        bottleneck_id = top["detector"] if top else None
         if None in waiting:
             failures.append(f"load --pg, /lock-contention/{variant}: a step without database sessions: {waiting}")
-        elif variant == "bad" and bottleneck != "lock-contention":
-            failures.append(f"load --pg, /lock-contention/bad: bottleneck {bottleneck}, expected lock-contention; waiting per step {waiting}")
+        elif variant == "bad" and bottleneck_id != "lock-contention":
+            failures.append(f"load --pg, /lock-contention/bad: bottleneck {bottleneck_id}, expected lock-contention; waiting per step {waiting}")
         elif variant == "bad":
-            print(f"    load bad:   {report['bottleneck']['title']}; waiting per step {[round(w, 1) for w in waiting]}")
+            print(f"    load bad:   {top['title']}; waiting per step {[round(w, 1) for w in waiting]}")
         elif any(f["detector"] == "lock-contention" for f in report["findings"]):
             failures.append(f"load --pg, /lock-contention/fixed: still lock-contention; waiting per step {waiting}")
         else:
-            print(f"    load fixed: no lock-contention (bottleneck {bottleneck}); waiting per step {[round(w, 1) for w in waiting]}")
+            print(f"    load fixed: no lock-contention (bottleneck {bottleneck_id}); waiting per step {[round(w, 1) for w in waiting]}")
     return failures
 
 
@@ -362,7 +378,7 @@ def check_load(chokepoint, env, scenario, expected, ramp):
 
 
 def findings_for(report, endpoint):
-    return [f for f in report["findings"] if f["endpoint"] == endpoint]
+    return [f for f in report["findings"] if f["scope"].get("endpoint") == endpoint]
 
 
 def check(chokepoint, env, scenario, expected):
@@ -372,7 +388,7 @@ def check(chokepoint, env, scenario, expected):
     report = analyse(chokepoint, env, [f"/{scenario}/bad"])
     bad = findings_for(report, bad_endpoint)
     if not bad:
-        failures.append(f"{bad_endpoint}: no finding (summary {report['summary']})")
+        failures.append(f"{bad_endpoint}: no finding (summary {report['traces']['summary']})")
     elif bad[0]["detector"] != expected:
         failures.append(f"{bad_endpoint}: bottleneck is {bad[0]['detector']} ({bad[0]['title']}), expected {expected}")
     else:
@@ -382,8 +398,8 @@ def check(chokepoint, env, scenario, expected):
     fixed = [f for f in findings_for(report, fixed_endpoint) if f["detector"] == expected]
     if fixed:
         failures.append(f"{fixed_endpoint}: the fixed twin still shows {expected}: {fixed[0]['title']}")
-    elif report["summary"]["requests"] < REQUESTS:
-        failures.append(f"{fixed_endpoint}: only {report['summary']['requests']} requests were traced")
+    elif report["traces"]["summary"]["requests"] < REQUESTS:
+        failures.append(f"{fixed_endpoint}: only {report['traces']['summary']['requests']} requests were traced")
     else:
         others = ", ".join(f["detector"] for f in findings_for(report, fixed_endpoint)) or "none"
         print(f"    fixed: no {expected} (other findings: {others})")
@@ -400,7 +416,7 @@ def main():
     if args.record:
         routes = [f"/{scenario}/{variant}" for scenario, _ in TRACE_SCENARIOS for variant in ("bad", "fixed")]
         report = analyse(args.chokepoint, env, routes, requests=3, out=args.record)
-        print(f"recorded {report['summary']['spans']} spans to {args.record}")
+        print(f"recorded {report['traces']['summary']['spans']} spans to {args.record}")
         return 0
     passed, failed = [], []
     for scenario, expected in TRACE_SCENARIOS:

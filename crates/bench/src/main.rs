@@ -7,6 +7,9 @@
 //!   on arrival (no assembly, no detectors).
 //! - `chokepoint-bench prost FILE` is a second baseline for protobuf: prost's decode of each
 //!   record into the generated OTLP types, nothing else.
+//! - `chokepoint-bench send ADDR SPANS` posts SPANS spans of the same generator, batch by batch
+//!   as OTLP/protobuf, to a `chokepoint listen` at ADDR (`127.0.0.1:4318`) over one keep-alive
+//!   connection, printing a line per million spans sent (`scripts/bench-listen.sh`).
 //! - `chokepoint-bench serve` is the load benchmark's target: a minimal HTTP/1.1 server on one
 //!   thread answering `ok` (request heads counted in the byte stream, no HTTP library), printing
 //!   its port. `serve DELAY_US` answers each request after that delay: with N connections, a
@@ -39,6 +42,10 @@ fn main() -> ExitCode {
             Err(_) => Err(format!("{spans:?} is not a span count")),
         },
         ["decode", path] => decode(Path::new(path)),
+        ["send", addr, spans] => match spans.parse() {
+            Ok(spans) => send(addr, spans),
+            Err(_) => Err(format!("{spans:?} is not a span count")),
+        },
         ["prost", path] => prost_decode(Path::new(path)),
         ["serve"] => serve(0),
         ["serve", delay] => match delay.parse() {
@@ -46,7 +53,7 @@ fn main() -> ExitCode {
             Err(_) => Err(format!("{delay:?} is not a delay in µs")),
         },
         _ => Err(
-            "usage: chokepoint-bench generate proto|json SPANS FILE | decode FILE | prost FILE | serve [DELAY_US]"
+            "usage: chokepoint-bench generate proto|json SPANS FILE | decode FILE | prost FILE | send ADDR SPANS | serve [DELAY_US]"
                 .into(),
         ),
     };
@@ -261,6 +268,65 @@ fn generate(format: &str, spans: u64, path: &Path) -> Result<(), String> {
         }
     }
     out.flush().map_err(|e| e.to_string())
+}
+
+/// Posts `spans` generated spans to an OTLP/HTTP receiver at `addr`, batch by batch, as an SDK's
+/// exporter does; prints a line per million spans, with the time since the start.
+fn send(addr: &str, spans: u64) -> Result<(), String> {
+    use std::io::{BufRead as _, BufReader};
+    let stream = std::net::TcpStream::connect(addr).map_err(|e| format!("connect to {addr}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let mut reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
+    let mut writer = stream;
+    let started = Instant::now();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut batch = Vec::with_capacity(BATCH_SPANS * 2);
+    let (mut sent, mut number, mut next_report) = (0u64, 0u64, 1_000_000u64);
+    while sent < spans {
+        trace(&mut rng, number, &mut batch);
+        number += 1;
+        if batch.len() < BATCH_SPANS && sent + (batch.len() as u64) < spans {
+            continue;
+        }
+        let body = encode_request(batch.iter().map(|(id, s)| (*id, s))).encode_to_vec();
+        let head = format!(
+            "POST /v1/traces HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        writer
+            .write_all(head.as_bytes())
+            .and_then(|()| writer.write_all(&body))
+            .map_err(|e| format!("sending: {e}"))?;
+        // The answer: a status line, headers, and a Content-Length body.
+        let mut line = String::new();
+        reader.read_line(&mut line).map_err(|e| e.to_string())?;
+        if !line.starts_with("HTTP/1.1 200") {
+            return Err(format!("the receiver answered {line:?}"));
+        }
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            reader.read_line(&mut line).map_err(|e| e.to_string())?;
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut answer = vec![0; length];
+        reader.read_exact(&mut answer).map_err(|e| e.to_string())?;
+        sent += batch.len() as u64;
+        batch.clear();
+        if sent >= next_report {
+            println!("sent {sent} spans in {:.1} s", started.elapsed().as_secs_f64());
+            next_report += 1_000_000;
+        }
+    }
+    report_rate("send", sent, started);
+    Ok(())
 }
 
 /// One OTLP/JSON line as the Collector's file exporter writes it (hex ids, string integers).

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use chokepoint_evidence::{DetectorId, LoadModel};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const EXAMPLES: &str = "\
@@ -91,16 +92,40 @@ pub(crate) struct TracesArgs {
     /// The largest single record read whole (a JSON line, a JSON document, a protobuf message), in MiB.
     #[arg(long, default_value_t = 64, value_name = "MIB")]
     pub(crate) max_record_mib: usize,
-    /// Explain the slow statements the traces show with this PostgreSQL database's plans: the
-    /// plan's reason and, proven with HypoPG, the index (read-only, like `chokepoint db`).
+    #[command(flatten)]
+    pub(crate) pg: PgArgs,
+    #[command(flatten)]
+    pub(crate) report: ReportArgs,
+}
+
+/// The service's PostgreSQL, read beside another kind of evidence.
+#[derive(Args, Debug)]
+pub(crate) struct PgArgs {
+    /// Also read the service's PostgreSQL (read-only, like `chokepoint db`): with traces, the
+    /// database's counts and plans of the statements they show (the reason a statement is slow,
+    /// the index proven with HypoPG); with a load ramp, its sessions watched during the ramp.
     #[arg(long, value_name = "URL")]
     pub(crate) pg: Option<String>,
     /// With --pg: keep literal values in the database's statement texts (redacted by default;
     /// statements read from traces are always shown normalized).
     #[arg(long, requires = "pg")]
     pub(crate) show_literals: bool,
-    #[command(flatten)]
-    pub(crate) report: ReportArgs,
+}
+
+/// A validated --pg.
+#[derive(Debug, Clone)]
+pub(crate) struct PgConfig {
+    pub(crate) url: String,
+    pub(crate) show_literals: bool,
+}
+
+impl PgArgs {
+    fn validate(self) -> Option<PgConfig> {
+        self.pg.map(|url| PgConfig {
+            url: database_url(url),
+            show_literals: self.show_literals,
+        })
+    }
 }
 
 #[derive(Args, Debug)]
@@ -198,14 +223,8 @@ pub(crate) struct LoadArgs {
     /// Also write the latency-versus-throughput curve to this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     pub(crate) chart: Option<PathBuf>,
-    /// Watch the service's PostgreSQL during the ramp (read-only, like `chokepoint db --watch`):
-    /// active and lock-waiting sessions per step; lock waits, connection churn and slow
-    /// statements over the ramp.
-    #[arg(long, value_name = "URL")]
-    pub(crate) pg: Option<String>,
-    /// With --pg: keep literal values in the database's statement texts (redacted by default).
-    #[arg(long, requires = "pg")]
-    pub(crate) show_literals: bool,
+    #[command(flatten)]
+    pub(crate) pg: PgArgs,
     #[command(flatten)]
     pub(crate) report: ReportArgs,
 }
@@ -330,7 +349,7 @@ pub(crate) struct ReportConfig {
 pub(crate) enum FailOn {
     Never,
     Any,
-    Ids(Vec<String>),
+    Ids(Vec<DetectorId>),
 }
 
 /// A validated `traces` command.
@@ -338,8 +357,7 @@ pub(crate) enum FailOn {
 pub(crate) struct TracesConfig {
     pub(crate) paths: Vec<PathBuf>,
     pub(crate) max_record_bytes: usize,
-    pub(crate) pg: Option<String>,
-    pub(crate) show_literals: bool,
+    pub(crate) pg: Option<PgConfig>,
     pub(crate) report: ReportConfig,
 }
 
@@ -357,28 +375,46 @@ pub(crate) struct ListenConfig {
 /// A validated `load` command.
 #[derive(Debug)]
 pub(crate) struct LoadConfig {
+    /// The first URL: its scheme, host and port are the target's.
     pub(crate) url: hyper::Uri,
+    pub(crate) request: RequestConfig,
+    pub(crate) ramp: RampShape,
+    pub(crate) sampling: SamplingConfig,
+    pub(crate) chart: Option<PathBuf>,
+    pub(crate) pg: Option<PgConfig>,
+    pub(crate) report: ReportConfig,
+}
+
+/// What each request of a ramp is.
+#[derive(Debug)]
+pub(crate) struct RequestConfig {
+    /// Paths (with query) and their weights in the mix.
     pub(crate) paths: Vec<(String, u32)>,
-    pub(crate) model: Model,
+    pub(crate) method: hyper::Method,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: bytes::Bytes,
+    pub(crate) timeout: Duration,
+    pub(crate) http2: bool,
+    /// Extra trusted roots, PEM.
+    pub(crate) cacert: Option<Vec<u8>>,
+}
+
+/// The steps of a ramp, and when it stops.
+#[derive(Debug)]
+pub(crate) struct RampShape {
     pub(crate) steps: Vec<f64>,
     pub(crate) connections: usize,
     pub(crate) step_duration: Duration,
     pub(crate) max_duration: Duration,
-    pub(crate) slo: Option<chokepoint_load::Slo>,
-    pub(crate) max_error_rate: f64,
-    pub(crate) timeout: Duration,
-    pub(crate) method: hyper::Method,
-    pub(crate) headers: Vec<(String, String)>,
-    pub(crate) body: bytes::Bytes,
+    pub(crate) stop: chokepoint_load::StopRules,
+}
+
+/// How the target is sampled.
+#[derive(Debug)]
+pub(crate) struct SamplingConfig {
     pub(crate) pid: Option<u32>,
-    pub(crate) chart: Option<PathBuf>,
-    pub(crate) pg: Option<String>,
-    pub(crate) show_literals: bool,
-    pub(crate) http2: bool,
-    pub(crate) cacert: Option<Vec<u8>>,
     pub(crate) no_pid: bool,
     pub(crate) metrics: Option<hyper::Uri>,
-    pub(crate) report: ReportConfig,
 }
 
 impl LoadArgs {
@@ -478,42 +514,54 @@ impl LoadArgs {
         };
         Ok(LoadConfig {
             url,
-            paths,
-            model: self.model,
-            steps,
-            connections: self.connections.max(1) as usize,
-            step_duration: self.step_duration.into(),
-            max_duration: self.max_duration.into(),
-            slo,
-            max_error_rate: self.max_error_rate / 100.0,
-            timeout: self.timeout.into(),
-            method,
-            headers,
-            body,
-            pid: self.pid,
-            chart: self.chart,
-            pg: self.pg.map(database_url),
-            show_literals: self.show_literals,
-            http2: self.http2,
-            cacert: match &self.cacert {
-                Some(path) => Some(
-                    std::fs::read(path)
-                        .with_context(|| format!("cannot read --cacert {}", path.display()))?,
-                ),
-                None => None,
+            request: RequestConfig {
+                paths,
+                method,
+                headers,
+                body,
+                timeout: self.timeout.into(),
+                http2: self.http2,
+                cacert: match &self.cacert {
+                    Some(path) => Some(
+                        std::fs::read(path)
+                            .with_context(|| format!("cannot read --cacert {}", path.display()))?,
+                    ),
+                    None => None,
+                },
             },
-            no_pid: self.no_pid,
-            metrics: match &self.metrics {
-                Some(text) => {
-                    let uri: hyper::Uri = text
-                        .parse()
-                        .with_context(|| format!("--metrics {text:?} is not a URL"))?;
-                    if uri.scheme_str() != Some("http") || uri.host().is_none() {
-                        bail!("--metrics {text:?}: give an http:// URL, like http://127.0.0.1:9100/metrics");
+            ramp: RampShape {
+                steps,
+                connections: self.connections.max(1) as usize,
+                step_duration: self.step_duration.into(),
+                max_duration: self.max_duration.into(),
+                stop: chokepoint_load::StopRules {
+                    model: match self.model {
+                        Model::Closed => LoadModel::Closed,
+                        Model::Open => LoadModel::Open,
+                    },
+                    slo,
+                    max_error_rate: self.max_error_rate / 100.0,
+                },
+            },
+            chart: self.chart,
+            pg: self.pg.validate(),
+            sampling: SamplingConfig {
+                pid: self.pid,
+                no_pid: self.no_pid,
+                metrics: match &self.metrics {
+                    Some(text) => {
+                        let uri: hyper::Uri = text
+                            .parse()
+                            .with_context(|| format!("--metrics {text:?} is not a URL"))?;
+                        if uri.scheme_str() != Some("http") || uri.host().is_none() {
+                            bail!(
+                                "--metrics {text:?}: give an http:// URL, like http://127.0.0.1:9100/metrics"
+                            );
+                        }
+                        Some(uri)
                     }
-                    Some(uri)
-                }
-                None => None,
+                    None => None,
+                },
             },
             report: self.report.validate()?,
         })
@@ -528,16 +576,20 @@ impl ReportArgs {
         } else if self.fail_on.iter().any(|id| id == "any") {
             FailOn::Any
         } else {
+            let mut ids = Vec::new();
             for id in &self.fail_on {
-                if chokepoint_detect::find_detector(id).is_none() {
-                    let known: Vec<_> = chokepoint_detect::detectors().map(|d| d.id).collect();
-                    bail!(
-                        "--fail-on {id:?} is not a detector id; use `any` or one of: {}",
-                        known.join(", ")
-                    );
+                match chokepoint_detect::find_detector(id) {
+                    Some(meta) => ids.push(meta.id),
+                    None => {
+                        let known: Vec<_> = chokepoint_detect::detectors().map(|d| d.id.as_str()).collect();
+                        bail!(
+                            "--fail-on {id:?} is not a detector id; use `any` or one of: {}",
+                            known.join(", ")
+                        );
+                    }
                 }
             }
-            FailOn::Ids(self.fail_on)
+            FailOn::Ids(ids)
         };
         let color = match self.color {
             ColorChoice::Always => true,
@@ -561,8 +613,7 @@ impl TracesArgs {
         Ok(TracesConfig {
             paths: self.paths,
             max_record_bytes: self.max_record_mib << 20,
-            pg: self.pg.map(database_url),
-            show_literals: self.show_literals,
+            pg: self.pg.validate(),
             report: self.report.validate()?,
         })
     }

@@ -1,9 +1,10 @@
 //! `chokepoint db`: one read-only snapshot of a PostgreSQL database's statistics, analysed.
 
 use anyhow::Context as _;
-use chokepoint_report::Report;
+use chokepoint_evidence::{Evidence, Note, PgSnapshot, Severity};
+use chokepoint_report::{Input, Report};
 
-use crate::args::DbConfig;
+use crate::args::{DbConfig, PgConfig};
 use crate::output;
 
 pub(crate) fn run(config: DbConfig) -> anyhow::Result<u8> {
@@ -33,81 +34,58 @@ pub(crate) fn run(config: DbConfig) -> anyhow::Result<u8> {
             chokepoint_db::watch(&config.url, &mut client, &mut snapshot, duration, &stop).await;
             progress.abort();
             interrupt.abort();
-            if let Some(activity) = &snapshot.activity {
-                report_gaps(&activity.gaps);
+            for gap in snapshot.activity.iter().flat_map(|a| &a.gaps) {
+                eprintln!("chokepoint: {}", gap_text(gap));
             }
         }
         chokepoint_db::check_indexes(&client, &mut snapshot).await;
-        let mut report = Report::new(chokepoint_detect::analyse_db(&snapshot));
-        report.warnings.extend(snapshot_warnings(&snapshot, ""));
-        if snapshot.window_s > 0.0 && snapshot.window_s < 60.0 {
-            let covered = if snapshot.activity.is_some() {
-                "the watch covered"
-            } else {
-                "the statistics cover, since pg_stat_statements was reset,"
-            };
-            report.warnings.push(format!(
-                "{covered} only {:.0} s: too little traffic to judge",
-                snapshot.window_s
-            ));
-        }
-        report.database = Some(snapshot);
+        let notes = snapshot_notes(&snapshot);
+        let inputs = vec![database_input(&snapshot)];
+        let evidence = Evidence {
+            database: Some(snapshot),
+            ..Evidence::default()
+        };
+        let outcome = chokepoint_detect::analyse(&evidence);
+        let report = Report::new("db", evidence, outcome, inputs, notes);
         Ok(output::finish(&report, &config.report))
     })
 }
 
-/// Explains the `slow-query` findings of a trace analysis with the plans of the database at
-/// `url`, and confirms its `n-plus-one` findings with the database's counts (`chokepoint
-/// traces --pg`). A database that cannot be read is a problem in the report;
-/// the trace findings stay.
-pub(crate) fn explain_traces(report: &mut Report, url: &str, show_literals: bool) {
-    let slow: Vec<String> = report
-        .findings
-        .iter()
-        .filter(|f| f.detector == "slow-query")
-        .map(|f| f.location.clone())
-        .collect();
-    if slow.is_empty() && !report.findings.iter().any(|f| f.detector == "n-plus-one") {
-        return;
+/// The database as an input of the report.
+pub(crate) fn database_input(snapshot: &PgSnapshot) -> Input {
+    Input {
+        source: format!("database {}", snapshot.database),
+        format: None,
+        spans: 0,
     }
-    let explained = tokio::runtime::Builder::new_current_thread()
+}
+
+/// `chokepoint traces --pg`: the database's statistics, and the plans of the statements the
+/// traces show (read-only), so the analysis can explain them and confirm them with the
+/// database's own counts.
+pub(crate) fn statements_of(evidence: &Evidence, pg: &PgConfig) -> anyhow::Result<PgSnapshot> {
+    let Some(traces) = &evidence.traces else {
+        anyhow::bail!("no traces to explain");
+    };
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
         .and_then(|runtime| {
             runtime.block_on(async {
-                let client = chokepoint_db::connect(url).await?;
-                let mut snapshot = chokepoint_db::snapshot(&client, show_literals).await?;
-                // The database's own texts of the statements the traces show as slow.
-                let queries = snapshot
-                    .statements
-                    .iter()
-                    .filter(|s| slow.contains(&chokepoint_detect::sql::normalize(&s.query).normalized))
-                    .map(|s| s.query.clone())
-                    .collect();
+                let client = chokepoint_db::connect(&pg.url).await?;
+                let mut snapshot = chokepoint_db::snapshot(&client, pg.show_literals).await?;
+                let queries = chokepoint_detect::statements_to_explain(traces, &snapshot);
                 chokepoint_db::explain(&client, &mut snapshot, queries).await;
                 anyhow::Ok(snapshot)
             })
-        });
-    match explained {
-        Ok(snapshot) => {
-            report.warnings.extend(chokepoint_detect::explain_with_plans(
-                &mut report.findings,
-                &snapshot,
-            ));
-            report.warnings.extend(snapshot_warnings(&snapshot, "--pg: "));
-            report.bottleneck = report.findings.first().cloned();
-        }
-        Err(error) => report.problems.push(format!(
-            "--pg: {error:#}; the trace findings below are not explained by plans"
-        )),
-    }
+        })
 }
 
 /// `chokepoint load --pg`: the database watched while the ramp runs.
 pub(crate) struct DatabaseWatch {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    task: tokio::task::JoinHandle<chokepoint_evidence::PgSnapshot>,
+    task: tokio::task::JoinHandle<PgSnapshot>,
 }
 
 impl DatabaseWatch {
@@ -131,36 +109,10 @@ impl DatabaseWatch {
         Ok(DatabaseWatch { stop, task })
     }
 
-    /// Stops sampling; puts each step's active and waiting sessions into `run`, and the
-    /// database's findings over the ramp among the load findings, ranked together.
-    pub(crate) async fn finish(
-        self,
-        run: &mut chokepoint_evidence::LoadRun,
-        outcome: &mut chokepoint_detect::Outcome,
-    ) -> chokepoint_evidence::PgSnapshot {
+    /// Stops sampling; the snapshot with its watch over the ramp (empty if the watch failed).
+    pub(crate) async fn finish(self) -> PgSnapshot {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let snapshot = match self.task.await {
-            Ok(snapshot) => snapshot,
-            Err(_) => return chokepoint_evidence::PgSnapshot::default(),
-        };
-        if let Some(activity) = &snapshot.activity {
-            for step in &mut run.steps {
-                let during: Vec<&[f64; 3]> = activity
-                    .timeline
-                    .iter()
-                    .filter(|[t, ..]| *t >= step.started_s.floor() && *t < step.started_s + step.duration_s)
-                    .collect();
-                if !during.is_empty() {
-                    let n = during.len() as f64;
-                    step.pg_active = Some(during.iter().map(|s| s[1]).sum::<f64>() / n);
-                    step.pg_lock_waiting = Some(during.iter().map(|s| s[2]).sum::<f64>() / n);
-                }
-            }
-        }
-        let database = chokepoint_detect::analyse_db(&snapshot);
-        outcome.findings.extend(database.findings);
-        chokepoint_detect::rank(&mut outcome.findings);
-        snapshot
+        self.task.await.unwrap_or_default()
     }
 }
 
@@ -194,26 +146,41 @@ impl Drop for ClearOnDrop {
 }
 
 /// What the inspector could not read: missing extensions, plans it could not get, sampling
-/// gaps; each line starts with `prefix`.
-pub(crate) fn snapshot_warnings(snapshot: &chokepoint_evidence::PgSnapshot, prefix: &str) -> Vec<String> {
-    let missing = snapshot
-        .missing
-        .iter()
-        .map(|m| format!("{prefix}extension missing — {m}"));
-    let plans = snapshot
-        .plan_problems
-        .iter()
-        .map(|p| format!("{prefix}plan not read — {p}"));
+/// gaps.
+pub(crate) fn snapshot_notes(snapshot: &PgSnapshot) -> Vec<Note> {
+    let source = format!("PostgreSQL {}", snapshot.database);
+    let missing = snapshot.missing.iter().map(|m| {
+        Note::new(
+            Severity::Warning,
+            source.clone(),
+            format!("extension {} missing — {}", m.extension, m.consequence),
+        )
+    });
+    let plans = snapshot.plan_problems.iter().map(|p| {
+        let what = if p.query.is_empty() {
+            String::new()
+        } else {
+            format!(" of {}", p.query)
+        };
+        Note::new(
+            Severity::Warning,
+            source.clone(),
+            format!("plan{what} not read: {}", p.reason),
+        )
+    });
     let gaps = snapshot
         .activity
         .iter()
         .flat_map(|a| &a.gaps)
-        .map(|g| format!("{prefix}{g}"));
+        .map(|g| Note::new(Severity::Warning, source.clone(), gap_text(g)));
     missing.chain(plans).chain(gaps).collect()
 }
 
-fn report_gaps(gaps: &[String]) {
-    for gap in gaps {
-        eprintln!("chokepoint: {gap}");
-    }
+/// A sampling gap in words.
+fn gap_text(gap: &chokepoint_evidence::Gap) -> String {
+    format!(
+        "lost the database ({}); reconnected {:.1} s later",
+        gap.reason,
+        gap.reconnected_unix_s - gap.lost_unix_s
+    )
 }

@@ -6,7 +6,8 @@ use std::io::{BufWriter, Write as _};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use chokepoint_detect::Analysis;
+use chokepoint_detect::TraceAnalysis;
+use chokepoint_evidence::{Evidence, Note, Severity};
 use chokepoint_report::{Input, Report};
 use chokepoint_traces::receiver::{self, Batch, ReceiverConfig};
 use chokepoint_traces::{Assembler, Limits, encode_request, write_length_prefixed};
@@ -14,7 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::args::ListenConfig;
 use crate::output;
-use crate::traces::{assembly_warnings, orphan_warning};
+use crate::traces::assembly_notes;
 
 /// Batches waiting between the receiver and the analysis before senders wait.
 const CHANNEL_BATCHES: usize = 256;
@@ -66,9 +67,9 @@ async fn listen(config: ListenConfig) -> anyhow::Result<u8> {
         eprintln!("chokepoint: recording to {}", path.display());
     }
 
-    let mut analysis = Analysis::default();
+    let mut analysis = TraceAnalysis::default();
     let mut assembler = Assembler::new(Limits::default());
-    let mut problems = Vec::new();
+    let mut problems: Vec<Note> = Vec::new();
     let mut spans = 0u64;
     let deadline = async {
         match config.duration {
@@ -123,36 +124,50 @@ async fn listen(config: ListenConfig) -> anyhow::Result<u8> {
     }
     if let Some(mut writer) = recorder {
         if let Err(e) = writer.flush() {
-            problems.push(format!("recording: cannot write the --out file: {e}"));
+            problems.push(recording_problem(&e));
         }
     }
     let stats = assembler.finish(&mut |trace| analysis.add_trace(&trace));
-    let mut report = Report::new(analysis.finish());
-    report.inputs.push(Input {
+    let inputs = vec![Input {
         source: endpoints.join(", "),
         format: Some("OTLP".into()),
         spans,
-    });
-    report.problems = problems;
-    report.warnings = assembly_warnings(&stats);
-    report.warnings.extend(orphan_warning(&report));
+    }];
+    let mut notes = problems;
+    notes.extend(assembly_notes(&stats));
     if spans == 0 {
-        report.warnings.push(
+        notes.push(Note::new(
+            Severity::Error,
+            "receiver",
             "no spans were received: point the service's exporter at the addresses above \
-             (OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318)"
-                .into(),
-        );
+             (OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318)",
+        ));
     }
+    let evidence = Evidence {
+        traces: Some(analysis.finish()),
+        ..Evidence::default()
+    };
+    let outcome = chokepoint_detect::analyse(&evidence);
+    let report = Report::new("listen", evidence, outcome, inputs, notes);
     Ok(output::finish(&report, &config.report))
+}
+
+/// The note for a recording that could not be written: the analysis goes on without it.
+fn recording_problem(error: &std::io::Error) -> Note {
+    Note::new(
+        Severity::Error,
+        "--out",
+        format!("cannot write the recording: {error}; analysis goes on"),
+    )
 }
 
 /// Records a batch and feeds it to the analysis.
 fn take(
     batch: Batch,
     recorder: Option<&mut BufWriter<File>>,
-    problems: &mut Vec<String>,
+    problems: &mut Vec<Note>,
     assembler: &mut Assembler,
-    analysis: &mut Analysis,
+    analysis: &mut TraceAnalysis,
 ) {
     if let Some(writer) = recorder {
         let mut record = Vec::new();
@@ -162,9 +177,7 @@ fn take(
         );
         if let Err(e) = writer.write_all(&record).and_then(|()| writer.flush()) {
             if problems.is_empty() {
-                problems.push(format!(
-                    "recording: cannot write the --out file: {e}; analysis goes on"
-                ));
+                problems.push(recording_problem(&e));
             }
         }
     }

@@ -5,15 +5,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
-use chokepoint_evidence::{LoadModel, LoadRun};
-use chokepoint_load::{RampConfig, Target, pid_listening_on};
-use chokepoint_report::{Report, step_header, step_row};
+use chokepoint_evidence::{Evidence, LoadModel, Note, Severity};
+use chokepoint_load::{RampConfig, Sampling, Target, pid_listening_on};
+use chokepoint_report::{Input, Report, step_header, step_row};
 
-use crate::args::{LoadConfig, Model};
+use crate::args::LoadConfig;
 use crate::output;
-
-/// How far throughput × latency may stray from the concurrency before the step is suspect.
-const LITTLES_LAW_TOLERANCE: f64 = 0.2;
 
 pub(crate) fn run(config: LoadConfig) -> anyhow::Result<u8> {
     // One worker thread per core this process may run on (taskset, cgroups): a thread more than
@@ -35,11 +32,13 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
     let host = config.url.host().unwrap_or("localhost").to_owned();
     let https = config.url.scheme_str() == Some("https");
     let port = config.url.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let request = &config.request;
     let tls = if https {
-        Some(
-            chokepoint_load::Tls::new(&host, config.cacert.as_deref(), config.http2)
-                .map_err(anyhow::Error::msg)?,
-        )
+        Some(chokepoint_load::Tls::new(
+            &host,
+            request.cacert.as_deref(),
+            request.http2,
+        )?)
     } else {
         None
     };
@@ -49,7 +48,8 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
         .next()
         .with_context(|| format!("{host} has no address"))?;
     let local = addr.ip().is_loopback() || addr.ip().is_unspecified();
-    let pid = match (config.pid, config.no_pid) {
+    let sampling = &config.sampling;
+    let pid = match (sampling.pid, sampling.no_pid) {
         (_, true) => None,
         (Some(pid), false) => Some(pid),
         (None, false) => local.then(|| pid_listening_on(port)).flatten(),
@@ -58,41 +58,39 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
         Some(port) => format!("{host}:{port}"),
         None => host.clone(),
     };
+    let shape = &config.ramp;
     let ramp = RampConfig {
         target: Target {
             addr,
             host: host_header,
-            paths: config.paths.clone(),
-            method: config.method.clone(),
-            headers: config.headers.clone(),
-            body: config.body.clone(),
-            timeout: config.timeout,
-            http2: config.http2,
+            paths: request.paths.clone(),
+            method: request.method.clone(),
+            headers: request.headers.clone(),
+            body: request.body.clone(),
+            timeout: request.timeout,
+            http2: request.http2,
             tls,
         },
-        model: match config.model {
-            Model::Closed => LoadModel::Closed,
-            Model::Open => LoadModel::Open,
+        steps: shape.steps.clone(),
+        step_duration: shape.step_duration,
+        connections: shape.connections,
+        stop: shape.stop,
+        max_duration: shape.max_duration,
+        sampling: Sampling {
+            target_pid: pid,
+            target_port: (local && !sampling.no_pid).then_some(port),
+            metrics_url: sampling.metrics.clone(),
         },
-        steps: config.steps.clone(),
-        step_duration: config.step_duration,
-        connections: config.connections,
-        slo: config.slo,
-        max_error_rate: config.max_error_rate,
-        max_duration: config.max_duration,
-        target_pid: pid,
-        target_port: (local && !config.no_pid).then_some(port),
-        metrics_url: config.metrics.clone(),
     };
-    let sampled = match (pid, &config.metrics) {
+    let sampled = match (pid, &sampling.metrics) {
         (Some(pid), _) => format!("sampling target pid {pid}"),
         (None, Some(url)) => format!("reading the target's CPU from {url}"),
         (None, None) => "no target process to sample (pass --pid, or --metrics)".to_owned(),
     };
     eprintln!(
         "chokepoint: {} steps of {:?} load on {} ({sampled}); Ctrl-C stops and reports what was measured",
-        config.steps.len(),
-        ramp.model,
+        shape.steps.len(),
+        shape.stop.model,
         config.url
     );
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -114,8 +112,8 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let total = config.steps.len();
-    let unit = match ramp.model {
+    let total = shape.steps.len();
+    let unit = match shape.stop.model {
         LoadModel::Closed => "connections",
         LoadModel::Open => "requests/s",
     };
@@ -123,19 +121,19 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
         format!(
             "step {}/{total}: {} {} for {:?}",
             i + 1,
-            config.steps[i],
+            shape.steps[i],
             unit,
-            config.step_duration
+            shape.step_duration
         )
     };
     progress.set_message(describe(0));
     let database = match &config.pg {
-        Some(url) => {
-            Some(crate::db::DatabaseWatch::start(url, config.max_duration, config.show_literals).await?)
+        Some(pg) => {
+            Some(crate::db::DatabaseWatch::start(&pg.url, shape.max_duration, pg.show_literals).await?)
         }
         None => None,
     };
-    let mut run = chokepoint_load::run(&ramp, interrupted, |i, step| {
+    let run = chokepoint_load::run(&ramp, interrupted, |i, step| {
         progress.suspend(|| show(step_row(step)));
         if i + 1 < total {
             progress.set_message(describe(i + 1));
@@ -144,58 +142,42 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
     .await;
     progress.finish_and_clear();
     show(String::new());
-    let mut outcome = chokepoint_detect::analyse_load(&run);
     let snapshot = match database {
-        Some(watch) => Some(watch.finish(&mut run, &mut outcome).await),
+        Some(watch) => Some(watch.finish().await),
         None => None,
     };
-    let mut report = Report::new(outcome);
+    let mut notes = Vec::new();
+    let mut inputs = vec![Input {
+        source: run.url.clone(),
+        format: Some("load ramp".into()),
+        spans: 0,
+    }];
     if let Some(snapshot) = &snapshot {
-        report
-            .warnings
-            .extend(crate::db::snapshot_warnings(snapshot, "--pg: "));
+        notes.extend(crate::db::snapshot_notes(snapshot));
+        inputs.push(crate::db::database_input(snapshot));
     }
-    report.database = snapshot;
-    report.warnings.extend(ramp_warnings(&run));
     if run.target_lost {
-        report
-            .problems
-            .push(format!("load ramp: {}", run.stopped_because));
+        notes.push(Note::new(
+            Severity::Error,
+            "load ramp",
+            run.stopped_because.to_string(),
+        ));
     }
     if let Some(path) = &config.chart {
         if let Err(e) = std::fs::write(path, chokepoint_report::render_chart_svg(&run)) {
-            report
-                .problems
-                .push(format!("cannot write the chart to {}: {e}", path.display()));
+            notes.push(Note::new(
+                Severity::Error,
+                "--chart",
+                format!("cannot write the chart to {}: {e}", path.display()),
+            ));
         }
     }
-    report.load = Some(run);
+    let evidence = Evidence {
+        load: Some(run),
+        database: snapshot,
+        ..Evidence::default()
+    };
+    let outcome = chokepoint_detect::analyse(&evidence);
+    let report = Report::new("load", evidence, outcome, inputs, notes);
     Ok(output::finish(&report, &config.report))
-}
-
-/// What the step series says about the measurement itself.
-fn ramp_warnings(run: &LoadRun) -> Vec<String> {
-    let mut warnings = Vec::new();
-    if let Some(step) = run.steps.iter().position(|s| s.generator_limited) {
-        warnings.push(format!(
-            "the generator was the limit from step {} (its CPU, or sending late): those steps measure it, not the \
-             target; run it on another host",
-            step + 1
-        ));
-    }
-    if run.model == LoadModel::Closed {
-        for (i, step) in run.steps.iter().enumerate() {
-            let gap = (step.in_flight_by_littles_law - step.offered).abs() / step.offered.max(1.0);
-            if step.requests > 0 && step.errors == 0 && gap > LITTLES_LAW_TOLERANCE {
-                warnings.push(format!(
-                    "step {}: Little's law gives {:.1} requests in flight for {} connections (throughput × latency); \
-                     the connections were not kept busy",
-                    i + 1,
-                    step.in_flight_by_littles_law,
-                    step.offered
-                ));
-            }
-        }
-    }
-    warnings
 }

@@ -1,13 +1,15 @@
 //! Printing reports, choosing exit codes, and the `detectors` and `explain` commands.
 
 use anyhow::bail;
+use chokepoint_evidence::Severity;
 use chokepoint_report::{Report, render_json, render_markdown, render_text};
 
 use crate::args::{FailOn, Format, ReportConfig};
 use crate::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK};
 
-/// Prints the report and returns the exit code: 2 when input was bad (even though what could be
-/// read is reported), else 1 when a finding matches `--fail-on`, else 0.
+/// Prints the report and returns the exit code: 2 when evidence was lost — a note of severity
+/// error: input that could not be read, a source that failed (even though what could be read is
+/// reported) — else 1 when a finding matches `--fail-on`, else 0.
 pub(crate) fn finish(report: &Report, config: &ReportConfig) -> u8 {
     let rendered = match config.format {
         Format::Text => render_text(report, config.color),
@@ -17,20 +19,16 @@ pub(crate) fn finish(report: &Report, config: &ReportConfig) -> u8 {
     print!("{rendered}");
     if config.format != Format::Text {
         // Tools read stdout; people still need to see what went wrong.
-        for warning in &report.warnings {
-            eprintln!("warning: {warning}");
-        }
-        for problem in &report.problems {
-            eprintln!("error: {problem}");
+        for note in report.notes.iter().filter(|n| n.severity != Severity::Info) {
+            eprintln!("{}: {note}", note.severity.as_str());
         }
     }
-    let bad_input = !report.problems.is_empty() || report.inputs.iter().any(|i| i.spans == 0);
     let failing = match &config.fail_on {
         FailOn::Never => false,
         FailOn::Any => !report.findings.is_empty(),
         FailOn::Ids(ids) => report.findings.iter().any(|f| ids.contains(&f.detector)),
     };
-    if bad_input {
+    if report.has_errors() {
         EXIT_BAD_INPUT
     } else if failing {
         EXIT_FINDINGS
@@ -42,11 +40,11 @@ pub(crate) fn finish(report: &Report, config: &ReportConfig) -> u8 {
 /// `chokepoint detectors`.
 pub(crate) fn print_detectors() {
     let width = chokepoint_detect::detectors()
-        .map(|d| d.id.len())
+        .map(|d| d.id.as_str().len())
         .max()
         .unwrap_or(0);
     for meta in chokepoint_detect::detectors() {
-        println!("{:width$}  {}", meta.id, meta.summary);
+        println!("{:width$}  {}", meta.id.as_str(), meta.summary);
     }
     println!("\n`chokepoint explain <id>` prints what a detector looks for and how to fix what it finds.");
 }
@@ -54,10 +52,16 @@ pub(crate) fn print_detectors() {
 /// `chokepoint explain <id>`.
 pub(crate) fn explain(id: &str) -> anyhow::Result<u8> {
     let Some(meta) = chokepoint_detect::find_detector(id) else {
-        let known: Vec<_> = chokepoint_detect::detectors().map(|d| d.id).collect();
+        let known: Vec<_> = chokepoint_detect::detectors().map(|d| d.id.as_str()).collect();
         bail!("no detector {id:?}; the detectors are: {}", known.join(", "));
     };
     println!("# {} — {}\n", meta.id, meta.summary);
     print!("{}", meta.doc_markdown());
+    let reads: Vec<String> = meta
+        .reads()
+        .into_iter()
+        .map(|(kind, what)| format!("{} ({what})", kind.noun()))
+        .collect();
+    println!("\nReads: {}.", reads.join("; "));
     Ok(EXIT_OK)
 }

@@ -3,8 +3,8 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
-use chokepoint_detect::Analysis;
-use chokepoint_evidence::Trace;
+use chokepoint_detect::TraceAnalysis;
+use chokepoint_evidence::{Evidence, Note, Severity, Trace};
 use chokepoint_report::{Input, Report};
 use chokepoint_traces::{Assembler, AssemblyStats, Limits, ReadOptions, ReadReport, expand_paths, read_path};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -25,7 +25,7 @@ pub(crate) fn run(config: TracesConfig) -> anyhow::Result<u8> {
         max_record_bytes: config.max_record_bytes,
     };
     let progress = progress_bar(config.report.progress);
-    let mut analysis = Analysis::default();
+    let mut analysis = TraceAnalysis::default();
     // Two stages on two threads: decoding and assembly, then the detectors.
     let (traces_tx, traces_rx) = mpsc::sync_channel::<Vec<Trace>>(CHUNKS_IN_FLIGHT);
     let (reads, stats) = std::thread::scope(|scope| {
@@ -66,10 +66,27 @@ pub(crate) fn run(config: TracesConfig) -> anyhow::Result<u8> {
     })
     .map_err(|_| anyhow::anyhow!("the reading thread failed"))?;
     progress.finish_and_clear();
-    let mut report = build_report(analysis, &reads, &stats);
-    if let Some(url) = &config.pg {
-        crate::db::explain_traces(&mut report, url, config.show_literals);
+    let (mut inputs, mut notes) = read_notes(&reads, &stats);
+    let mut evidence = Evidence {
+        traces: Some(analysis.finish()),
+        ..Evidence::default()
+    };
+    if let Some(pg) = &config.pg {
+        match crate::db::statements_of(&evidence, pg) {
+            Ok(snapshot) => {
+                notes.extend(crate::db::snapshot_notes(&snapshot));
+                inputs.push(crate::db::database_input(&snapshot));
+                evidence.database = Some(snapshot);
+            }
+            Err(error) => notes.push(Note::new(
+                Severity::Error,
+                "--pg",
+                format!("{error:#}; the trace findings below are not explained by the database"),
+            )),
+        }
     }
+    let outcome = chokepoint_detect::analyse(&evidence);
+    let report = Report::new("traces", evidence, outcome, inputs, notes);
     Ok(output::finish(&report, &config.report))
 }
 
@@ -86,18 +103,18 @@ fn progress_bar(enabled: bool) -> ProgressBar {
     bar
 }
 
-/// Puts the outcome and what reading found into one report.
-pub(crate) fn build_report(analysis: Analysis, reads: &[ReadReport], stats: &AssemblyStats) -> Report {
-    let mut report = Report::new(analysis.finish());
+/// The inputs read, and what reading them has to say: problems with their positions, sources
+/// that held no spans, traces cut to bound memory.
+pub(crate) fn read_notes(reads: &[ReadReport], stats: &AssemblyStats) -> (Vec<Input>, Vec<Note>) {
+    let mut inputs = Vec::new();
+    let mut notes = Vec::new();
     for read in reads {
-        report.inputs.push(Input {
+        inputs.push(Input {
             source: read.source.clone(),
             format: read.format.map(|f| f.to_string()),
             spans: read.spans,
         });
-        report
-            .problems
-            .extend(read.problems.iter().map(ToString::to_string));
+        notes.extend(read.problems.iter().map(|p| p.to_note()));
         if read.spans == 0 && read.problems.is_empty() {
             let format = read
                 .format
@@ -106,37 +123,29 @@ pub(crate) fn build_report(analysis: Analysis, reads: &[ReadReport], stats: &Ass
                 .empty_hint
                 .as_deref()
                 .map_or(String::new(), |h| format!(": {h}"));
-            report
-                .warnings
-                .push(format!("{}: held no spans ({format}){hint}", read.source));
+            notes.push(Note::new(
+                Severity::Error,
+                read.source.clone(),
+                format!("held no spans ({format}){hint}"),
+            ));
         }
     }
-    report.warnings.extend(assembly_warnings(stats));
-    report.warnings.extend(orphan_warning(&report));
-    report
+    notes.extend(assembly_notes(stats));
+    (inputs, notes)
 }
 
-/// The warning for spans whose parent is missing, if any.
-pub(crate) fn orphan_warning(report: &Report) -> Option<String> {
-    let summary = &report.summary;
-    (summary.orphan_spans > 0).then(|| {
-        format!(
-            "{} span(s) have a parent that is not in the input (e.g. in trace {}); each was analysed as the root of \
-             what lies below it. Export whole traces (all services, no sampling mid-trace) for complete findings.",
-            summary.orphan_spans,
-            summary.example_orphan_trace.as_deref().unwrap_or("?")
-        )
-    })
-}
-
-/// Warnings about trace completeness.
-pub(crate) fn assembly_warnings(stats: &AssemblyStats) -> Vec<String> {
-    let mut warnings = Vec::new();
+/// Notes about trace completeness.
+pub(crate) fn assembly_notes(stats: &AssemblyStats) -> Vec<Note> {
+    let mut notes = Vec::new();
     if stats.evicted_incomplete > 0 {
-        warnings.push(format!(
-            "{} trace(s) were analysed before their root span arrived, to bound memory; their findings may be partial.",
-            stats.evicted_incomplete
+        notes.push(Note::new(
+            Severity::Warning,
+            "traces",
+            format!(
+                "{} trace(s) were analysed before their root span arrived, to bound memory; their findings may be partial.",
+                stats.evicted_incomplete
+            ),
         ));
     }
-    warnings
+    notes
 }

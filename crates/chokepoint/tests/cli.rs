@@ -1,7 +1,7 @@
 //! The `chokepoint` binary as a user runs it: the bundled examples, every output format, exit
 //! codes, bad input, standard input, and the documentation commands.
 
-mod common;
+pub mod common;
 
 use std::io::Write as _;
 use std::process::{Command, Output, Stdio};
@@ -81,15 +81,17 @@ fn json_output_follows_the_contract() {
     let output = chokepoint(&["traces", "examples/shop.otlp.jsonl", "--format", "json"]);
     assert_eq!(output.status.code(), Some(0));
     let report = json(&output);
-    assert_eq!(report["bottleneck"], report["findings"][0]);
+    assert_eq!(report["schema_version"], 2);
+    assert_eq!(report["run"]["command"], "traces");
+    assert_eq!(report["verdict"]["bottleneck"], 0);
     let found = detectors_found(&report);
     assert_eq!(found.len(), 9, "{found:?}");
     for finding in report["findings"].as_array().expect("findings") {
         for key in [
             "detector",
             "title",
-            "service",
-            "endpoint",
+            "scope",
+            "subject",
             "location",
             "impact",
             "evidence",
@@ -99,6 +101,8 @@ fn json_output_follows_the_contract() {
         ] {
             assert!(!finding[key].is_null(), "{key} missing in {finding}");
         }
+        assert_eq!(finding["scope"]["kind"], "endpoint");
+        assert_eq!(finding["impact"]["kind"], "consumer");
         assert!(
             finding["impact"]["saved_ms_per_request"]
                 .as_f64()
@@ -120,7 +124,13 @@ fn json_output_follows_the_contract() {
         .map(|f| f["impact"]["recoverable_s_per_s"].as_f64().expect("number"))
         .collect();
     assert!(ranked.windows(2).all(|w| w[0] >= w[1]), "{ranked:?}");
-    assert_eq!(report["summary"]["spans"], 280);
+    assert_eq!(report["traces"]["summary"]["spans"], 280);
+    assert!(
+        report["run"]["window"]["start_unix_s"]
+            .as_f64()
+            .expect("a window")
+            > 1.6e9
+    );
 }
 
 #[test]
@@ -143,7 +153,7 @@ fn markdown_output_has_the_table_and_the_fixes() {
         "{text}"
     );
     assert!(
-        text.contains("| 1 | `slow-query` | GET /users/search |"),
+        text.contains("| 1 | `slow-query` | GET /users/search | 119 ms/req (99 %) |"),
         "{text}"
     );
     assert!(
@@ -189,8 +199,8 @@ fn reads_standard_input() {
     let input = std::fs::read(root().join("examples/shop.otlp.jsonl")).expect("example");
     let output = chokepoint_stdin(&["traces", "-", "--format", "json"], &input);
     assert_eq!(output.status.code(), Some(0));
-    assert_eq!(json(&output)["inputs"][0]["source"], "-");
-    assert_eq!(json(&output)["summary"]["spans"], 280);
+    assert_eq!(json(&output)["run"]["inputs"][0]["source"], "-");
+    assert_eq!(json(&output)["traces"]["summary"]["spans"], 280);
 }
 
 #[test]
@@ -203,7 +213,7 @@ fn reads_a_folder_of_every_format() {
         String::from_utf8_lossy(&output.stderr)
     );
     let report = json(&output);
-    let formats: Vec<&str> = report["inputs"]
+    let formats: Vec<&str> = report["run"]["inputs"]
         .as_array()
         .expect("inputs")
         .iter()
@@ -234,8 +244,20 @@ fn bad_input_exits_two_and_still_reports_what_was_readable() {
         !detectors_found(&report).is_empty(),
         "findings from the readable part"
     );
-    let problem = report["problems"][0].as_str().expect("problem");
-    assert!(problem.contains("truncated.jsonl: line "), "{problem}");
+    let problem = &report["notes"][0];
+    assert_eq!(problem["severity"], "error");
+    assert!(
+        problem["source"]
+            .as_str()
+            .expect("source")
+            .ends_with("truncated.jsonl"),
+        "{problem}"
+    );
+    assert_eq!(problem["position"]["kind"], "line", "{problem}");
+    assert!(
+        problem["position"]["line"].as_u64().expect("a line") > 1,
+        "{problem}"
+    );
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("the JSON ends early"),
         "problems also go to stderr"
@@ -243,7 +265,7 @@ fn bad_input_exits_two_and_still_reports_what_was_readable() {
 }
 
 #[test]
-fn an_input_with_no_spans_is_a_warning_and_exit_two() {
+fn an_input_with_no_spans_is_an_error_and_exit_two() {
     let output = chokepoint_stdin(&["traces", "-"], br#"{"resource_spans":[]}"#);
     assert_eq!(output.status.code(), Some(2));
     let text = String::from_utf8_lossy(&output.stdout);
@@ -252,7 +274,7 @@ fn an_input_with_no_spans_is_a_warning_and_exit_two() {
         "{text}"
     );
     assert!(
-        text.contains("warning: -: held no spans (read as OTLP/JSON): its keys are snake_case"),
+        text.contains("error: -: held no spans (read as OTLP/JSON): its keys are snake_case"),
         "{text}"
     );
 }
@@ -321,5 +343,6 @@ fn the_testbed_recording_shows_each_scenario_on_its_bad_route_only() {
             "unbounded-result GET /unbounded-result/bad",
         ]
     );
-    assert_eq!(report["bottleneck"]["detector"], "unbounded-result");
+    assert_eq!(report["findings"][0]["detector"], "unbounded-result");
+    assert_eq!(report["verdict"]["bottleneck"], 0);
 }

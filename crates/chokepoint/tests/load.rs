@@ -113,8 +113,9 @@ fn churn_metric(report: &serde_json::Value, metric: &str) -> f64 {
 }
 
 fn bottleneck(report: &serde_json::Value) -> String {
-    report["bottleneck"]["detector"]
-        .as_str()
+    let first = report["verdict"]["bottleneck"].as_u64();
+    first
+        .and_then(|i| report["findings"][i as usize]["detector"].as_str())
         .unwrap_or("none")
         .to_owned()
 }
@@ -150,12 +151,14 @@ fn a_small_pool_is_worker_exhaustion_with_its_size() {
     assert_eq!(code, Some(0));
     assert_eq!(bottleneck(&report), "worker-exhaustion", "{report:#}");
     // 4 slots of 50 ms: about 80 requests/s, 4 workers by Little's law.
-    let workers = report["bottleneck"]["evidence"]["metrics"]["inferred_workers"]
+    let workers = report["findings"][0]["evidence"]["metrics"]["inferred_workers"]
         .as_f64()
         .expect("workers");
     assert!((3.0..=5.0).contains(&workers), "inferred {workers} workers");
     // The USL fit predicts the plateau the pool sets: 4 / 50 ms = 80 requests/s.
-    let peak = report["usl"]["peak_throughput_rps"].as_f64().expect("a USL fit");
+    let peak = report["load"]["usl"]["peak_throughput_rps"]
+        .as_f64()
+        .expect("a USL fit");
     assert!((60.0..=100.0).contains(&peak), "USL peak {peak}");
 }
 
@@ -175,7 +178,7 @@ fn large_responses_over_a_slow_link_are_a_bandwidth_limit_with_the_gzip_saving()
     let (code, report) = ramp(&server, &["--concurrency", "1,2,4"]);
     assert_eq!(code, Some(0));
     assert_eq!(bottleneck(&report), "bandwidth-limit", "{report:#}");
-    let metrics = &report["bottleneck"]["evidence"]["metrics"];
+    let metrics = &report["findings"][0]["evidence"]["metrics"];
     let link = metrics["link_mbit_per_s"].as_f64().expect("link");
     assert!(
         (14.0..=21.0).contains(&link),
@@ -194,7 +197,7 @@ fn a_service_that_scales_has_no_capacity_finding() {
     let (code, report) = ramp(&server, &["--concurrency", "1,2,4,8"]);
     assert_eq!(code, Some(0));
     assert_eq!(report["findings"].as_array().map(Vec::len), Some(0), "{report:#}");
-    assert_eq!(report["warnings"].as_array().map(Vec::len), Some(0), "{report:#}");
+    assert_eq!(report["notes"].as_array().map(Vec::len), Some(0), "{report:#}");
     let steps = report["load"]["steps"].as_array().expect("steps");
     // Closed model: Little's law, X · R = N, holds within 15 % at every step.
     for step in steps {
@@ -221,9 +224,13 @@ fn a_target_that_dies_mid_ramp_keeps_the_steps_measured() {
         steps.len() >= 2,
         "the steps before the failure are kept: {steps:#?}"
     );
-    let problem = report["problems"][0].as_str().expect("a problem");
+    let problem = &report["notes"][0];
+    assert_eq!(problem["severity"], "error");
     assert!(
-        problem.contains("stopped accepting connections during step"),
+        problem["message"]
+            .as_str()
+            .expect("a message")
+            .contains("stopped accepting connections during step"),
         "{problem}"
     );
 }
@@ -466,7 +473,10 @@ fn speaks_https_and_http2_over_tls_to_a_server_it_is_told_to_trust() {
     assert_eq!(untrusted.status.code(), Some(2));
     let report: serde_json::Value = serde_json::from_slice(&untrusted.stdout).expect("json");
     assert!(
-        report["problems"][0].as_str().expect("a problem").contains("TLS"),
+        report["notes"][0]["message"]
+            .as_str()
+            .expect("a note")
+            .contains("TLS"),
         "{report:#}"
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -496,5 +506,5 @@ fn ctrl_c_stops_the_ramp_and_reports_what_was_measured() {
         "the steps done before Ctrl-C: {}",
         steps.len()
     );
-    assert_eq!(report["load"]["stopped_because"], "interrupted (Ctrl-C)");
+    assert_eq!(report["load"]["stopped_because"]["kind"], "interrupted");
 }

@@ -4,7 +4,7 @@
 //! Needs the SDK in `.venv` (created by `scripts/setup-python.sh`, which `scripts/test` runs), or
 //! a Python with it in `CHOKEPOINT_PYTHON`.
 
-mod common;
+pub mod common;
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -99,7 +99,10 @@ fn check_shop_findings(exporter: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("run.otlp");
     let live = listen_and_send(exporter, &out);
-    assert_eq!(live["summary"]["spans"], 105, "{exporter}: 3 rounds of 35 spans");
+    assert_eq!(
+        live["traces"]["summary"]["spans"], 105,
+        "{exporter}: 3 rounds of 35 spans"
+    );
     let found = detectors(&live);
     for expected in [
         "n-plus-one GET /orders",
@@ -122,7 +125,7 @@ fn check_shop_findings(exporter: &str) {
         .expect("traces runs");
     assert_eq!(replay.status.code(), Some(0));
     let replayed: serde_json::Value = serde_json::from_slice(&replay.stdout).expect("json");
-    assert_eq!(replayed["summary"]["spans"], 105);
+    assert_eq!(replayed["traces"]["summary"]["spans"], 105);
     assert_eq!(
         detectors(&replayed),
         found,

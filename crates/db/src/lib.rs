@@ -12,7 +12,9 @@ mod watch;
 
 use std::time::Duration;
 
-use chokepoint_evidence::{DatabaseStats, OpenTransaction, PgSnapshot, StatementStat, TableStat};
+use chokepoint_evidence::{
+    DatabaseStats, MissingExtension, OpenTransaction, PgSnapshot, Setting, StatementStat, TableStat,
+};
 use tokio_postgres::{Client, NoTls};
 
 /// Statements read from `pg_stat_statements`, most total time first.
@@ -67,6 +69,13 @@ fn is_housekeeping(query: &str) -> bool {
     ];
     let upper = query.trim_start().to_ascii_uppercase();
     MARKERS.iter().any(|m| query.contains(m)) || VERBS.iter().any(|v| upper.starts_with(v))
+}
+
+/// Seconds since the Unix epoch, now: the time base every kind of evidence shares.
+pub(crate) fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Opens a read-only session with timeouts.
@@ -168,9 +177,10 @@ pub async fn snapshot(client: &Client, show_literals: bool) -> Result<PgSnapshot
         if installed.iter().any(|e| e == extension) {
             snapshot.extensions.push(extension.to_owned());
         } else {
-            snapshot
-                .missing
-                .push(format!("{extension}: {without} (CREATE EXTENSION {extension})"));
+            snapshot.missing.push(MissingExtension {
+                extension: extension.to_owned(),
+                consequence: format!("{without} (CREATE EXTENSION {extension})"),
+            });
         }
     }
     if snapshot.extensions.iter().any(|e| e == "pg_stat_statements")
@@ -178,10 +188,13 @@ pub async fn snapshot(client: &Client, show_literals: bool) -> Result<PgSnapshot
     {
         // Created but not preloaded: the view refuses to be read.
         snapshot.extensions.retain(|e| e != "pg_stat_statements");
-        snapshot.missing.push(format!(
-            "pg_stat_statements: installed but not readable ({error}); add it to shared_preload_libraries \
-             and restart the server: statement statistics (slow-query, unbounded-result, n-plus-one) were not read"
-        ));
+        snapshot.missing.push(MissingExtension {
+            extension: "pg_stat_statements".to_owned(),
+            consequence: format!(
+                "installed but not readable ({error}); add it to shared_preload_libraries and restart the server: \
+                 statement statistics (slow-query, unbounded-result, n-plus-one) were not read"
+            ),
+        });
     }
     snapshot.tables = client
         .query(
@@ -204,14 +217,18 @@ pub async fn snapshot(client: &Client, show_literals: bool) -> Result<PgSnapshot
     snapshot.open_transactions = open_transactions(client, show_literals).await?;
     snapshot.settings = client
         .query(
-            "SELECT name || ' = ' || current_setting(name) FROM pg_settings WHERE name = ANY($1) ORDER BY name",
+            "SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY($1) ORDER BY name",
             &[&SETTINGS],
         )
         .await
         .map_err(query_error("reading settings"))?
         .iter()
-        .map(|r| r.get(0))
+        .map(|r| Setting {
+            name: r.get(0),
+            value: r.get(1),
+        })
         .collect();
+    snapshot.taken_unix_s = unix_now();
     Ok(snapshot)
 }
 

@@ -3,7 +3,7 @@
 //! EXECUTE` with NULL parameters — it never runs the statement), the relations it scans sequentially, and each candidate index costed as
 //! a HypoPG hypothetical index, which exists only in the session's memory. Nothing is written.
 
-use chokepoint_evidence::{IndexCheck, PgSnapshot, StatementPlan};
+use chokepoint_evidence::{IndexCheck, PgSnapshot, PlanProblem, StatementPlan};
 use tokio_postgres::Client;
 
 /// Statements whose plans are read, most total time first.
@@ -174,17 +174,21 @@ pub async fn explain(client: &Client, snapshot: &mut PgSnapshot, queries: Vec<St
         .await
         .is_err()
     {
-        snapshot
-            .plan_problems
-            .push("plan_cache_mode cannot be set (PostgreSQL before 12): no plans read".into());
+        snapshot.plan_problems.push(PlanProblem {
+            query: String::new(),
+            reason: "plan_cache_mode cannot be set (PostgreSQL before 12): no plans read".into(),
+        });
         return;
     }
     for query in queries {
-        let clip = || query.chars().take(80).collect::<String>();
+        let problem = |reason: String| PlanProblem {
+            query: query.chars().take(80).collect(),
+            reason,
+        };
         let plan = match generic_plan(client, &query, how).await {
             Ok(plan) => plan,
             Err(reason) => {
-                snapshot.plan_problems.push(format!("{}: {reason}", clip()));
+                snapshot.plan_problems.push(problem(reason.to_string()));
                 continue;
             }
         };
@@ -193,7 +197,7 @@ pub async fn explain(client: &Client, snapshot: &mut PgSnapshot, queries: Vec<St
             Err(reason) => {
                 snapshot
                     .plan_problems
-                    .push(format!("{}: not parsed: {reason}", clip()));
+                    .push(problem(format!("not parsed: {reason}")));
                 snapshot.plans.push(plan);
                 continue;
             }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use chokepoint_evidence::{Activity, LockWait, PgSnapshot, StatementStat};
+use chokepoint_evidence::{Activity, ActivitySecond, Gap, LockWait, PgSnapshot, StatementStat};
 use tokio_postgres::Client;
 
 /// How often sessions are sampled.
@@ -146,7 +146,11 @@ pub async fn watch(
         .collect();
     let sessions_before = client.query_one(SESSIONS, &[]).await.ok();
     let started = Instant::now();
-    let mut activity = Activity::default();
+    let started_unix_s = crate::unix_now();
+    let mut activity = Activity {
+        started_unix_s,
+        ..Activity::default()
+    };
     let mut active_sum = 0u64;
     let mut waiting_sum = 0u64;
     let mut waits: HashMap<(String, String, String, String), LockWait> = HashMap::new();
@@ -244,7 +248,8 @@ pub async fn watch(
                             (root.transaction_ms - entry.blocker_transaction_ms) / entry.samples as f64;
                     }
                 }
-                let now = started.elapsed().as_secs();
+                // Whole seconds of Unix time, so the timeline lines up with other evidence.
+                let now = (started_unix_s + started.elapsed().as_secs_f64()).floor() as u64;
                 if second.3 > 0 && second.0 != now {
                     push_second(&mut activity.timeline, second);
                     second = (now, 0.0, 0.0, 0);
@@ -255,17 +260,17 @@ pub async fn watch(
                 second.3 += 1;
             }
             Err(error) => {
-                let gap_started = started.elapsed().as_secs_f64();
+                let lost_unix_s = crate::unix_now();
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 if let Ok(fresh) = crate::connect(url).await {
                     *client = fresh;
                     prepared = None;
-                    activity.gaps.push(format!(
-                        "lost the database at {gap_started:.1} s into the watch ({}); reconnected at {:.1} s",
-                        crate::describe(&error),
-                        started.elapsed().as_secs_f64()
-                    ));
+                    activity.gaps.push(Gap {
+                        lost_unix_s,
+                        reconnected_unix_s: crate::unix_now(),
+                        reason: crate::describe(&error),
+                    });
                 }
                 continue;
             }
@@ -322,11 +327,16 @@ pub async fn watch(
             .sort_by(|a, b| b.total_ms.total_cmp(&a.total_ms));
         snapshot.window_s = activity.duration_s;
     }
+    snapshot.taken_unix_s = crate::unix_now();
     snapshot.activity = Some(activity);
 }
 
-/// One second of the timeline: its start, and the sums over its samples averaged.
-fn push_second(timeline: &mut Vec<[f64; 3]>, (at, active, waiting, samples): (u64, f64, f64, u32)) {
+/// One second of the timeline: its start (Unix time), and the sums over its samples averaged.
+fn push_second(timeline: &mut Vec<ActivitySecond>, (at, active, waiting, samples): (u64, f64, f64, u32)) {
     let n = f64::from(samples.max(1));
-    timeline.push([at as f64, active / n, waiting / n]);
+    timeline.push(ActivitySecond {
+        unix_s: at as f64,
+        active: active / n,
+        lock_waiting: waiting / n,
+    });
 }

@@ -1,10 +1,14 @@
 //! A finding: what a detector concluded, with the numbers that let a reader check it.
 //!
 //! This is the public contract of chokepoint's JSON output (`docs/report.schema.json` is
-//! generated from these types and checked by a test).
+//! generated from these types and checked by a test). Everything the ranker and the verdict need
+//! is here, typed: the detector, what the finding is about ([`Subject`]) and where ([`Scope`]),
+//! and its [`Impact`] — a capacity [`Limit`], or the [`Consumption`] of a resource its fix
+//! removes.
 
 use std::collections::BTreeMap;
 
+use chokepoint_evidence::{DetectorId, Resource, Scope, Subject, TraceId};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -12,20 +16,20 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Finding {
     /// The detector id (`n-plus-one`, `slow-query`, …): see `chokepoint detectors`.
-    pub detector: String,
+    pub detector: DetectorId,
     /// One sentence with the numbers.
     pub title: String,
-    /// The service (`service.name`) whose endpoint is affected.
-    pub service: String,
-    /// The endpoint: `GET /orders/{id}`, or the root span's name.
-    pub endpoint: String,
-    /// What exactly: the normalized statement, the downstream call, the peer.
+    /// Where it was seen: an endpoint, a database, a load target.
+    pub scope: Scope,
+    /// What it is about: a statement, a call, a peer, a resource.
+    pub subject: Subject,
+    /// The subject in words, for reading (the typed `subject` is what tools should match on).
     pub location: String,
-    /// What fixing it recovers.
+    /// What fixing it gives back.
     pub impact: Impact,
     /// What it was concluded from.
-    pub evidence: Evidence,
-    /// How sure the detector is.
+    pub evidence: FindingEvidence,
+    /// How sure the detector is that the problem is there.
     pub confidence: Confidence,
     /// The fix, with the specifics (statement, ORM call, calls to run together).
     pub fix: String,
@@ -33,38 +37,315 @@ pub struct Finding {
     pub assumptions: Vec<String>,
 }
 
-/// What fixing a finding recovers, in the common currency and in its endpoint's terms.
+/// What fixing a finding gives back: two kinds, because a limit and what consumes the limited
+/// resource are different things.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Impact {
-    /// Service time (handler, database or wire) the fix removes per affected request, in ms.
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Impact {
+    /// A resource that caps throughput (from a load ramp).
+    Limit(Limit),
+    /// Time of a resource that the fix stops using.
+    Consumer(Consumption),
+}
+
+impl Impact {
+    /// The resource limited or consumed.
+    pub fn resource(&self) -> Resource {
+        match self {
+            Impact::Limit(limit) => limit.resource,
+            Impact::Consumer(consumption) => consumption.resource,
+        }
+    }
+
+    /// How the estimate was reached.
+    pub fn basis(&self) -> Basis {
+        match self {
+            Impact::Limit(limit) => limit.basis,
+            Impact::Consumer(consumption) => consumption.basis,
+        }
+    }
+
+    /// The consumption, for a consumer.
+    pub fn consumption(&self) -> Option<&Consumption> {
+        match self {
+            Impact::Consumer(consumption) => Some(consumption),
+            Impact::Limit(_) => None,
+        }
+    }
+
+    /// The limit, for a limit.
+    pub fn limit(&self) -> Option<&Limit> {
+        match self {
+            Impact::Limit(limit) => Some(limit),
+            Impact::Consumer(_) => None,
+        }
+    }
+
+    /// The common currency of consumers: seconds of service time recoverable per second of
+    /// observed traffic (0 for a limit).
+    pub fn recoverable_s_per_s(&self) -> f64 {
+        self.consumption().map_or(0.0, |c| c.recoverable_s_per_s)
+    }
+}
+
+/// A resource that caps throughput, and what that costs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Limit {
+    /// The resource that caps throughput.
+    pub resource: Resource,
+    /// How the numbers were reached.
+    pub basis: Basis,
+    /// The highest throughput measured, in requests per second: the capacity the limit allows.
+    pub capacity_rps: f64,
+    /// The load at which throughput stopped rising (concurrency, or requests per second offered).
+    pub knee_offered: f64,
+    /// The time each request takes of the limiting resource (its service demand D; capacity is
+    /// at most 1/D per unit of it), in ms, when it is known.
+    pub demand_ms_per_request: Option<f64>,
+    /// The median latency the limit adds at the highest load measured: the median there less
+    /// the median at the lowest load, in ms.
+    pub queueing_ms: f64,
+    /// The capacity predicted once the limit is lifted, in requests per second (when a
+    /// prediction is made).
+    pub capacity_after_fix_rps: Option<f64>,
+}
+
+/// Time of a resource that a fix stops using.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Consumption {
+    /// The resource whose time the fix gives back.
+    pub resource: Resource,
+    /// How the saving was reached.
+    pub basis: Basis,
+    /// Service time (handler, database or wire) the fix removes per affected request (or call),
+    /// in ms.
     pub saved_ms_per_request: f64,
-    /// Latency the fix removes per affected request, in ms (less than the service time when
-    /// the wasted work ran concurrently).
+    /// Latency the fix removes per affected request, in ms (less than the service time when the
+    /// wasted work ran concurrently).
     pub latency_saved_ms_per_request: f64,
     /// Service time the fix removes over all the evidence, in ms.
     pub saved_ms_total: f64,
-    /// `saved_ms_total` as a share of the endpoint's total time (0–1; capped at 1 for wire time
-    /// that lies outside the endpoint's own span).
-    pub share_of_endpoint_time: f64,
-    /// The common currency: seconds of service time recoverable per second of observed
-    /// traffic (`saved_ms_total` / the evidence's wall-clock span). The ranker orders by it.
+    /// `saved_ms_total` as a share of the scope's time: the endpoint's time, or the database's
+    /// statement or session time (0–1).
+    pub share_of_scope_time: f64,
+    /// The common currency: seconds of service time recoverable per second of observed traffic
+    /// (`saved_ms_total` / the evidence's wall-clock span). Consumers are ranked by it.
     pub recoverable_s_per_s: f64,
+}
+
+/// How an impact estimate was reached, strongest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Basis {
+    /// The fix was tried without being made: a hypothetical index costed by the planner.
+    Proven,
+    /// Counted in the evidence: the repeats a batch removes, the wire time observed, the time
+    /// sessions waited.
+    Measured,
+    /// From an assumption about the fixed state, stated in the finding ("a fixed plan answers
+    /// in about 1 ms").
+    Assumed,
+}
+
+impl Basis {
+    /// The lowercase name used in output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Basis::Proven => "proven",
+            Basis::Measured => "measured",
+            Basis::Assumed => "assumed",
+        }
+    }
+}
+
+/// How many of what a finding was seen in: "3 of 8 requests".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Sample {
+    /// How many showed the problem.
+    pub affected: u64,
+    /// How many were looked at.
+    pub total: u64,
+    /// What was counted.
+    pub unit: SampleUnit,
+}
+
+/// What a [`Sample`] counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SampleUnit {
+    /// Requests of an endpoint (traces), or of a load ramp.
+    Requests,
+    /// Calls of a statement (`pg_stat_statements`).
+    Calls,
+    /// Sessions seen at a sampling instant of a watch (one session at one instant).
+    Samples,
+    /// Database sessions.
+    Sessions,
+}
+
+impl SampleUnit {
+    /// The unit's noun, singular or plural.
+    pub fn noun(self, count: u64) -> &'static str {
+        let one = count == 1;
+        match self {
+            SampleUnit::Requests if one => "request",
+            SampleUnit::Requests => "requests",
+            SampleUnit::Calls if one => "call",
+            SampleUnit::Calls => "calls",
+            SampleUnit::Samples if one => "session sample",
+            SampleUnit::Samples => "session samples",
+            SampleUnit::Sessions if one => "session",
+            SampleUnit::Sessions => "sessions",
+        }
+    }
 }
 
 /// The evidence behind a finding.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Evidence {
-    /// Requests of the endpoint that showed the problem.
-    pub affected_requests: u64,
-    /// Requests of the endpoint seen in all.
-    pub endpoint_requests: u64,
+pub struct FindingEvidence {
+    /// How many requests (or calls, samples) showed the problem, of how many.
+    pub sample: Sample,
     /// Times the problem occurred (repeated statements, slow calls, connects, …).
     pub occurrences: u64,
     /// Trace ids to look at in a trace viewer.
-    pub example_trace_ids: Vec<String>,
+    pub example_trace_ids: Vec<TraceId>,
     /// Detector-specific numbers, units in their names (`repeats_per_request_mean`,
     /// `statement_ms_max`, `response_bytes_mean`).
     pub metrics: BTreeMap<String, f64>,
+    /// Typed evidence: a plan, an index costed, the database's own count, a lock wait, another
+    /// detector's view of the same cause.
+    pub items: Vec<EvidenceItem>,
+}
+
+/// One piece of typed evidence.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EvidenceItem {
+    /// A statement's generic plan, as `EXPLAIN` estimated it (never executed), and what it
+    /// shows.
+    Plan {
+        /// The database.
+        database: String,
+        /// The plan's total cost.
+        cost: f64,
+        /// The rows the planner expects.
+        estimated_rows: f64,
+        /// Relations scanned sequentially.
+        seq_scans: Vec<String>,
+        /// Why the statement is slow, each with its fix.
+        reasons: Vec<PlanReason>,
+    },
+    /// A candidate index costed with a hypothetical index (HypoPG).
+    Index {
+        /// The relation.
+        relation: String,
+        /// The columns, in order.
+        columns: Vec<String>,
+        /// The plan's cost without the index.
+        cost_before: f64,
+        /// The plan's cost with it, when HypoPG could cost it.
+        cost_after: Option<f64>,
+        /// The statement that creates it.
+        create: String,
+    },
+    /// The database's own count of a statement (`pg_stat_statements`).
+    StatementStats {
+        /// The database.
+        database: String,
+        /// Calls.
+        calls: u64,
+        /// Mean time per call, in ms.
+        mean_ms: f64,
+        /// Rows per call.
+        rows_per_call: f64,
+        /// Seconds the counts cover.
+        window_s: f64,
+    },
+    /// Sessions waiting on a lock, and the session holding it.
+    LockWait {
+        /// The waiting statement.
+        waiting: String,
+        /// The blocking session's statement.
+        blocker: String,
+        /// The blocking session's state.
+        blocker_state: String,
+        /// The lock's relation.
+        relation: String,
+        /// The mode the waiters want.
+        mode: String,
+        /// The modes the blocker holds.
+        blocker_modes: Vec<String>,
+        /// How long the blocker's transaction had been open, on average, in ms.
+        blocker_transaction_ms: f64,
+        /// Samples that showed the wait.
+        samples: u64,
+    },
+    /// Another detector's view of the same cause, folded into this finding.
+    Corroboration {
+        /// The other detector.
+        detector: DetectorId,
+        /// Where it saw it.
+        scope: Scope,
+        /// What it said.
+        title: String,
+        /// How its estimate was reached.
+        basis: Basis,
+        /// How sure it was.
+        confidence: Confidence,
+    },
+}
+
+/// Why a statement is slow, from its plan and its statistics.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PlanReason {
+    /// A sequential scan of a large table.
+    SeqScan {
+        /// The relation.
+        relation: String,
+        /// Its live rows, when known.
+        live_rows: Option<u64>,
+    },
+    /// A sort or a hash that spills to temporary files.
+    Spill {
+        /// What spills: `sort`, `hash`, or `sort or hash`.
+        operation: String,
+        /// Temporary files written per call, in kB.
+        temp_kb_per_call: f64,
+    },
+    /// The planner's row estimate far from what calls return.
+    MisEstimate {
+        /// Rows the planner expects.
+        estimated_rows: f64,
+        /// Rows calls return, on average.
+        actual_rows_per_call: f64,
+    },
+}
+
+impl PlanReason {
+    /// The reason in words: "a sequential scan on public.users".
+    pub fn describe(&self) -> String {
+        match self {
+            PlanReason::SeqScan { relation, .. } => format!("a sequential scan on {relation}"),
+            PlanReason::Spill {
+                operation,
+                temp_kb_per_call,
+            } => {
+                let what = match operation.as_str() {
+                    "sort" => "a sort spilling to disk",
+                    "hash" => "a hash spilling to disk in batches",
+                    _ => "sorts or hashes spilling to disk",
+                };
+                format!("{what} ({temp_kb_per_call:.0} kB of temporary files per call)")
+            }
+            PlanReason::MisEstimate {
+                estimated_rows,
+                actual_rows_per_call,
+            } => format!(
+                "a row mis-estimate: the planner expects {estimated_rows:.0} rows, calls return {actual_rows_per_call:.0} on average"
+            ),
+        }
+    }
 }
 
 /// How sure a detector is of a finding.
@@ -98,5 +379,40 @@ impl Confidence {
         } else {
             Confidence::Low
         }
+    }
+}
+
+/// A detector that could not judge, for lack of the evidence it reads: not a clean bill of
+/// health.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Skipped {
+    /// The detector id.
+    pub detector: DetectorId,
+    /// What was missing, for each kind of evidence it reads: "no span carries
+    /// db.response.returned_rows; no PostgreSQL evidence (chokepoint db, --pg)".
+    pub reason: String,
+}
+
+/// A subject in words, for a finding's `location`.
+pub(crate) fn subject_text(subject: &Subject) -> String {
+    match subject {
+        Subject::Statement { text, .. } => text.clone(),
+        Subject::HttpCall(call) => call.to_string(),
+        Subject::CallSequence { calls } => calls.iter().map(subject_text).collect::<Vec<_>>().join(" → "),
+        Subject::Peer { address, .. } => address.clone(),
+        Subject::Downstream { service } => service.clone(),
+        Subject::ResponseBody { call: Some(call) } => format!("response of {call}"),
+        Subject::ResponseBody { call: None } => "the response".to_owned(),
+        Subject::Relation { name } => name.clone(),
+        Subject::Lock { relation, blocker } => format!("{blocker} ({relation})"),
+        Subject::Sessions { database } => format!("sessions of {database}"),
+        Subject::Resource { resource } => resource.describe().to_owned(),
+        Subject::Code {
+            file,
+            line: Some(line),
+            function,
+        } => format!("{function} ({file}:{line})"),
+        Subject::Code { file, function, .. } => format!("{function} ({file})"),
+        Subject::Process { pid } => format!("pid {pid}"),
     }
 }

@@ -1,34 +1,48 @@
-//! chokepoint's detectors: pure functions from evidence to findings, the aggregation that keeps
-//! only mergeable aggregates across traces, and the ranker that picks the bottleneck.
+//! chokepoint's detectors: pure functions from evidence to findings, the ranker that reports one
+//! cause once, and the verdict that picks the bottleneck.
 //!
 //! Each detector lives in its own file under `detectors/`, with its documentation (what
-//! `chokepoint explain <id>` prints) as the doc comment of its struct.
+//! `chokepoint explain <id>` prints) as the doc comment of its struct and, in its metadata, the
+//! evidence it reads. Traces are read in two stages: [`TraceAnalysis`] streams them, request by
+//! request, into mergeable aggregates; [`analyse`] reads those with every other kind of
+//! [`Evidence`](chokepoint_evidence::Evidence).
 //!
 //! ```
-//! use chokepoint_detect::{detectors, Analysis};
+//! use chokepoint_detect::{analyse, detectors, TraceAnalysis};
+//! use chokepoint_evidence::Evidence;
 //!
-//! assert!(detectors().any(|d| d.id == "n-plus-one"));
-//! let outcome = Analysis::default().finish();
-//! assert_eq!(outcome.summary.traces, 0);
-//! // With no evidence, no detector is taken for a clean bill of health.
-//! assert!(outcome.skipped.iter().any(|s| s.detector == "n-plus-one"));
+//! assert!(detectors().any(|d| d.id.as_str() == "n-plus-one"));
+//! let traces = TraceAnalysis::default().finish();
+//! let outcome = analyse(&Evidence { traces: Some(traces), ..Evidence::default() });
+//! assert_eq!(outcome.verdict.bottleneck, None);
 //! ```
 
-mod analysis;
+mod analyse;
 mod db;
 mod detectors;
 mod finding;
+mod fixture;
+mod impact;
 mod load;
 mod rank;
 mod registry;
 mod request;
 pub mod sql;
+mod trace_analysis;
+mod traces;
 mod usl;
+mod verdict;
 
-pub use analysis::{Analysis, MIN_AFFECTED_REQUESTS, MIN_AFFECTED_SHARE, Outcome, Skipped, Summary};
-pub use db::{analyse_db, explain_with_plans};
-pub use finding::{Confidence, Evidence, Finding, Impact};
-pub use load::analyse_load;
-pub use rank::rank;
+pub use analyse::{Outcome, analyse};
+pub use db::statements_to_explain;
+pub use finding::{
+    Basis, Confidence, Consumption, EvidenceItem, Finding, FindingEvidence, Impact, Limit, PlanReason,
+    Sample, SampleUnit, Skipped,
+};
+pub use fixture::evidence_from_fixture;
+pub use load::StepSessions;
 pub use registry::{Meta, detectors, find_detector};
+pub use trace_analysis::TraceAnalysis;
+pub use traces::{MIN_AFFECTED_REQUESTS, MIN_AFFECTED_SHARE};
 pub use usl::UslFit;
+pub use verdict::{PredictedGain, Verdict};

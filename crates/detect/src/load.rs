@@ -1,49 +1,81 @@
-//! Load detectors' shared view of a ramp: where throughput stopped rising (the knee), the
-//! capacity, and the low-load baseline; and the analysis that turns a ramp into findings.
+//! Load detectors' shared view of a ramp — where throughput stopped rising (the knee), the
+//! capacity, the low-load baseline — what they need of it, what the step series says about the
+//! measurement itself, and the join of the database's sessions with the steps.
 
-use std::collections::BTreeMap;
-
-use chokepoint_evidence::{LoadRun, LoadStep};
-
-use crate::analysis::{Outcome, Skipped, Summary};
-use crate::finding::{Confidence, Evidence, Finding, Impact};
-use crate::registry::LOAD_DETECTORS;
+use chokepoint_evidence::{Activity, LoadModel, LoadRun, LoadStep, Note, Position, Severity};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// Throughput must grow by this factor from one step to the next, or it has stopped rising.
 pub(crate) const RISING: f64 = 1.1;
+/// The generator is the limit of a step when it used this share of the cores it could run on.
+/// (Sending late in the open model is not enough: with every connection waiting on a saturated
+/// target, requests leave late because of the target, and their latency already counts from the
+/// intended time.)
+const GENERATOR_BUSY: f64 = 0.9;
+/// How far throughput × latency may stray from the concurrency before a step is suspect.
+const LITTLES_LAW_TOLERANCE: f64 = 0.2;
+
+/// What a load detector needs of a ramp beyond a knee to read.
+#[derive(Debug)]
+pub(crate) struct LoadNeed {
+    /// What it needs, as the end of "skipped: no …".
+    pub(crate) what: &'static str,
+    /// Whether the ramp has it.
+    pub(crate) met: fn(&Curve<'_>) -> bool,
+}
+
+/// Any ramp with a knee.
+pub(crate) const RAMP: LoadNeed = LoadNeed {
+    what: "load ramp",
+    met: |_| true,
+};
+
+/// The target process sampled: its CPU, threads, accept queue.
+pub(crate) const TARGET_SAMPLED: LoadNeed = LoadNeed {
+    what: "target process sampled (run on the target's host, or pass --pid)",
+    met: |curve| curve.low.target.is_some(),
+};
 
 /// A ramp read for its shape.
 pub(crate) struct Curve<'a> {
     /// The ramp.
-    pub run: &'a LoadRun,
+    pub(crate) run: &'a LoadRun,
     /// The first step.
-    pub low: &'a LoadStep,
+    pub(crate) low: &'a LoadStep,
     /// The step where throughput stopped rising (or the best step).
-    pub knee: &'a LoadStep,
-    /// The knee's index.
-    pub knee_index: usize,
+    pub(crate) knee: &'a LoadStep,
+    /// The knee's index among the steps with answers.
+    pub(crate) knee_index: usize,
     /// The highest throughput of any step, in requests per second.
-    pub capacity_rps: f64,
+    pub(crate) capacity_rps: f64,
 }
 
 impl<'a> Curve<'a> {
-    /// Reads the curve; `None` without at least two steps with answers.
-    pub(crate) fn of(run: &'a LoadRun) -> Option<Curve<'a>> {
+    /// Reads the curve; `Err` says why it cannot be read.
+    pub(crate) fn of(run: &'a LoadRun) -> Result<Curve<'a>, String> {
         let steps: Vec<&LoadStep> = run.steps.iter().filter(|s| s.requests > 0).collect();
         if steps.len() < 2 {
-            return None;
+            return Err("fewer than two load steps with answers".into());
         }
         let capacity_rps = steps.iter().map(|s| s.throughput_rps).fold(0.0, f64::max);
         let knee_index = (1..steps.len())
             .find(|&i| steps[i].throughput_rps < RISING * steps[i - 1].throughput_rps)
             .map_or(steps.len() - 1, |i| i - 1);
-        Some(Curve {
+        let curve = Curve {
             run,
             low: steps[0],
             knee: steps[knee_index],
             knee_index,
             capacity_rps,
-        })
+        };
+        if generator_limited(run, curve.knee) {
+            return Err(
+                "the generator itself was the limit at the knee (its CPU, or sending late): run it on another host"
+                    .into(),
+            );
+        }
+        Ok(curve)
     }
 
     /// CPU the target spent per request at low load, in ms, if it was sampled.
@@ -65,6 +97,20 @@ impl<'a> Curve<'a> {
             .skip(self.knee_index + 1)
             .any(|s| s.offered > self.knee.offered)
     }
+
+    /// The highest step with answers: where the most load was measured.
+    pub(crate) fn top(&self) -> &'a LoadStep {
+        self.run
+            .steps
+            .iter()
+            .rfind(|s| s.requests > 0)
+            .unwrap_or(self.knee)
+    }
+}
+
+/// Whether the generator, not the target, was the limit in `step`.
+pub(crate) fn generator_limited(run: &LoadRun, step: &LoadStep) -> bool {
+    step.generator_cpu_cores >= GENERATOR_BUSY * run.host_cores.max(1.0)
 }
 
 /// Responses at least this large make a ramp transfer-bound before anything else.
@@ -81,136 +127,158 @@ pub(crate) fn usable_cores(cpu_cores: f64) -> f64 {
     cpu_cores.round().max(1.0)
 }
 
-/// What a load detector concluded.
-pub(crate) struct LoadConclusion {
-    pub title: String,
-    pub fix: String,
-    pub confidence: Confidence,
-    pub assumptions: Vec<String>,
-    pub metrics: Vec<(&'static str, f64)>,
-}
-
-/// Runs every load detector over a ramp; findings are ranked like trace findings.
-pub fn analyse_load(run: &LoadRun) -> Outcome {
-    let mut findings = Vec::new();
-    let mut skipped = Vec::new();
-    let curve = Curve::of(run);
-    let window_s: f64 = run.steps.iter().map(|s| s.duration_s).sum();
-    for detector in LOAD_DETECTORS {
-        let meta = detector.meta();
-        let Some(curve) = curve.as_ref() else {
-            skipped.push(Skipped {
-                detector: meta.id.into(),
-                reason: "fewer than two load steps with answers".into(),
-            });
-            continue;
-        };
-        if curve.knee.generator_limited {
-            skipped.push(Skipped {
-                detector: meta.id.into(),
-                reason: "the generator itself was the limit at the knee (its CPU, or sending late): run it on another host".into(),
-            });
-            continue;
-        }
-        if detector.needs_target() && curve.low.target.is_none() {
-            skipped.push(Skipped {
-                detector: meta.id.into(),
-                reason: format!("no {}", meta.requires),
-            });
-            continue;
-        }
-        if let Some(conclusion) = detector.check(curve) {
-            findings.push(finding(meta.id, curve, window_s, conclusion));
-        }
-    }
-    crate::rank(&mut findings);
-    let requests: u64 = run.steps.iter().map(|s| s.requests).sum();
-    let usl = if run.model == chokepoint_evidence::LoadModel::Closed {
-        let points: Vec<(f64, f64)> = run
-            .steps
-            .iter()
-            .filter(|s| s.errors == 0)
-            .map(|s| (s.offered, s.throughput_rps))
-            .collect();
-        crate::UslFit::fit(&points)
-    } else {
-        None
-    };
-    Outcome {
-        findings,
-        skipped,
-        usl,
-        summary: Summary {
-            requests,
-            endpoints: 1,
-            window_s,
-            ..Summary::default()
-        },
-    }
-}
-
-fn finding(detector: &str, curve: &Curve<'_>, window_s: f64, conclusion: LoadConclusion) -> Finding {
-    // The limit's cost: the queueing it adds once load passes it, on every request of the
-    // highest step measured.
-    let top = curve
-        .run
-        .steps
-        .iter()
-        .rfind(|s| s.requests > 0)
-        .unwrap_or(curve.knee);
-    let queueing_ms = (top.latency.p50_ms - curve.low.latency.p50_ms).max(0.0);
-    let saved_ms_total = queueing_ms * top.requests as f64;
-    let mut metrics = BTreeMap::new();
-    metrics.insert("capacity_rps".to_owned(), round(curve.capacity_rps));
-    metrics.insert("knee_offered".to_owned(), curve.knee.offered);
-    metrics.insert("p50_ms_low_load".to_owned(), round(curve.low.latency.p50_ms));
-    metrics.insert("p50_ms_at_knee".to_owned(), round(curve.knee.latency.p50_ms));
-    for (name, value) in conclusion.metrics {
-        metrics.insert(name.to_owned(), round(value));
-    }
-    Finding {
-        detector: detector.to_owned(),
-        title: conclusion.title,
-        service: curve
-            .run
-            .target_pid
-            .map_or("target".to_owned(), |pid| format!("pid {pid}")),
-        endpoint: curve.run.url.clone(),
-        location: format!("at {}", offered(curve.run, curve.knee.offered)),
-        impact: Impact {
-            saved_ms_per_request: round(queueing_ms),
-            latency_saved_ms_per_request: round(queueing_ms),
-            saved_ms_total: round(saved_ms_total),
-            share_of_endpoint_time: round((queueing_ms / top.latency.p50_ms.max(1e-9)).min(1.0)),
-            recoverable_s_per_s: if window_s > 0.0 {
-                round(saved_ms_total / 1e3 / window_s)
-            } else {
-                0.0
-            },
-        },
-        evidence: Evidence {
-            affected_requests: top.requests,
-            endpoint_requests: curve.run.steps.iter().map(|s| s.requests).sum(),
-            // Steps at or past the knee: where the limit held.
-            occurrences: curve.run.steps.len().saturating_sub(curve.knee_index) as u64,
-            example_trace_ids: Vec::new(),
-            metrics,
-        },
-        confidence: conclusion.confidence,
-        fix: conclusion.fix,
-        assumptions: conclusion.assumptions,
-    }
-}
-
 /// The step's load in words: "1 concurrent connection", "80 requests/s offered".
 pub(crate) fn offered(run: &LoadRun, value: f64) -> String {
     match run.model {
-        chokepoint_evidence::LoadModel::Closed if value == 1.0 => "1 concurrent connection".to_owned(),
-        chokepoint_evidence::LoadModel::Closed => format!("{value} concurrent connections"),
-        chokepoint_evidence::LoadModel::Open => format!("{value} requests/s offered"),
+        LoadModel::Closed if value == 1.0 => "1 concurrent connection".to_owned(),
+        LoadModel::Closed => format!("{value} concurrent connections"),
+        LoadModel::Open => format!("{value} requests/s offered"),
     }
 }
 
-fn round(value: f64) -> f64 {
-    (value * 1e3).round() / 1e3
+/// What the step series says about the measurement itself: steps the generator limited, and
+/// closed-model steps whose connections were not kept busy (Little's law).
+pub(crate) fn notes(run: &LoadRun) -> Vec<Note> {
+    let mut notes = Vec::new();
+    if let Some(step) = run.steps.iter().position(|s| generator_limited(run, s)) {
+        notes.push(
+            Note::new(
+                Severity::Warning,
+                "load ramp",
+                "the generator was the limit from this step on (its CPU, or sending late): those steps measure it, \
+                 not the target; run it on another host",
+            )
+            .at(Position::Step {
+                step: step as u64 + 1,
+            }),
+        );
+    }
+    if run.model == LoadModel::Closed {
+        for (i, step) in run.steps.iter().enumerate() {
+            let gap = (step.in_flight_by_littles_law - step.offered).abs() / step.offered.max(1.0);
+            if step.requests > 0 && step.errors == 0 && gap > LITTLES_LAW_TOLERANCE {
+                notes.push(
+                    Note::new(
+                        Severity::Warning,
+                        "load ramp",
+                        format!(
+                            "Little's law gives {:.1} requests in flight for {} connections (throughput × latency); \
+                             the connections were not kept busy",
+                            step.in_flight_by_littles_law, step.offered
+                        ),
+                    )
+                    .at(Position::Step { step: i as u64 + 1 }),
+                );
+            }
+        }
+    }
+    notes
+}
+
+/// The database's sessions during one load step, from the watch that ran beside the ramp.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StepSessions {
+    /// The step, counted from 0.
+    pub step: usize,
+    /// Active sessions, on average over the step.
+    pub active: f64,
+    /// Sessions waiting on a lock, on average over the step.
+    pub lock_waiting: f64,
+}
+
+/// Lines the watch's seconds up with the steps (both on the Unix time base): each step's mean
+/// active and lock-waiting sessions, for the steps the watch covered.
+pub(crate) fn step_sessions(run: &LoadRun, activity: &Activity) -> Vec<StepSessions> {
+    run.steps
+        .iter()
+        .enumerate()
+        .filter_map(|(step, s)| {
+            let (start, end) = (s.started_unix_s, s.started_unix_s + s.duration_s);
+            let during: Vec<_> = activity
+                .timeline
+                .iter()
+                .filter(|second| second.unix_s + 1.0 > start && second.unix_s < end)
+                .collect();
+            (!during.is_empty()).then(|| {
+                let n = during.len() as f64;
+                StepSessions {
+                    step,
+                    active: crate::impact::round(during.iter().map(|s| s.active).sum::<f64>() / n),
+                    lock_waiting: crate::impact::round(
+                        during.iter().map(|s| s.lock_waiting).sum::<f64>() / n,
+                    ),
+                }
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use chokepoint_evidence::{ActivitySecond, StopReason};
+
+    use super::*;
+
+    fn run(steps: Vec<LoadStep>) -> LoadRun {
+        LoadRun {
+            url: "http://127.0.0.1:8000/".into(),
+            model: LoadModel::Closed,
+            host_cores: 2.0,
+            started_unix_s: 1_700_000_000.0,
+            target_pid: None,
+            steps,
+            stopped_because: StopReason::LastStep,
+            breaking_step: None,
+            target_lost: false,
+        }
+    }
+
+    fn step(offered: f64, started_unix_s: f64, throughput_rps: f64) -> LoadStep {
+        LoadStep {
+            offered,
+            started_unix_s,
+            duration_s: 2.0,
+            requests: (throughput_rps * 2.0) as u64,
+            throughput_rps,
+            in_flight_by_littles_law: offered,
+            ..LoadStep::default()
+        }
+    }
+
+    #[test]
+    fn database_seconds_join_the_steps_they_overlap() {
+        let run = run(vec![step(1.0, 100.5, 10.0), step(2.0, 102.5, 20.0)]);
+        let second = |unix_s, lock_waiting| ActivitySecond {
+            unix_s,
+            active: 1.0,
+            lock_waiting,
+        };
+        let activity = Activity {
+            timeline: vec![
+                second(100.0, 0.0),
+                second(101.0, 1.0),
+                second(102.0, 2.0),
+                second(103.0, 4.0),
+            ],
+            ..Activity::default()
+        };
+        let joined = step_sessions(&run, &activity);
+        assert_eq!(joined.len(), 2);
+        // Step 1 runs 100.5–102.5: seconds 100, 101 and 102 overlap it.
+        assert_eq!(joined[0].lock_waiting, 1.0);
+        // Step 2 runs 102.5–104.5: seconds 102 and 103.
+        assert_eq!(joined[1].lock_waiting, 3.0);
+    }
+
+    #[test]
+    fn a_busy_generator_makes_the_curve_unreadable_and_a_note() {
+        let mut busy = step(4.0, 104.0, 40.0);
+        busy.generator_cpu_cores = 1.9;
+        let run = run(vec![step(1.0, 100.0, 10.0), step(2.0, 102.0, 20.0), busy]);
+        let reason = Curve::of(&run).err().expect("unreadable");
+        assert!(reason.contains("generator"), "{reason}");
+        let notes = notes(&run);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert_eq!(notes[0].position, Some(Position::Step { step: 3 }));
+    }
 }

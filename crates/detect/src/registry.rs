@@ -1,19 +1,31 @@
-//! The detector registry: every detector, its id, summary and documentation.
+//! The detector contract and the registry: every detector, its id, summary, documentation and
+//! the evidence it reads.
+//!
+//! One trait for every detector, whatever it reads. A detector declares, in its [`Meta`], the
+//! kinds of evidence it reads and what it needs of each ([`Reads`]); the analysis calls its hook
+//! for each kind only when that is there, and reports it skipped — with what was missing — when
+//! none of them was.
 
-use crate::analysis::{Conclusion, GroupView, Observer};
+use chokepoint_evidence::{DetectorId, EvidenceKind, Resource, Subject};
+
+use crate::db::{DbNeed, DbView, StatementView};
+use crate::finding::{Basis, Confidence, EvidenceItem, Sample};
+use crate::load::{Curve, LoadNeed};
 use crate::request::Request;
+use crate::trace_analysis::Observer;
+use crate::traces::GroupView;
 
 /// What a detector says about itself.
 #[derive(Debug)]
 pub struct Meta {
     /// The stable id from DESIGN.md's taxonomy.
-    pub id: &'static str,
+    pub id: DetectorId,
     /// One line for `chokepoint detectors`.
     pub summary: &'static str,
-    /// The evidence it needs, as the end of "skipped: no …".
-    pub requires: &'static str,
     /// The lines of its doc comment, as written (each with its leading space).
     pub doc: &'static [&'static str],
+    /// The evidence it reads.
+    pub(crate) reads: &'static [Reads],
 }
 
 impl Meta {
@@ -26,60 +38,173 @@ impl Meta {
         }
         text
     }
+
+    /// The kinds of evidence it reads, each with what it needs of it.
+    pub fn reads(&self) -> Vec<(EvidenceKind, &'static str)> {
+        self.reads.iter().map(|r| (r.kind(), r.what())).collect()
+    }
+}
+
+/// One kind of evidence a detector reads, and what it needs of it to judge.
+#[derive(Debug)]
+pub(crate) enum Reads {
+    /// Traces: the detector judges when its `observe` found spans it could judge (it calls
+    /// `Observer::evaluated`); the text names those spans.
+    Traces(&'static str),
+    /// A load ramp, and what the detector needs of it.
+    Load(LoadNeed),
+    /// A PostgreSQL snapshot, and what the detector needs of it.
+    Database(DbNeed),
+}
+
+impl Reads {
+    pub(crate) fn kind(&self) -> EvidenceKind {
+        match self {
+            Reads::Traces(_) => EvidenceKind::Traces,
+            Reads::Load(_) => EvidenceKind::Load,
+            Reads::Database(_) => EvidenceKind::Database,
+        }
+    }
+
+    fn what(&self) -> &'static str {
+        match self {
+            Reads::Traces(what) => what,
+            Reads::Load(need) => need.what,
+            Reads::Database(need) => need.what,
+        }
+    }
+}
+
+/// What a detector concluded: the words, the resource it is about and how its impact is to be
+/// estimated; the analysis turns it into a [`crate::Finding`] (scope, subject, impact numbers).
+pub(crate) struct Conclusion {
+    pub(crate) title: String,
+    pub(crate) fix: String,
+    pub(crate) confidence: Confidence,
+    pub(crate) resource: Resource,
+    pub(crate) basis: Basis,
+    pub(crate) estimate: Estimate,
+    pub(crate) assumptions: Vec<String>,
+    /// Numbers beyond those the analysis adds, units in their names.
+    pub(crate) metrics: Vec<(&'static str, f64)>,
+    pub(crate) items: Vec<EvidenceItem>,
+    /// What it is about, when the hook's input does not say (database-wide and load hooks).
+    pub(crate) subject: Option<Subject>,
+    /// The subject in words, when it should not be derived from the subject.
+    pub(crate) location: Option<String>,
+}
+
+/// How a conclusion's impact is estimated; [`crate::impact`] does the arithmetic.
+pub(crate) enum Estimate {
+    /// Traces: the saving observed request by request (the group's sums).
+    Observed,
+    /// A statement: this share (0–1) of its time in the window is what the fix removes.
+    StatementShare(f64),
+    /// The database as a whole: time recovered over the window.
+    Recovered {
+        /// Time recovered over the window, in ms.
+        saved_ms_total: f64,
+        /// The share of the database's session time it is (0–1).
+        share: f64,
+        /// What it was counted from.
+        sample: Sample,
+        /// Occurrences behind it.
+        occurrences: u64,
+    },
+    /// A load ramp: a limit on throughput, with the service demand per request at the resource
+    /// when known (ms).
+    Limit { demand_ms_per_request: Option<f64> },
+    /// A load ramp: time each request of the knee step spends that the fix removes, in ms.
+    PerRequest { saved_ms: f64 },
+}
+
+impl Conclusion {
+    /// A conclusion with no assumptions, metrics or items yet.
+    pub(crate) fn new(
+        resource: Resource,
+        basis: Basis,
+        estimate: Estimate,
+        title: String,
+        fix: String,
+        confidence: Confidence,
+    ) -> Conclusion {
+        Conclusion {
+            title,
+            fix,
+            confidence,
+            resource,
+            basis,
+            estimate,
+            assumptions: Vec::new(),
+            metrics: Vec::new(),
+            items: Vec::new(),
+            subject: None,
+            location: None,
+        }
+    }
+
+    /// With these assumptions.
+    pub(crate) fn assume(mut self, assumptions: Vec<String>) -> Conclusion {
+        self.assumptions = assumptions;
+        self
+    }
+
+    /// With these numbers.
+    pub(crate) fn metrics(mut self, metrics: Vec<(&'static str, f64)>) -> Conclusion {
+        self.metrics = metrics;
+        self
+    }
+
+    /// About this subject, named this way.
+    pub(crate) fn about(mut self, subject: Subject, location: String) -> Conclusion {
+        self.subject = Some(subject);
+        self.location = Some(location);
+        self
+    }
 }
 
 /// What every detector says about itself; implemented by [`detector!`].
 pub(crate) trait Described {
-    /// Its id, summary and documentation.
+    /// Its id, summary, documentation and the evidence it reads.
     fn meta(&self) -> &'static Meta;
 }
 
-/// A detector over traces: it looks at one request at a time, and concludes once per group of
-/// observations with the same endpoint and key.
+/// A detector. Its hooks default to reading nothing; it implements the ones for the evidence
+/// its [`Meta::reads`] declares.
 pub(crate) trait Detector: Described + Sync {
-    /// Records what it sees in one request.
-    fn observe(&self, request: &Request<'_>, out: &mut Observer<'_>);
-    /// Turns the aggregate of one (endpoint, key) into a conclusion, or drops it.
-    fn conclude(&self, group: &GroupView<'_>) -> Option<Conclusion>;
-}
+    /// Traces, one request at a time (streaming): records what it sees.
+    fn observe(&self, _request: &Request<'_>, _out: &mut Observer<'_>) {}
 
-/// A detector over a load ramp: it reads the throughput–latency curve and the target's
-/// resources at the knee.
-pub(crate) trait LoadDetector: Described + Sync {
-    /// The conclusion, if the curve shows this limit.
-    fn check(&self, curve: &crate::load::Curve<'_>) -> Option<crate::load::LoadConclusion>;
-
-    /// Whether it needs the target process sampled (CPU, threads) to judge.
-    fn needs_target(&self) -> bool {
-        true
-    }
-}
-
-/// A detector over a database snapshot: it judges one normalized statement's totals.
-pub(crate) trait DbDetector: Described + Sync {
-    /// The conclusion, if the statement shows this problem.
-    fn check(&self, _statement: &crate::db::StatementView<'_>) -> Option<crate::db::DbConclusion> {
+    /// Traces, once per (endpoint, subject) aggregate of its observations.
+    fn conclude(&self, _group: &GroupView<'_>) -> Option<Conclusion> {
         None
     }
 
-    /// A conclusion about the database as a whole (sessions, locks), if it shows this problem.
-    fn check_database(
-        &self,
-        _snapshot: &chokepoint_evidence::PgSnapshot,
-    ) -> Option<crate::db::DatabaseConclusion> {
+    /// A load ramp, read as a curve.
+    fn check_load(&self, _curve: &Curve<'_>) -> Option<Conclusion> {
+        None
+    }
+
+    /// A database snapshot, one normalized statement at a time.
+    fn check_statement(&self, _statement: &StatementView<'_>) -> Option<Conclusion> {
+        None
+    }
+
+    /// A database snapshot as a whole (sessions, locks).
+    fn check_database(&self, _database: &DbView<'_>) -> Option<Conclusion> {
         None
     }
 }
 
-/// Declares a detector: its doc comment (which `chokepoint explain` prints), its unit struct, its
-/// [`Meta`] and its [`Described`] implementation.
+/// Declares a detector: its doc comment (which `chokepoint explain` prints), its unit struct and
+/// its [`Meta`].
 macro_rules! detector {
     (
         $(#[doc = $doc:literal])*
         pub(crate) struct $name:ident {
-            id: $id:literal,
+            id: $id:ident,
             summary: $summary:literal,
-            requires: $requires:literal $(,)?
+            reads: [$($reads:expr),* $(,)?] $(,)?
         }
     ) => {
         $(#[doc = $doc])*
@@ -87,10 +212,10 @@ macro_rules! detector {
 
         impl $name {
             pub(crate) const META: $crate::registry::Meta = $crate::registry::Meta {
-                id: $id,
+                id: chokepoint_evidence::DetectorId::$id,
                 summary: $summary,
-                requires: $requires,
                 doc: &[$($doc),*],
+                reads: &[$($reads),*],
             };
         }
 
@@ -103,8 +228,8 @@ macro_rules! detector {
 }
 pub(crate) use detector;
 
-/// Every trace detector, in the order `chokepoint detectors` lists them.
-pub(crate) static TRACE_DETECTORS: &[&dyn Detector] = &[
+/// Every detector, in the order `chokepoint detectors` lists them.
+pub(crate) static DETECTORS: &[&dyn Detector] = &[
     &crate::detectors::n_plus_one::NPlusOne,
     &crate::detectors::sequential_calls::SequentialCalls,
     &crate::detectors::slow_query::SlowQuery,
@@ -112,45 +237,31 @@ pub(crate) static TRACE_DETECTORS: &[&dyn Detector] = &[
     &crate::detectors::large_payload::LargePayload,
     &crate::detectors::connection_churn::ConnectionChurn,
     &crate::detectors::network_latency::NetworkLatency,
-];
-
-/// Every load detector.
-pub(crate) static LOAD_DETECTORS: &[&dyn LoadDetector] = &[
     &crate::detectors::cpu_saturation::CpuSaturation,
     &crate::detectors::worker_exhaustion::WorkerExhaustion,
     &crate::detectors::blocking_call::BlockingCall,
     &crate::detectors::bandwidth_limit::BandwidthLimit,
-    &crate::detectors::connection_churn::ConnectionChurn,
-];
-
-/// Every database detector.
-pub(crate) static DB_DETECTORS: &[&dyn DbDetector] = &[
     &crate::detectors::lock_contention::LockContention,
-    &crate::detectors::connection_churn::ConnectionChurn,
     &crate::detectors::missing_index::MissingIndex,
-    &crate::detectors::n_plus_one::NPlusOne,
-    &crate::detectors::slow_query::SlowQuery,
-    &crate::detectors::unbounded_result::UnboundedResult,
 ];
 
-/// Every detector's metadata, once each (a detector may read more than one kind of evidence).
-pub fn detectors() -> impl Iterator<Item = &'static Meta> {
-    let mut seen: Vec<&'static str> = Vec::new();
-    TRACE_DETECTORS
+/// The detectors that read traces, and their positions in [`DETECTORS`].
+pub(crate) fn trace_detectors() -> impl Iterator<Item = (usize, &'static dyn Detector)> {
+    DETECTORS
         .iter()
-        .map(|d| d.meta())
-        .chain(LOAD_DETECTORS.iter().map(|d| d.meta()))
-        .chain(DB_DETECTORS.iter().map(|d| d.meta()))
-        .filter(move |meta| {
-            let new = !seen.contains(&meta.id);
-            seen.push(meta.id);
-            new
-        })
+        .copied()
+        .enumerate()
+        .filter(|(_, d)| d.meta().reads.iter().any(|r| matches!(r, Reads::Traces(_))))
+}
+
+/// Every detector's metadata.
+pub fn detectors() -> impl Iterator<Item = &'static Meta> {
+    DETECTORS.iter().map(|d| d.meta())
 }
 
 /// The metadata of the detector with this id.
 pub fn find_detector(id: &str) -> Option<&'static Meta> {
-    detectors().find(|meta| meta.id == id)
+    detectors().find(|meta| meta.id.as_str() == id)
 }
 
 #[cfg(test)]
@@ -164,27 +275,6 @@ mod tests {
         "# Evidence used",
         "# Known false positives",
         "# Typical fix",
-    ];
-
-    /// The ids DESIGN.md defines; a detector must use one of them.
-    const TAXONOMY: &[&str] = &[
-        "cpu-saturation",
-        "worker-exhaustion",
-        "blocking-call",
-        "slow-serialization",
-        "sync-logging",
-        "slow-query",
-        "missing-index",
-        "lock-contention",
-        "n-plus-one",
-        "connection-churn",
-        "bandwidth-limit",
-        "large-payload",
-        "network-latency",
-        "sequential-calls",
-        "unbounded-result",
-        "in-memory-sort",
-        "regex-per-request",
     ];
 
     #[test]
@@ -207,11 +297,21 @@ mod tests {
     }
 
     #[test]
-    fn ids_are_unique_and_from_the_taxonomy() {
+    fn ids_are_registered_once_and_read_some_evidence() {
         let ids: Vec<_> = detectors().map(|m| m.id).collect();
         for (i, id) in ids.iter().enumerate() {
-            assert!(TAXONOMY.contains(id), "{id} is not a DESIGN.md taxonomy id");
             assert!(!ids[i + 1..].contains(id), "{id} is registered twice");
+        }
+        for meta in detectors() {
+            assert!(!meta.reads.is_empty(), "{}: reads no evidence", meta.id);
+            let kinds: Vec<_> = meta.reads.iter().map(Reads::kind).collect();
+            for (i, kind) in kinds.iter().enumerate() {
+                assert!(
+                    !kinds[i + 1..].contains(kind),
+                    "{}: reads {kind:?} twice",
+                    meta.id
+                );
+            }
         }
     }
 }

@@ -4,7 +4,7 @@
 use hashbrown::HashMap;
 use std::sync::Arc;
 
-use chokepoint_evidence::{Span, SpanId, SpanKind, Trace};
+use chokepoint_evidence::{HttpTarget, Span, SpanId, SpanKind, Trace};
 
 use crate::sql::Statement;
 
@@ -205,6 +205,16 @@ pub(crate) struct HttpCall {
     /// Whether the query string carries a page cursor (`cursor=`, `page_token=`, `after=`, …):
     /// each call then needs the previous one's answer.
     pub(crate) paginated: bool,
+}
+
+impl HttpCall {
+    /// The call as what a finding is about.
+    pub(crate) fn target(&self) -> HttpTarget {
+        HttpTarget {
+            method: self.method.clone(),
+            target: self.target.clone(),
+        }
+    }
 }
 
 /// Query parameters that carry a page cursor or page number.

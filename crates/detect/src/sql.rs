@@ -6,6 +6,7 @@
 //! already sanitized (`?`, `$1`, `%s`, `%(name)s`, `:name`) normalize to the same text as their
 //! literal forms.
 
+use chokepoint_evidence::{Fingerprint, Subject};
 use sqlparser::dialect::GenericDialect;
 use sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
 
@@ -15,8 +16,8 @@ pub struct Statement {
     /// The statement with literals as `?`, lists collapsed, keywords upper-case, identifiers
     /// lower-case (unless quoted) and single spaces.
     pub normalized: String,
-    /// 16 hex digits of a stable hash of `normalized`.
-    pub fingerprint: String,
+    /// A stable hash of `normalized`.
+    pub fingerprint: Fingerprint,
     /// The first keyword, upper-case (`SELECT`, `INSERT`, `BEGIN`, …).
     pub verb: String,
     /// Relations named after `FROM`, `JOIN`, `UPDATE` and `INTO`, in order, without duplicates.
@@ -27,6 +28,16 @@ pub struct Statement {
     pub has_limit: bool,
     /// Whether it reads the next page after a key (`col > ?` with a limit): cursor pagination.
     pub keyset_pagination: bool,
+}
+
+impl Statement {
+    /// The statement as what a finding is about.
+    pub fn subject(&self) -> Subject {
+        Subject::Statement {
+            fingerprint: self.fingerprint,
+            text: self.normalized.clone(),
+        }
+    }
 }
 
 /// One normalized token.
@@ -56,7 +67,7 @@ pub fn normalize(sql: &str) -> Statement {
     };
     let tokens = collapse_lists(tokens);
     let normalized = render(&tokens);
-    let fingerprint = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(normalized.as_bytes()));
+    let fingerprint = Fingerprint(xxhash_rust::xxh3::xxh3_64(normalized.as_bytes()));
     Statement {
         fingerprint,
         ..shape(&tokens, normalized)
@@ -454,7 +465,7 @@ fn shape(tokens: &[Norm], normalized: String) -> Statement {
     }
     Statement {
         normalized,
-        fingerprint: String::new(),
+        fingerprint: Fingerprint::default(),
         verb,
         tables,
         filter_columns,
@@ -587,7 +598,7 @@ mod tests {
             "SELECT *\n  FROM items\n WHERE order_id = %(order_id_1)s",
         ];
         let first = normalize(forms[0]).fingerprint;
-        assert_eq!(first.len(), 16);
+        assert_eq!(first.to_string().len(), 16);
         for form in forms {
             assert_eq!(normalize(form).fingerprint, first, "{form:?}");
         }

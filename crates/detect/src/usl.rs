@@ -5,8 +5,30 @@
 //! three steps rather than the six the `usl` crate asks for, and cannot panic (that crate panics
 //! on too few points and on a failed fit).
 
+use chokepoint_evidence::{LoadModel, LoadRun};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+/// The fit of a closed-model ramp's error-free steps; `None` for an open-model ramp or too few
+/// steps.
+pub(crate) fn fit_ramp(run: &LoadRun) -> Option<UslFit> {
+    if run.model != LoadModel::Closed {
+        return None;
+    }
+    let points: Vec<(f64, f64)> = run
+        .steps
+        .iter()
+        .filter(|s| s.errors == 0)
+        .map(|s| (s.offered, s.throughput_rps))
+        .collect();
+    UslFit::fit(&points).map(|fit| UslFit {
+        sigma: crate::impact::round(fit.sigma),
+        kappa: crate::impact::round(fit.kappa),
+        lambda_rps: crate::impact::round(fit.lambda_rps),
+        peak_concurrency: fit.peak_concurrency.map(crate::impact::round),
+        peak_throughput_rps: crate::impact::round(fit.peak_throughput_rps),
+    })
+}
 
 /// A fitted USL model and what it predicts.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

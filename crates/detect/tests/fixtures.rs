@@ -1,43 +1,23 @@
-//! Every detector against its fixtures: each `positive*.json` must yield a finding with the
-//! detector's id, each `negative*.json` must not; every detector must have both.
+//! Every detector against its fixtures: each `positive*.json` must make the detector the
+//! bottleneck, each `negative*.json` must not show it — and must prove the detector ran, not
+//! skipped; every detector must have both.
 
 use std::path::{Path, PathBuf};
 
-use chokepoint_detect::{Analysis, Outcome, analyse_db, analyse_load, detectors};
-use chokepoint_evidence::fixture::Fixture;
-use chokepoint_evidence::{LoadRun, PgSnapshot};
+use chokepoint_detect::{Impact, Outcome, TraceAnalysis, analyse, detectors, evidence_from_fixture};
+use chokepoint_evidence::{DetectorId, Evidence, Subject};
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-fn analyse(path: &Path) -> Outcome {
+fn evidence(path: &Path) -> Evidence {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    if text.contains("\"statements\"") {
-        let snapshot: PgSnapshot =
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        return analyse_db(&snapshot);
-    }
-    if is_load_fixture(path) {
-        let run: LoadRun = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        return analyse_load(&run);
-    }
-    let fixture: Fixture = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut analysis = Analysis::default();
-    for trace in fixture
-        .traces()
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-    {
-        analysis.add_trace(&trace);
-    }
-    analysis.finish()
+    evidence_from_fixture(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Load fixtures are a `LoadRun` (with `steps`), database fixtures a `PgSnapshot` (with
-/// `statements`); trace fixtures a `Fixture` (with `traces`). Only trace findings carry traces.
-fn is_load_fixture(path: &Path) -> bool {
-    std::fs::read_to_string(path)
-        .is_ok_and(|text| text.contains("\"steps\"") || text.contains("\"statements\""))
+fn analyse_fixture(path: &Path) -> Outcome {
+    analyse(&evidence(path))
 }
 
 fn fixtures(id: &str, prefix: &str) -> Vec<PathBuf> {
@@ -56,12 +36,12 @@ fn fixtures(id: &str, prefix: &str) -> Vec<PathBuf> {
 fn every_detector_has_positive_and_negative_fixtures() {
     for meta in detectors() {
         assert!(
-            !fixtures(meta.id, "positive").is_empty(),
+            !fixtures(meta.id.as_str(), "positive").is_empty(),
             "{}: no positive fixture",
             meta.id
         );
         assert!(
-            !fixtures(meta.id, "negative").is_empty(),
+            !fixtures(meta.id.as_str(), "negative").is_empty(),
             "{}: no negative fixture",
             meta.id
         );
@@ -71,8 +51,10 @@ fn every_detector_has_positive_and_negative_fixtures() {
 #[test]
 fn positive_fixtures_make_the_detector_the_bottleneck() {
     for meta in detectors() {
-        for path in fixtures(meta.id, "positive") {
-            let outcome = analyse(&path);
+        for path in fixtures(meta.id.as_str(), "positive") {
+            let evidence = evidence(&path);
+            let outcome = analyse(&evidence);
+            assert_eq!(outcome.verdict.bottleneck, Some(0), "{}", path.display());
             let first = outcome
                 .findings
                 .first()
@@ -83,13 +65,12 @@ fn positive_fixtures_make_the_detector_the_bottleneck() {
                 "{}: bottleneck is {first:#?}",
                 path.display()
             );
+            match &first.impact {
+                Impact::Consumer(c) => assert!(c.saved_ms_per_request > 0.0, "{}: no saving", path.display()),
+                Impact::Limit(l) => assert!(l.capacity_rps > 0.0, "{}: no capacity", path.display()),
+            }
             assert!(
-                first.impact.saved_ms_per_request > 0.0,
-                "{}: no saving",
-                path.display()
-            );
-            assert!(
-                is_load_fixture(&path) || !first.evidence.example_trace_ids.is_empty(),
+                evidence.traces.is_none() || !first.evidence.example_trace_ids.is_empty(),
                 "{}: no example trace",
                 path.display()
             );
@@ -99,59 +80,72 @@ fn positive_fixtures_make_the_detector_the_bottleneck() {
 }
 
 #[test]
-fn negative_fixtures_do_not_show_the_detector() {
+fn negative_fixtures_do_not_show_the_detector_and_prove_it_ran() {
     for meta in detectors() {
-        for path in fixtures(meta.id, "negative") {
-            let outcome = analyse(&path);
+        for path in fixtures(meta.id.as_str(), "negative") {
+            let outcome = analyse_fixture(&path);
             let wrong: Vec<_> = outcome
                 .findings
                 .iter()
                 .filter(|f| f.detector == meta.id)
                 .collect();
             assert!(wrong.is_empty(), "{}: unexpected {wrong:#?}", path.display());
+            let skipped: Vec<_> = outcome.skipped.iter().filter(|s| s.detector == meta.id).collect();
+            assert!(
+                skipped.is_empty(),
+                "{}: the detector did not run, so the fixture proves nothing: {skipped:?}",
+                path.display()
+            );
         }
     }
 }
 
+fn consumption(finding: &chokepoint_detect::Finding) -> &chokepoint_detect::Consumption {
+    finding.impact.consumption().expect("a consumer")
+}
+
 #[test]
 fn lazy_loading_fixture_numbers_add_up() {
-    let outcome = analyse(&fixture_dir().join("n-plus-one/positive-lazy-loading.json"));
+    let outcome = analyse_fixture(&fixture_dir().join("n-plus-one/positive-lazy-loading.json"));
     let finding = &outcome.findings[0];
-    assert_eq!(finding.endpoint, "GET /orders");
+    assert_eq!(finding.scope.endpoint(), Some("GET /orders"));
     assert_eq!(
         finding.location,
         "SELECT items.id, items.sku FROM items WHERE items.order_id = ?"
     );
-    assert_eq!(finding.evidence.affected_requests, 10);
+    assert!(matches!(&finding.subject, Subject::Statement { text, .. } if text == &finding.location));
+    assert_eq!(finding.evidence.sample.affected, 10);
     assert_eq!(finding.evidence.occurrences, 200);
     assert_eq!(finding.evidence.metrics["repeats_per_request_mean"], 20.0);
     // 20 × 4 ms, 1 ms apart; 16 of the 19 gaps hold nothing else (3 hold a pool connect), so the
     // loop costs 80 + 16 = 96 ms; batching keeps one 4 ms call: 92 ms saved per request.
     assert_eq!(finding.evidence.metrics["loop_ms_mean"], 96.0);
-    assert_eq!(finding.impact.saved_ms_per_request, 92.0);
-    assert_eq!(finding.impact.latency_saved_ms_per_request, 92.0);
+    let impact = consumption(finding);
+    assert_eq!(impact.saved_ms_per_request, 92.0);
+    assert_eq!(impact.latency_saved_ms_per_request, 92.0);
     // 140 ms requests: 92/140 of the endpoint's time.
-    assert!((finding.impact.share_of_endpoint_time - 92.0 / 140.0).abs() < 1e-3);
+    assert!((impact.share_of_scope_time - 92.0 / 140.0).abs() < 1e-3);
     // Ten requests one second apart span 9.14 s; 920 ms saved over it.
-    assert!((finding.impact.recoverable_s_per_s - 0.92 / 9.14).abs() < 1e-3);
+    assert!((impact.recoverable_s_per_s - 0.92 / 9.14).abs() < 1e-3);
     assert!(finding.fix.contains("selectinload"), "{}", finding.fix);
     assert!(finding.fix.contains("order_id IN"), "{}", finding.fix);
 }
 
 #[test]
 fn concurrent_repeats_save_service_time_more_than_latency() {
-    let outcome = analyse(&fixture_dir().join("n-plus-one/positive-concurrent-http.json"));
+    let outcome = analyse_fixture(&fixture_dir().join("n-plus-one/positive-concurrent-http.json"));
     let finding = &outcome.findings[0];
     assert_eq!(finding.location, "GET inventory:8001/stock/{id}");
-    assert_eq!(finding.impact.saved_ms_per_request, 7.0 * 75.0);
-    assert_eq!(finding.impact.latency_saved_ms_per_request, 0.0);
+    assert_eq!(consumption(finding).saved_ms_per_request, 7.0 * 75.0);
+    assert_eq!(consumption(finding).latency_saved_ms_per_request, 0.0);
 }
 
 #[test]
 fn sequential_saving_is_sum_minus_longest() {
-    let outcome = analyse(&fixture_dir().join("sequential-calls/positive-three-downstream-calls.json"));
+    let outcome =
+        analyse_fixture(&fixture_dir().join("sequential-calls/positive-three-downstream-calls.json"));
     let finding = &outcome.findings[0];
-    assert_eq!(finding.impact.saved_ms_per_request, 200.0);
+    assert_eq!(consumption(finding).saved_ms_per_request, 200.0);
     assert!(
         finding
             .location
@@ -163,23 +157,59 @@ fn sequential_saving_is_sum_minus_longest() {
 
 #[test]
 fn missing_evidence_is_reported_as_skipped_not_clean() {
-    let outcome = analyse(&fixture_dir().join("slow-query/negative-fast-statements.json"));
-    let skipped: Vec<_> = outcome.skipped.iter().map(|s| s.detector.as_str()).collect();
-    assert!(skipped.contains(&"unbounded-result"), "{skipped:?}");
-    assert!(skipped.contains(&"large-payload"), "{skipped:?}");
-    assert!(!skipped.contains(&"slow-query"), "{skipped:?}");
+    let outcome = analyse_fixture(&fixture_dir().join("slow-query/negative-fast-statements.json"));
+    let reason = |id: DetectorId| {
+        outcome
+            .skipped
+            .iter()
+            .find(|s| s.detector == id)
+            .map(|s| s.reason.clone())
+    };
+    let unbounded = reason(DetectorId::UnboundedResult).expect("unbounded-result skipped");
+    assert!(unbounded.contains("row count"), "{unbounded}");
+    assert!(unbounded.contains("no PostgreSQL evidence"), "{unbounded}");
+    assert!(reason(DetectorId::LargePayload).is_some());
+    assert_eq!(reason(DetectorId::SlowQuery), None);
+    let cpu = reason(DetectorId::CpuSaturation).expect("cpu-saturation skipped");
+    assert!(cpu.contains("no load ramp"), "{cpu}");
+}
+
+#[test]
+fn a_database_without_pg_stat_statements_still_judges_lock_waits() {
+    let mut evidence = evidence(&fixture_dir().join("lock-contention/positive-db-hot-row.json"));
+    if let Some(db) = evidence.database.as_mut() {
+        db.extensions.clear();
+    }
+    let outcome = analyse(&evidence);
+    assert_eq!(outcome.findings[0].detector, DetectorId::LockContention);
+    assert!(
+        outcome
+            .skipped
+            .iter()
+            .all(|s| s.detector != DetectorId::LockContention)
+    );
+    let missing = outcome
+        .skipped
+        .iter()
+        .find(|s| s.detector == DetectorId::MissingIndex)
+        .expect("missing-index skipped");
+    assert!(
+        missing.reason.contains("pg_stat_statements"),
+        "{}",
+        missing.reason
+    );
 }
 
 #[test]
 fn merged_analyses_equal_one_analysis_of_all_traces() {
     let text = std::fs::read_to_string(fixture_dir().join("n-plus-one/positive-lazy-loading.json"))
         .expect("fixture");
-    let traces = serde_json::from_str::<Fixture>(&text)
+    let traces = serde_json::from_str::<chokepoint_evidence::fixture::Fixture>(&text)
         .expect("json")
         .traces()
         .expect("traces");
-    let mut whole = Analysis::default();
-    let (mut left, mut right) = (Analysis::default(), Analysis::default());
+    let mut whole = TraceAnalysis::default();
+    let (mut left, mut right) = (TraceAnalysis::default(), TraceAnalysis::default());
     for (i, trace) in traces.iter().enumerate() {
         whole.add_trace(trace);
         if i % 2 == 0 {
@@ -190,12 +220,37 @@ fn merged_analyses_equal_one_analysis_of_all_traces() {
     }
     left.merge(right);
     let (mut merged, mut single) = (left.finish(), whole.finish());
-    for outcome in [&mut merged, &mut single] {
-        for finding in &mut outcome.findings {
-            finding.evidence.example_trace_ids.sort();
+    for aggregates in [&mut merged, &mut single] {
+        for endpoint in &mut aggregates.endpoints {
+            for group in &mut endpoint.groups {
+                group.examples.clear();
+            }
         }
     }
-    assert_eq!(merged.summary, single.summary);
-    assert_eq!(merged.findings.len(), single.findings.len());
-    assert_eq!(merged.findings[0].impact, single.findings[0].impact);
+    assert_eq!(merged, single);
+    let outcome = |traces| {
+        analyse(&Evidence {
+            traces: Some(traces),
+            ..Evidence::default()
+        })
+    };
+    assert_eq!(outcome(merged).findings, outcome(single).findings);
+}
+
+#[test]
+fn a_lock_that_serializes_requests_explains_the_limit_the_ramp_shows() {
+    let evidence =
+        evidence(&fixture_dir().join("lock-contention/positive-load-and-db-requests-queue-on-a-row.json"));
+    let outcome = analyse(&evidence);
+    let ids: Vec<_> = outcome.findings.iter().map(|f| f.detector).collect();
+    assert_eq!(
+        ids[..2],
+        [DetectorId::LockContention, DetectorId::BlockingCall],
+        "{ids:?}"
+    );
+    assert_eq!(outcome.verdict.limit, Some(1));
+    assert_eq!(outcome.verdict.consumers, [0]);
+    // The watch's seconds land on the steps they overlap.
+    let waiting: Vec<f64> = outcome.step_sessions.iter().map(|s| s.lock_waiting).collect();
+    assert_eq!(waiting, [0.0, 1.0, 3.0, 5.6]);
 }

@@ -1,4 +1,5 @@
-//! A compact, hand-writable form of traces for detector fixtures and tests.
+//! A compact, hand-writable form of evidence for detector fixtures and tests: traces as span
+//! templates, and a load ramp and a PostgreSQL snapshot as they are serialized.
 //!
 //! ```json
 //! {"traces": [{"repeat": 3, "spans": [
@@ -11,13 +12,14 @@
 //! ```
 //!
 //! `times` clones a span, each clone `every_ms` later (0 for concurrent clones); `repeat`
-//! clones a whole trace with new ids, one second apart.
+//! clones a whole trace with new ids, one second apart. Beside `traces`, a fixture may hold a
+//! `load` ramp ([`LoadRun`]) and a `database` snapshot ([`PgSnapshot`]).
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::{AttrValue, Span, SpanId, SpanKind, Trace, TraceId};
+use crate::{AttrValue, LoadRun, PgSnapshot, Span, SpanId, SpanKind, Trace, TraceId};
 
 /// A fixture file.
 #[derive(Debug, Deserialize)]
@@ -26,8 +28,15 @@ pub struct Fixture {
     /// What the fixture shows, for the reader.
     #[serde(default)]
     pub description: String,
-    /// Trace templates.
-    pub traces: Vec<FixtureTrace>,
+    /// Trace templates, when the fixture holds traces.
+    #[serde(default)]
+    pub traces: Option<Vec<FixtureTrace>>,
+    /// A load ramp.
+    #[serde(default)]
+    pub load: Option<LoadRun>,
+    /// A PostgreSQL snapshot.
+    #[serde(default)]
+    pub database: Option<PgSnapshot>,
 }
 
 /// A trace template.
@@ -93,10 +102,10 @@ impl std::fmt::Display for FixtureError {
 const BASE_NS: u64 = 1_704_067_200_000_000_000;
 
 impl Fixture {
-    /// Expands the templates into traces with deterministic ids.
+    /// Expands the templates into traces with deterministic ids (none without templates).
     pub fn traces(&self) -> Result<Vec<Trace>, FixtureError> {
         let mut traces = Vec::new();
-        for template in &self.traces {
+        for template in self.traces.iter().flatten() {
             for _ in 0..template.repeat {
                 let n = traces.len() as u64;
                 traces.push(template.expand(n + 1, BASE_NS + n * 1_000_000_000)?);

@@ -1,10 +1,15 @@
 //! The evidence model of chokepoint: what collectors gather and detectors read.
 //!
 //! Everything here is plain data with serde — no I/O, no async, no clock — so a detector can
-//! be fed from a fixture file and a collector can be swapped without touching a detector.
+//! be fed from a fixture file and a collector can be swapped without touching a detector. Every
+//! kind of evidence is stamped on one time base (seconds or nanoseconds since the Unix epoch),
+//! so evidence gathered together lines up.
+//!
+//! [`Evidence`] is the bundle one analysis reads: the traces' aggregates, a load ramp, a
+//! PostgreSQL snapshot — each there or not.
 //!
 //! ```
-//! use chokepoint_evidence::{AttrValue, Span, SpanKind, SpanId, Trace, TraceId};
+//! use chokepoint_evidence::{AttrValue, Evidence, EvidenceKind, Span, SpanKind, SpanId, Trace, TraceId};
 //!
 //! let root = Span {
 //!     span_id: SpanId(1),
@@ -19,16 +24,110 @@
 //! };
 //! let trace = Trace { trace_id: TraceId(7), spans: vec![root] };
 //! assert_eq!(trace.spans[0].attr_str("http.route"), Some("/orders"));
+//! assert!(!Evidence::default().has(EvidenceKind::Traces));
 //! ```
 
 pub mod fixture;
+mod histogram;
 mod load;
+mod note;
 mod pg;
 mod span;
+mod taxonomy;
+mod time;
+mod traces;
 
-pub use load::{Latency, LoadModel, LoadRun, LoadStep, TargetSample};
+pub use histogram::LatencyHistogram;
+pub use load::{Latency, LoadModel, LoadRun, LoadStep, StopReason, TargetSample};
+pub use note::{Note, Position, Severity};
 pub use pg::{
-    Activity, DatabaseStats, IndexCheck, LockWait, OpenTransaction, PgSnapshot, StatementPlan, StatementStat,
-    TableStat,
+    Activity, ActivitySecond, DatabaseStats, Gap, IndexCheck, LockWait, MissingExtension, OpenTransaction,
+    PgSnapshot, PlanProblem, Setting, StatementPlan, StatementStat, TableStat,
 };
 pub use span::{AttrValue, Span, SpanId, SpanKind, Trace, TraceId};
+pub use taxonomy::{DetectorId, Fingerprint, HttpTarget, Resource, Scope, Subject};
+pub use time::Window;
+pub use traces::{EXAMPLE_TRACES, EndpointAggregate, ObservedGroup, Stat, TraceAggregates, TracesSummary};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Everything one analysis reads. Each kind is there or not; detectors say which they read, and
+/// a detector whose evidence is absent is reported as skipped, not as clean.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct Evidence {
+    /// Traces, as the aggregates of what the trace detectors observed.
+    pub traces: Option<TraceAggregates>,
+    /// A load ramp.
+    pub load: Option<LoadRun>,
+    /// A PostgreSQL snapshot, with its watch when there was one.
+    pub database: Option<PgSnapshot>,
+}
+
+/// A kind of evidence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EvidenceKind {
+    /// Traces (files, or the live receiver).
+    Traces,
+    /// A load ramp.
+    Load,
+    /// A PostgreSQL snapshot.
+    Database,
+}
+
+impl EvidenceKind {
+    /// The kind in words: "traces", "a load ramp", "PostgreSQL".
+    pub fn noun(self) -> &'static str {
+        match self {
+            EvidenceKind::Traces => "traces",
+            EvidenceKind::Load => "a load ramp",
+            EvidenceKind::Database => "PostgreSQL",
+        }
+    }
+
+    /// What is missing when this kind is absent, as the end of "skipped: no …".
+    pub fn absent(self) -> &'static str {
+        match self {
+            EvidenceKind::Traces => "no traces",
+            EvidenceKind::Load => "no load ramp (chokepoint load)",
+            EvidenceKind::Database => "no PostgreSQL evidence (chokepoint db, --pg)",
+        }
+    }
+}
+
+impl Evidence {
+    /// Whether this kind of evidence is there.
+    pub fn has(&self, kind: EvidenceKind) -> bool {
+        match kind {
+            EvidenceKind::Traces => self.traces.is_some(),
+            EvidenceKind::Load => self.load.is_some(),
+            EvidenceKind::Database => self.database.is_some(),
+        }
+    }
+
+    /// The wall-clock span all the evidence covers, when any of it is stamped.
+    pub fn window(&self) -> Option<Window> {
+        let traces = self.traces.as_ref().and_then(|t| t.summary.window);
+        let load = self.load.as_ref().and_then(|run| {
+            let first = run.steps.first()?;
+            let last = run.steps.last()?;
+            (first.started_unix_s > 0.0).then_some(Window {
+                start_unix_s: first.started_unix_s,
+                end_unix_s: last.started_unix_s + last.duration_s,
+            })
+        });
+        let database = self.database.as_ref().and_then(|db| {
+            let activity = db.activity.as_ref()?;
+            (activity.started_unix_s > 0.0).then_some(Window {
+                start_unix_s: activity.started_unix_s,
+                end_unix_s: activity.started_unix_s + activity.duration_s,
+            })
+        });
+        [traces, load, database]
+            .into_iter()
+            .flatten()
+            .reduce(Window::union)
+    }
+}

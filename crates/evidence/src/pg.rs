@@ -140,6 +140,8 @@ pub struct LockWait {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct Activity {
+    /// When the watch began, in seconds since the Unix epoch.
+    pub started_unix_s: f64,
     /// Samples taken.
     pub samples: u64,
     /// Seconds sampled.
@@ -155,10 +157,64 @@ pub struct Activity {
     /// Mean lifetime of the sessions that ended, in ms.
     pub session_ms_mean: Option<f64>,
     /// Sampling gaps: the database went away, and the inspector reconnected.
-    pub gaps: Vec<String>,
-    /// Second by second: `[seconds since the watch began, active sessions, sessions waiting on
-    /// a lock]`, each averaged over the second's samples.
-    pub timeline: Vec<[f64; 3]>,
+    pub gaps: Vec<Gap>,
+    /// Second by second: the sessions active and waiting on a lock, each averaged over the
+    /// second's samples.
+    pub timeline: Vec<ActivitySecond>,
+}
+
+/// One second of a watch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct ActivitySecond {
+    /// When the second began, in seconds since the Unix epoch.
+    pub unix_s: f64,
+    /// Active sessions, on average over the second's samples.
+    pub active: f64,
+    /// Sessions waiting on a lock, on average over the second's samples.
+    pub lock_waiting: f64,
+}
+
+/// A time the database could not be sampled: it went away, and the inspector reconnected.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct Gap {
+    /// When sampling failed, in seconds since the Unix epoch.
+    pub lost_unix_s: f64,
+    /// When the inspector was connected again, in seconds since the Unix epoch.
+    pub reconnected_unix_s: f64,
+    /// Why sampling failed, as the driver said.
+    pub reason: String,
+}
+
+/// An extension the inspector looked for and did not find (or could not read).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct MissingExtension {
+    /// `pg_stat_statements`, `hypopg`.
+    pub extension: String,
+    /// What its absence leaves unchecked, and how to get it.
+    pub consequence: String,
+}
+
+/// A server setting, as the server shows it (`work_mem = 4MB`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct Setting {
+    /// Its name.
+    pub name: String,
+    /// Its value, with units (`current_setting`).
+    pub value: String,
+}
+
+/// A statement whose plan could not be read.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct PlanProblem {
+    /// The statement.
+    pub query: String,
+    /// Why, as the server said.
+    pub reason: String,
 }
 
 /// What `chokepoint db` read from one database.
@@ -169,12 +225,15 @@ pub struct PgSnapshot {
     pub server_version: String,
     /// The database inspected.
     pub database: String,
-    /// Seconds the statistics cover (since `pg_stat_statements` was reset).
+    /// When the snapshot was read (the end of the watch, with one), in seconds since the Unix
+    /// epoch.
+    pub taken_unix_s: f64,
+    /// Seconds the statistics cover (since `pg_stat_statements` was reset, or the watch).
     pub window_s: f64,
     /// Extensions the inspector used (`pg_stat_statements`, `hypopg`).
     pub extensions: Vec<String>,
     /// Extensions it looked for and did not find, with what that leaves unchecked.
-    pub missing: Vec<String>,
+    pub missing: Vec<MissingExtension>,
     /// Statements, most total time first.
     pub statements: Vec<StatementStat>,
     /// Tables.
@@ -184,14 +243,14 @@ pub struct PgSnapshot {
     /// The generic plans read for the top statements.
     pub plans: Vec<StatementPlan>,
     /// Statements whose plan could not be read, and why.
-    pub plan_problems: Vec<String>,
+    pub plan_problems: Vec<PlanProblem>,
     /// `pg_stat_database`'s counters for this database.
     pub stats: DatabaseStats,
     /// Transactions open longer than a second, and sessions idle in a transaction, at the
     /// snapshot.
     pub open_transactions: Vec<OpenTransaction>,
-    /// Settings that bear on the findings (`work_mem`, `max_connections`, …), as `name = value`.
-    pub settings: Vec<String>,
+    /// Settings that bear on the findings (`work_mem`, `max_connections`, …).
+    pub settings: Vec<Setting>,
     /// Whether statement texts keep their literal values (`--show-literals`); redacted otherwise.
     pub literals_shown: bool,
     /// `--watch`: sessions sampled over the window.

@@ -25,6 +25,115 @@ use crate::http1::{self, Failure, Http1};
 /// Largest latency recorded, in µs; larger values are clamped (an hour).
 const MAX_LATENCY_US: u64 = 3_600_000_000;
 
+/// Why the load could not be set up.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SetupError {
+    /// The `--cacert` file.
+    #[error("the CA file {0}")]
+    CaFile(String),
+    /// TLS could not be configured.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The host is not a name a certificate can carry.
+    #[error("{host:?} is not a TLS server name: {reason}")]
+    ServerName {
+        /// The host.
+        host: String,
+        /// Why.
+        reason: String,
+    },
+    /// A header, path or Host the request cannot carry.
+    #[error("the request cannot be built: {0}")]
+    Request(String),
+}
+
+/// Why a request failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// The TCP connection could not be made.
+    #[error("connect to {addr}: {reason}")]
+    Connect {
+        /// The target.
+        addr: SocketAddr,
+        /// The system's reason.
+        reason: String,
+    },
+    /// The TLS handshake failed.
+    #[error("connect to {addr}: TLS: {reason}")]
+    Tls {
+        /// The target.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// The HTTP/2 handshake failed.
+    #[error("HTTP/2 handshake with {addr}: {reason}")]
+    Handshake {
+        /// The target.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// The server closed a keep-alive connection without answering the request sent on it.
+    #[error(
+        "request to {addr}: the server closed the keep-alive connection without answering{}",
+        if *.resent { "" } else { " (not sent again: the method is not idempotent)" }
+    )]
+    Stale {
+        /// The target.
+        addr: SocketAddr,
+        /// Whether the request had been sent again on a new connection first.
+        resent: bool,
+    },
+    /// The response was malformed, cut short, or the connection broke.
+    #[error("request to {addr}: {reason}")]
+    Broken {
+        /// The target.
+        addr: SocketAddr,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A 5xx answer.
+    #[error("HTTP {0}")]
+    Status(u16),
+    /// No answer within the timeout.
+    #[error("timeout")]
+    Timeout,
+    /// The request could not be built.
+    #[error("{0}")]
+    Setup(SetupError),
+    /// A worker of the generator failed.
+    #[error("a load worker failed: {0}")]
+    Worker(String),
+}
+
+impl RequestError {
+    /// The kind, for counting errors by kind: `connect`, `tls`, `http2-handshake`, `stale`,
+    /// `broken`, `status`, `timeout`, `setup`, `worker`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RequestError::Connect { .. } => "connect",
+            RequestError::Tls { .. } => "tls",
+            RequestError::Handshake { .. } => "http2-handshake",
+            RequestError::Stale { .. } => "stale",
+            RequestError::Broken { .. } => "broken",
+            RequestError::Status(_) => "status",
+            RequestError::Timeout => "timeout",
+            RequestError::Setup(_) => "setup",
+            RequestError::Worker(_) => "worker",
+        }
+    }
+
+    /// Whether the target refused or never answered the connection (as opposed to failing a
+    /// request on one).
+    pub fn is_connect(&self) -> bool {
+        matches!(
+            self,
+            RequestError::Connect { .. } | RequestError::Tls { .. } | RequestError::Handshake { .. }
+        )
+    }
+}
+
 /// What to request.
 #[derive(Clone, Debug)]
 pub struct Target {
@@ -68,22 +177,22 @@ impl std::fmt::Debug for Tls {
 impl Tls {
     /// TLS to `host`, trusting the Mozilla roots and any `extra_roots_pem` (a PEM bundle, for
     /// a private CA or a self-signed test certificate).
-    pub fn new(host: &str, extra_roots_pem: Option<&[u8]>, http2: bool) -> Result<Tls, String> {
+    pub fn new(host: &str, extra_roots_pem: Option<&[u8]>, http2: bool) -> Result<Tls, SetupError> {
         use rustls::pki_types::pem::PemObject as _;
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         if let Some(pem) = extra_roots_pem {
             for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem) {
-                let cert = cert.map_err(|e| format!("the CA file is not PEM certificates: {e}"))?;
+                let cert = cert.map_err(|e| SetupError::CaFile(format!("is not PEM certificates: {e}")))?;
                 roots
                     .add(cert)
-                    .map_err(|e| format!("the CA file holds an unusable certificate: {e}"))?;
+                    .map_err(|e| SetupError::CaFile(format!("holds an unusable certificate: {e}")))?;
             }
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS: {e}"))?
+            .map_err(|e| SetupError::Tls(e.to_string()))?
             .with_root_certificates(roots)
             .with_no_client_auth();
         config.alpn_protocols = vec![if http2 {
@@ -91,8 +200,11 @@ impl Tls {
         } else {
             b"http/1.1".to_vec()
         }];
-        let server_name = rustls::pki_types::ServerName::try_from(host.to_owned())
-            .map_err(|e| format!("{host:?} is not a TLS server name: {e}"))?;
+        let server_name =
+            rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| SetupError::ServerName {
+                host: host.to_owned(),
+                reason: e.to_string(),
+            })?;
         Ok(Tls {
             config: Arc::new(config),
             server_name,
@@ -103,13 +215,13 @@ impl Tls {
 impl Target {
     /// The requests, built once and cloned per send (parsing the URI and headers per request
     /// costs generator headroom), in weighted round-robin order.
-    fn prepare(&self) -> Result<Vec<Prepared>, String> {
+    fn prepare(&self) -> Result<Vec<Prepared>, SetupError> {
         let mut headers = hyper::HeaderMap::new();
         for (name, value) in &self.headers {
             let name = hyper::header::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|e| format!("invalid header name {name:?}: {e}"))?;
+                .map_err(|e| SetupError::Request(format!("invalid header name {name:?}: {e}")))?;
             let value = hyper::header::HeaderValue::from_str(value)
-                .map_err(|e| format!("invalid header value {value:?}: {e}"))?;
+                .map_err(|e| SetupError::Request(format!("invalid header value {value:?}: {e}")))?;
             headers.append(name, value);
         }
         let mut schedule = Vec::new();
@@ -117,7 +229,9 @@ impl Target {
             let prepared = if self.http2 {
                 // HTTP/2 carries the authority in the request line (:authority), not in `Host`.
                 let text = format!("http://{}{path}", self.host);
-                let uri: hyper::Uri = text.parse().map_err(|e| format!("invalid path {path:?}: {e}"))?;
+                let uri: hyper::Uri = text
+                    .parse()
+                    .map_err(|e| SetupError::Request(format!("invalid path {path:?}: {e}")))?;
                 Prepared::Http2(Box::new(Http2Parts {
                     method: self.method.clone(),
                     uri,
@@ -134,17 +248,19 @@ impl Target {
             schedule.extend(std::iter::repeat_n(prepared, *weight as usize));
         }
         if schedule.is_empty() {
-            return Err("no path to request".into());
+            return Err(SetupError::Request("no path to request".into()));
         }
         Ok(schedule)
     }
 
     /// The whole HTTP/1.1 request for `path`, as written on the wire.
-    fn http1_request(&self, path: &str, headers: &hyper::HeaderMap) -> Result<Bytes, String> {
-        let uri: hyper::Uri = path.parse().map_err(|e| format!("invalid path {path:?}: {e}"))?;
+    fn http1_request(&self, path: &str, headers: &hyper::HeaderMap) -> Result<Bytes, SetupError> {
+        let uri: hyper::Uri = path
+            .parse()
+            .map_err(|e| SetupError::Request(format!("invalid path {path:?}: {e}")))?;
         let target = uri.path_and_query().map_or("/", |p| p.as_str());
         let host = hyper::header::HeaderValue::from_str(&self.host)
-            .map_err(|e| format!("invalid Host {:?}: {e}", self.host))?;
+            .map_err(|e| SetupError::Request(format!("invalid Host {:?}: {e}", self.host)))?;
         let mut wire = Vec::with_capacity(256 + self.body.len());
         wire.extend_from_slice(format!("{} {target} HTTP/1.1\r\n", self.method).as_bytes());
         if !headers.contains_key(hyper::header::HOST) {
@@ -224,8 +340,10 @@ pub struct StepResult {
     pub opened: u64,
     /// Connection attempts the target refused or never answered.
     pub connect_failures: u64,
-    /// The first connection error, to tell the user.
-    pub first_error: Option<String>,
+    /// The first error, to tell the user.
+    pub first_error: Option<RequestError>,
+    /// Errors by kind ([`RequestError::kind`]).
+    pub errors_by_kind: std::collections::BTreeMap<&'static str, u64>,
     /// One response body of the step (its first megabyte), and whether it came compressed.
     pub sample_body: Option<(Vec<u8>, bool)>,
 }
@@ -243,11 +361,12 @@ impl StepResult {
             opened: 0,
             connect_failures: 0,
             first_error: None,
+            errors_by_kind: std::collections::BTreeMap::new(),
             sample_body: None,
         }
     }
 
-    fn failed(error: String) -> StepResult {
+    fn failed(error: RequestError) -> StepResult {
         let mut result = StepResult::new();
         result.record_error(error);
         result
@@ -266,13 +385,17 @@ impl StepResult {
         if self.first_error.is_none() {
             self.first_error = other.first_error;
         }
+        for (kind, count) in other.errors_by_kind {
+            *self.errors_by_kind.entry(kind).or_default() += count;
+        }
         if self.sample_body.is_none() {
             self.sample_body = other.sample_body;
         }
     }
 
-    fn record_error(&mut self, error: String) {
+    fn record_error(&mut self, error: RequestError) {
         self.errors += 1;
+        *self.errors_by_kind.entry(error.kind()).or_default() += 1;
         self.first_error.get_or_insert(error);
     }
 }
@@ -314,14 +437,17 @@ impl Connection {
     }
 
     /// The open connection, connected first when there is none (or the server closed it).
-    async fn open(&mut self, target: &Target) -> Result<&mut Sender, String> {
+    async fn open(&mut self, target: &Target) -> Result<&mut Sender, RequestError> {
         // The open connection, taken and put back (a closed one stays until it is replaced).
         if let Some(sender) = self.sender.take_if(|sender| !sender.is_closed()) {
             return Ok(self.sender.insert(sender));
         }
         let stream = TcpStream::connect(target.addr)
             .await
-            .map_err(|e| format!("connect to {}: {e}", target.addr))?;
+            .map_err(|e| RequestError::Connect {
+                addr: target.addr,
+                reason: e.to_string(),
+            })?;
         let _ = stream.set_nodelay(true);
         let sender = match (&target.tls, target.http2) {
             (None, false) => Sender::Http1(Http1::new(stream)),
@@ -329,7 +455,10 @@ impl Connection {
                 let stream = tokio_rustls::TlsConnector::from(Arc::clone(&tls.config))
                     .connect(tls.server_name.clone(), stream)
                     .await
-                    .map_err(|e| format!("connect to {}: TLS: {e}", target.addr))?;
+                    .map_err(|e| RequestError::Tls {
+                        addr: target.addr,
+                        reason: e.to_string(),
+                    })?;
                 if target.http2 {
                     http2(TokioIo::new(stream), target).await?
                 } else {
@@ -344,14 +473,17 @@ impl Connection {
 }
 
 /// hyper's HTTP/2 handshake over a connected stream, plain or TLS; its connection task spawned.
-async fn http2<T>(io: TokioIo<T>, target: &Target) -> Result<Sender, String>
+async fn http2<T>(io: TokioIo<T>, target: &Target) -> Result<Sender, RequestError>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (sender, connection) =
         hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
             .await
-            .map_err(|e| format!("HTTP/2 handshake with {}: {e}", target.addr))?;
+            .map_err(|e| RequestError::Handshake {
+                addr: target.addr,
+                reason: e.to_string(),
+            })?;
     tokio::spawn(connection);
     Ok(Sender::Http2(sender))
 }
@@ -368,7 +500,7 @@ async fn exchange(
     target: &Target,
     prepared: &Prepared,
     sample: Option<&mut Option<(Vec<u8>, bool)>>,
-) -> Result<(u16, u64), String> {
+) -> Result<(u16, u64), RequestError> {
     let mut kept = sample.map(|slot| (slot, Vec::new()));
     for retry in [false, true] {
         let sender = connection.open(target).await?;
@@ -401,19 +533,17 @@ async fn exchange(
             }
             Err(Failure::Stale) => {
                 connection.sender = None;
-                let resent = if retry {
-                    ""
-                } else {
-                    " (not sent again: the method is not idempotent)"
-                };
-                return Err(format!(
-                    "request to {}: the server closed the keep-alive connection without answering{resent}",
-                    target.addr
-                ));
+                return Err(RequestError::Stale {
+                    addr: target.addr,
+                    resent: retry,
+                });
             }
-            Err(Failure::Broken(error)) => {
+            Err(Failure::Broken(reason)) => {
                 connection.sender = None;
-                return Err(format!("request to {}: {error}", target.addr));
+                return Err(RequestError::Broken {
+                    addr: target.addr,
+                    reason,
+                });
             }
         }
     }
@@ -528,18 +658,18 @@ impl Worker {
                     .latency_us
                     .record((latency.as_micros() as u64).clamp(1, MAX_LATENCY_US));
                 if status >= 500 {
-                    result.record_error(format!("HTTP {status}"));
+                    result.record_error(RequestError::Status(status));
                 }
             }
             Ok(Err(error)) => {
-                if error.starts_with("connect to") {
+                if error.is_connect() {
                     result.connect_failures += 1;
                 }
                 result.record_error(error);
             }
             Err(_) => {
                 result.timeouts += 1;
-                result.record_error("timeout".into());
+                result.record_error(RequestError::Timeout);
                 self.connection.sender = None;
             }
         }
@@ -554,13 +684,13 @@ impl Worker {
 }
 
 /// A request's outcome: (status, bytes), an error, or the timeout.
-type Outcome = Result<Result<(u16, u64), String>, tokio::time::error::Elapsed>;
+type Outcome = Result<Result<(u16, u64), RequestError>, tokio::time::error::Elapsed>;
 
 /// Closed model: `concurrency` workers, each with its own connection, until `duration` passes.
 pub async fn run_closed(target: Arc<Target>, concurrency: usize, duration: Duration) -> StepResult {
     let prepared = match target.prepare() {
         Ok(prepared) => Arc::new(prepared),
-        Err(error) => return StepResult::failed(error),
+        Err(error) => return StepResult::failed(RequestError::Setup(error)),
     };
     let deadline = Instant::now() + duration;
     let shards = Shards::new();
@@ -575,7 +705,7 @@ pub async fn run_closed(target: Arc<Target>, concurrency: usize, duration: Durat
             while started < deadline {
                 let outcome = worker.send(&target, &prepared[turn % prepared.len()]).await;
                 turn += 1;
-                let failed_to_connect = matches!(&outcome, Ok(Err(e)) if e.starts_with("connect"));
+                let failed_to_connect = matches!(&outcome, Ok(Err(e)) if e.is_connect());
                 let ended = Instant::now();
                 worker.record(outcome, ended - started, None);
                 started = ended;
@@ -596,7 +726,7 @@ pub async fn run_closed(target: Arc<Target>, concurrency: usize, duration: Durat
 pub async fn run_open(target: Arc<Target>, rate: f64, connections: usize, duration: Duration) -> StepResult {
     let prepared = match target.prepare() {
         Ok(prepared) => Arc::new(prepared),
-        Err(error) => return StepResult::failed(error),
+        Err(error) => return StepResult::failed(RequestError::Setup(error)),
     };
     let start = Instant::now();
     let deadline = start + duration;
@@ -631,7 +761,7 @@ async fn collect(workers: Vec<tokio::task::JoinHandle<()>>, shards: Arc<Shards>)
     let mut total = StepResult::new();
     for worker in workers {
         if let Err(e) = worker.await {
-            total.record_error(format!("a load worker failed: {e}"));
+            total.record_error(RequestError::Worker(e.to_string()));
         }
     }
     for shard in &shards.0 {
@@ -729,10 +859,16 @@ mod tests {
         assert!(get.new_connections >= get.requests - 2);
         let post = step(Method::POST).await;
         assert!(post.errors > 0);
-        let said = post.first_error.unwrap_or_default();
+        let said = post.first_error.expect("an error");
         assert!(
-            said.contains("not sent again: the method is not idempotent"),
+            matches!(said, RequestError::Stale { resent: false, .. }),
+            "{said:?}"
+        );
+        assert!(
+            said.to_string()
+                .contains("not sent again: the method is not idempotent"),
             "{said}"
         );
+        assert_eq!(post.errors_by_kind.get("stale"), Some(&post.errors));
     }
 }

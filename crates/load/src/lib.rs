@@ -9,7 +9,7 @@ mod metrics;
 mod ramp;
 mod sampler;
 
-pub use generator::{StepResult, Target, Tls, run_closed, run_open};
+pub use generator::{RequestError, SetupError, StepResult, Target, Tls, run_closed, run_open};
 pub use metrics::{MetricsStep, SCRAPE_EVERY, Scraper};
-pub use ramp::{RampConfig, Slo, run};
+pub use ramp::{RampConfig, Sampling, Slo, StopRules, run};
 pub use sampler::{SAMPLE_EVERY, Sampler, pid_listening_on};

@@ -151,10 +151,11 @@ fn accept_queue(sockets: &[TcpSocket], port: u16) -> f64 {
         .sum()
 }
 
-/// The remote ends of the established connections the target `pids` opened: sockets they own
-/// whose local port is none they listen on (`port` included). `sockets` must have been read
-/// after the target's sockets, so a short connection has to outlive only the table's read.
-fn outbound_peers(sockets: &[TcpSocket], owned: &HashSet<u64>, port: u16) -> Vec<SocketAddr> {
+/// The established connections the target `pids` opened, by socket inode, with their remote
+/// ends: sockets they own whose local port is none they listen on (`port` included). `sockets`
+/// must have been read after the target's sockets, so a short connection has to outlive only
+/// the table's read.
+fn outbound_peers(sockets: &[TcpSocket], owned: &HashSet<u64>, port: u16) -> Vec<(u64, SocketAddr)> {
     let listening: HashSet<u16> = sockets
         .iter()
         .filter(|s| s.listening && owned.contains(&s.inode))
@@ -164,7 +165,7 @@ fn outbound_peers(sockets: &[TcpSocket], owned: &HashSet<u64>, port: u16) -> Vec
     sockets
         .iter()
         .filter(|s| !s.listening && !listening.contains(&s.local_port) && owned.contains(&s.inode))
-        .map(|s| s.remote)
+        .map(|s| (s.inode, s.remote))
         .collect()
 }
 
@@ -370,6 +371,15 @@ impl Sampler {
                 .name("chokepoint-sampler".into())
                 .spawn(move || {
                     let (mut tick, mut opens, mut last_walk) = (0u64, active_opens(), None);
+                    // Connections already open when sampling began — a pool's — are not churn:
+                    // a peer counts once per connection that appeared since.
+                    let mut seen: HashSet<u64> = match port {
+                        Some(port) => outbound_peers(&tcp_sockets(true), &owned_sockets(&pids), port)
+                            .into_iter()
+                            .map(|(inode, _)| inode)
+                            .collect(),
+                        None => HashSet::new(),
+                    };
                     // Without netlink, every read walks the established table: the accept queue
                     // is then read only as often as the peers may be.
                     let cheap = port.is_some() && diag::tcp_sockets(false).is_ok();
@@ -407,8 +417,10 @@ impl Sampler {
                                 w.queue += queue;
                                 w.queue_max = w.queue_max.max(queue);
                             }
-                            for peer in peers {
-                                *w.peers.entry(peer).or_default() += 1;
+                            for (inode, peer) in peers {
+                                if seen.insert(inode) {
+                                    *w.peers.entry(peer).or_default() += 1;
+                                }
                             }
                         }
                         std::thread::sleep(SAMPLE_EVERY);
@@ -459,11 +471,11 @@ impl Sampler {
             accept_queue_max: window.queue_max,
             listen_overflows: (overflows - self.start_overflows).max(0.0),
             outbound_connections: 0.0,
-            outbound_peer: window
+            outbound_peers: window
                 .peers
                 .iter()
-                .max_by_key(|(_, seen)| **seen)
-                .map(|(peer, _)| peer.to_string()),
+                .map(|(peer, seen)| (peer.to_string(), *seen))
+                .collect(),
         });
         let host = host_cpu();
         let host_busy = {
@@ -540,7 +552,10 @@ mod tests {
         let _inbound = own.accept().expect("accept");
         let owned = owned_sockets(&[std::process::id() as i32]);
         let sockets = tcp_sockets(true);
-        let peers = outbound_peers(&sockets, &owned, own_port);
+        let peers: Vec<SocketAddr> = outbound_peers(&sockets, &owned, own_port)
+            .into_iter()
+            .map(|(_, peer)| peer)
+            .collect();
         // The connection to the downstream is outbound; the accepted one (local port: the one
         // we listen on) is inbound, its client's address no peer. (This process also holds the
         // client's end, an outbound connection to itself.)

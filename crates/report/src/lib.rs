@@ -1,14 +1,21 @@
 //! Renders a chokepoint [`Report`] as text for a terminal, JSON for tools, or Markdown for a
 //! pull request or a ticket. Renderers only render: every number and every word of a finding
-//! was decided by a detector or the ranker.
+//! was decided by a detector, the ranker or the verdict.
+//!
+//! One report shape serves every command: the run (version, command, inputs, window), the
+//! verdict, the findings, what was skipped, a section per kind of evidence that was there, and
+//! notes with their severity, source and position.
 //!
 //! ```
-//! use chokepoint_detect::Analysis;
+//! use chokepoint_detect::{analyse, TraceAnalysis};
+//! use chokepoint_evidence::Evidence;
 //! use chokepoint_report::{render_json, render_text, Report};
 //!
-//! let report = Report::new(Analysis::default().finish());
+//! let evidence = Evidence { traces: Some(TraceAnalysis::default().finish()), ..Evidence::default() };
+//! let outcome = analyse(&evidence);
+//! let report = Report::new("traces", evidence, outcome, Vec::new(), Vec::new());
 //! assert!(render_text(&report, false).contains("No spans were analysed"));
-//! assert!(render_json(&report).contains("\"bottleneck\": null"));
+//! assert!(render_json(&report).contains("\"schema_version\": 2"));
 //! ```
 
 mod chart;
@@ -21,68 +28,142 @@ pub use json::{render_json, schema};
 pub use markdown::render_markdown;
 pub use text::{render_text, step_header, step_row};
 
-use chokepoint_detect::{Finding, Outcome, Skipped, Summary, UslFit};
-use chokepoint_evidence::LoadRun;
+use chokepoint_detect::{Finding, Impact, Outcome, Skipped, StepSessions, UslFit, Verdict};
+use chokepoint_evidence::{Evidence, LoadRun, Note, PgSnapshot, Severity, TracesSummary, Window};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+/// The version of the JSON contract. Version 2 (chokepoint 0.2) gave every command one shape:
+/// `run`, `verdict`, typed `scope`, `subject` and `impact` in findings, sections per evidence
+/// kind, and `notes` in place of `problems` and `warnings`.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The report: the JSON output's top level, and what every renderer reads.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Report {
-    /// The version of chokepoint that wrote it.
-    pub chokepoint_version: String,
-    /// The bottleneck: the first ranked finding, or `null` when there is none.
-    pub bottleneck: Option<Finding>,
-    /// All findings, ranked by recoverable service time (the first is the bottleneck).
+    /// The version of this contract ([`SCHEMA_VERSION`]).
+    pub schema_version: u32,
+    /// What ran, on what.
+    pub run: Run,
+    /// The verdict, as indices into `findings`: the bottleneck is always the first.
+    pub verdict: Verdict,
+    /// Every finding, one per cause, the bottleneck first.
     pub findings: Vec<Finding>,
-    /// Detectors that had no evidence to look at: not a clean bill of health.
+    /// Detectors that could not judge for lack of evidence: not a clean bill of health.
     pub skipped: Vec<Skipped>,
-    /// What was analysed.
-    pub summary: Summary,
+    /// Traces: what they held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traces: Option<TracesSection>,
+    /// A load ramp: its steps and what they show.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<LoadSection>,
+    /// PostgreSQL: the statistics read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<PgSnapshot>,
+    /// What the collectors and the analysis have to say about the evidence: input that could not
+    /// be read (with where), evidence that could not be gathered, measurements to read with care.
+    pub notes: Vec<Note>,
+}
+
+/// What ran, on what.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Run {
+    /// The version of chokepoint that wrote the report.
+    pub chokepoint_version: String,
+    /// The command: `traces`, `listen`, `load`, `db`.
+    pub command: String,
     /// Each input read, and what came of it.
     pub inputs: Vec<Input>,
-    /// Input that could not be read, with its position (file, line or byte, record).
-    pub problems: Vec<String>,
-    /// Things to know that are not errors (orphan spans, inputs with no spans).
-    pub warnings: Vec<String>,
-    /// `chokepoint load`, closed model: the Universal Scalability Law fitted to the steps.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub usl: Option<chokepoint_detect::UslFit>,
-    /// `chokepoint db`: the statistics read.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub database: Option<chokepoint_evidence::PgSnapshot>,
-    /// `chokepoint load`: the full step series of the ramp.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub load: Option<LoadRun>,
+    /// The wall-clock span the evidence covers, when it is stamped.
+    pub window: Option<Window>,
 }
 
 /// One input source.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Input {
-    /// The path, `-` for standard input, or the receiver's addresses.
+    /// The path, `-` for standard input, the receiver's addresses, the URL loaded, the database.
     pub source: String,
-    /// The format recognised (`OTLP/JSON`, `OTLP/protobuf`, `Jaeger JSON`, `Zipkin v2 JSON`).
+    /// The format recognised (`OTLP/JSON`, `OTLP/protobuf`, `Jaeger JSON`, `Zipkin v2 JSON`), or
+    /// the kind of source (`load ramp`, `PostgreSQL`).
     pub format: Option<String>,
-    /// Spans read from it.
+    /// Spans read from it (0 for a source that is not traces).
     pub spans: u64,
 }
 
+/// What the traces held.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TracesSection {
+    /// The traces, spans, requests and endpoints analysed.
+    pub summary: TracesSummary,
+    /// Candidate findings seen in too few requests to report.
+    pub below_noise_gate: u64,
+}
+
+/// A load ramp and what its steps show.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LoadSection {
+    /// The ramp, step by step.
+    #[serde(flatten)]
+    pub run: LoadRun,
+    /// The Universal Scalability Law fitted to a closed-model ramp.
+    pub usl: Option<UslFit>,
+    /// The database's sessions per step, when a watch ran beside the ramp (`--pg`).
+    pub step_sessions: Vec<StepSessions>,
+}
+
 impl Report {
-    /// A report of an analysis outcome, with no inputs, problems or warnings yet.
-    pub fn new(outcome: Outcome) -> Report {
+    /// The report of one analysis: `evidence` and what `analyse` made of it, with the inputs read
+    /// and the collectors' notes (the analysis's own notes follow them).
+    pub fn new(
+        command: &str,
+        evidence: Evidence,
+        outcome: Outcome,
+        inputs: Vec<Input>,
+        mut notes: Vec<Note>,
+    ) -> Report {
+        let window = evidence.window();
+        notes.extend(outcome.notes);
         Report {
-            chokepoint_version: env!("CARGO_PKG_VERSION").to_owned(),
-            bottleneck: outcome.findings.first().cloned(),
+            schema_version: SCHEMA_VERSION,
+            run: Run {
+                chokepoint_version: env!("CARGO_PKG_VERSION").to_owned(),
+                command: command.to_owned(),
+                inputs,
+                window,
+            },
+            verdict: outcome.verdict,
             findings: outcome.findings,
             skipped: outcome.skipped,
-            summary: outcome.summary,
-            inputs: Vec::new(),
-            problems: Vec::new(),
-            warnings: Vec::new(),
-            usl: outcome.usl,
-            database: None,
-            load: None,
+            traces: evidence.traces.map(|traces| TracesSection {
+                summary: traces.summary,
+                below_noise_gate: outcome.below_noise_gate,
+            }),
+            load: evidence.load.map(|run| LoadSection {
+                run,
+                usl: outcome.usl,
+                step_sessions: outcome.step_sessions,
+            }),
+            database: evidence.database,
+            notes,
         }
+    }
+
+    /// The bottleneck, when there is one.
+    pub fn bottleneck(&self) -> Option<&Finding> {
+        self.findings.get(self.verdict.bottleneck?)
+    }
+
+    /// The finding naming the limit the bottleneck explains, when it is another finding.
+    pub fn limit(&self) -> Option<&Finding> {
+        let limit = self.verdict.limit?;
+        (Some(limit) != self.verdict.bottleneck)
+            .then(|| self.findings.get(limit))
+            .flatten()
+    }
+
+    /// Whether evidence was lost: a note of severity error.
+    pub fn has_errors(&self) -> bool {
+        self.notes.iter().any(|n| n.severity == Severity::Error)
     }
 }
 
@@ -108,70 +189,247 @@ pub(crate) fn percent(share: f64) -> String {
     }
 }
 
-/// The evidence line: affected requests, occurrences, example traces.
+/// "77.5/s", "1200/s": requests per second, readable.
+pub(crate) fn rate(rps: f64) -> String {
+    if rps >= 10.0 {
+        format!("{rps:.0}/s")
+    } else {
+        format!("{rps:.1}/s")
+    }
+}
+
+/// The impact in one sentence, as the verdict states it.
+pub(crate) fn impact_sentence(finding: &Finding) -> String {
+    match &finding.impact {
+        Impact::Consumer(c) => format!(
+            "Fixing it saves {} of {} per affected {} ({} of {}'s time), {:.3} s of service time per second of traffic; confidence {}, impact {}.",
+            duration(c.saved_ms_per_request),
+            time_of(c.resource),
+            finding.evidence.sample.unit.noun(1),
+            percent(c.share_of_scope_time),
+            finding.scope.label(),
+            c.recoverable_s_per_s,
+            finding.confidence.as_str(),
+            c.basis.as_str(),
+        ),
+        Impact::Limit(l) => {
+            let demand = l
+                .demand_ms_per_request
+                .map(|d| format!(", {} of it per request", duration(d)))
+                .unwrap_or_default();
+            format!(
+                "{} caps throughput at {} requests/s{demand}; at the highest load it added {} of queueing to the median; confidence {}.",
+                capitalize(l.resource.describe()),
+                rate(l.capacity_rps).trim_end_matches("/s"),
+                duration(l.queueing_ms),
+                finding.confidence.as_str(),
+            )
+        }
+    }
+}
+
+/// The impact in a table cell: "92 ms/req (66 %)", "caps 77/s".
+pub(crate) fn impact_cell(finding: &Finding) -> String {
+    match &finding.impact {
+        Impact::Consumer(c) => format!(
+            "{}/{} ({})",
+            duration(c.saved_ms_per_request),
+            match finding.evidence.sample.unit {
+                chokepoint_detect::SampleUnit::Requests => "req",
+                chokepoint_detect::SampleUnit::Calls => "call",
+                chokepoint_detect::SampleUnit::Samples => "sample",
+                chokepoint_detect::SampleUnit::Sessions => "session",
+            },
+            percent(c.share_of_scope_time)
+        ),
+        Impact::Limit(l) => format!("caps {}", rate(l.capacity_rps)),
+    }
+}
+
+/// The recoverable service time per second, or a dash for a limit.
+pub(crate) fn per_second_cell(finding: &Finding) -> String {
+    match &finding.impact {
+        Impact::Consumer(c) => format!("{:.3}", c.recoverable_s_per_s),
+        Impact::Limit(_) => "—".to_owned(),
+    }
+}
+
+/// What a resource's time is called: "database time", "wire time".
+fn time_of(resource: chokepoint_evidence::Resource) -> &'static str {
+    use chokepoint_evidence::Resource::*;
+    match resource {
+        Cpu => "CPU time",
+        Workers => "worker time",
+        EventLoop => "event-loop time",
+        Database => "database time",
+        Locks => "lock waiting",
+        Connections => "connection setup",
+        Network => "wire time",
+        Link => "transfer time",
+        Downstream => "time in called services",
+    }
+}
+
+fn capitalize(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// The evidence line: the sample, occurrences, example traces.
 pub(crate) fn evidence_line(finding: &Finding) -> String {
     let e = &finding.evidence;
     let mut line = format!(
-        "{} of {} requests, {} occurrence{}",
-        e.affected_requests,
-        e.endpoint_requests,
+        "in {} of {} {}, {} occurrence{}",
+        e.sample.affected,
+        e.sample.total,
+        e.sample.unit.noun(e.sample.total),
         e.occurrences,
         if e.occurrences == 1 { "" } else { "s" }
     );
     if !e.example_trace_ids.is_empty() {
         line.push_str("; traces ");
-        line.push_str(&e.example_trace_ids.join(", "));
+        let ids: Vec<String> = e.example_trace_ids.iter().map(ToString::to_string).collect();
+        line.push_str(&ids.join(", "));
     }
     line
 }
 
-/// The closing summary line.
-pub(crate) fn summary_line(report: &Report) -> String {
-    let s = &report.summary;
-    if let (Some(db), None) = (&report.database, &report.load) {
-        return database_summary(db, s.requests);
+/// The typed evidence of a finding, a line each: ("plan", "…").
+pub(crate) fn item_lines(finding: &Finding) -> Vec<(&'static str, String)> {
+    use chokepoint_detect::EvidenceItem;
+    finding
+        .evidence
+        .items
+        .iter()
+        .map(|item| match item {
+            EvidenceItem::Plan {
+                database,
+                cost,
+                reasons,
+                ..
+            } => {
+                let shown: Vec<String> = reasons.iter().map(|r| r.describe()).collect();
+                let what = if shown.is_empty() {
+                    "nothing slow".to_owned()
+                } else {
+                    shown.join("; ")
+                };
+                ("plan", format!("in {database}, cost {cost:.0}: {what}"))
+            }
+            EvidenceItem::Index {
+                create,
+                cost_before,
+                cost_after,
+                ..
+            } => (
+                "index",
+                match cost_after {
+                    Some(after) => format!("{create} — plan cost {cost_before:.0} → {after:.0} (hypothetical)"),
+                    None => format!("{create} — not costed (no HypoPG)"),
+                },
+            ),
+            EvidenceItem::StatementStats {
+                database,
+                calls,
+                mean_ms,
+                rows_per_call,
+                window_s,
+            } => (
+                "database",
+                format!("{database} counts {calls} calls at {mean_ms:.3} ms, {rows_per_call:.1} rows each, over {window_s:.0} s"),
+            ),
+            EvidenceItem::LockWait {
+                waiting,
+                blocker,
+                blocker_state,
+                relation,
+                samples,
+                ..
+            } => {
+                let on = if relation.is_empty() {
+                    String::new()
+                } else {
+                    format!(" on {relation}")
+                };
+                (
+                    "lock",
+                    format!("`{waiting}` waits{on} behind `{blocker}` ({blocker_state}), {samples} session samples"),
+                )
+            }
+            EvidenceItem::Corroboration {
+                detector,
+                scope,
+                title,
+                basis,
+                ..
+            } => (
+                "also",
+                format!("{detector} ({}, {}): {title}", scope.label(), basis.as_str()),
+            ),
+        })
+        .collect()
+}
+
+/// Skipped detectors grouped by what was missing: "no load ramp: cpu-saturation, …".
+pub(crate) fn skipped_groups(skipped: &[Skipped]) -> Vec<(String, Vec<String>)> {
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for s in skipped {
+        match groups.iter_mut().find(|(reason, _)| *reason == s.reason) {
+            Some((_, ids)) => ids.push(s.detector.to_string()),
+            None => groups.push((s.reason.clone(), vec![s.detector.to_string()])),
+        }
     }
-    if let Some(run) = &report.load {
-        let usl = report
+    groups
+}
+
+/// The closing summary: a paragraph per kind of evidence.
+pub(crate) fn summary_lines(report: &Report) -> Vec<String> {
+    let mut lines = Vec::new();
+    let plural = |n: u64, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    if let Some(traces) = &report.traces {
+        let s = &traces.summary;
+        let trace_inputs = report.run.inputs.iter().filter(|i| i.format.is_some()).count();
+        let mut line = format!(
+            "Analysed {} in {} ({} to {}) over {:.1} s of traffic",
+            plural(s.spans, "span"),
+            plural(s.traces, "trace"),
+            plural(s.requests, "request"),
+            plural(s.endpoints, "endpoint"),
+            s.window_s(),
+        );
+        if trace_inputs > 0 {
+            line.push_str(" from ");
+            line.push_str(&plural(trace_inputs as u64, "source"));
+        }
+        line.push('.');
+        lines.push(line);
+    }
+    if let Some(load) = &report.load {
+        let requests: u64 = load.run.steps.iter().map(|s| s.requests).sum();
+        let seconds: f64 = load.run.steps.iter().map(|s| s.duration_s).sum();
+        let usl = load
             .usl
             .map(|fit| format!(" {}", usl_sentence(&fit)))
             .unwrap_or_default();
-        let database = report
-            .database
-            .as_ref()
-            .map(|db| {
-                let statements: u64 = db.statements.iter().map(|s| s.calls).sum();
-                format!("\n{}", database_summary(db, statements))
-            })
-            .unwrap_or_default();
-        return format!(
-            "Measured {} requests in {} steps over {:.1} s; the ramp stopped: {}.{usl}{database}",
-            s.requests,
-            run.steps.len(),
-            s.window_s,
-            run.stopped_because
-        );
+        lines.push(format!(
+            "Measured {requests} requests in {} steps over {seconds:.1} s; the ramp stopped: {}.{usl}",
+            load.run.steps.len(),
+            load.run.stopped_because
+        ));
     }
-    let plural = |n: u64, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
-    let mut line = format!(
-        "Analysed {} in {} ({} to {}) over {:.1} s of traffic",
-        plural(s.spans, "span"),
-        plural(s.traces, "trace"),
-        plural(s.requests, "request"),
-        plural(s.endpoints, "endpoint"),
-        s.window_s,
-    );
-    if !report.inputs.is_empty() {
-        line.push_str(" from ");
-        line.push_str(&plural(report.inputs.len() as u64, "source"));
+    if let Some(db) = &report.database {
+        lines.push(database_summary(db));
     }
-    line.push('.');
-    line
+    lines
 }
 
 /// What `chokepoint db` read, in a few sentences: statements, database counters, open
 /// transactions, settings.
-fn database_summary(db: &chokepoint_evidence::PgSnapshot, calls: u64) -> String {
+fn database_summary(db: &PgSnapshot) -> String {
+    let calls: u64 = db.statements.iter().map(|s| s.calls).sum();
     let mut text = format!(
         "Read {} statements ({calls} calls) from database {} (PostgreSQL {}) covering {:.0} s, read-only; extensions used: {}; literals {}.",
         db.statements.len(),
@@ -219,7 +477,12 @@ fn database_summary(db: &chokepoint_evidence::PgSnapshot, calls: u64) -> String 
         ));
     }
     if !db.settings.is_empty() {
-        text.push_str(&format!("\nSettings: {}.", db.settings.join(", ")));
+        let settings: Vec<String> = db
+            .settings
+            .iter()
+            .map(|s| format!("{} = {}", s.name, s.value))
+            .collect();
+        text.push_str(&format!("\nSettings: {}.", settings.join(", ")));
     }
     text
 }

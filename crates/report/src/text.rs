@@ -6,7 +6,12 @@ use std::fmt::Write as _;
 use anstyle::{AnsiColor, Style};
 use comfy_table::{CellAlignment, Table, presets};
 
-use crate::{Report, duration, evidence_line, percent, summary_line};
+use chokepoint_evidence::Severity;
+
+use crate::{
+    LoadSection, Report, duration, evidence_line, impact_cell, impact_sentence, item_lines, per_second_cell,
+    skipped_groups, summary_lines,
+};
 
 /// Longest location shown in the table, in characters.
 const LOCATION_CHARS: usize = 60;
@@ -51,30 +56,40 @@ pub fn render_text(report: &Report, color: bool) -> String {
     let p = Palette::new(color);
     let mut out = String::new();
     let (h, id, label, dim) = (p.headline, p.id, p.label, p.dim);
-    if let Some(run) = &report.load {
-        let _ = writeln!(out, "{}\n", step_table(run));
-        let _ = writeln!(out, "{}", crate::render_chart_text(run));
+    if let Some(load) = &report.load {
+        let _ = writeln!(out, "{}\n", step_table(load));
+        let _ = writeln!(out, "{}", crate::render_chart_text(&load.run));
     }
-    match &report.bottleneck {
+    match report.bottleneck() {
         Some(b) => {
             let _ = writeln!(out, "{h}Bottleneck:{h:#} {id}{}{id:#} — {}", b.detector, b.title);
+            let _ = writeln!(out, "  {}", impact_sentence(b));
+            if let Some(limit) = report.limit() {
+                let _ = writeln!(
+                    out,
+                    "  {label}explains{label:#}  the limit: {} — {}",
+                    limit.detector, limit.title
+                );
+            }
             let _ = writeln!(
                 out,
-                "  Fixing it saves {} per affected request ({} of {}'s time), {:.3} s of service time per second of traffic; confidence {}.",
-                duration(b.impact.saved_ms_per_request),
-                percent(b.impact.share_of_endpoint_time),
-                b.endpoint,
-                b.impact.recoverable_s_per_s,
-                b.confidence.as_str(),
+                "  {label}where{label:#}     {} ({})",
+                b.location,
+                b.scope.owner()
             );
-            let _ = writeln!(out, "  {label}where{label:#}     {} ({})", b.location, b.service);
             let _ = writeln!(out, "  {label}fix{label:#}       {}", b.fix);
             let _ = writeln!(out, "  {label}evidence{label:#}  {}", evidence_line(b));
+            for (name, line) in item_lines(b) {
+                let _ = writeln!(out, "  {label}{name:<9}{label:#} {line}");
+            }
             for assumption in &b.assumptions {
                 let _ = writeln!(out, "  {dim}assumes   {assumption}{dim:#}");
             }
         }
-        None if report.summary.spans == 0 => {
+        None if report.traces.as_ref().is_some_and(|t| t.summary.spans == 0)
+            && report.load.is_none()
+            && report.database.is_none() =>
+        {
             let _ = writeln!(
                 out,
                 "{}No spans were analysed: there is no verdict.{:#}",
@@ -89,15 +104,15 @@ pub fn render_text(report: &Report, color: bool) -> String {
         }
     }
     if report.findings.len() > 1 {
-        let _ = writeln!(
-            out,
-            "\n{label}All findings, ranked by recoverable service time{label:#}"
-        );
+        let _ = writeln!(out, "\n{label}All findings, the bottleneck first{label:#}");
         let _ = writeln!(out, "{}", table(report));
         for (rank, f) in report.findings.iter().enumerate().skip(1).take(DETAILED - 1) {
             let _ = writeln!(out, "\n{}. {id}{}{id:#} — {}", rank + 1, f.detector, f.title);
             let _ = writeln!(out, "   {label}fix{label:#}       {}", f.fix);
             let _ = writeln!(out, "   {label}evidence{label:#}  {}", evidence_line(f));
+            for (name, line) in item_lines(f).into_iter().filter(|(name, _)| *name == "also") {
+                let _ = writeln!(out, "   {label}{name:<9}{label:#} {line}");
+            }
         }
         if report.findings.len() > DETAILED {
             let _ = writeln!(
@@ -108,27 +123,26 @@ pub fn render_text(report: &Report, color: bool) -> String {
         }
     }
     out.push('\n');
-    if !report.skipped.is_empty() {
-        let skipped: Vec<String> = report
-            .skipped
-            .iter()
-            .map(|s| format!("{} ({})", s.detector, s.reason))
-            .collect();
-        let _ = writeln!(out, "{dim}Skipped, no evidence: {}.{dim:#}", skipped.join("; "));
+    for (reason, ids) in skipped_groups(&report.skipped) {
+        let _ = writeln!(out, "{dim}Skipped, {reason}: {}.{dim:#}", ids.join(", "));
     }
-    if report.summary.below_noise_gate > 0 {
+    if let Some(traces) = report.traces.as_ref().filter(|t| t.below_noise_gate > 0) {
         let _ = writeln!(
             out,
             "{dim}{} candidate finding(s) seen in too few requests to report (fewer than 2, or under 5 % of the endpoint).{dim:#}",
-            report.summary.below_noise_gate
+            traces.below_noise_gate
         );
     }
-    let _ = writeln!(out, "{dim}{}{dim:#}", summary_line(report));
-    for warning in &report.warnings {
-        let _ = writeln!(out, "{}warning:{:#} {warning}", p.warn, p.warn);
+    for line in summary_lines(report) {
+        let _ = writeln!(out, "{dim}{line}{dim:#}");
     }
-    for problem in &report.problems {
-        let _ = writeln!(out, "{}error:{:#} {problem}", p.error, p.error);
+    for note in &report.notes {
+        let style = match note.severity {
+            Severity::Error => p.error,
+            Severity::Warning => p.warn,
+            Severity::Info => p.dim,
+        };
+        let _ = writeln!(out, "{style}{}:{style:#} {note}", note.severity.as_str());
     }
     out
 }
@@ -164,9 +178,10 @@ pub fn step_row(step: &chokepoint_evidence::LoadStep) -> String {
     )
 }
 
-fn step_table(run: &chokepoint_evidence::LoadRun) -> String {
+fn step_table(load: &LoadSection) -> String {
+    let run = &load.run;
     // `--pg`: the database's sessions, known once the ramp is over.
-    let pg = run.steps.iter().any(|s| s.pg_active.is_some());
+    let pg = !load.step_sessions.is_empty();
     let mut table = format!(
         "Load ramp on {} ({:?} model)\n{}{}",
         run.url,
@@ -174,11 +189,14 @@ fn step_table(run: &chokepoint_evidence::LoadRun) -> String {
         step_header(),
         if pg { "  pg active/waiting" } else { "" }
     );
-    for step in &run.steps {
+    for (i, step) in run.steps.iter().enumerate() {
         table.push('\n');
         table.push_str(&step_row(step));
-        if let (true, Some(active), Some(waiting)) = (pg, step.pg_active, step.pg_lock_waiting) {
-            table.push_str(&format!("  {active:>9.1}/{waiting:<.1}"));
+        if let Some(sessions) = load.step_sessions.iter().find(|s| s.step == i) {
+            table.push_str(&format!(
+                "  {:>9.1}/{:<.1}",
+                sessions.active, sessions.lock_waiting
+            ));
         }
     }
     table
@@ -186,16 +204,9 @@ fn step_table(run: &chokepoint_evidence::LoadRun) -> String {
 
 fn table(report: &Report) -> String {
     let mut table = Table::new();
-    table.load_preset(presets::UTF8_BORDERS_ONLY).set_header(vec![
-        "#",
-        "detector",
-        "endpoint",
-        "saved/req",
-        "share",
-        "s/s",
-        "conf",
-        "where",
-    ]);
+    table
+        .load_preset(presets::UTF8_BORDERS_ONLY)
+        .set_header(vec!["#", "detector", "scope", "impact", "s/s", "conf", "where"]);
     for (rank, f) in report.findings.iter().enumerate() {
         let mut location: String = f.location.chars().take(LOCATION_CHARS).collect();
         if f.location.chars().count() > LOCATION_CHARS {
@@ -204,16 +215,15 @@ fn table(report: &Report) -> String {
         }
         table.add_row(vec![
             (rank + 1).to_string(),
-            f.detector.clone(),
-            f.endpoint.clone(),
-            duration(f.impact.saved_ms_per_request),
-            percent(f.impact.share_of_endpoint_time),
-            format!("{:.3}", f.impact.recoverable_s_per_s),
+            f.detector.to_string(),
+            f.scope.label(),
+            impact_cell(f),
+            per_second_cell(f),
             f.confidence.as_str().to_owned(),
             location,
         ]);
     }
-    for column in [0, 3, 4, 5] {
+    for column in [0, 3, 4] {
         if let Some(c) = table.column_mut(column) {
             c.set_cell_alignment(CellAlignment::Right);
         }

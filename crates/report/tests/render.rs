@@ -1,12 +1,11 @@
 //! Snapshots of the rendered findings of every detector's positive fixtures, so a change in a
-//! title, a fix or a number shows as a readable diff.
+//! title, a fix or a number shows as a readable diff. The reports are built as the commands
+//! build theirs: the fixture's evidence, `analyse`, `Report::new`.
 
 use std::path::{Path, PathBuf};
 
-use chokepoint_detect::{Analysis, analyse_db, analyse_load};
-use chokepoint_evidence::fixture::Fixture;
-use chokepoint_evidence::{LoadRun, PgSnapshot};
-use chokepoint_report::{Report, render_markdown, render_text};
+use chokepoint_detect::{analyse, evidence_from_fixture};
+use chokepoint_report::{Report, render_json, render_markdown, render_text};
 
 fn fixtures() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../detect/tests/fixtures");
@@ -29,20 +28,15 @@ fn fixtures() -> Vec<PathBuf> {
 
 fn report(path: &Path) -> Report {
     let text = std::fs::read_to_string(path).expect("read");
-    if text.contains("\"statements\"") {
-        let snapshot: PgSnapshot = serde_json::from_str(&text).expect("a snapshot");
-        return Report::new(analyse_db(&snapshot));
-    }
-    if text.contains("\"steps\"") {
-        let run: LoadRun = serde_json::from_str(&text).expect("a load run");
-        return Report::new(analyse_load(&run));
-    }
-    let fixture: Fixture = serde_json::from_str(&text).expect("json");
-    let mut analysis = Analysis::default();
-    for trace in fixture.traces().expect("traces") {
-        analysis.add_trace(&trace);
-    }
-    Report::new(analysis.finish())
+    let evidence = evidence_from_fixture(&text).expect("a fixture");
+    // The command that gathers this kind of evidence.
+    let command = match (&evidence.traces, &evidence.load) {
+        (Some(_), _) => "traces",
+        (None, Some(_)) => "load",
+        (None, None) => "db",
+    };
+    let outcome = analyse(&evidence);
+    Report::new(command, evidence, outcome, Vec::new(), Vec::new())
 }
 
 fn name(path: &Path) -> String {
@@ -76,10 +70,25 @@ fn markdown_of_every_positive_fixture() {
 }
 
 #[test]
+fn json_reads_back_as_the_same_report() {
+    for path in fixtures() {
+        let report = report(&path);
+        let json = render_json(&report);
+        let back: Report = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(back, report, "{}", path.display());
+    }
+}
+
+#[test]
 fn colour_wraps_the_headline_only_when_asked() {
-    let path = &fixtures()[0];
-    let plain = render_text(&report(path), false);
-    let coloured = render_text(&report(path), true);
-    assert!(!plain.contains('\u{1b}'));
-    assert!(coloured.starts_with("\u{1b}["), "{coloured}");
+    for path in fixtures() {
+        let plain = render_text(&report(&path), false);
+        let coloured = render_text(&report(&path), true);
+        assert!(!plain.contains('\u{1b}'), "{}", path.display());
+        let headline = coloured
+            .lines()
+            .find(|line| line.contains("Bottleneck:"))
+            .unwrap_or_else(|| panic!("{}: no headline", path.display()));
+        assert!(headline.starts_with("\u{1b}["), "{headline}");
+    }
 }

@@ -18,6 +18,9 @@ pub const SETTLE_SPANS: u64 = 20_000;
 /// Receiver ticks (one a second) after a trace's root before it is taken as complete.
 pub const SETTLE_TICKS: u64 = 3;
 
+/// Released ids the queues may hold beyond twice the traces waiting before they are swept.
+const QUEUE_SLACK: usize = 1024;
+
 /// Memory bounds of the assembler.
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -124,6 +127,23 @@ impl Assembler {
         &self.stats
     }
 
+    /// Drops the ids of traces already handed on from the two queues, so they hold no more than
+    /// a constant factor of the traces waiting: from their fronts at once (the usual order), and
+    /// by a sweep when released ids pile up behind a trace that waits long.
+    fn forget_released(&mut self) {
+        let pending = &self.pending;
+        while self.arrival.front().is_some_and(|id| !pending.contains_key(id)) {
+            self.arrival.pop_front();
+        }
+        let bound = 2 * pending.len() + QUEUE_SLACK;
+        if self.arrival.len() > bound {
+            self.arrival.retain(|id| pending.contains_key(id));
+        }
+        if self.rooted.len() > bound {
+            self.rooted.retain(|id| pending.contains_key(id));
+        }
+    }
+
     fn release_settled(&mut self, out: &mut impl FnMut(Trace)) {
         while let Some(&trace_id) = self.rooted.front() {
             let settled = match self.pending.get(&trace_id).and_then(|p| p.root_at) {
@@ -144,6 +164,7 @@ impl Assembler {
         let Some(pending) = self.pending.remove(&trace_id) else {
             return;
         };
+        self.forget_released();
         self.pending_spans -= pending.spans.len();
         self.stats.traces += 1;
         if pending.root_at.is_none() {
@@ -217,6 +238,29 @@ mod tests {
             });
         }
         assert_eq!(released.first(), Some(&TraceId(1)));
+    }
+
+    #[test]
+    fn queues_do_not_keep_the_ids_of_traces_handed_on() {
+        let mut assembler = Assembler::new(Limits::default());
+        let mut released = 0u64;
+        // A live receiver: every trace complete, released by ticks, never by the memory bound.
+        for batch in 0..200u128 {
+            for i in 0..1_000u128 {
+                assembler.push(TraceId(batch * 1_000 + i), span(1, None), &mut |_| released += 1);
+            }
+            for _ in 0..SETTLE_TICKS {
+                assembler.tick(&mut |_| released += 1);
+            }
+            assert!(
+                assembler.arrival.len() <= 2 * assembler.pending.len() + QUEUE_SLACK,
+                "arrival queue holds {} ids for {} pending traces",
+                assembler.arrival.len(),
+                assembler.pending.len()
+            );
+            assert!(assembler.rooted.len() <= 2 * assembler.pending.len() + QUEUE_SLACK);
+        }
+        assert_eq!(released, 200_000);
     }
 
     #[test]

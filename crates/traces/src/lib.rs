@@ -30,8 +30,7 @@ mod zipkin;
 pub use assemble::{Assembler, AssemblyStats, Limits, SETTLE_SPANS, SETTLE_TICKS};
 pub use otlp_proto::{encode_request, write_length_prefixed};
 pub use read::{
-    DEFAULT_MAX_RECORD_BYTES, Format, Position, Problem, ReadOptions, ReadReport, expand_paths, read_path,
-    read_source,
+    DEFAULT_MAX_RECORD_BYTES, Format, Problem, ReadOptions, ReadReport, expand_paths, read_path, read_source,
 };
 
 /// Where readers hand each span, with its trace id.

@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use chokepoint_evidence::{Span, TraceId};
+use chokepoint_evidence::{Note, Position, Severity, Span, TraceId};
 use flate2::read::MultiGzDecoder;
 use serde::de::IgnoredAny;
 
@@ -61,56 +61,34 @@ impl fmt::Display for Format {
     }
 }
 
-/// Where in a source a problem is.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Position {
-    /// The source as a whole (it could not be opened, or held nothing readable).
-    Source,
-    /// A byte offset (after gzip decompression, when the file is compressed).
-    Byte(u64),
-    /// A line and column (1-based) and the byte offset where that line starts.
-    Line {
-        /// 1-based line.
-        line: u64,
-        /// 1-based column.
-        column: u64,
-    },
-    /// A protobuf record, counted from 1, and the byte offset of its length prefix.
-    Record {
-        /// 1-based record number.
-        index: u64,
-        /// Byte offset of the record.
-        byte: u64,
-    },
-}
-
-impl fmt::Display for Position {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Position::Source => Ok(()),
-            Position::Byte(byte) => write!(f, "byte {byte}"),
-            Position::Line { line, column } => write!(f, "line {line}, column {column}"),
-            Position::Record { index, byte } => write!(f, "record {index} at byte {byte}"),
-        }
-    }
-}
-
 /// Something in a source that could not be read, and where.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
     /// The file name, or `-` for standard input.
     pub source: String,
-    /// Where in the source.
-    pub position: Position,
+    /// Where in the source; `None` for the source as a whole.
+    pub position: Option<Position>,
     /// What is wrong, in words.
     pub message: String,
+}
+
+impl Problem {
+    /// The problem as a note of the report: input that could not be read is an error.
+    pub fn to_note(&self) -> Note {
+        Note {
+            severity: Severity::Error,
+            source: self.source.clone(),
+            position: self.position.clone(),
+            message: self.message.clone(),
+        }
+    }
 }
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.position {
-            Position::Source => write!(f, "{}: {}", self.source, self.message),
-            ref position => write!(f, "{}: {position}: {}", self.source, self.message),
+            None => write!(f, "{}: {}", self.source, self.message),
+            Some(ref position) => write!(f, "{}: {position}: {}", self.source, self.message),
         }
     }
 }
@@ -151,7 +129,7 @@ pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Problem> {
 fn collect_dir(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), Problem> {
     let problem = |e: io::Error| Problem {
         source: dir.display().to_string(),
-        position: Position::Source,
+        position: None,
         message: format!("cannot list directory: {e}"),
     };
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -184,7 +162,7 @@ pub fn read_path(path: &Path, options: &ReadOptions, sink: &mut SpanSink<'_>) ->
         Err(e) => ReadReport {
             problems: vec![Problem {
                 source: name.clone(),
-                position: Position::Source,
+                position: None,
                 message: format!("cannot open: {e}"),
             }],
             source: name,
@@ -208,20 +186,26 @@ pub fn read_source(
     let gzip = match input.fill_buf() {
         Ok(head) => head.starts_with(&[0x1f, 0x8b]),
         Err(e) => {
-            report.problem(Position::Byte(0), format!("cannot read: {e}"));
+            report.problem(Position::Byte { byte: 0 }, format!("cannot read: {e}"));
             return report;
         }
     };
     report.gzip = gzip;
+    // Spans that end before they start are read with zero duration and reported once, with the
+    // first of them: a producer with a skewed clock writes them by the million.
+    let mut skewed: Option<(Position, String, u64)> = None;
     let mut checked_sink = |trace_id: TraceId, span: Span, report: &mut ReadReport, position: &Position| {
         if span.end_unix_nano < span.start_unix_nano {
-            report.problem(
-                position.clone(),
-                format!(
-                    "span {} ({:?}) of trace {trace_id} ends before it starts; read with zero duration",
-                    span.span_id, span.name
-                ),
-            );
+            match &mut skewed {
+                Some((_, _, count)) => *count += 1,
+                None => {
+                    skewed = Some((
+                        position.clone(),
+                        format!("span {} ({:?}) of trace {trace_id}", span.span_id, span.name),
+                        1,
+                    ))
+                }
+            }
         }
         report.spans += 1;
         sink(trace_id, span);
@@ -235,6 +219,16 @@ pub fn read_source(
     if let Err(problem) = result {
         report.problems.push(problem);
     }
+    if let Some((position, first, count)) = skewed {
+        let more = match count {
+            1 => String::new(),
+            n => format!(" ({} more spans here and after it do the same)", n - 1),
+        };
+        report.problem(
+            position,
+            format!("{first} ends before it starts; read with zero duration{more}"),
+        );
+    }
     report
 }
 
@@ -244,7 +238,7 @@ impl ReadReport {
     fn problem(&mut self, position: Position, message: String) {
         self.problems.push(Problem {
             source: self.source.clone(),
-            position,
+            position: Some(position),
             message,
         });
     }
@@ -359,7 +353,7 @@ fn io_problem(report: &ReadReport, offset: u64, e: io::Error) -> Problem {
     };
     Problem {
         source: report.source.clone(),
-        position: Position::Byte(offset),
+        position: Some(Position::Byte { byte: offset }),
         message,
     }
 }
@@ -482,7 +476,7 @@ fn read_json_document(
         .map_err(|e| io_problem(report, input.offset, e))?;
     if document.len() > max {
         report.problem(
-            Position::Byte(0),
+            Position::Byte { byte: 0 },
             format!(
                 "the JSON document is larger than the {} MiB record limit; not read \
                  (write JSON Lines, one request per line, or raise --max-record-mib)",
@@ -643,7 +637,7 @@ fn read_bare_protobuf(
         .map_err(|e| io_problem(report, input.offset, e))?;
     if bare.len() > options.max_record_bytes {
         report.problem(
-            Position::Byte(0),
+            Position::Byte { byte: 0 },
             format!(
                 "not length-prefixed OTLP/protobuf, and larger than the {} MiB record limit as one message; not read",
                 options.max_record_bytes >> 20
@@ -655,7 +649,7 @@ fn read_bare_protobuf(
 }
 
 fn decode_bare(bare: Vec<u8>, report: &mut ReadReport, sink: &mut CheckedSink<'_>) -> Result<(), Problem> {
-    let position = Position::Byte(0);
+    let position = Position::Byte { byte: 0 };
     let mut emit = |trace_id, span| sink(trace_id, span, report, &position);
     match otlp_proto::decode_message(&bare, &mut emit) {
         Ok(_) => {
@@ -664,7 +658,7 @@ fn decode_bare(bare: Vec<u8>, report: &mut ReadReport, sink: &mut CheckedSink<'_
         }
         Err(e) => Err(Problem {
             source: report.source.clone(),
-            position: Position::Byte(0),
+            position: Some(Position::Byte { byte: 0 }),
             message: format!("neither JSON nor OTLP/protobuf (length-prefixed records or one message): {e}"),
         }),
     }

@@ -5,9 +5,9 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use chokepoint_evidence::{Span, SpanKind, TraceId};
+use chokepoint_evidence::{Position, Span, SpanKind, TraceId};
 use chokepoint_traces::{
-    Format, Position, ReadOptions, ReadReport, encode_request, read_path, read_source, write_length_prefixed,
+    Format, ReadOptions, ReadReport, encode_request, read_path, read_source, write_length_prefixed,
 };
 
 fn data(name: &str) -> PathBuf {
@@ -138,7 +138,7 @@ fn truncated_json_lines_keep_the_complete_lines() {
     assert!(!spans.is_empty(), "the first line is whole and must be read");
     assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
     let problem = &report.problems[0];
-    assert_eq!(problem.position, Position::Line { line: 2, column: 500 });
+    assert_eq!(problem.position, Some(Position::Line { line: 2, column: 500 }));
     assert!(problem.message.contains("truncated"), "{}", problem.message);
 }
 
@@ -150,7 +150,7 @@ fn invalid_json_names_line_and_column_and_the_rest_is_read() {
     let (report, spans) = read_bytes(input.as_bytes());
     assert_eq!(report.problems.len(), 1);
     assert!(
-        matches!(report.problems[0].position, Position::Line { line: 2, .. }),
+        matches!(report.problems[0].position, Some(Position::Line { line: 2, .. })),
         "{:?}",
         report.problems[0]
     );
@@ -199,7 +199,10 @@ fn truncated_protobuf_keeps_whole_records() {
     assert_eq!(read.len(), 100, "the five whole records");
     assert_eq!(report.problems.len(), 1);
     assert!(
-        matches!(report.problems[0].position, Position::Record { index: 6, .. }),
+        matches!(
+            report.problems[0].position,
+            Some(Position::Record { index: 6, .. })
+        ),
         "{:?}",
         report.problems[0]
     );
@@ -230,10 +233,10 @@ fn a_protobuf_record_that_does_not_decode_is_skipped_and_named() {
     assert_eq!(report.problems.len(), 1);
     assert_eq!(
         report.problems[0].position,
-        Position::Record {
+        Some(Position::Record {
             index: 2,
             byte: bad_at
-        }
+        })
     );
 }
 
@@ -255,7 +258,30 @@ fn spans_ending_before_they_start_are_reported_with_their_position() {
     assert_eq!(spans[0].1.duration_nano(), 0);
     assert_eq!(report.problems.len(), 1);
     assert!(report.problems[0].message.contains("ends before it starts"));
-    assert_eq!(report.problems[0].position, Position::Line { line: 2, column: 1 });
+    assert_eq!(
+        report.problems[0].position,
+        Some(Position::Line { line: 2, column: 1 })
+    );
+}
+
+#[test]
+fn a_skewed_clock_is_one_problem_however_many_spans_it_bends() {
+    let span = |i: u32| {
+        format!(
+            r#"{{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"{i:016x}","name":"backwards","startTimeUnixNano":"2000","endTimeUnixNano":"1000"}}"#
+        )
+    };
+    let spans: Vec<String> = (1..=5_000).map(span).collect();
+    let line = format!(
+        r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{}]}}]}}]}}"#,
+        spans.join(",")
+    );
+    let (report, read) = read_bytes(format!("{line}\n{line}\n").as_bytes());
+    assert_eq!(read.len(), 10_000, "every span is kept");
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    let problem = &report.problems[0];
+    assert_eq!(problem.position, Some(Position::Line { line: 1, column: 1 }));
+    assert!(problem.message.contains("9999 more spans"), "{}", problem.message);
 }
 
 /// A reader that produces one JSON line of `len` bytes without ever holding it in memory.

@@ -3,12 +3,12 @@
 use std::path::{Path, PathBuf};
 
 /// The workspace root.
-pub(crate) fn root() -> PathBuf {
+pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// The report's findings as sorted `"<detector> <endpoint>"` lines.
-pub(crate) fn findings_by_endpoint(report: &serde_json::Value) -> Vec<String> {
+pub fn findings_by_endpoint(report: &serde_json::Value) -> Vec<String> {
     let mut found: Vec<String> = report["findings"]
         .as_array()
         .expect("findings")
@@ -17,10 +17,29 @@ pub(crate) fn findings_by_endpoint(report: &serde_json::Value) -> Vec<String> {
             format!(
                 "{} {}",
                 f["detector"].as_str().expect("id"),
-                f["endpoint"].as_str().expect("endpoint")
+                f["scope"]["endpoint"].as_str().expect("an endpoint scope")
             )
         })
         .collect();
     found.sort();
     found
+}
+
+/// The bottleneck of a JSON report, or `Null` when there is none.
+pub fn bottleneck(report: &serde_json::Value) -> &serde_json::Value {
+    match report["verdict"]["bottleneck"].as_u64() {
+        Some(i) => &report["findings"][i as usize],
+        None => &serde_json::Value::Null,
+    }
+}
+
+/// The report's notes of this severity, as their text.
+pub fn notes(report: &serde_json::Value, severity: &str) -> Vec<String> {
+    report["notes"]
+        .as_array()
+        .expect("notes")
+        .iter()
+        .filter(|n| n["severity"] == severity)
+        .map(|n| n["message"].as_str().expect("message").to_owned())
+        .collect()
 }

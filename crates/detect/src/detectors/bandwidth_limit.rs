@@ -1,9 +1,11 @@
 //! `bandwidth-limit`: throughput capped by the bytes the link can carry.
 
 use crate::detectors::percent;
-use crate::finding::Confidence;
-use crate::load::{Curve, LoadConclusion, offered, transfer_bound, usable_cores};
-use crate::registry::{LoadDetector, detector};
+use chokepoint_evidence::Resource;
+
+use crate::finding::{Basis, Confidence};
+use crate::load::{Curve, TARGET_SAMPLED, offered, transfer_bound, usable_cores};
+use crate::registry::{Conclusion, Detector, Estimate, Reads, detector};
 
 detector! {
     /// # What it detects
@@ -35,14 +37,14 @@ detector! {
     /// Compress (gzip or brotli middleware, or at the proxy) and send less — paginate, select
     /// only the fields used — or move the client closer or the link up.
     pub(crate) struct BandwidthLimit {
-        id: "bandwidth-limit",
+        id: BandwidthLimit,
         summary: "throughput capped by the bytes the link can carry",
-        requires: "target process sampled (run on the target's host, or pass --pid)",
+        reads: [Reads::Load(TARGET_SAMPLED)],
     }
 }
 
-impl LoadDetector for BandwidthLimit {
-    fn check(&self, curve: &Curve<'_>) -> Option<LoadConclusion> {
+impl Detector for BandwidthLimit {
+    fn check_load(&self, curve: &Curve<'_>) -> Option<Conclusion> {
         let cores = curve.knee_cpu_cores()?;
         if !transfer_bound(curve) || !curve.plateaus() || cores >= 0.5 * usable_cores(cores) {
             return None;
@@ -64,26 +66,33 @@ impl LoadDetector for BandwidthLimit {
              shrink them — paginate, return only the fields the client uses ({kb:.0} kB each now). Capacity grows by the same factor.",
             saving.map_or(String::new(), |s| format!(", which cuts them by {}", percent(s)))
         );
-        Some(LoadConclusion {
-            title,
-            fix,
-            confidence: if saving.is_some_and(|s| s > 0.5) {
+        Some(
+            Conclusion::new(
+                Resource::Link,
+                Basis::Measured,
+                Estimate::Limit {
+                    demand_ms_per_request: Some(1e3 / curve.capacity_rps.max(1e-9)),
+                },
+                title,
+                fix,
+                if saving.is_some_and(|s| s > 0.5) {
                 Confidence::High
             } else {
                 Confidence::Medium
             },
-            assumptions: vec![
+            )
+            .assume(vec![
                 format!(
                     "the link between generator and target carries about {link_mbit:.1} Mbit/s (the best step's rate)"
                 ),
                 "the sampled response is typical of the step".into(),
-            ],
-            metrics: vec![
+            ])
+            .metrics(vec![
                 ("link_mbit_per_s", link_mbit),
                 ("response_bytes_mean", curve.knee.response_bytes_mean),
                 ("gzip_saving", saving.unwrap_or(0.0)),
                 ("cpu_cores_at_knee", cores),
-            ],
-        })
+            ]),
+        )
     }
 }

@@ -1,8 +1,10 @@
 //! `blocking-call`: a blocking call holds the event loop, so requests never overlap.
 
-use crate::finding::Confidence;
-use crate::load::{Curve, LoadConclusion, usable_cores};
-use crate::registry::{LoadDetector, detector};
+use chokepoint_evidence::Resource;
+
+use crate::finding::{Basis, Confidence};
+use crate::load::{Curve, TARGET_SAMPLED, usable_cores};
+use crate::registry::{Conclusion, Detector, Estimate, Reads, detector};
 
 detector! {
     /// # What it detects
@@ -36,9 +38,9 @@ detector! {
     /// `await asyncio.to_thread(...)` for file I/O and sync libraries — or declare the endpoint
     /// with plain `def` so the framework runs it in its thread pool.
     pub(crate) struct BlockingCall {
-        id: "blocking-call",
+        id: BlockingCall,
         summary: "a blocking call stalls the event loop, so requests never overlap",
-        requires: "target process sampled (run on the target's host, or pass --pid)",
+        reads: [Reads::Load(TARGET_SAMPLED)],
     }
 }
 
@@ -47,8 +49,8 @@ const WAITING_FACTOR: f64 = 3.0;
 /// CPU below this share of one core is "low".
 const LOW_CPU: f64 = 0.5;
 
-impl LoadDetector for BlockingCall {
-    fn check(&self, curve: &Curve<'_>) -> Option<LoadConclusion> {
+impl Detector for BlockingCall {
+    fn check_load(&self, curve: &Curve<'_>) -> Option<Conclusion> {
         let cores = curve.knee_cpu_cores()?;
         if crate::load::transfer_bound(curve) {
             return None; // bandwidth-limit's case
@@ -71,20 +73,29 @@ impl LoadDetector for BlockingCall {
                    `time.sleep`, `httpx.AsyncClient` instead of `requests`, `await asyncio.to_thread(...)` around file I/O \
                    and sync drivers — or declare the endpoint with plain `def` so it runs in the thread pool."
             .to_owned();
-        Some(LoadConclusion {
-            title,
-            fix,
-            confidence: if curve.plateaus() {
-                Confidence::High
-            } else {
-                Confidence::Medium
-            },
-            assumptions: vec!["one request at a time makes progress: capacity ≈ 1 ÷ low-load latency".into()],
-            metrics: vec![
+        Some(
+            Conclusion::new(
+                Resource::EventLoop,
+                Basis::Measured,
+                Estimate::Limit {
+                    demand_ms_per_request: Some(curve.low.latency.mean_ms),
+                },
+                title,
+                fix,
+                if curve.plateaus() {
+                    Confidence::High
+                } else {
+                    Confidence::Medium
+                },
+            )
+            .assume(vec![
+                "one request at a time makes progress: capacity ≈ 1 ÷ low-load latency".into(),
+            ])
+            .metrics(vec![
                 ("cpu_cores_at_knee", cores),
                 ("cpu_ms_per_request", cpu_ms),
                 ("waiting_ms", curve.low.latency.mean_ms - cpu_ms),
-            ],
-        })
+            ]),
+        )
     }
 }

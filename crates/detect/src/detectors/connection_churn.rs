@@ -1,13 +1,16 @@
 //! `connection-churn`: a new connection (or TLS handshake) per request to the same peer.
 
+use chokepoint_evidence::{Resource, Subject};
 use hashbrown::HashMap;
 
-use crate::analysis::{Conclusion, GroupView, Observation, Observer};
+use crate::db::{DbView, WATCH};
 use crate::detectors::{ms, percent};
-use crate::finding::Confidence;
-use crate::load::{Curve, LoadConclusion};
-use crate::registry::{Detector, LoadDetector, detector};
+use crate::finding::{Basis, Confidence, Sample, SampleUnit};
+use crate::load::{Curve, RAMP};
+use crate::registry::{Conclusion, Detector, Estimate, Reads, detector};
 use crate::request::{Request, is_db_call};
+use crate::trace_analysis::{Observation, Observer};
+use crate::traces::GroupView;
 
 detector! {
     /// # What it detects
@@ -33,8 +36,10 @@ detector! {
     /// generator had to reopen because the target closed them, flagged at half a new
     /// connection per request or more; or, for a target on this host, the connections the
     /// target opened itself (the host's `ActiveOpens` less the generator's and the scraper's),
-    /// half or more per request over 10 requests or more, with the peer its outbound sockets
-    /// were seen connected to.
+    /// half or more per request over all the sampled steps (10 requests or more; churn does not
+    /// depend on the load, and a slow target may answer few requests per step), with the peer its
+    /// outbound sockets were seen connected to. With `chokepoint db --watch`: five or more new
+    /// sessions per second living under a second each.
     ///
     /// # Known false positives
     ///
@@ -49,9 +54,13 @@ detector! {
     /// `pool_pre_ping=True`), PgBouncer in transaction mode in front of PostgreSQL, one shared
     /// `httpx.Client` / `requests.Session` instead of a client per call.
     pub(crate) struct ConnectionChurn {
-        id: "connection-churn",
+        id: ConnectionChurn,
         summary: "a new connection or TLS handshake per request to the same peer",
-        requires: "connect or handshake spans",
+        reads: [
+            Reads::Traces("connect or handshake spans"),
+            Reads::Load(RAMP),
+            Reads::Database(WATCH),
+        ],
     }
 }
 
@@ -64,7 +73,7 @@ const MIN_CONNECT_MS: f64 = 1.0;
 
 impl Detector for ConnectionChurn {
     fn observe(&self, request: &Request<'_>, out: &mut Observer<'_>) {
-        let mut by_peer: HashMap<String, (u64, u64)> = HashMap::new();
+        let mut by_peer: HashMap<(bool, &str), (u64, u64)> = HashMap::new();
         for &i in &request.local {
             let span = request.span(i);
             let Some(peer) = request.connect_peer(i) else {
@@ -74,18 +83,17 @@ impl Detector for ConnectionChurn {
             if span.duration_ms() < MIN_CONNECT_MS {
                 continue;
             }
-            let kind = if is_db_call(span) { "database" } else { "network" };
-            let entry = by_peer.entry(format!("{kind} {peer}")).or_default();
+            let entry = by_peer.entry((is_db_call(span), peer)).or_default();
             entry.0 += 1;
             entry.1 += span.duration_nano();
         }
-        for (key, (connects, total_ns)) in by_peer {
+        for ((database, peer), (connects, total_ns)) in by_peer {
             out.push(Observation {
-                location: key
-                    .split_once(' ')
-                    .map_or(key.as_str(), |(_, peer)| peer)
-                    .to_owned(),
-                key,
+                subject: Subject::Peer {
+                    address: peer.to_owned(),
+                    database,
+                },
+                location: None,
                 saved_ns: total_ns,
                 latency_saved_ns: total_ns,
                 occurrences: connects,
@@ -101,7 +109,7 @@ impl Detector for ConnectionChurn {
         if group.affected_share() < MIN_REQUEST_SHARE {
             return None;
         }
-        let database = group.key.starts_with("database ");
+        let database = matches!(group.subject(), Subject::Peer { database: true, .. });
         let title = format!(
             "{} opens a new connection to {} in {} of its requests ({:.1} ms each, {:.1} per request)",
             group.endpoint,
@@ -124,26 +132,22 @@ impl Detector for ConnectionChurn {
                 group.location
             )
         };
-        Some(Conclusion {
-            title,
-            fix,
-            confidence: Confidence::from_share(group.affected_share()),
-            assumptions: vec![
+        Some(
+            Conclusion::new(
+                Resource::Connections,
+                Basis::Measured,
+                Estimate::Observed,
+                title,
+                fix,
+                Confidence::from_share(group.affected_share()),
+            )
+            .assume(vec![
                 "a pool removes nearly every connect: the saving is all the connect time".into(),
-            ],
-        })
-    }
-}
-
-/// New connections per request, in a load ramp, that make the target a connection churner.
-const MIN_NEW_CONNECTIONS_PER_REQUEST: f64 = 0.5;
-
-impl LoadDetector for ConnectionChurn {
-    fn needs_target(&self) -> bool {
-        false
+            ]),
+        )
     }
 
-    fn check(&self, curve: &Curve<'_>) -> Option<LoadConclusion> {
+    fn check_load(&self, curve: &Curve<'_>) -> Option<Conclusion> {
         let step = curve.knee;
         let per_request = step.new_connections as f64 / step.requests.max(1) as f64;
         if per_request < MIN_NEW_CONNECTIONS_PER_REQUEST {
@@ -157,36 +161,120 @@ impl LoadDetector for ConnectionChurn {
                    `--timeout-keep-alive`, gunicorn `--keep-alive`, nginx `keepalive_timeout` and `keepalive_requests`), \
                    and keep the proxy's upstream connections alive (nginx `keepalive` in the upstream block)."
             .to_owned();
-        Some(LoadConclusion {
-            title,
-            fix,
-            confidence: if per_request > 0.9 {
-                Confidence::High
-            } else {
-                Confidence::Medium
-            },
-            assumptions: vec![
+        Some(
+            Conclusion::new(
+                Resource::Connections,
+                Basis::Assumed,
+                Estimate::PerRequest {
+                    saved_ms: per_request * CONNECT_MS,
+                },
+                title,
+                fix,
+                if per_request > 0.9 {
+                    Confidence::High
+                } else {
+                    Confidence::Medium
+                },
+            )
+            .assume(vec![
                 "the generator keeps every connection open; each new one was closed by the target".into(),
-            ],
-            metrics: vec![("new_connections_per_request", per_request)],
-        })
+                format!("a new connection costs about {CONNECT_MS:.1} ms (a round trip and its setup)"),
+            ])
+            .metrics(vec![("new_connections_per_request", per_request)])
+            .about(
+                Subject::Resource {
+                    resource: Resource::Connections,
+                },
+                format!(
+                    "connections from clients, at {}",
+                    crate::load::offered(curve.run, curve.knee.offered)
+                ),
+            ),
+        )
+    }
+
+    fn check_database(&self, database: &DbView<'_>) -> Option<Conclusion> {
+        let activity = database.snapshot.activity.as_ref()?;
+        let (per_s, lifetime) = (activity.sessions_per_s?, activity.session_ms_mean?);
+        if per_s < DB_MIN_SESSIONS_PER_S || lifetime > DB_MAX_SESSION_MS {
+            return None;
+        }
+        let sessions = per_s * activity.duration_s;
+        Some(
+            Conclusion::new(
+                Resource::Connections,
+                Basis::Assumed,
+                Estimate::Recovered {
+                    saved_ms_total: sessions * DB_CONNECT_MS,
+                    share: DB_CONNECT_MS / lifetime.max(DB_CONNECT_MS),
+                    sample: Sample {
+                        affected: sessions as u64,
+                        total: sessions as u64,
+                        unit: SampleUnit::Sessions,
+                    },
+                    occurrences: sessions as u64,
+                },
+                format!(
+                    "{per_s:.0} new sessions per second, each living {lifetime:.0} ms: the application connects per request"
+                ),
+                "Pool the connections: one engine per process with SQLAlchemy's default `QueuePool` instead of `NullPool` \
+                 (`pool_pre_ping=True`), Django `CONN_MAX_AGE`, or PgBouncer in transaction mode in front of PostgreSQL."
+                    .to_owned(),
+                Confidence::High,
+            )
+            .assume(vec![format!(
+                "each new session costs the server about {DB_CONNECT_MS:.0} ms (fork and authentication)"
+            )])
+            .metrics(vec![("sessions_per_s", per_s), ("session_ms_mean", lifetime)])
+            .about(
+                Subject::Sessions {
+                    database: database.snapshot.database.clone(),
+                },
+                format!("{sessions:.0} sessions in {:.0} s", activity.duration_s),
+            ),
+        )
     }
 }
 
-/// Requests at the knee below which the outbound count is too small to divide.
+/// New connections per request, in a load ramp, that make the target a connection churner.
+const MIN_NEW_CONNECTIONS_PER_REQUEST: f64 = 0.5;
+
+/// Requests over the ramp's sampled steps below which the outbound count is too small to divide.
 const MIN_OUTBOUND_REQUESTS: u64 = 10;
+/// What a new connection costs, in ms: a round trip within a zone and the setup on both ends
+/// (accept, socket and buffer allocation); a TLS handshake adds one or two round trips more.
+const CONNECT_MS: f64 = 1.0;
 
 /// The target opening new connections of its own — to its database or its downstreams — for
 /// every request: counted from the host's `ActiveOpens` less the generator's and the scraper's
-/// connections, with the peer its established outbound sockets went to most.
-fn outbound(curve: &Curve<'_>) -> Option<LoadConclusion> {
+/// connections, over every sampled step (churn is per request, whatever the load), with the peer
+/// its established outbound sockets went to most.
+fn outbound(curve: &Curve<'_>) -> Option<Conclusion> {
     let step = curve.knee;
-    let target = step.target.as_ref()?;
-    let per_request = target.outbound_connections / step.requests.max(1) as f64;
-    if step.requests < MIN_OUTBOUND_REQUESTS || per_request < MIN_NEW_CONNECTIONS_PER_REQUEST {
+    let sampled: Vec<_> = curve
+        .run
+        .steps
+        .iter()
+        .filter_map(|s| Some((s, s.target.as_ref()?)))
+        .filter(|(s, _)| s.requests > 0)
+        .collect();
+    let requests: u64 = sampled.iter().map(|(s, _)| s.requests).sum();
+    let opened: f64 = sampled.iter().map(|(_, t)| t.outbound_connections).sum();
+    let per_request = opened / requests.max(1) as f64;
+    if requests < MIN_OUTBOUND_REQUESTS || per_request < MIN_NEW_CONNECTIONS_PER_REQUEST {
         return None;
     }
-    let peer = target.outbound_peer.as_deref();
+    // The peer new connections were seen going to most, over the ramp.
+    let mut peers: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    for (_, target) in &sampled {
+        for (peer, seen) in &target.outbound_peers {
+            *peers.entry(peer.as_str()).or_default() += seen;
+        }
+    }
+    let peer = peers
+        .iter()
+        .max_by_key(|(peer, seen)| (**seen, std::cmp::Reverse(**peer)))
+        .map(|(peer, _)| *peer);
     let (to, check) = match peer {
         Some(peer) => (
             format!(" (most to {peer})"),
@@ -194,29 +282,44 @@ fn outbound(curve: &Curve<'_>) -> Option<LoadConclusion> {
         ),
         None => (String::new(), String::new()),
     };
-    Some(LoadConclusion {
-        title: format!(
-            "The service opens {per_request:.1} new outbound connections per request{to} at {:.0} requests/s: \
-             a client or a connection per call instead of a pool",
-            step.throughput_rps
-        ),
-        fix: format!(
-            "Create the client once per process and reuse it: one `httpx.AsyncClient` opened in the app's lifespan \
-             (or a `requests.Session`, an `aiohttp.ClientSession`) instead of `async with httpx.AsyncClient()` or \
-             `requests.get` per call; for a database, a pool (SQLAlchemy `QueuePool`, PgBouncer).{check}"
-        ),
-        // Without a socket of the target's seen connected, the count is the host's alone.
-        confidence: if peer.is_some() && per_request > 0.9 {
-            Confidence::High
-        } else {
-            Confidence::Medium
-        },
-        assumptions: vec![
-            "the connections opened from this host during the step, less the generator's and the scraper's, are the target's"
+    Some(
+        Conclusion::new(
+            Resource::Connections,
+            Basis::Assumed,
+            Estimate::PerRequest {
+                saved_ms: per_request * CONNECT_MS,
+            },
+            format!(
+                "The service opens {per_request:.1} new outbound connections per request{to} at {:.0} requests/s: \
+                 a client or a connection per call instead of a pool",
+                step.throughput_rps
+            ),
+            format!(
+                "Create the client once per process and reuse it: one `httpx.AsyncClient` opened in the app's lifespan \
+                 (or a `requests.Session`, an `aiohttp.ClientSession`) instead of `async with httpx.AsyncClient()` or \
+                 `requests.get` per call; for a database, a pool (SQLAlchemy `QueuePool`, PgBouncer).{check}"
+            ),
+            // Without a socket of the target's seen connected, the count is the host's alone.
+            if peer.is_some() && per_request > 0.9 {
+                Confidence::High
+            } else {
+                Confidence::Medium
+            },
+        )
+        .assume(vec![
+            "the connections opened from this host during the ramp, less the generator's and the scraper's, are the target's"
                 .into(),
-        ],
-        metrics: vec![("outbound_connections_per_request", per_request)],
-    })
+            format!("a new connection costs about {CONNECT_MS:.1} ms (a round trip and its setup)"),
+        ])
+        .metrics(vec![("outbound_connections_per_request", per_request)])
+        .about(
+            Subject::Peer {
+                address: peer.unwrap_or("unknown peer").to_owned(),
+                database: false,
+            },
+            peer.map_or("outbound connections".to_owned(), |p| format!("outbound connections to {p}")),
+        ),
+    )
 }
 
 /// New database sessions per second that make churn.
@@ -226,32 +329,3 @@ const DB_MAX_SESSION_MS: f64 = 1_000.0;
 /// What opening a PostgreSQL session costs the server, in ms (fork and authentication; 3 ms
 /// measured on loopback in the testbed).
 const DB_CONNECT_MS: f64 = 3.0;
-
-impl crate::registry::DbDetector for ConnectionChurn {
-    fn check_database(
-        &self,
-        snapshot: &chokepoint_evidence::PgSnapshot,
-    ) -> Option<crate::db::DatabaseConclusion> {
-        let activity = snapshot.activity.as_ref()?;
-        let (per_s, lifetime) = (activity.sessions_per_s?, activity.session_ms_mean?);
-        if per_s < DB_MIN_SESSIONS_PER_S || lifetime > DB_MAX_SESSION_MS {
-            return None;
-        }
-        let sessions = per_s * activity.duration_s;
-        Some(crate::db::DatabaseConclusion {
-            title: format!(
-                "{per_s:.0} new sessions per second, each living {lifetime:.0} ms: the application connects per request"
-            ),
-            fix: "Pool the connections: one engine per process with SQLAlchemy's default `QueuePool` instead of `NullPool` \
-                  (`pool_pre_ping=True`), Django `CONN_MAX_AGE`, or PgBouncer in transaction mode in front of PostgreSQL."
-                .to_owned(),
-            confidence: Confidence::High,
-            assumptions: vec![format!("each new session costs the server about {DB_CONNECT_MS:.0} ms (fork and authentication)")],
-            location: format!("{sessions:.0} sessions in {:.0} s", activity.duration_s),
-            saved_ms_total: sessions * DB_CONNECT_MS,
-            occurrences: sessions as u64,
-            share: DB_CONNECT_MS / lifetime.max(DB_CONNECT_MS),
-            metrics: vec![("sessions_per_s", per_s), ("session_ms_mean", lifetime)],
-        })
-    }
-}

@@ -1,9 +1,11 @@
 //! `cpu-saturation`: throughput stops rising because the target's CPU is used up.
 
 use crate::detectors::percent;
-use crate::finding::Confidence;
-use crate::load::{Curve, LoadConclusion, offered, usable_cores};
-use crate::registry::{LoadDetector, detector};
+use chokepoint_evidence::Resource;
+
+use crate::finding::{Basis, Confidence};
+use crate::load::{Curve, TARGET_SAMPLED, offered, usable_cores};
+use crate::registry::{Conclusion, Detector, Estimate, Reads, detector};
 
 detector! {
     /// # What it detects
@@ -36,9 +38,9 @@ detector! {
     /// a faster serializer, moving work out of the request; or run more processes (uvicorn or
     /// gunicorn `--workers` = cores) so a GIL-bound service uses every core.
     pub(crate) struct CpuSaturation {
-        id: "cpu-saturation",
+        id: CpuSaturation,
         summary: "throughput capped by the target's CPU",
-        requires: "target process sampled (run on the target's host, or pass --pid)",
+        reads: [Reads::Load(TARGET_SAMPLED)],
     }
 }
 
@@ -47,8 +49,8 @@ const SATURATED_SHARE: f64 = 0.85;
 /// Host CPU busy that counts as saturated, whoever uses it.
 const HOST_SATURATED: f64 = 0.9;
 
-impl LoadDetector for CpuSaturation {
-    fn check(&self, curve: &Curve<'_>) -> Option<LoadConclusion> {
+impl Detector for CpuSaturation {
+    fn check_load(&self, curve: &Curve<'_>) -> Option<Conclusion> {
         let cores = curve.knee_cpu_cores()?;
         let usable = usable_cores(cores);
         let process_saturated = cores >= SATURATED_SHARE * usable;
@@ -73,23 +75,30 @@ impl LoadDetector for CpuSaturation {
              (`uvicorn --workers {}` / gunicorn) so the service uses every core: capacity is cores ÷ CPU per request.",
             curve.run.host_cores, curve.run.host_cores
         );
-        Some(LoadConclusion {
-            title,
-            fix,
-            confidence: if process_saturated && curve.plateaus() {
-                Confidence::High
-            } else {
-                Confidence::Medium
-            },
-            assumptions: vec![
+        Some(
+            Conclusion::new(
+                Resource::Cpu,
+                Basis::Measured,
+                Estimate::Limit {
+                    demand_ms_per_request: Some(cpu_ms),
+                },
+                title,
+                fix,
+                if process_saturated && curve.plateaus() {
+                    Confidence::High
+                } else {
+                    Confidence::Medium
+                },
+            )
+            .assume(vec![
                 format!("the target can use {usable:.0} core(s): its CPU at the knee, rounded"),
                 "the generator's own CPU did not starve the target (see the step table)".into(),
-            ],
-            metrics: vec![
+            ])
+            .metrics(vec![
                 ("cpu_cores_at_knee", cores),
                 ("cpu_ms_per_request", cpu_ms),
                 ("host_cpu_busy_at_knee", curve.knee.host_cpu_busy),
-            ],
-        })
+            ]),
+        )
     }
 }

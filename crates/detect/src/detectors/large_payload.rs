@@ -1,12 +1,13 @@
 //! `large-payload`: large HTTP bodies sent without compression.
 
-use chokepoint_evidence::{Span, SpanKind};
+use chokepoint_evidence::{HttpTarget, Resource, Span, SpanKind, Subject};
 
-use crate::analysis::{Conclusion, GroupView, Observation, Observer};
 use crate::detectors::{ns, percent};
-use crate::finding::Confidence;
-use crate::registry::{Detector, detector};
+use crate::finding::{Basis, Confidence};
+use crate::registry::{Conclusion, Detector, Estimate, Reads, detector};
 use crate::request::Request;
+use crate::trace_analysis::{Observation, Observer};
+use crate::traces::GroupView;
 
 detector! {
     /// # What it detects
@@ -43,9 +44,9 @@ detector! {
     /// Django `GZipMiddleware`, or at the proxy (nginx `gzip on; gzip_types application/json`).
     /// Then send less: paginate lists and select only the fields the client uses.
     pub(crate) struct LargePayload {
-        id: "large-payload",
+        id: LargePayload,
         summary: "large HTTP bodies sent without compression",
-        requires: "HTTP span carrying a body size (http.response.body.size)",
+        reads: [Reads::Traces("HTTP span carrying a body size (http.response.body.size)")],
     }
 }
 
@@ -72,13 +73,15 @@ impl Detector for LargePayload {
     fn observe(&self, request: &Request<'_>, out: &mut Observer<'_>) {
         let root = request.root_span();
         if root.kind == SpanKind::Server {
-            observe_body(root, format!("response of {}", request.endpoint), out);
+            observe_body(root, None, || format!("response of {}", request.endpoint), out);
         }
         for &i in &request.local {
             if let Some(call) = request.http_call(i) {
+                let target = call.target();
                 observe_body(
                     request.span(i),
-                    format!("response of {} {}", call.method, call.target),
+                    Some(target.clone()),
+                    || format!("response of {target}"),
                     out,
                 );
             }
@@ -94,10 +97,8 @@ impl Detector for LargePayload {
             group.requests,
             group.endpoint_requests
         );
-        let fix = if group
-            .location
-            .starts_with(&format!("response of {}", group.endpoint))
-        {
+        let own_response = matches!(group.subject(), Subject::ResponseBody { call: None });
+        let fix = if own_response {
             format!(
                 "Compress the {}: FastAPI/Starlette `app.add_middleware(GZipMiddleware, minimum_size=1000)`, \
                  Django `django.middleware.gzip.GZipMiddleware`, or nginx `gzip on; gzip_types application/json;`. \
@@ -111,11 +112,16 @@ impl Detector for LargePayload {
                 group.location
             )
         };
-        Some(Conclusion {
-            title,
-            fix,
-            confidence: Confidence::from_share(group.affected_share()).min(Confidence::Medium),
-            assumptions: vec![
+        Some(
+            Conclusion::new(
+                Resource::Link,
+                Basis::Assumed,
+                Estimate::Observed,
+                title,
+                fix,
+                Confidence::from_share(group.affected_share()).min(Confidence::Medium),
+            )
+            .assume(vec![
                 format!(
                     "transfer over a {:.0} Mbit/s link",
                     ASSUMED_LINK_BYTES_PER_S * 8.0 / 1e6
@@ -125,12 +131,17 @@ impl Detector for LargePayload {
                     percent(ASSUMED_COMPRESSION_SAVING)
                 ),
                 "no content-encoding attribute means the body was not compressed".into(),
-            ],
-        })
+            ]),
+        )
     }
 }
 
-fn observe_body(span: &Span, location: String, out: &mut Observer<'_>) {
+fn observe_body(
+    span: &Span,
+    call: Option<HttpTarget>,
+    location: impl FnOnce() -> String,
+    out: &mut Observer<'_>,
+) {
     let Some(bytes) = span.attr_f64_any(BODY_SIZE_KEYS) else {
         return;
     };
@@ -146,8 +157,8 @@ fn observe_body(span: &Span, location: String, out: &mut Observer<'_>) {
     }
     let saved_ns = ns(bytes / ASSUMED_LINK_BYTES_PER_S * ASSUMED_COMPRESSION_SAVING * 1e3);
     out.push(Observation {
-        key: location.clone(),
-        location,
+        subject: Subject::ResponseBody { call },
+        location: Some(location()),
         saved_ns,
         latency_saved_ns: saved_ns,
         occurrences: 1,

@@ -1,11 +1,11 @@
 //! `lock-contention`: sessions wait on locks held by another session, which is named.
 
-use chokepoint_evidence::PgSnapshot;
+use chokepoint_evidence::{Resource, Subject};
 
-use crate::db::DatabaseConclusion;
+use crate::db::{DbView, WATCH};
 use crate::detectors::{clip, percent};
-use crate::finding::Confidence;
-use crate::registry::{DbDetector, detector};
+use crate::finding::{Basis, Confidence, EvidenceItem, Sample, SampleUnit};
+use crate::registry::{Conclusion, Detector, Estimate, Reads, detector};
 
 detector! {
     /// # What it detects
@@ -44,9 +44,9 @@ detector! {
     /// instead of `SELECT … FOR UPDATE` then `UPDATE`, set `idle_in_transaction_session_timeout`,
     /// and run DDL with `lock_timeout` and `CONCURRENTLY` where it exists.
     pub(crate) struct LockContention {
-        id: "lock-contention",
+        id: LockContention,
         summary: "sessions wait on locks held by another session",
-        requires: "session sampling (chokepoint db --watch)",
+        reads: [Reads::Database(WATCH)],
     }
 }
 
@@ -67,9 +67,9 @@ const MIN_QUEUE_SESSIONS: f64 = 3.0;
 /// …as a share of the active sessions.
 const MIN_QUEUE_SHARE: f64 = 0.5;
 
-impl DbDetector for LockContention {
-    fn check_database(&self, snapshot: &PgSnapshot) -> Option<DatabaseConclusion> {
-        let activity = snapshot.activity.as_ref()?;
+impl Detector for LockContention {
+    fn check_database(&self, database: &DbView<'_>) -> Option<Conclusion> {
+        let activity = database.snapshot.activity.as_ref()?;
         let top = activity.lock_waits.first()?;
         let share =
             activity.lock_waiting_mean / activity.active_mean.max(activity.lock_waiting_mean).max(1e-9);
@@ -127,34 +127,68 @@ impl DbDetector for LockContention {
                 ),
             )
         };
-        Some(DatabaseConclusion {
-            title: format!(
+        let mut conclusion = Conclusion::new(
+            Resource::Locks,
+            Basis::Measured,
+            Estimate::Recovered {
+                saved_ms_total: activity.lock_waiting_mean * activity.duration_s * 1e3,
+                share,
+                sample: Sample {
+                    affected: top.samples,
+                    // Sessions active or waiting at each instant sampled.
+                    total: (activity.samples as f64 * activity.active_mean.max(activity.lock_waiting_mean))
+                        .round()
+                        .max(top.samples as f64) as u64,
+                    unit: SampleUnit::Samples,
+                },
+                occurrences: top.samples,
+            },
+            format!(
                 "{:.1} sessions wait on locks on average ({} of active sessions); the blocker: {kind}",
                 activity.lock_waiting_mean,
                 percent(share)
             ),
             fix,
-            confidence: if share >= 0.3 {
+            if share >= 0.3 {
                 Confidence::High
             } else {
                 Confidence::Medium
             },
-            assumptions: vec![
-                "every sampled wait is time the fix gives back: waiting sessions × the watch".into(),
-                format!(
-                    "waiting statement: `{waiting}` ({} wants {})",
-                    top.relation, top.mode
-                ),
-            ],
-            location: format!("{blocker} ({})", top.blocker_state),
-            saved_ms_total: activity.lock_waiting_mean * activity.duration_s * 1e3,
-            occurrences: top.samples,
-            share,
-            metrics: vec![
-                ("lock_waiting_sessions_mean", activity.lock_waiting_mean),
-                ("active_sessions_mean", activity.active_mean),
-                ("waiting_share", share),
-            ],
-        })
+        )
+        .assume(vec![
+            "every sampled wait is time the fix gives back: waiting sessions × the watch".into(),
+            format!(
+                "waiting statement: `{waiting}` ({} wants {})",
+                top.relation, top.mode
+            ),
+        ])
+        .metrics(vec![
+            ("lock_waiting_sessions_mean", activity.lock_waiting_mean),
+            ("active_sessions_mean", activity.active_mean),
+            ("waiting_share", share),
+        ])
+        .about(
+            Subject::Lock {
+                relation: top.relation.clone(),
+                blocker: crate::sql::normalize(&top.blocker_query).normalized,
+            },
+            format!("{blocker} ({})", top.blocker_state),
+        );
+        conclusion.items = activity
+            .lock_waits
+            .iter()
+            .take(3)
+            .map(|w| EvidenceItem::LockWait {
+                waiting: w.waiting_query.clone(),
+                blocker: w.blocker_query.clone(),
+                blocker_state: w.blocker_state.clone(),
+                relation: w.relation.clone(),
+                mode: w.mode.clone(),
+                blocker_modes: w.blocker_modes.clone(),
+                blocker_transaction_ms: crate::impact::round(w.blocker_transaction_ms),
+                samples: w.samples,
+            })
+            .collect();
+        Some(conclusion)
     }
 }

@@ -1,9 +1,11 @@
 //! `missing-index`: a statement scans a table sequentially where an index would cut its cost.
 
-use crate::db::{DbConclusion, PROVEN_COST_SHARE, StatementView};
+use chokepoint_evidence::{IndexCheck, Resource};
+
+use crate::db::{PROVEN_COST_SHARE, STATEMENTS, StatementView, index_item};
 use crate::detectors::{clip, percent};
-use crate::finding::Confidence;
-use crate::registry::{DbDetector, detector};
+use crate::finding::{Basis, Confidence};
+use crate::registry::{Conclusion, Detector, Estimate, Reads, detector};
 
 detector! {
     /// # What it detects
@@ -37,19 +39,19 @@ detector! {
     /// `CREATE INDEX CONCURRENTLY` on the columns named (it does not block writes), then
     /// `ANALYZE` the table and check the plan again.
     pub(crate) struct MissingIndex {
-        id: "missing-index",
+        id: MissingIndex,
         summary: "a statement scans a table where an index would halve its cost or better",
-        requires: "pg_stat_statements and plans (chokepoint db)",
+        reads: [Reads::Database(STATEMENTS)],
     }
 }
 
-/// The cost must fall to at most this share of the original for a proposal (Dexter's bar).
-impl DbDetector for MissingIndex {
-    fn check(&self, view: &StatementView<'_>) -> Option<DbConclusion> {
+/// The share of an unverified candidate's statement time assumed saved: Dexter's bar, half.
+const UNVERIFIED_SAVING: f64 = 0.5;
+
+impl Detector for MissingIndex {
+    fn check_statement(&self, view: &StatementView<'_>) -> Option<Conclusion> {
         let best = view.index_checks.iter().min_by(|a, b| {
-            let ratio = |c: &&&chokepoint_evidence::IndexCheck| {
-                c.cost_after.unwrap_or(c.cost_before) / c.cost_before.max(1e-9)
-            };
+            let ratio = |c: &&&IndexCheck| c.cost_after.unwrap_or(c.cost_before) / c.cost_before.max(1e-9);
             ratio(a).total_cmp(&ratio(b))
         })?;
         let create = crate::db::create_index(best);
@@ -57,8 +59,11 @@ impl DbDetector for MissingIndex {
         match best.cost_after {
             Some(after) if after <= PROVEN_COST_SHARE * best.cost_before => {
                 let share = 1.0 - after / best.cost_before.max(1e-9);
-                Some(DbConclusion {
-                    title: format!(
+                let mut conclusion = Conclusion::new(
+                    Resource::Database,
+                    Basis::Proven,
+                    Estimate::StatementShare(share),
+                    format!(
                         "`{statement}` scans {} sequentially; an index on ({}) cuts its plan cost from {:.0} to {:.0} ({} less), proven with a hypothetical index",
                         best.relation,
                         best.columns.join(", "),
@@ -66,31 +71,40 @@ impl DbDetector for MissingIndex {
                         after,
                         percent(share)
                     ),
-                    fix: format!("{create} Then `ANALYZE {};` and check the plan.", best.relation),
-                    confidence: Confidence::High,
-                    assumptions: vec![
-                        "the statement's time falls with its plan cost (HypoPG's cost ratio)".into(),
-                        "the generic plan is the one the application's calls get".into(),
-                    ],
-                    saved_share: share,
-                    metrics: vec![("cost_before", best.cost_before), ("cost_after", after)],
-                })
+                    format!("{create} Then `ANALYZE {};` and check the plan.", best.relation),
+                    Confidence::High,
+                )
+                .assume(vec![
+                    "the statement's time falls with its plan cost (HypoPG's cost ratio)".into(),
+                    "the generic plan is the one the application's calls get".into(),
+                ])
+                .metrics(vec![("cost_before", best.cost_before), ("cost_after", after)]);
+                conclusion.items = vec![index_item(best)];
+                Some(conclusion)
             }
             Some(_) => None,
-            None => Some(DbConclusion {
-                title: format!(
-                    "`{statement}` scans {} sequentially; an index on ({}) is the candidate — unverified, HypoPG is not installed",
-                    best.relation,
-                    best.columns.join(", ")
-                ),
-                fix: format!(
-                    "Install HypoPG (`CREATE EXTENSION hypopg`) to prove it, or test `{create}` on a copy of the data."
-                ),
-                confidence: Confidence::Low,
-                assumptions: vec!["unverified: the plan's cost with the index was not computed".into()],
-                saved_share: 0.5,
-                metrics: vec![("cost_before", best.cost_before)],
-            }),
+            None => {
+                let mut conclusion = Conclusion::new(
+                    Resource::Database,
+                    Basis::Assumed,
+                    Estimate::StatementShare(UNVERIFIED_SAVING),
+                    format!(
+                        "`{statement}` scans {} sequentially; an index on ({}) is the candidate — unverified, HypoPG is not installed",
+                        best.relation,
+                        best.columns.join(", ")
+                    ),
+                    format!(
+                        "Install HypoPG (`CREATE EXTENSION hypopg`) to prove it, or test `{create}` on a copy of the data."
+                    ),
+                    Confidence::Low,
+                )
+                .assume(vec![
+                    "unverified: the plan's cost with the index was not computed; assumed to halve the statement's time".into(),
+                ])
+                .metrics(vec![("cost_before", best.cost_before)]);
+                conclusion.items = vec![index_item(best)];
+                Some(conclusion)
+            }
         }
     }
 }

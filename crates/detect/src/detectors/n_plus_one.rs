@@ -1,12 +1,15 @@
 //! `n-plus-one`: one request repeats the same statement or HTTP call once per item.
 
+use chokepoint_evidence::{Fingerprint, Resource, Subject};
 use hashbrown::HashMap;
 
-use crate::analysis::{Conclusion, GroupView, Observation, Observer};
+use crate::db::{STATEMENTS, StatementView};
 use crate::detectors::{clip, ms, percent, union_ns};
-use crate::finding::Confidence;
-use crate::registry::{Detector, detector};
+use crate::finding::{Basis, Confidence};
+use crate::registry::{Conclusion, Detector, Estimate, Reads, detector};
 use crate::request::Request;
+use crate::trace_analysis::{Observation, Observer};
+use crate::traces::GroupView;
 
 detector! {
     /// # What it detects
@@ -47,9 +50,12 @@ detector! {
     /// `WHERE parent_id = ANY(:ids)`. For HTTP, call a batch endpoint with all ids, or at least
     /// issue the calls concurrently.
     pub(crate) struct NPlusOne {
-        id: "n-plus-one",
+        id: NPlusOne,
         summary: "the same statement or HTTP call repeated once per item in one request",
-        requires: "database statement or HTTP client spans",
+        reads: [
+            Reads::Traces("database statement or HTTP client spans"),
+            Reads::Database(STATEMENTS),
+        ],
     }
 }
 
@@ -92,19 +98,26 @@ fn loop_overhead_ns(repeats: &[&chokepoint_evidence::Span], local_starts: &[u64]
 /// What a repeated call is: a statement fingerprint or an HTTP target.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum CallKey<'a> {
-    Statement(&'a str),
+    Statement(Fingerprint),
     Http(&'a str, &'a str),
 }
 
-/// The repeatable calls of a request, grouped by owner span and key.
-pub(crate) fn repeated_calls<'a>(request: &Request<'a>) -> HashMap<(usize, CallKey<'a>), Vec<usize>> {
+/// The repeatable calls of a request, grouped by owner span and key; `seen` counts every
+/// statement and HTTP call looked at, excluded ones (transaction control, pagination) included.
+pub(crate) fn repeated_calls<'a>(
+    request: &Request<'a>,
+    seen: &mut u64,
+) -> HashMap<(usize, CallKey<'a>), Vec<usize>> {
     let mut groups: HashMap<(usize, CallKey<'a>), Vec<usize>> = HashMap::new();
     for &i in &request.local {
+        if request.statement(i).is_some() || request.http_call(i).is_some() {
+            *seen += 1;
+        }
         let key = if let Some(statement) = request.statement(i) {
             if is_housekeeping_statement(&statement.normalized) || statement.keyset_pagination {
                 continue;
             }
-            CallKey::Statement(&statement.fingerprint)
+            CallKey::Statement(statement.fingerprint)
         } else if let Some(call) = request.http_call(i) {
             if call.paginated {
                 continue;
@@ -122,8 +135,10 @@ pub(crate) fn repeated_calls<'a>(request: &Request<'a>) -> HashMap<(usize, CallK
 impl Detector for NPlusOne {
     fn observe(&self, request: &Request<'_>, out: &mut Observer<'_>) {
         let mut local_starts: Option<Vec<u64>> = None;
-        for ((_, key), mut calls) in repeated_calls(request) {
-            out.evaluated();
+        let mut seen = 0;
+        let groups = repeated_calls(request, &mut seen);
+        out.evaluated_many(seen);
+        for ((_, key), mut calls) in groups {
             if calls.len() < MIN_REPEATS {
                 continue;
             }
@@ -146,18 +161,19 @@ impl Detector for NPlusOne {
             }
             let longest_ns = spans.iter().map(|s| s.duration_nano()).max().unwrap_or(0);
             let wall_ns = union_ns(spans.iter().copied()) + overhead_ns;
-            let (key, location) = match key {
-                CallKey::Statement(fingerprint) => {
-                    let statement = request.statement(calls[0]).map_or("", |s| s.normalized.as_str());
-                    (format!("sql {fingerprint}"), statement.to_owned())
-                }
-                CallKey::Http(method, target) => {
-                    (format!("http {method} {target}"), format!("{method} {target}"))
-                }
+            let subject = match key {
+                CallKey::Statement(_) => match request.statement(calls[0]) {
+                    Some(statement) => statement.subject(),
+                    None => continue,
+                },
+                CallKey::Http(..) => match request.http_call(calls[0]) {
+                    Some(call) => Subject::HttpCall(call.target()),
+                    None => continue,
+                },
             };
             out.push(Observation {
-                key,
-                location,
+                subject,
+                location: None,
                 saved_ns: cost_ns - longest_ns,
                 latency_saved_ns: wall_ns.saturating_sub(longest_ns),
                 occurrences: calls.len() as u64,
@@ -179,7 +195,7 @@ impl Detector for NPlusOne {
         let call_ms = group.mean("call_ms");
         let loop_ms = group.mean("loop_ms");
         let concurrent = group.mean("concurrency") >= 1.5;
-        let is_http = group.key.starts_with("http ");
+        let is_http = matches!(group.subject(), Subject::HttpCall(_));
         let what = if is_http { "HTTP call" } else { "statement" };
         let title = format!(
             "{} repeats the {what} `{}` {repeats:.0}× per request ({call_ms:.1} ms each, {loop_ms:.0} ms with the work between them){}; one batched call would save {:.0} ms per request",
@@ -215,12 +231,81 @@ impl Detector for NPlusOne {
             "seen in {} of the endpoint's requests",
             percent(group.affected_share())
         ));
-        Some(Conclusion {
+        let mut items = Vec::new();
+        let mut metrics = Vec::new();
+        // The database's own count of the statement confirms its scale beyond the traces.
+        if let Some(statement) = group.db_statement() {
+            let stat = statement.stat;
+            metrics.extend([
+                ("db_calls", stat.calls as f64),
+                ("db_mean_ms", stat.mean_ms),
+                ("db_rows_per_call", statement.rows_per_call()),
+            ]);
+            assumptions.push(format!(
+                "confirmed in {}: pg_stat_statements counts {} calls of it at {:.3} ms, {:.1} rows each, over {:.0} s",
+                statement.database,
+                stat.calls,
+                stat.mean_ms,
+                statement.rows_per_call(),
+                statement.window_s
+            ));
+            items.push(statement.stats_item());
+        }
+        let resource = if is_http {
+            Resource::Downstream
+        } else {
+            Resource::Database
+        };
+        let mut conclusion = Conclusion::new(
+            resource,
+            Basis::Measured,
+            Estimate::Observed,
             title,
             fix,
-            confidence: Confidence::from_share(group.affected_share()),
-            assumptions,
-        })
+            Confidence::from_share(group.affected_share()),
+        )
+        .assume(assumptions)
+        .metrics(metrics);
+        conclusion.items = items;
+        Some(conclusion)
+    }
+
+    fn check_statement(&self, view: &StatementView<'_>) -> Option<Conclusion> {
+        let (stat, shape) = (view.stat, &view.shape);
+        let foreign_key = shape.filter_columns.iter().find(|c| c.ends_with("_id"))?;
+        let select = shape.verb == "SELECT";
+        if !select
+            || stat.calls < DB_MIN_CALLS
+            || view.rows_per_call() > DB_MAX_ROWS_PER_CALL
+            || stat.mean_ms >= DB_MAX_MEAN_MS
+        {
+            return None;
+        }
+        let table = shape.tables.first().map_or("the table", String::as_str);
+        Some(
+            Conclusion::new(
+                Resource::Database,
+                Basis::Assumed,
+                Estimate::StatementShare(DB_BATCHED_SAVING),
+                format!(
+                    "`{}` ran {} times at {:.2} ms, {:.1} rows each — the shape of an N+1 (one lookup by {foreign_key} per parent row)",
+                    clip(&shape.normalized, 80),
+                    stat.calls,
+                    stat.mean_ms,
+                    view.rows_per_call()
+                ),
+                format!(
+                    "Find the loop that issues it (traces show the endpoint: `chokepoint traces`) and load the `{table}` rows for \
+                     all parents in one query — `WHERE {foreign_key} = ANY($1)` — e.g. SQLAlchemy `selectinload`, Django \
+                     `prefetch_related`."
+                ),
+                Confidence::Low,
+            )
+            .assume(vec![
+                "a suspicion from the statement's shape and counts alone; traces confirm it".into(),
+                "batching ten or more lookups per query removes nine tenths of the time".into(),
+            ]),
+        )
     }
 }
 
@@ -253,40 +338,5 @@ const DB_MIN_CALLS: u64 = 1_000;
 const DB_MAX_ROWS_PER_CALL: f64 = 1.5;
 /// Under this mean the calls are cheap lookups, in ms.
 const DB_MAX_MEAN_MS: f64 = 1.0;
-
-impl crate::registry::DbDetector for NPlusOne {
-    fn check(&self, view: &crate::db::StatementView<'_>) -> Option<crate::db::DbConclusion> {
-        let (stat, shape) = (view.stat, &view.shape);
-        let foreign_key = shape.filter_columns.iter().find(|c| c.ends_with("_id"))?;
-        let select = shape.verb == "SELECT";
-        if !select
-            || stat.calls < DB_MIN_CALLS
-            || view.rows_per_call() > DB_MAX_ROWS_PER_CALL
-            || stat.mean_ms >= DB_MAX_MEAN_MS
-        {
-            return None;
-        }
-        let table = shape.tables.first().map_or("the table", String::as_str);
-        Some(crate::db::DbConclusion {
-            title: format!(
-                "`{}` ran {} times at {:.2} ms, {:.1} rows each — the shape of an N+1 (one lookup by {foreign_key} per parent row)",
-                clip(&shape.normalized, 80),
-                stat.calls,
-                stat.mean_ms,
-                view.rows_per_call()
-            ),
-            fix: format!(
-                "Find the loop that issues it (traces show the endpoint: `chokepoint traces`) and load the `{table}` rows for \
-                 all parents in one query — `WHERE {foreign_key} = ANY($1)` — e.g. SQLAlchemy `selectinload`, Django \
-                 `prefetch_related`."
-            ),
-            confidence: Confidence::Low,
-            assumptions: vec![
-                "a suspicion from the statement's shape and counts alone; traces confirm it".into(),
-                "batching ten or more lookups per query removes nine tenths of the time".into(),
-            ],
-            saved_share: 0.9,
-            metrics: vec![],
-        })
-    }
-}
+/// The share of the lookups' time batching removes: ten or more per query, nine tenths.
+const DB_BATCHED_SAVING: f64 = 0.9;

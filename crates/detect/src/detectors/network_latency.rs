@@ -1,12 +1,13 @@
 //! `network-latency`: calls whose time is spent on the wire, not in the service called.
 
-use chokepoint_evidence::SpanKind;
+use chokepoint_evidence::{Resource, SpanKind, Subject};
 
-use crate::analysis::{Conclusion, GroupView, Observation, Observer};
 use crate::detectors::{ms, ns, percent};
-use crate::finding::Confidence;
-use crate::registry::{Detector, detector};
+use crate::finding::{Basis, Confidence};
+use crate::registry::{Conclusion, Detector, Estimate, Reads, detector};
 use crate::request::Request;
+use crate::trace_analysis::{Observation, Observer};
+use crate::traces::GroupView;
 
 detector! {
     /// # What it detects
@@ -37,9 +38,9 @@ detector! {
     /// Keep connections alive (one shared `httpx.AsyncClient` / `requests.Session`), batch
     /// calls, and place the services in the same zone.
     pub(crate) struct NetworkLatency {
-        id: "network-latency",
+        id: NetworkLatency,
         summary: "calls whose time goes to the wire rather than to the service called",
-        requires: "client span whose downstream server span is in the same trace",
+        reads: [Reads::Traces("client span whose downstream server span is in the same trace")],
     }
 }
 
@@ -67,11 +68,12 @@ impl Detector for NetworkLatency {
                 if wire_ms < MIN_WIRE_MS || wire_ms < MIN_WIRE_SHARE * client.duration_ms() {
                     continue;
                 }
-                let location = server.service.to_string();
                 let saved_ns = ns(wire_ms - NEAR_RTT_MS);
                 out.push(Observation {
-                    key: location.clone(),
-                    location,
+                    subject: Subject::Downstream {
+                        service: server.service.to_string(),
+                    },
+                    location: None,
                     saved_ns,
                     latency_saved_ns: saved_ns,
                     occurrences: 1,
@@ -100,17 +102,22 @@ impl Detector for NetworkLatency {
              skips TCP and TLS setup), batch several calls into one, and run the caller in the same zone as the callee.",
             group.location
         );
-        Some(Conclusion {
-            title,
-            fix,
-            confidence: Confidence::from_share(group.affected_share()),
-            assumptions: vec![
+        Some(
+            Conclusion::new(
+                Resource::Network,
+                Basis::Measured,
+                Estimate::Observed,
+                title,
+                fix,
+                Confidence::from_share(group.affected_share()),
+            )
+            .assume(vec![
                 format!("a near peer with a kept-alive connection costs about {NEAR_RTT_MS:.0} ms per call"),
                 format!(
                     "seen in {} of the endpoint's requests",
                     percent(group.affected_share())
                 ),
-            ],
-        })
+            ]),
+        )
     }
 }

@@ -1,13 +1,15 @@
 //! `sequential-calls`: independent calls awaited one after another.
 
+use chokepoint_evidence::{Resource, Subject};
 use hashbrown::HashMap;
 
-use crate::analysis::{Conclusion, GroupView, Observation, Observer};
 use crate::detectors::n_plus_one::{MIN_REPEATS, is_housekeeping_statement, repeated_calls};
 use crate::detectors::{clip, ms, percent};
-use crate::finding::Confidence;
-use crate::registry::{Detector, detector};
+use crate::finding::{Basis, Confidence};
+use crate::registry::{Conclusion, Detector, Estimate, Reads, detector};
 use crate::request::Request;
+use crate::trace_analysis::{Observation, Observer};
+use crate::traces::GroupView;
 
 detector! {
     /// # What it detects
@@ -42,9 +44,9 @@ detector! {
     /// Start the calls together and await them once: `await asyncio.gather(a(), b(), c())` in
     /// async Python, a `ThreadPoolExecutor` in sync code, `Promise.all` in JavaScript.
     pub(crate) struct SequentialCalls {
-        id: "sequential-calls",
+        id: SequentialCalls,
         summary: "independent calls awaited one after another instead of concurrently",
-        requires: "HTTP GET or SQL SELECT client spans",
+        reads: [Reads::Traces("HTTP GET or SQL SELECT client spans")],
     }
 }
 
@@ -61,17 +63,19 @@ impl Detector for SequentialCalls {
     fn observe(&self, request: &Request<'_>, out: &mut Observer<'_>) {
         let request_ms = request.root_span().duration_ms();
         let mut by_owner: HashMap<usize, Vec<usize>> = HashMap::new();
-        for ((owner, _), calls) in repeated_calls(request) {
+        let mut seen = 0;
+        for ((owner, _), calls) in repeated_calls(request, &mut seen) {
             if calls.len() >= MIN_REPEATS {
                 continue; // an N+1, reported by `n-plus-one`
             }
             for i in calls {
                 if is_independent(request, i) {
-                    out.evaluated();
                     by_owner.entry(owner).or_default().push(i);
                 }
             }
         }
+        // Every call looked at counts, those that depend on another or write included.
+        out.evaluated_many(seen);
         for calls in by_owner.into_values() {
             let sequential: Vec<usize> = calls
                 .iter()
@@ -96,15 +100,16 @@ impl Detector for SequentialCalls {
             if ms(saved_ns) < MIN_SAVED_MS || ms(saved_ns) < MIN_SAVED_SHARE * request_ms {
                 continue;
             }
-            let mut labels: Vec<String> = ordered.iter().map(|&i| call_label(request, i)).collect();
+            let labels: Vec<String> = ordered.iter().map(|&i| call_label(request, i)).collect();
             let mut location = labels[..labels.len().min(LISTED_CALLS)].join(" → ");
             if labels.len() > LISTED_CALLS {
                 location.push_str(&format!(" → … ({} calls)", labels.len()));
             }
-            labels.sort_unstable();
+            let mut calls: Vec<Subject> = ordered.iter().filter_map(|&i| call_subject(request, i)).collect();
+            calls.sort_unstable();
             out.push(Observation {
-                key: labels.join(" + "),
-                location,
+                subject: Subject::CallSequence { calls },
+                location: Some(location),
                 saved_ns,
                 latency_saved_ns: saved_ns,
                 occurrences: ordered.len() as u64,
@@ -125,7 +130,10 @@ impl Detector for SequentialCalls {
             "{} waits for {calls:.0} independent calls one after another ({sum_ms:.0} ms); run together they would take {longest_ms:.0} ms",
             group.endpoint
         );
-        let all_sql = group.location.split(" → ").all(|c| c.starts_with("SELECT"));
+        let all_sql = match group.subject() {
+            Subject::CallSequence { calls } => calls.iter().all(|c| matches!(c, Subject::Statement { .. })),
+            _ => false,
+        };
         let how = if all_sql {
             "each on its own connection — e.g. `asyncio.gather` over separate `AsyncSession`s, or one query that reads all of them"
         } else {
@@ -135,19 +143,24 @@ impl Detector for SequentialCalls {
             "Start these calls together and await them once, {how}: {}.",
             clip(group.location, 240)
         );
-        Some(Conclusion {
-            title,
-            fix,
-            confidence: Confidence::from_share(group.affected_share()).min(Confidence::Medium),
-            assumptions: vec![
+        Some(
+            Conclusion::new(
+                Resource::Workers,
+                Basis::Measured,
+                Estimate::Observed,
+                title,
+                fix,
+                Confidence::from_share(group.affected_share()).min(Confidence::Medium),
+            )
+            .assume(vec![
                 "the calls are independent: no page cursor, keyset pagination or write links them".into(),
                 "run concurrently, the request waits for the longest call (saving = sum − longest)".into(),
                 format!(
                     "seen in {} of the endpoint's requests",
                     percent(group.affected_share())
                 ),
-            ],
-        })
+            ]),
+        )
     }
 }
 
@@ -165,6 +178,15 @@ fn is_independent(request: &Request<'_>, i: usize) -> bool {
     request
         .http_call(i)
         .is_some_and(|call| matches!(call.method.as_str(), "GET" | "HEAD") && !call.paginated)
+}
+
+/// A call as a subject: its statement, or its HTTP target.
+fn call_subject(request: &Request<'_>, i: usize) -> Option<Subject> {
+    match (request.statement(i), request.http_call(i)) {
+        (Some(statement), _) => Some(statement.subject()),
+        (None, Some(call)) => Some(Subject::HttpCall(call.target())),
+        (None, None) => None,
+    }
 }
 
 /// How a call is named in a finding: its statement, or its method and target.

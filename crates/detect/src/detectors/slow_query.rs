@@ -1,11 +1,15 @@
 //! `slow-query`: statements that take long, absolutely or relative to their request.
 
-use crate::analysis::{Conclusion, GroupView, Observation, Observer};
+use chokepoint_evidence::Resource;
+
+use crate::db::{STATEMENTS, StatementView, create_index};
 use crate::detectors::{clip, ns, percent};
-use crate::finding::Confidence;
-use crate::registry::{Detector, detector};
+use crate::finding::{Basis, Confidence, PlanReason};
+use crate::registry::{Conclusion, Detector, Estimate, Reads, detector};
 use crate::request::Request;
 use crate::sql;
+use crate::trace_analysis::{Observation, Observer};
+use crate::traces::GroupView;
 
 detector! {
     /// # What it detects
@@ -45,9 +49,12 @@ detector! {
     /// (`CREATE INDEX CONCURRENTLY … ON table (column)`); a disk sort wants an index in the
     /// `ORDER BY` order or more `work_mem`; a large result wants a `LIMIT`.
     pub(crate) struct SlowQuery {
-        id: "slow-query",
+        id: SlowQuery,
         summary: "database statements that take long, or most of their request",
-        requires: "database spans with a statement",
+        reads: [
+            Reads::Traces("database spans with a statement"),
+            Reads::Database(STATEMENTS),
+        ],
     }
 }
 
@@ -60,6 +67,9 @@ const DOMINANT_SHARE: f64 = 0.5;
 /// What a fixed statement is assumed to take, in ms: an index lookup and its round trip.
 const FIXED_MS: f64 = 1.0;
 const _: () = assert!(FIXED_MS < DOMINANT_MS && DOMINANT_MS < SLOW_MS);
+/// A statement this slow on average is slow in an OLTP database, in ms; so is one of at least
+/// [`DOMINANT_MS`] that takes [`DOMINANT_SHARE`] or more of all the statements' time.
+const DB_SLOW_MEAN_MS: f64 = 100.0;
 
 impl Detector for SlowQuery {
     fn observe(&self, request: &Request<'_>, out: &mut Observer<'_>) {
@@ -78,8 +88,8 @@ impl Detector for SlowQuery {
             }
             let saved_ns = ns(took_ms - FIXED_MS);
             out.push(Observation {
-                key: statement.fingerprint.clone(),
-                location: statement.normalized.clone(),
+                subject: statement.subject(),
+                location: None,
                 saved_ns,
                 latency_saved_ns: saved_ns,
                 occurrences: 1,
@@ -93,7 +103,7 @@ impl Detector for SlowQuery {
 
     fn conclude(&self, group: &GroupView<'_>) -> Option<Conclusion> {
         let mean_ms = group.mean("statement_ms");
-        let title = format!(
+        let mut title = format!(
             "`{}` takes {mean_ms:.0} ms on average (max {:.0} ms), {} of {} in {} of {} requests",
             clip(group.location, 80),
             group.max("statement_ms"),
@@ -102,61 +112,120 @@ impl Detector for SlowQuery {
             group.requests,
             group.endpoint_requests,
         );
-        let statement = sql::normalize(group.location);
-        let index_hint = match (statement.tables.first(), statement.filter_columns.is_empty()) {
-            (Some(table), false) => format!(
-                " If it shows a sequential scan on `{table}`, the candidate index is \
-                 `CREATE INDEX CONCURRENTLY ON {table} ({});` — check that it cuts the plan's cost before creating it.",
-                statement.filter_columns.join(", ")
+        let mut assumptions = vec![
+            format!(
+                "a fixed plan answers in about {FIXED_MS:.0} ms (an index lookup); the saving is the rest"
             ),
-            _ => String::new(),
+            format!(
+                "seen in {} of the endpoint's requests",
+                percent(group.affected_share())
+            ),
+        ];
+        let mut confidence = Confidence::from_share(group.affected_share()).min(Confidence::Medium);
+        let mut basis = Basis::Assumed;
+        let mut items = Vec::new();
+        let mut metrics = Vec::new();
+        // With the database read too, its plan explains the statement: the reason, and the index
+        // HypoPG proved.
+        let explained = match (group.database, group.db_statement()) {
+            (Some(_), Some(statement)) => {
+                let reasons = statement.plan_reasons();
+                let index = statement.proven_index();
+                items = statement.plan_items();
+                if let Some(plan) = statement.plan {
+                    metrics.push(("plan_cost", plan.cost));
+                }
+                if let Some((check, _)) = index {
+                    metrics.push(("cost_after", check.cost_after.unwrap_or(0.0)));
+                    confidence = Confidence::High;
+                    basis = Basis::Proven;
+                }
+                let mut shown: Vec<String> = reasons.iter().map(PlanReason::describe).collect();
+                if let Some((check, share)) = index {
+                    shown.push(format!(
+                        "an index on {} ({}) cuts the plan's cost from {:.0} to {:.0} ({:.0} % less), proven with a hypothetical index",
+                        check.relation,
+                        check.columns.join(", "),
+                        check.cost_before,
+                        check.cost_after.unwrap_or(check.cost_before),
+                        share * 100.0
+                    ));
+                }
+                if shown.is_empty() {
+                    assumptions.push(format!(
+                        "the generic plan in {} shows no sequential scan, spill or mis-estimate: the time may be waits (locks, I/O)",
+                        statement.database
+                    ));
+                    None
+                } else {
+                    title.push_str(&format!("; the plan shows {}", shown.join("; ")));
+                    Some(match index {
+                        Some((check, _)) => format!(
+                            "{} Then `ANALYZE {};` and check the plan again.",
+                            create_index(check),
+                            check.relation
+                        ),
+                        None => reasons_fix(&reasons),
+                    })
+                }
+            }
+            (Some(database), None) => {
+                assumptions.push(format!(
+                    "not found in {}'s pg_stat_statements, so not explained by a plan",
+                    database.snapshot.database
+                ));
+                None
+            }
+            (None, _) => None,
         };
-        let fix = format!(
-            "Run `EXPLAIN (ANALYZE, BUFFERS) {}` with real values and read the plan: sequential scans, \
-             sorts spilling to disk and row mis-estimates are the usual causes.{index_hint}",
-            clip(group.location, 200)
-        );
-        Some(Conclusion {
+        let fix = explained.unwrap_or_else(|| {
+            let statement = sql::normalize(group.location);
+            let index_hint = match (statement.tables.first(), statement.filter_columns.is_empty()) {
+                (Some(table), false) => format!(
+                    " If it shows a sequential scan on `{table}`, the candidate index is \
+                     `CREATE INDEX CONCURRENTLY ON {table} ({});` — check that it cuts the plan's cost before creating it.",
+                    statement.filter_columns.join(", ")
+                ),
+                _ => String::new(),
+            };
+            format!(
+                "Run `EXPLAIN (ANALYZE, BUFFERS) {}` with real values and read the plan: sequential scans, \
+                 sorts spilling to disk and row mis-estimates are the usual causes.{index_hint}",
+                clip(group.location, 200)
+            )
+        });
+        let mut conclusion = Conclusion::new(
+            Resource::Database,
+            basis,
+            Estimate::Observed,
             title,
             fix,
-            confidence: Confidence::from_share(group.affected_share()).min(Confidence::Medium),
-            assumptions: vec![
-                format!(
-                    "a fixed plan answers in about {FIXED_MS:.0} ms (an index lookup); the saving is the rest"
-                ),
-                format!(
-                    "seen in {} of the endpoint's requests",
-                    percent(group.affected_share())
-                ),
-            ],
-        })
+            confidence,
+        )
+        .assume(assumptions)
+        .metrics(metrics);
+        conclusion.items = items;
+        Some(conclusion)
     }
-}
 
-/// A statement this slow on average is slow in an OLTP database, in ms; so is one of at least
-/// [`DOMINANT_MS`] that takes [`DOMINANT_SHARE`] or more of all the statements' time.
-const DB_SLOW_MEAN_MS: f64 = 100.0;
-
-impl crate::registry::DbDetector for SlowQuery {
-    fn check(&self, view: &crate::db::StatementView<'_>) -> Option<crate::db::DbConclusion> {
+    fn check_statement(&self, view: &StatementView<'_>) -> Option<Conclusion> {
         let stat = view.stat;
         let dominant = stat.mean_ms >= DOMINANT_MS && view.share_of_total >= DOMINANT_SHARE;
         if !(stat.mean_ms >= DB_SLOW_MEAN_MS || dominant) || stat.calls == 0 {
             return None;
         }
-        let shape = &view.shape;
-        let reasons = crate::db::plan_reasons(stat, view.plan, view.tables);
+        let reasons = view.plan_reasons();
         // Slow only because it waits on a lock: that is lock-contention's finding.
         if reasons.is_empty() && view.lock_waited {
             return None;
         }
-        let fix = match crate::db::proven_index(&view.index_checks) {
+        let fix = match view.proven_index() {
             Some((check, _)) => format!(
                 "{} (see missing-index). Then `ANALYZE {};` and check the plan again.",
-                crate::db::create_index(check),
+                create_index(check),
                 check.relation
             ),
-            None if !reasons.is_empty() => format!("Address {}.", reasons.join("; ")),
+            None if !reasons.is_empty() => reasons_fix(&reasons),
             None => "Its generic plan shows no sequential scan, spill or mis-estimate: run `EXPLAIN (ANALYZE, BUFFERS)` \
                      on it with real values, and watch for lock waits (`chokepoint db --watch`)."
                 .to_owned(),
@@ -164,23 +233,36 @@ impl crate::registry::DbDetector for SlowQuery {
         let because = if reasons.is_empty() {
             String::new()
         } else {
-            format!("; the plan shows {}", reasons.join("; "))
+            let shown: Vec<String> = reasons.iter().map(PlanReason::describe).collect();
+            format!("; the plan shows {}", shown.join("; "))
         };
-        Some(crate::db::DbConclusion {
-            title: format!(
+        let mut conclusion = Conclusion::new(
+            Resource::Database,
+            Basis::Assumed,
+            Estimate::StatementShare((1.0 - FIXED_MS / stat.mean_ms).max(0.0)),
+            format!(
                 "`{}` takes {:.0} ms on average over {} calls ({:.1} s in all){because}",
-                clip(&shape.normalized, 80),
+                clip(&view.shape.normalized, 80),
                 stat.mean_ms,
                 stat.calls,
                 stat.total_ms / 1e3
             ),
             fix,
-            confidence: Confidence::Medium,
-            assumptions: vec![format!(
-                "a fixed plan answers in about {FIXED_MS:.0} ms; the saving is the rest"
-            )],
-            saved_share: (1.0 - FIXED_MS / stat.mean_ms).max(0.0),
-            metrics: vec![],
-        })
+            Confidence::Medium,
+        )
+        .assume(vec![format!(
+            "a fixed plan answers in about {FIXED_MS:.0} ms; the saving is the rest"
+        )]);
+        conclusion.items = view.plan_items();
+        Some(conclusion)
     }
+}
+
+/// The fix for a statement whose plan gives these reasons: each reason's own fix.
+fn reasons_fix(reasons: &[PlanReason]) -> String {
+    let fixes: Vec<String> = reasons
+        .iter()
+        .map(|r| format!("{} — {}", r.describe(), crate::db::reason_fix(r)))
+        .collect();
+    format!("Fix what the plan shows: {}.", fixes.join("; "))
 }

@@ -1,10 +1,14 @@
 //! `unbounded-result`: statements that return very many rows with no `LIMIT`.
 
-use crate::analysis::{Conclusion, GroupView, Observation, Observer};
+use chokepoint_evidence::Resource;
+
+use crate::db::{STATEMENTS, StatementView};
 use crate::detectors::{clip, ms, ns, percent};
-use crate::finding::Confidence;
-use crate::registry::{Detector, detector};
+use crate::finding::{Basis, Confidence};
+use crate::registry::{Conclusion, Detector, Estimate, Reads, detector};
 use crate::request::Request;
+use crate::trace_analysis::{Observation, Observer};
+use crate::traces::GroupView;
 
 detector! {
     /// # What it detects
@@ -36,9 +40,12 @@ detector! {
     /// Paginate with a key (`WHERE id > :last_id ORDER BY id LIMIT 100`), or let the database
     /// aggregate (`COUNT`, `SUM`, `GROUP BY`) when the handler only summarizes the rows.
     pub(crate) struct UnboundedResult {
-        id: "unbounded-result",
+        id: UnboundedResult,
         summary: "statements returning very many rows per call without a LIMIT",
-        requires: "database span carrying a row count (db.response.returned_rows)",
+        reads: [
+            Reads::Traces("database span carrying a row count (db.response.returned_rows)"),
+            Reads::Database(STATEMENTS),
+        ],
     }
 }
 
@@ -86,8 +93,8 @@ impl Detector for UnboundedResult {
             let processing_ms = ms(next_start.saturating_sub(span.end_unix_nano));
             let saved_ns = ns((span.duration_ms() + processing_ms) * (1.0 - PAGE_ROWS / rows));
             out.push(Observation {
-                key: statement.fingerprint.clone(),
-                location: statement.normalized.clone(),
+                subject: statement.subject(),
+                location: None,
                 saved_ns,
                 latency_saved_ns: saved_ns,
                 occurrences: 1,
@@ -115,11 +122,16 @@ impl Detector for UnboundedResult {
              SQLAlchemy: `.order_by(Model.id).where(Model.id > last_id).limit({PAGE_ROWS:.0})`; Django: slice the queryset.",
             clip(group.location, 160)
         );
-        Some(Conclusion {
-            title,
-            fix,
-            confidence: Confidence::from_share(group.affected_share()),
-            assumptions: vec![
+        Some(
+            Conclusion::new(
+                Resource::Database,
+                Basis::Assumed,
+                Estimate::Observed,
+                title,
+                fix,
+                Confidence::from_share(group.affected_share()),
+            )
+            .assume(vec![
                 format!(
                     "statement time scales with rows, so a page of {PAGE_ROWS:.0} rows takes {PAGE_ROWS:.0}/{rows:.0} of it"
                 ),
@@ -128,13 +140,11 @@ impl Detector for UnboundedResult {
                     "seen in {} of the endpoint's requests",
                     percent(group.affected_share())
                 ),
-            ],
-        })
+            ]),
+        )
     }
-}
 
-impl crate::registry::DbDetector for UnboundedResult {
-    fn check(&self, view: &crate::db::StatementView<'_>) -> Option<crate::db::DbConclusion> {
+    fn check_statement(&self, view: &StatementView<'_>) -> Option<Conclusion> {
         let shape = &view.shape;
         let rows = view.rows_per_call();
         let reads = shape.verb == "SELECT" || shape.verb == "WITH";
@@ -142,22 +152,25 @@ impl crate::registry::DbDetector for UnboundedResult {
         if !reads || shape.has_limit || key_list || rows < MIN_ROWS {
             return None;
         }
-        Some(crate::db::DbConclusion {
-            title: format!(
-                "`{}` returns {rows:.0} rows per call over {} calls, with no LIMIT",
-                clip(&shape.normalized, 80),
-                view.stat.calls
-            ),
-            fix: format!(
-                "Bound it: paginate with a key — `… WHERE id > $1 ORDER BY id LIMIT {PAGE_ROWS:.0}` — or aggregate in SQL \
-                 (`COUNT`/`SUM`/`GROUP BY`) when the caller only summarizes."
-            ),
-            confidence: Confidence::Medium,
-            assumptions: vec![format!(
+        Some(
+            Conclusion::new(
+                Resource::Database,
+                Basis::Assumed,
+                Estimate::StatementShare(1.0 - PAGE_ROWS / rows),
+                format!(
+                    "`{}` returns {rows:.0} rows per call over {} calls, with no LIMIT",
+                    clip(&shape.normalized, 80),
+                    view.stat.calls
+                ),
+                format!(
+                    "Bound it: paginate with a key — `… WHERE id > $1 ORDER BY id LIMIT {PAGE_ROWS:.0}` — or aggregate in SQL \
+                     (`COUNT`/`SUM`/`GROUP BY`) when the caller only summarizes."
+                ),
+                Confidence::Medium,
+            )
+            .assume(vec![format!(
                 "statement time scales with rows: a page of {PAGE_ROWS:.0} takes {PAGE_ROWS:.0}/{rows:.0} of it"
-            )],
-            saved_share: 1.0 - PAGE_ROWS / rows,
-            metrics: vec![],
-        })
+            )]),
+        )
     }
 }

@@ -1,9 +1,11 @@
 //! `worker-exhaustion`: throughput capped by a pool of workers (threads, processes, connections)
 //! that are busy waiting, not computing.
 
-use crate::finding::Confidence;
-use crate::load::{Curve, LoadConclusion, offered, usable_cores};
-use crate::registry::{LoadDetector, detector};
+use chokepoint_evidence::Resource;
+
+use crate::finding::{Basis, Confidence};
+use crate::load::{Curve, TARGET_SAMPLED, offered, usable_cores};
+use crate::registry::{Conclusion, Detector, Estimate, Reads, detector};
 
 detector! {
     /// # What it detects
@@ -35,17 +37,17 @@ detector! {
     /// downstream — or size the pool to the load: Starlette's thread pool (40 by default),
     /// gunicorn `--threads`, SQLAlchemy `pool_size` + `max_overflow`.
     pub(crate) struct WorkerExhaustion {
-        id: "worker-exhaustion",
+        id: WorkerExhaustion,
         summary: "throughput capped by a pool of busy, mostly idle workers",
-        requires: "target process sampled (run on the target's host, or pass --pid)",
+        reads: [Reads::Load(TARGET_SAMPLED)],
     }
 }
 
 /// CPU below this share of the usable cores is "low".
 const LOW_CPU_SHARE: f64 = 0.5;
 
-impl LoadDetector for WorkerExhaustion {
-    fn check(&self, curve: &Curve<'_>) -> Option<LoadConclusion> {
+impl Detector for WorkerExhaustion {
+    fn check_load(&self, curve: &Curve<'_>) -> Option<Conclusion> {
         let cores = curve.knee_cpu_cores()?;
         if crate::load::transfer_bound(curve) {
             return None; // bandwidth-limit's case
@@ -67,19 +69,26 @@ impl LoadDetector for WorkerExhaustion {
              gunicorn `--threads`, SQLAlchemy `pool_size`/`max_overflow` — to what the load needs.",
             curve.capacity_rps
         );
-        Some(LoadConclusion {
-            title,
-            fix,
-            confidence: Confidence::Medium,
-            assumptions: vec![
+        Some(
+            Conclusion::new(
+                Resource::Workers,
+                Basis::Measured,
+                Estimate::Limit {
+                    demand_ms_per_request: Some(service_ms),
+                },
+                title,
+                fix,
+                Confidence::Medium,
+            )
+            .assume(vec![
                 "the low-load latency is the time a worker is held per request".into(),
                 "a downstream that is itself saturated looks the same: check its resources".into(),
-            ],
-            metrics: vec![
+            ])
+            .metrics(vec![
                 ("cpu_cores_at_knee", cores),
                 ("inferred_workers", workers),
                 ("service_ms", service_ms),
-            ],
-        })
+            ]),
+        )
     }
 }

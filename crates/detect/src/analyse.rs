@@ -1,0 +1,481 @@
+//! The analysis: every detector over one [`Evidence`] bundle, what each could not judge and why,
+//! one cause reported once, and the verdict.
+
+use std::collections::BTreeMap;
+
+use chokepoint_evidence::{Evidence, Note, Scope, Severity};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::db::DbView;
+use crate::finding::{Finding, FindingEvidence, Impact, Sample, SampleUnit, Skipped, subject_text};
+use crate::impact;
+use crate::load::{Curve, StepSessions};
+use crate::registry::{Conclusion, DETECTORS, Detector, Estimate, Reads};
+use crate::usl::UslFit;
+use crate::verdict::{self, Verdict};
+
+/// A database window shorter than this is too little traffic to judge, in seconds.
+const MIN_DATABASE_WINDOW_S: f64 = 60.0;
+
+/// What the analysis concluded from the evidence.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Outcome {
+    /// The bottleneck, the limit it explains and what consumes that limit.
+    pub verdict: Verdict,
+    /// Findings, the bottleneck first; one per cause.
+    pub findings: Vec<Finding>,
+    /// Detectors that could not judge for lack of evidence.
+    pub skipped: Vec<Skipped>,
+    /// What the analysis has to say about the evidence itself (suspect steps, too little
+    /// traffic, spans without their parent).
+    pub notes: Vec<Note>,
+    /// Trace candidates seen in too few requests to report.
+    pub below_noise_gate: u64,
+    /// A closed-model ramp's Universal Scalability Law fit (three steps or more).
+    pub usl: Option<UslFit>,
+    /// The database's sessions during each load step, when a watch ran beside the ramp.
+    pub step_sessions: Vec<StepSessions>,
+}
+
+/// Runs every detector over `evidence`: each reads the kinds it declares, where they are there;
+/// findings about the same cause are merged; the verdict is decided.
+///
+/// ```
+/// use chokepoint_detect::analyse;
+/// use chokepoint_evidence::Evidence;
+///
+/// let outcome = analyse(&Evidence::default());
+/// assert!(outcome.findings.is_empty());
+/// // With no evidence, no detector is taken for a clean bill of health.
+/// assert!(outcome.skipped.iter().any(|s| s.detector.as_str() == "n-plus-one"));
+/// ```
+pub fn analyse(evidence: &Evidence) -> Outcome {
+    let database = evidence.database.as_ref().map(DbView::new);
+    let curve = evidence.load.as_ref().map(Curve::of);
+    let mut findings = Vec::new();
+    let mut skipped = Vec::new();
+    let mut below_noise_gate = 0;
+    for &detector in DETECTORS {
+        let meta = detector.meta();
+        let mut judged = false;
+        let mut missing: Vec<String> = Vec::new();
+        for reads in meta.reads {
+            let kind = reads.kind();
+            if !evidence.has(kind) {
+                missing.push(kind.absent().to_owned());
+                continue;
+            }
+            match reads {
+                Reads::Traces(what) => {
+                    let Some(traces) = &evidence.traces else { continue };
+                    if traces.evaluated.get(&meta.id).copied().unwrap_or(0) == 0 {
+                        missing.push(format!("no {what}"));
+                        continue;
+                    }
+                    judged = true;
+                    conclude_traces(
+                        detector,
+                        traces,
+                        database.as_ref(),
+                        &mut findings,
+                        &mut below_noise_gate,
+                    );
+                }
+                Reads::Load(need) => match &curve {
+                    Some(Err(reason)) => missing.push(reason.clone()),
+                    Some(Ok(curve)) if !(need.met)(curve) => missing.push(format!("no {}", need.what)),
+                    Some(Ok(curve)) => {
+                        judged = true;
+                        if let Some(conclusion) = detector.check_load(curve) {
+                            findings.push(load_finding(detector, curve, conclusion));
+                        }
+                    }
+                    None => {}
+                },
+                Reads::Database(need) => {
+                    let Some(database) = &database else { continue };
+                    if !(need.met)(database.snapshot) {
+                        missing.push(format!("no {}", need.what));
+                        continue;
+                    }
+                    judged = true;
+                    for statement in &database.statements {
+                        if let Some(conclusion) = detector.check_statement(statement) {
+                            findings.push(statement_finding(detector, database, statement, conclusion));
+                        }
+                    }
+                    if let Some(conclusion) = detector.check_database(database) {
+                        findings.push(database_finding(detector, database, conclusion));
+                    }
+                }
+            }
+        }
+        if !judged {
+            skipped.push(Skipped {
+                detector: meta.id,
+                reason: missing.join("; "),
+            });
+        }
+    }
+    let mut findings = crate::rank::merge(findings);
+    let verdict = verdict::decide(&mut findings);
+    let mut notes = Vec::new();
+    if let Some(run) = &evidence.load {
+        notes.extend(crate::load::notes(run));
+    }
+    if let Some(traces) = &evidence.traces {
+        notes.extend(orphan_note(&traces.summary));
+    }
+    if let Some(db) = &evidence.database {
+        notes.extend(database_window_note(db));
+    }
+    let usl = evidence.load.as_ref().and_then(crate::usl::fit_ramp);
+    let step_sessions = match (
+        &evidence.load,
+        evidence.database.as_ref().and_then(|d| d.activity.as_ref()),
+    ) {
+        (Some(run), Some(activity)) => crate::load::step_sessions(run, activity),
+        _ => Vec::new(),
+    };
+    Outcome {
+        verdict,
+        findings,
+        skipped,
+        notes,
+        below_noise_gate,
+        usl,
+        step_sessions,
+    }
+}
+
+/// The trace detector's conclusions, one per (endpoint, subject) past the noise gate.
+fn conclude_traces(
+    detector: &dyn Detector,
+    traces: &chokepoint_evidence::TraceAggregates,
+    database: Option<&DbView<'_>>,
+    findings: &mut Vec<Finding>,
+    below_gate: &mut u64,
+) {
+    let window_s = traces.summary.window_s();
+    let mut dropped = 0;
+    for (endpoint, view) in crate::traces::groups(detector, traces, database, below_gate) {
+        let Some(conclusion) = detector.conclude(&view) else {
+            dropped += 1;
+            continue;
+        };
+        let group = view.group;
+        let consumption = impact::observed(
+            conclusion.resource,
+            conclusion.basis,
+            group,
+            endpoint.time_ms,
+            window_s,
+        );
+        let mut metrics = BTreeMap::new();
+        for (name, stat) in &group.metrics {
+            metrics.insert(format!("{name}_mean"), impact::round(stat.mean()));
+            metrics.insert(format!("{name}_max"), impact::round(stat.max));
+        }
+        let scope = Scope::Endpoint {
+            service: endpoint.service.clone(),
+            endpoint: endpoint.endpoint.clone(),
+        };
+        findings.push(finding(
+            detector,
+            scope,
+            group.subject.clone(),
+            group.location.clone(),
+            Impact::Consumer(consumption),
+            FindingEvidence {
+                sample: Sample {
+                    affected: group.requests,
+                    total: endpoint.requests,
+                    unit: SampleUnit::Requests,
+                },
+                occurrences: group.occurrences,
+                example_trace_ids: group.examples.clone(),
+                metrics,
+                items: Vec::new(),
+            },
+            conclusion,
+        ));
+    }
+    *below_gate += dropped;
+}
+
+fn load_finding(detector: &dyn Detector, curve: &Curve<'_>, conclusion: Conclusion) -> Finding {
+    let run = curve.run;
+    let impact = match conclusion.estimate {
+        Estimate::PerRequest { saved_ms } => Impact::Consumer(impact::per_request(
+            conclusion.resource,
+            conclusion.basis,
+            curve,
+            saved_ms,
+        )),
+        Estimate::Limit {
+            demand_ms_per_request,
+        } => Impact::Limit(impact::limit(
+            conclusion.resource,
+            conclusion.basis,
+            curve,
+            demand_ms_per_request,
+        )),
+        _ => Impact::Limit(impact::limit(conclusion.resource, conclusion.basis, curve, None)),
+    };
+    let mut metrics = BTreeMap::new();
+    metrics.insert("capacity_rps".to_owned(), impact::round(curve.capacity_rps));
+    metrics.insert("knee_offered".to_owned(), curve.knee.offered);
+    metrics.insert(
+        "p50_ms_low_load".to_owned(),
+        impact::round(curve.low.latency.p50_ms),
+    );
+    metrics.insert(
+        "p50_ms_at_knee".to_owned(),
+        impact::round(curve.knee.latency.p50_ms),
+    );
+    let top = curve.top();
+    let subject = conclusion
+        .subject
+        .clone()
+        .unwrap_or(chokepoint_evidence::Subject::Resource {
+            resource: conclusion.resource,
+        });
+    let location = conclusion
+        .location
+        .clone()
+        .unwrap_or_else(|| format!("at {}", crate::load::offered(run, curve.knee.offered)));
+    finding(
+        detector,
+        Scope::Target {
+            url: run.url.clone(),
+            pid: run.target_pid,
+        },
+        subject,
+        location,
+        impact,
+        FindingEvidence {
+            sample: Sample {
+                affected: top.requests,
+                total: run.steps.iter().map(|s| s.requests).sum(),
+                unit: SampleUnit::Requests,
+            },
+            // Steps at or past the knee: where the limit held.
+            occurrences: run.steps.len().saturating_sub(curve.knee_index) as u64,
+            example_trace_ids: Vec::new(),
+            metrics,
+            items: Vec::new(),
+        },
+        conclusion,
+    )
+}
+
+fn statement_finding(
+    detector: &dyn Detector,
+    database: &DbView<'_>,
+    statement: &crate::db::StatementView<'_>,
+    conclusion: Conclusion,
+) -> Finding {
+    let stat = statement.stat;
+    let share = match conclusion.estimate {
+        Estimate::StatementShare(share) => share,
+        _ => 0.0,
+    };
+    let consumption = impact::statement_share(
+        conclusion.resource,
+        conclusion.basis,
+        stat,
+        share,
+        database.total_ms,
+        database.snapshot.window_s,
+    );
+    let metrics = BTreeMap::from([
+        ("calls".to_owned(), stat.calls as f64),
+        ("mean_ms".to_owned(), impact::round(stat.mean_ms)),
+        ("total_ms".to_owned(), impact::round(stat.total_ms)),
+        (
+            "rows_per_call".to_owned(),
+            impact::round(statement.rows_per_call()),
+        ),
+    ]);
+    finding(
+        detector,
+        Scope::Database {
+            database: database.snapshot.database.clone(),
+        },
+        statement.subject(),
+        statement.shape.normalized.clone(),
+        Impact::Consumer(consumption),
+        FindingEvidence {
+            sample: Sample {
+                affected: stat.calls,
+                total: stat.calls,
+                unit: SampleUnit::Calls,
+            },
+            occurrences: stat.calls,
+            example_trace_ids: Vec::new(),
+            metrics,
+            items: Vec::new(),
+        },
+        conclusion,
+    )
+}
+
+fn database_finding(detector: &dyn Detector, database: &DbView<'_>, conclusion: Conclusion) -> Finding {
+    let snapshot = database.snapshot;
+    let window_s = snapshot
+        .activity
+        .as_ref()
+        .map_or(snapshot.window_s, |a| a.duration_s);
+    let (consumption, sample, occurrences) = match conclusion.estimate {
+        Estimate::Recovered {
+            saved_ms_total,
+            share,
+            sample,
+            occurrences,
+        } => (
+            impact::recovered(
+                conclusion.resource,
+                conclusion.basis,
+                saved_ms_total,
+                occurrences,
+                share,
+                window_s,
+            ),
+            sample,
+            occurrences,
+        ),
+        _ => (
+            impact::recovered(conclusion.resource, conclusion.basis, 0.0, 0, 0.0, window_s),
+            Sample {
+                affected: 0,
+                total: 0,
+                unit: SampleUnit::Samples,
+            },
+            0,
+        ),
+    };
+    let subject = conclusion
+        .subject
+        .clone()
+        .unwrap_or(chokepoint_evidence::Subject::Sessions {
+            database: snapshot.database.clone(),
+        });
+    let location = conclusion
+        .location
+        .clone()
+        .unwrap_or_else(|| subject_text(&subject));
+    finding(
+        detector,
+        Scope::Database {
+            database: snapshot.database.clone(),
+        },
+        subject,
+        location,
+        Impact::Consumer(consumption),
+        FindingEvidence {
+            sample,
+            occurrences,
+            example_trace_ids: Vec::new(),
+            metrics: BTreeMap::new(),
+            items: Vec::new(),
+        },
+        conclusion,
+    )
+}
+
+/// Puts a conclusion's words, numbers and items into a finding.
+fn finding(
+    detector: &dyn Detector,
+    scope: Scope,
+    subject: chokepoint_evidence::Subject,
+    location: String,
+    impact: Impact,
+    mut evidence: FindingEvidence,
+    conclusion: Conclusion,
+) -> Finding {
+    for (name, value) in conclusion.metrics {
+        evidence.metrics.insert(name.to_owned(), impact::round(value));
+    }
+    evidence.items.extend(conclusion.items);
+    Finding {
+        detector: detector.meta().id,
+        title: conclusion.title,
+        subject: conclusion.subject.unwrap_or(subject),
+        location: conclusion.location.unwrap_or(location),
+        scope,
+        impact,
+        evidence,
+        confidence: conclusion.confidence,
+        fix: conclusion.fix,
+        assumptions: conclusion.assumptions,
+    }
+}
+
+/// The note for spans whose parent is missing, if any.
+fn orphan_note(summary: &chokepoint_evidence::TracesSummary) -> Option<Note> {
+    (summary.orphan_spans > 0).then(|| {
+        Note::new(
+            Severity::Warning,
+            "traces",
+            format!(
+                "{} span(s) have a parent that is not in the input (e.g. in trace {}); each was analysed as the root of \
+                 what lies below it. Export whole traces (all services, no sampling mid-trace) for complete findings.",
+                summary.orphan_spans,
+                summary
+                    .example_orphan_trace
+                    .map_or("?".to_owned(), |t| t.to_string())
+            ),
+        )
+    })
+}
+
+/// The note for a database window too short to judge.
+fn database_window_note(db: &chokepoint_evidence::PgSnapshot) -> Option<Note> {
+    if db.window_s <= 0.0 || db.window_s >= MIN_DATABASE_WINDOW_S {
+        return None;
+    }
+    let covered = if db.activity.is_some() {
+        "the watch covered"
+    } else {
+        "the statistics cover, since pg_stat_statements was reset,"
+    };
+    Some(Note::new(
+        Severity::Warning,
+        format!("PostgreSQL {}", db.database),
+        format!("{covered} only {:.0} s: too little traffic to judge", db.window_s),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use chokepoint_evidence::EvidenceKind;
+
+    use super::*;
+
+    #[test]
+    fn every_detector_is_skipped_with_what_it_reads_when_there_is_no_evidence() {
+        let outcome = analyse(&Evidence::default());
+        assert_eq!(outcome.skipped.len(), DETECTORS.len());
+        let churn = outcome
+            .skipped
+            .iter()
+            .find(|s| s.detector == chokepoint_evidence::DetectorId::ConnectionChurn)
+            .expect("skipped");
+        assert!(
+            churn.reason.contains(EvidenceKind::Traces.absent()),
+            "{}",
+            churn.reason
+        );
+        assert!(
+            churn.reason.contains(EvidenceKind::Load.absent()),
+            "{}",
+            churn.reason
+        );
+        assert!(
+            churn.reason.contains(EvidenceKind::Database.absent()),
+            "{}",
+            churn.reason
+        );
+    }
+}

@@ -1,0 +1,126 @@
+//! The impact arithmetic, in one place: how each kind of evidence turns a conclusion into a
+//! [`Limit`] or a [`Consumption`], and the one rounding rule every number of a finding follows.
+//!
+//! Consumers share one currency — service time recoverable per second of observed traffic — so
+//! findings from traces, a database and a ramp can be ranked together; a limit is stated in
+//! capacity.
+
+use chokepoint_evidence::{ObservedGroup, Resource, StatementStat};
+
+use crate::finding::{Basis, Consumption, Limit};
+use crate::load::Curve;
+
+/// Rounds for output: 3 decimals from 1 up, 6 below, so JSON is stable and small numbers keep
+/// their digits.
+pub(crate) fn round(value: f64) -> f64 {
+    if value.abs() >= 1.0 {
+        (value * 1e3).round() / 1e3
+    } else {
+        (value * 1e6).round() / 1e6
+    }
+}
+
+/// Seconds per second, 0 without a window.
+fn per_second(saved_ms_total: f64, window_s: f64) -> f64 {
+    if window_s > 0.0 {
+        round(saved_ms_total / 1e3 / window_s)
+    } else {
+        0.0
+    }
+}
+
+/// Traces: the saving observed request by request, over the endpoint's time and the traces'
+/// window.
+pub(crate) fn observed(
+    resource: Resource,
+    basis: Basis,
+    group: &ObservedGroup,
+    endpoint_time_ms: f64,
+    window_s: f64,
+) -> Consumption {
+    let requests = group.requests.max(1) as f64;
+    Consumption {
+        resource,
+        basis,
+        saved_ms_per_request: round(group.saved_ms / requests),
+        latency_saved_ms_per_request: round(group.latency_saved_ms / requests),
+        saved_ms_total: round(group.saved_ms),
+        // Wire time can lie outside the endpoint's own span: at most all of it.
+        share_of_scope_time: round((group.saved_ms / endpoint_time_ms.max(1e-9)).min(1.0)),
+        recoverable_s_per_s: per_second(group.saved_ms, window_s),
+    }
+}
+
+/// A statement: `share` of its time in the window, over all the statements' time.
+pub(crate) fn statement_share(
+    resource: Resource,
+    basis: Basis,
+    stat: &StatementStat,
+    share: f64,
+    all_statements_ms: f64,
+    window_s: f64,
+) -> Consumption {
+    let saved_ms_total = stat.total_ms * share;
+    Consumption {
+        resource,
+        basis,
+        saved_ms_per_request: round(stat.mean_ms * share),
+        latency_saved_ms_per_request: round(stat.mean_ms * share),
+        saved_ms_total: round(saved_ms_total),
+        share_of_scope_time: round((saved_ms_total / all_statements_ms.max(1e-9)).min(1.0)),
+        recoverable_s_per_s: per_second(saved_ms_total, window_s),
+    }
+}
+
+/// The database as a whole: time recovered over the window, per occurrence, and its share of
+/// the database's session time.
+pub(crate) fn recovered(
+    resource: Resource,
+    basis: Basis,
+    saved_ms_total: f64,
+    occurrences: u64,
+    share: f64,
+    window_s: f64,
+) -> Consumption {
+    let per_occurrence = saved_ms_total / occurrences.max(1) as f64;
+    Consumption {
+        resource,
+        basis,
+        saved_ms_per_request: round(per_occurrence),
+        latency_saved_ms_per_request: round(per_occurrence),
+        saved_ms_total: round(saved_ms_total),
+        share_of_scope_time: round(share.clamp(0.0, 1.0)),
+        recoverable_s_per_s: per_second(saved_ms_total, window_s),
+    }
+}
+
+/// A load ramp: `saved_ms` of every request at the knee, over the ramp's requests and length.
+pub(crate) fn per_request(resource: Resource, basis: Basis, curve: &Curve<'_>, saved_ms: f64) -> Consumption {
+    let requests: u64 = curve.run.steps.iter().map(|s| s.requests).sum();
+    let window_s: f64 = curve.run.steps.iter().map(|s| s.duration_s).sum();
+    let saved_ms_total = saved_ms * requests as f64;
+    Consumption {
+        resource,
+        basis,
+        saved_ms_per_request: round(saved_ms),
+        latency_saved_ms_per_request: round(saved_ms),
+        saved_ms_total: round(saved_ms_total),
+        share_of_scope_time: round((saved_ms / curve.knee.latency.mean_ms.max(1e-9)).min(1.0)),
+        recoverable_s_per_s: per_second(saved_ms_total, window_s),
+    }
+}
+
+/// A load ramp: the capacity the limit allows, and the median latency it adds at the highest
+/// load measured.
+pub(crate) fn limit(resource: Resource, basis: Basis, curve: &Curve<'_>, demand_ms: Option<f64>) -> Limit {
+    let queueing_ms = (curve.top().latency.p50_ms - curve.low.latency.p50_ms).max(0.0);
+    Limit {
+        resource,
+        basis,
+        capacity_rps: round(curve.capacity_rps),
+        knee_offered: curve.knee.offered,
+        demand_ms_per_request: demand_ms.map(round),
+        queueing_ms: round(queueing_ms),
+        capacity_after_fix_rps: None,
+    }
+}

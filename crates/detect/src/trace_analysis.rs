@@ -1,0 +1,320 @@
+//! The trace detectors' streaming stage: each trace is looked at once, request by request, and
+//! dropped; what remains are mergeable aggregates per (endpoint, detector, subject) — the
+//! traces' part of the [`Evidence`](chokepoint_evidence::Evidence).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chokepoint_evidence::{
+    EXAMPLE_TRACES, EndpointAggregate, ObservedGroup, Stat, Subject, Trace, TraceAggregates, TraceId,
+    TracesSummary, Window,
+};
+use hashbrown::HashMap;
+
+use crate::registry::{DETECTORS, trace_detectors};
+use crate::request::TraceIndex;
+use crate::sql::{self, Statement};
+
+/// Normalized statements cached before the cache is reset (bounds memory on unique SQL).
+const STATEMENT_CACHE_ENTRIES: usize = 50_000;
+
+/// What one detector saw in one request.
+#[derive(Clone, Debug)]
+pub(crate) struct Observation {
+    /// What it is about; observations of one subject are aggregated together.
+    pub(crate) subject: Subject,
+    /// The subject in words when it should not be derived from the subject (calls in the order
+    /// they ran, a response named by its endpoint).
+    pub(crate) location: Option<String>,
+    /// Service time the fix would remove from this request, in ns.
+    pub(crate) saved_ns: u64,
+    /// Latency the fix would remove from this request, in ns.
+    pub(crate) latency_saved_ns: u64,
+    /// How often the problem occurred in this request.
+    pub(crate) occurrences: u64,
+    /// Per-request numbers, aggregated into `<name>_mean` and `<name>_max`.
+    pub(crate) metrics: Vec<(&'static str, f64)>,
+}
+
+/// Collects one detector's observations of one request.
+pub(crate) struct Observer<'o> {
+    observations: &'o mut Vec<Observation>,
+    evaluated: &'o mut u64,
+}
+
+impl Observer<'_> {
+    /// Records an observation.
+    pub(crate) fn push(&mut self, observation: Observation) {
+        self.observations.push(observation);
+    }
+
+    /// Counts a span the detector could judge, so the report can tell "clean" from "no evidence".
+    pub(crate) fn evaluated(&mut self) {
+        *self.evaluated += 1;
+    }
+
+    /// Counts `spans` spans the detector could judge.
+    pub(crate) fn evaluated_many(&mut self, spans: u64) {
+        *self.evaluated += spans;
+    }
+}
+
+/// The aggregate of one detector's observations of one subject at one endpoint.
+#[derive(Clone, Debug)]
+struct Group {
+    location: Option<String>,
+    requests: u64,
+    occurrences: u64,
+    saved_ns: u128,
+    latency_saved_ns: u128,
+    metrics: BTreeMap<&'static str, Stat>,
+    examples: Vec<TraceId>,
+}
+
+impl Group {
+    fn merge(&mut self, other: Group) {
+        self.requests += other.requests;
+        self.occurrences += other.occurrences;
+        self.saved_ns += other.saved_ns;
+        self.latency_saved_ns += other.latency_saved_ns;
+        if self.location.is_none() {
+            self.location = other.location;
+        }
+        for (name, stat) in other.metrics {
+            self.metrics.entry(name).or_default().merge(stat);
+        }
+        for example in other.examples {
+            if self.examples.len() < EXAMPLE_TRACES && !self.examples.contains(&example) {
+                self.examples.push(example);
+            }
+        }
+    }
+}
+
+/// Everything kept about one endpoint: its totals and, per detector, its groups by subject.
+#[derive(Default)]
+struct EndpointEntry {
+    requests: u64,
+    time_ns: u128,
+    groups: Vec<HashMap<Subject, Group>>,
+}
+
+impl EndpointEntry {
+    fn merge_group(&mut self, detector: usize, subject: Subject, group: Group) {
+        if self.groups.len() <= detector {
+            self.groups.resize_with(DETECTORS.len(), HashMap::new);
+        }
+        match self.groups[detector].get_mut(&subject) {
+            Some(existing) => existing.merge(group),
+            None => {
+                self.groups[detector].insert(subject, group);
+            }
+        }
+    }
+}
+
+/// service → endpoint → entry; looked up by borrowed names, so a known endpoint costs no
+/// allocation per request.
+type Endpoints = HashMap<String, HashMap<String, EndpointEntry>>;
+
+fn endpoint_entry<'e>(endpoints: &'e mut Endpoints, service: &str, endpoint: &str) -> &'e mut EndpointEntry {
+    endpoints
+        .entry_ref(service)
+        .or_default()
+        .entry_ref(endpoint)
+        .or_default()
+}
+
+/// Runs every trace detector's `observe` over traces one at a time and keeps only aggregates.
+///
+/// ```
+/// use chokepoint_detect::TraceAnalysis;
+///
+/// let mut analysis = TraceAnalysis::default();
+/// // for trace in traces { analysis.add_trace(&trace); }
+/// let aggregates = analysis.finish();
+/// assert_eq!(aggregates.summary.traces, 0);
+/// ```
+#[derive(Default)]
+pub struct TraceAnalysis {
+    endpoints: Endpoints,
+    evaluated: Vec<u64>,
+    window_ns: Option<(u64, u64)>,
+    traces: u64,
+    spans: u64,
+    requests: u64,
+    orphan_spans: u64,
+    example_orphan_trace: Option<TraceId>,
+    statements: HashMap<u64, Arc<Statement>>,
+    unkeyed_statements: HashMap<String, Arc<Statement>>,
+}
+
+impl TraceAnalysis {
+    /// Looks at one whole trace; keeps only what the detectors observed.
+    pub fn add_trace(&mut self, trace: &Trace) {
+        self.evaluated.resize(DETECTORS.len(), 0);
+        self.traces += 1;
+        self.spans += trace.spans.len() as u64;
+        for span in &trace.spans {
+            if span.start_unix_nano == 0 {
+                continue;
+            }
+            let (first, last) = self
+                .window_ns
+                .get_or_insert((span.start_unix_nano, span.end_unix_nano));
+            *first = (*first).min(span.start_unix_nano);
+            *last = (*last).max(span.end_unix_nano);
+        }
+        if self.statements.len() > STATEMENT_CACHE_ENTRIES {
+            self.statements.clear();
+        }
+        if self.unkeyed_statements.len() > STATEMENT_CACHE_ENTRIES {
+            self.unkeyed_statements.clear();
+        }
+        let (cache, unkeyed) = (&mut self.statements, &mut self.unkeyed_statements);
+        let index = TraceIndex::new(trace, &mut |text| match sql::literal_blind_key(text) {
+            Some(key) => Arc::clone(cache.entry(key).or_insert_with(|| Arc::new(sql::normalize(text)))),
+            None => match unkeyed.get(text) {
+                Some(statement) => Arc::clone(statement),
+                None => {
+                    let statement = Arc::new(sql::normalize(text));
+                    unkeyed.insert(text.to_owned(), Arc::clone(&statement));
+                    statement
+                }
+            },
+        });
+        if index.orphans > 0 {
+            self.orphan_spans += index.orphans;
+            self.example_orphan_trace.get_or_insert(trace.trace_id);
+        }
+        let mut observations = Vec::new();
+        for request in index.requests() {
+            self.requests += 1;
+            let root = request.root_span();
+            let entry = endpoint_entry(&mut self.endpoints, &root.service, &request.endpoint);
+            entry.requests += 1;
+            entry.time_ns += u128::from(root.duration_nano());
+            for (d, detector) in trace_detectors() {
+                observations.clear();
+                detector.observe(
+                    &request,
+                    &mut Observer {
+                        observations: &mut observations,
+                        evaluated: &mut self.evaluated[d],
+                    },
+                );
+                // Several observations of one subject in one request count as one affected request.
+                let mut per_subject: HashMap<&Subject, Group> = HashMap::new();
+                for o in &observations {
+                    let group = per_subject.entry(&o.subject).or_insert_with(|| Group {
+                        location: o.location.clone(),
+                        requests: 1,
+                        occurrences: 0,
+                        saved_ns: 0,
+                        latency_saved_ns: 0,
+                        metrics: BTreeMap::new(),
+                        examples: vec![trace.trace_id],
+                    });
+                    group.occurrences += o.occurrences;
+                    group.saved_ns += u128::from(o.saved_ns);
+                    group.latency_saved_ns += u128::from(o.latency_saved_ns);
+                    for &(name, value) in &o.metrics {
+                        group.metrics.entry(name).or_default().add(value);
+                    }
+                }
+                for (subject, group) in per_subject {
+                    entry.merge_group(d, subject.clone(), group);
+                }
+            }
+        }
+    }
+
+    /// Adds another analysis's aggregates to this one (e.g. from another receiver or file).
+    pub fn merge(&mut self, other: TraceAnalysis) {
+        self.evaluated.resize(DETECTORS.len(), 0);
+        for (d, count) in other.evaluated.into_iter().enumerate() {
+            self.evaluated[d] += count;
+        }
+        for (service, by_name) in other.endpoints {
+            for (endpoint, theirs) in by_name {
+                let mine = endpoint_entry(&mut self.endpoints, &service, &endpoint);
+                mine.requests += theirs.requests;
+                mine.time_ns += theirs.time_ns;
+                for (d, groups) in theirs.groups.into_iter().enumerate() {
+                    for (subject, group) in groups {
+                        mine.merge_group(d, subject, group);
+                    }
+                }
+            }
+        }
+        self.window_ns = match (self.window_ns, other.window_ns) {
+            (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
+            (a, b) => a.or(b),
+        };
+        self.traces += other.traces;
+        self.spans += other.spans;
+        self.requests += other.requests;
+        self.orphan_spans += other.orphan_spans;
+        self.example_orphan_trace = self.example_orphan_trace.or(other.example_orphan_trace);
+    }
+
+    /// The aggregates: the traces' part of the evidence.
+    pub fn finish(self) -> TraceAggregates {
+        let mut evaluated = BTreeMap::new();
+        for (d, detector) in trace_detectors() {
+            evaluated.insert(detector.meta().id, self.evaluated.get(d).copied().unwrap_or(0));
+        }
+        let mut endpoints: Vec<EndpointAggregate> = Vec::new();
+        for (service, by_name) in self.endpoints {
+            for (endpoint, entry) in by_name {
+                let mut groups = Vec::new();
+                for (d, by_subject) in entry.groups.into_iter().enumerate() {
+                    let id = DETECTORS[d].meta().id;
+                    for (subject, group) in by_subject {
+                        groups.push(ObservedGroup {
+                            detector: id,
+                            location: group
+                                .location
+                                .unwrap_or_else(|| crate::finding::subject_text(&subject)),
+                            subject,
+                            requests: group.requests,
+                            occurrences: group.occurrences,
+                            saved_ms: group.saved_ns as f64 / 1e6,
+                            latency_saved_ms: group.latency_saved_ns as f64 / 1e6,
+                            metrics: group
+                                .metrics
+                                .into_iter()
+                                .map(|(name, stat)| (name.to_owned(), stat))
+                                .collect(),
+                            examples: group.examples,
+                        });
+                    }
+                }
+                groups.sort_by(|a, b| (a.detector, &a.subject).cmp(&(b.detector, &b.subject)));
+                endpoints.push(EndpointAggregate {
+                    service: service.clone(),
+                    endpoint,
+                    requests: entry.requests,
+                    time_ms: entry.time_ns as f64 / 1e6,
+                    groups,
+                });
+            }
+        }
+        endpoints.sort_by(|a, b| (&a.service, &a.endpoint).cmp(&(&b.service, &b.endpoint)));
+        TraceAggregates {
+            summary: TracesSummary {
+                traces: self.traces,
+                spans: self.spans,
+                requests: self.requests,
+                endpoints: endpoints.len() as u64,
+                window: self
+                    .window_ns
+                    .map(|(first, last)| Window::from_unix_nanos(first, last)),
+                orphan_spans: self.orphan_spans,
+                example_orphan_trace: self.example_orphan_trace,
+            },
+            endpoints,
+            evaluated,
+        }
+    }
+}

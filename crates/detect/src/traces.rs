@@ -1,0 +1,110 @@
+//! The trace detectors' concluding stage: each (endpoint, subject) aggregate past the noise gate
+//! is handed to its detector as a [`GroupView`], with the database's view of its statement when
+//! there is one.
+
+use chokepoint_evidence::{EndpointAggregate, ObservedGroup, Subject, TraceAggregates};
+
+use crate::db::{DbView, StatementView};
+use crate::registry::Detector;
+
+/// A finding needs this many affected requests: one odd trace does not make a finding.
+pub const MIN_AFFECTED_REQUESTS: u64 = 2;
+/// …and this share of its endpoint's requests.
+pub const MIN_AFFECTED_SHARE: f64 = 0.05;
+
+/// A group as a detector sees it when concluding.
+pub(crate) struct GroupView<'a> {
+    /// The endpoint.
+    pub(crate) endpoint: &'a str,
+    /// The observations.
+    pub(crate) group: &'a ObservedGroup,
+    /// What the finding names.
+    pub(crate) location: &'a str,
+    /// Requests that showed the problem.
+    pub(crate) requests: u64,
+    /// Requests of the endpoint.
+    pub(crate) endpoint_requests: u64,
+    /// Occurrences over all affected requests.
+    pub(crate) occurrences: u64,
+    /// Service time saved per affected request, in ms.
+    pub(crate) saved_ms_per_request: f64,
+    /// The database, when it was read too.
+    pub(crate) database: Option<&'a DbView<'a>>,
+}
+
+impl<'a> GroupView<'a> {
+    /// The mean of a per-request metric.
+    pub(crate) fn mean(&self, metric: &str) -> f64 {
+        self.group.metrics.get(metric).map_or(0.0, |s| s.mean())
+    }
+
+    /// The maximum of a per-request metric.
+    pub(crate) fn max(&self, metric: &str) -> f64 {
+        self.group.metrics.get(metric).map_or(0.0, |s| s.max)
+    }
+
+    /// Affected requests as a share of the endpoint's.
+    pub(crate) fn affected_share(&self) -> f64 {
+        self.requests as f64 / self.endpoint_requests.max(1) as f64
+    }
+
+    /// What the group is about.
+    pub(crate) fn subject(&self) -> &'a Subject {
+        &self.group.subject
+    }
+
+    /// The database's own view of the group's statement, when the database was read and knows
+    /// it.
+    pub(crate) fn db_statement(&self) -> Option<&'a StatementView<'a>> {
+        let Subject::Statement { fingerprint, .. } = &self.group.subject else {
+            return None;
+        };
+        self.database?.statement(*fingerprint)
+    }
+}
+
+/// Whether a group is seen in enough of its endpoint's requests to be more than noise.
+pub(crate) fn passes_noise_gate(group: &ObservedGroup, endpoint: &EndpointAggregate) -> bool {
+    let share = group.requests as f64 / endpoint.requests.max(1) as f64;
+    group.requests >= MIN_AFFECTED_REQUESTS && share >= MIN_AFFECTED_SHARE
+}
+
+/// Each of `detector`'s groups in the traces, as the detector sees it, with its endpoint;
+/// groups below the noise gate are counted in `below_gate` and left out.
+pub(crate) fn groups<'a>(
+    detector: &'a dyn Detector,
+    traces: &'a TraceAggregates,
+    database: Option<&'a DbView<'a>>,
+    below_gate: &'a mut u64,
+) -> impl Iterator<Item = (&'a EndpointAggregate, GroupView<'a>)> + 'a {
+    let id = detector.meta().id;
+    traces
+        .endpoints
+        .iter()
+        .flat_map(move |endpoint| {
+            endpoint
+                .groups
+                .iter()
+                .filter(move |g| g.detector == id)
+                .map(move |group| (endpoint, group))
+        })
+        .filter_map(move |(endpoint, group)| {
+            if !passes_noise_gate(group, endpoint) {
+                *below_gate += 1;
+                return None;
+            }
+            Some((
+                endpoint,
+                GroupView {
+                    endpoint: &endpoint.endpoint,
+                    group,
+                    location: &group.location,
+                    requests: group.requests,
+                    endpoint_requests: endpoint.requests,
+                    occurrences: group.occurrences,
+                    saved_ms_per_request: group.saved_ms / group.requests.max(1) as f64,
+                    database,
+                },
+            ))
+        })
+}

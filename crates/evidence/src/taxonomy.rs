@@ -1,0 +1,347 @@
+//! The public vocabulary of findings: the detector ids of DESIGN.md's taxonomy, what a finding is
+//! about ([`Subject`]), where it was seen ([`Scope`]), and the resource it limits or consumes
+//! ([`Resource`]). Typed, so that the ranker merges and the joins match on values, never on text.
+
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+macro_rules! detector_ids {
+    ($($(#[doc = $doc:literal])* $variant:ident = $text:literal,)*) => {
+        /// A detector id: one row of DESIGN.md's taxonomy, named after the problem. Stable, like a
+        /// lint code; written kebab-case (`n-plus-one`).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+        pub enum DetectorId {
+            $($(#[doc = $doc])* #[serde(rename = $text)] $variant,)*
+        }
+
+        impl DetectorId {
+            /// Every id, in the taxonomy's order.
+            pub const ALL: &'static [DetectorId] = &[$(DetectorId::$variant),*];
+
+            /// The id as written: `n-plus-one`.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(DetectorId::$variant => $text,)*
+                }
+            }
+        }
+    };
+}
+
+detector_ids! {
+    /// Throughput capped by the CPU.
+    CpuSaturation = "cpu-saturation",
+    /// Throughput capped by a pool of busy, mostly waiting workers.
+    WorkerExhaustion = "worker-exhaustion",
+    /// A blocking call stalls an event loop.
+    BlockingCall = "blocking-call",
+    /// Serialization burns the time.
+    SlowSerialization = "slow-serialization",
+    /// Logging writes synchronously on the request path.
+    SyncLogging = "sync-logging",
+    /// Statements that take long.
+    SlowQuery = "slow-query",
+    /// A scan an index would avoid.
+    MissingIndex = "missing-index",
+    /// Sessions wait on locks.
+    LockContention = "lock-contention",
+    /// The same statement or call once per item.
+    NPlusOne = "n-plus-one",
+    /// A new connection per request.
+    ConnectionChurn = "connection-churn",
+    /// Throughput capped by the link.
+    BandwidthLimit = "bandwidth-limit",
+    /// Large uncompressed bodies.
+    LargePayload = "large-payload",
+    /// Time spent on the wire.
+    NetworkLatency = "network-latency",
+    /// Independent calls awaited one after another.
+    SequentialCalls = "sequential-calls",
+    /// Very many rows per call without a LIMIT.
+    UnboundedResult = "unbounded-result",
+    /// Large sets sorted in memory.
+    InMemorySort = "in-memory-sort",
+    /// Patterns compiled on every request.
+    RegexPerRequest = "regex-per-request",
+}
+
+impl DetectorId {
+    /// The id written as `text`, if it is one.
+    pub fn parse(text: &str) -> Option<DetectorId> {
+        DetectorId::ALL.iter().copied().find(|id| id.as_str() == text)
+    }
+}
+
+impl fmt::Display for DetectorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A resource of the service that requests use, and that can cap its throughput.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Resource {
+    /// The service's CPU.
+    Cpu,
+    /// Workers that each hold a request for its whole duration: threads, processes, pool slots.
+    Workers,
+    /// An event loop's one thread.
+    EventLoop,
+    /// The database's execution time.
+    Database,
+    /// Database locks: time sessions wait for each other.
+    Locks,
+    /// Opening connections: TCP and TLS handshakes, database logins.
+    Connections,
+    /// Time on the wire between the service and what it calls.
+    Network,
+    /// The bytes per second the link carries.
+    Link,
+    /// Time spent in the services it calls.
+    Downstream,
+}
+
+impl Resource {
+    /// The resource in words: "the CPU", "the database".
+    pub fn describe(self) -> &'static str {
+        match self {
+            Resource::Cpu => "the CPU",
+            Resource::Workers => "the workers",
+            Resource::EventLoop => "the event loop",
+            Resource::Database => "the database",
+            Resource::Locks => "database locks",
+            Resource::Connections => "connection setup",
+            Resource::Network => "the network",
+            Resource::Link => "the link",
+            Resource::Downstream => "the services it calls",
+        }
+    }
+}
+
+/// A statement fingerprint: 64 bits of a hash of its normalized text, written as 16 hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Fingerprint(pub u64);
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl Serialize for Fingerprint {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Fingerprint {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        u64::from_str_radix(&text, 16)
+            .map(Fingerprint)
+            .map_err(|_| serde::de::Error::custom(format!("expected 16 hex digits, found {text:?}")))
+    }
+}
+
+impl JsonSchema for Fingerprint {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Fingerprint".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^[0-9a-f]{16}$",
+            "description": "A statement fingerprint: 16 hex digits of a hash of its normalized text."
+        })
+    }
+}
+
+/// An outgoing HTTP call, reduced to what makes calls the same.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+pub struct HttpTarget {
+    /// The method, upper-case.
+    pub method: String,
+    /// `host:port/path` with ids in the path folded to `{id}`.
+    pub target: String,
+}
+
+impl fmt::Display for HttpTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.method, self.target)
+    }
+}
+
+/// What a finding is about. Findings about the same subject from different angles (a statement
+/// slow in traces, and the index that would fix it) are one cause: the ranker merges them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Subject {
+    /// A database statement, normalized.
+    Statement {
+        /// Its fingerprint.
+        fingerprint: Fingerprint,
+        /// Its normalized text (literals as `?`).
+        text: String,
+    },
+    /// An outgoing HTTP call.
+    HttpCall(HttpTarget),
+    /// Calls awaited one after another under one parent (statements and HTTP calls), sorted.
+    CallSequence {
+        /// The calls.
+        calls: Vec<Subject>,
+    },
+    /// A peer the service connects to.
+    Peer {
+        /// `host:port`, with `/database` for a database.
+        address: String,
+        /// Whether it is a database.
+        database: bool,
+    },
+    /// A downstream service reached over the network, by its `service.name`.
+    Downstream {
+        /// The downstream's `service.name`.
+        service: String,
+    },
+    /// An HTTP response body: the endpoint's own (`call` absent), or one a call received.
+    ResponseBody {
+        /// The call whose response it is.
+        call: Option<HttpTarget>,
+    },
+    /// A table.
+    Relation {
+        /// `schema.table`.
+        name: String,
+    },
+    /// A lock, and the statement of the session holding it.
+    Lock {
+        /// The locked relation (`schema.table`, `… (rows)`), when known.
+        relation: String,
+        /// The blocking session's statement, normalized.
+        blocker: String,
+    },
+    /// A database's sessions: connections opened and closed.
+    Sessions {
+        /// The database.
+        database: String,
+    },
+    /// A resource of the service as a whole (a capacity limit from a load ramp).
+    Resource {
+        /// The resource.
+        resource: Resource,
+    },
+    /// A place in the code.
+    Code {
+        /// The file.
+        file: String,
+        /// The line, when known.
+        line: Option<u32>,
+        /// The function.
+        function: String,
+    },
+    /// A process.
+    Process {
+        /// Its id.
+        pid: u32,
+    },
+}
+
+/// Where a finding was seen: an endpoint of a service, a database, a load target.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Scope {
+    /// An endpoint of a service, from its traces.
+    Endpoint {
+        /// The `service.name`.
+        service: String,
+        /// `GET /orders/{id}`, or the root span's name.
+        endpoint: String,
+    },
+    /// A PostgreSQL database.
+    Database {
+        /// The database's name.
+        database: String,
+    },
+    /// A service under a load ramp.
+    Target {
+        /// The URL loaded.
+        url: String,
+        /// The process sampled, when one was.
+        pid: Option<u32>,
+    },
+}
+
+impl Scope {
+    /// The scope in a few words: `GET /orders`, `database shop`, the URL.
+    pub fn label(&self) -> String {
+        match self {
+            Scope::Endpoint { endpoint, .. } => endpoint.clone(),
+            Scope::Database { database } => format!("database {database}"),
+            Scope::Target { url, .. } => url.clone(),
+        }
+    }
+
+    /// Who: the service, `postgresql shop`, `pid 4242`.
+    pub fn owner(&self) -> String {
+        match self {
+            Scope::Endpoint { service, .. } => service.clone(),
+            Scope::Database { database } => format!("postgresql {database}"),
+            Scope::Target { pid: Some(pid), .. } => format!("pid {pid}"),
+            Scope::Target { pid: None, .. } => "target".to_owned(),
+        }
+    }
+
+    /// The endpoint's name, for an endpoint scope.
+    pub fn endpoint(&self) -> Option<&str> {
+        match self {
+            Scope::Endpoint { endpoint, .. } => Some(endpoint),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_written_kebab_case_and_read_back() {
+        for &id in DetectorId::ALL {
+            let json = serde_json::to_string(&id).expect("serializes");
+            assert_eq!(json, format!("\"{id}\""));
+            assert_eq!(serde_json::from_str::<DetectorId>(&json).ok(), Some(id));
+            assert_eq!(DetectorId::parse(id.as_str()), Some(id));
+        }
+        assert_eq!(DetectorId::NPlusOne.as_str(), "n-plus-one");
+        assert_eq!(DetectorId::parse("n-plus-two"), None);
+    }
+
+    #[test]
+    fn subjects_say_their_kind() {
+        let subject = Subject::Statement {
+            fingerprint: Fingerprint(0xab),
+            text: "SELECT ?".into(),
+        };
+        let json = serde_json::to_value(&subject).expect("serializes");
+        assert_eq!(json["kind"], "statement");
+        assert_eq!(json["fingerprint"], "00000000000000ab");
+        let back: Subject = serde_json::from_value(json).expect("reads back");
+        assert_eq!(back, subject);
+        let call = Subject::HttpCall(HttpTarget {
+            method: "GET".into(),
+            target: "inventory:8001/stock/{id}".into(),
+        });
+        let json = serde_json::to_value(&call).expect("serializes");
+        assert_eq!(json["kind"], "http_call");
+        assert_eq!(json["method"], "GET");
+    }
+}

@@ -1,0 +1,158 @@
+//! What traces leave behind once analysed: per endpoint, the mergeable aggregates of what each
+//! detector observed request by request (counts, sums, maxima, a few example trace ids), grouped
+//! by what was observed. Traces themselves are dropped as they are read; these aggregates are
+//! the traces' part of the evidence.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{DetectorId, Subject, TraceId, Window};
+
+/// Example trace ids kept per group.
+pub const EXAMPLE_TRACES: usize = 3;
+
+/// Sum, count and maximum of a per-request number.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Stat {
+    /// The sum of the values.
+    pub sum: f64,
+    /// How many values.
+    pub count: u64,
+    /// The largest value.
+    pub max: f64,
+}
+
+impl Stat {
+    /// Adds one value.
+    pub fn add(&mut self, value: f64) {
+        self.max = if self.count == 0 {
+            value
+        } else {
+            self.max.max(value)
+        };
+        self.sum += value;
+        self.count += 1;
+    }
+
+    /// Adds another aggregate's values.
+    pub fn merge(&mut self, other: Stat) {
+        if other.count == 0 {
+            return;
+        }
+        self.max = if self.count == 0 {
+            other.max
+        } else {
+            self.max.max(other.max)
+        };
+        self.sum += other.sum;
+        self.count += other.count;
+    }
+
+    /// The mean, 0 when empty.
+    pub fn mean(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.sum / self.count as f64
+        }
+    }
+}
+
+/// What one detector observed about one subject across an endpoint's requests.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ObservedGroup {
+    /// The detector that observed it.
+    pub detector: DetectorId,
+    /// What it is about.
+    pub subject: Subject,
+    /// The subject in words, as first observed (calls in the order they ran).
+    pub location: String,
+    /// Requests that showed it.
+    pub requests: u64,
+    /// Times it occurred over those requests.
+    pub occurrences: u64,
+    /// Service time the fix would remove, over all those requests, in ms.
+    pub saved_ms: f64,
+    /// Latency the fix would remove, over all those requests, in ms.
+    pub latency_saved_ms: f64,
+    /// Per-request numbers, by name (units in the name).
+    pub metrics: BTreeMap<String, Stat>,
+    /// Traces that showed it.
+    pub examples: Vec<TraceId>,
+}
+
+impl ObservedGroup {
+    /// Adds another group's observations of the same detector and subject.
+    pub fn merge(&mut self, other: ObservedGroup) {
+        self.requests += other.requests;
+        self.occurrences += other.occurrences;
+        self.saved_ms += other.saved_ms;
+        self.latency_saved_ms += other.latency_saved_ms;
+        for (name, stat) in other.metrics {
+            self.metrics.entry(name).or_default().merge(stat);
+        }
+        for example in other.examples {
+            if self.examples.len() < EXAMPLE_TRACES && !self.examples.contains(&example) {
+                self.examples.push(example);
+            }
+        }
+    }
+}
+
+/// One endpoint of one service: its requests, their time, and what the detectors observed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EndpointAggregate {
+    /// The `service.name`.
+    pub service: String,
+    /// `GET /orders/{id}`, or the root span's name.
+    pub endpoint: String,
+    /// Requests seen.
+    pub requests: u64,
+    /// Their time in all, in ms.
+    pub time_ms: f64,
+    /// What the detectors observed, by detector and subject.
+    pub groups: Vec<ObservedGroup>,
+}
+
+/// What the traces held, in numbers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct TracesSummary {
+    /// Traces analysed.
+    pub traces: u64,
+    /// Spans analysed.
+    pub spans: u64,
+    /// Requests (server spans, and roots) analysed.
+    pub requests: u64,
+    /// Distinct endpoints.
+    pub endpoints: u64,
+    /// From the first span's start to the last span's end.
+    pub window: Option<Window>,
+    /// Spans whose parent is not in the evidence (not exported, sampled out, or lost); each is
+    /// analysed as the root of what lies below it.
+    pub orphan_spans: u64,
+    /// A trace with such a span, to look at.
+    pub example_orphan_trace: Option<TraceId>,
+}
+
+impl TracesSummary {
+    /// Seconds of traffic the traces cover.
+    pub fn window_s(&self) -> f64 {
+        self.window.map_or(0.0, |w| w.duration_s())
+    }
+}
+
+/// The traces' part of the evidence.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct TraceAggregates {
+    /// What the traces held.
+    pub summary: TracesSummary,
+    /// Per endpoint, what was observed.
+    pub endpoints: Vec<EndpointAggregate>,
+    /// Spans each detector could judge (the evidence it reads was there), by detector: zero or
+    /// absent means it had nothing to look at.
+    pub evaluated: BTreeMap<DetectorId, u64>,
+}
