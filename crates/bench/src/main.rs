@@ -22,7 +22,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use chokepoint_evidence::{AttrValue, Span, SpanId, SpanKind, TraceId};
+use chokepoint_evidence::{AttrKey, AttrValue, Span, SpanId, SpanKind, TraceId, attr_key};
 use chokepoint_traces::{ReadOptions, encode_request, read_path, write_length_prefixed};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message as _;
@@ -92,18 +92,20 @@ const ROUTES: &[&str] = &[
     "/report",
 ];
 
-fn attrs(pairs: &[(&str, AttrValue)]) -> Vec<(String, AttrValue)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+fn attrs(pairs: &[(&str, AttrValue)]) -> Vec<(AttrKey, AttrValue)> {
+    pairs.iter().map(|(k, v)| (attr_key(k), v.clone())).collect()
 }
 
-/// One request's spans: a server span and what it did.
-fn trace(rng: &mut Rng, number: u64, out: &mut Vec<(TraceId, Span)>) {
+/// One request's spans: a server span and what it did. Returns whether it holds an N+1 (every
+/// `GET /orders` does: 5 to 24 lookups of a fraction of a millisecond each, as a database next to
+/// the service answers them, most of the request).
+fn trace(rng: &mut Rng, number: u64, out: &mut Vec<(TraceId, Span)>) -> bool {
     let trace_id = TraceId(u128::from(rng.next()) << 64 | u128::from(number));
     let start = 1_700_000_000_000_000_000 + number * 2_000_000;
     let route = ROUTES[rng.below(ROUTES.len() as u64) as usize];
     let root_id = SpanId(number << 8 | 1);
     let mut next_id = 2;
-    let mut at = start + 200_000;
+    let mut at = start + 100_000;
     let mut children = Vec::new();
     let db = |statement: String, rows: i64| {
         attrs(&[
@@ -120,7 +122,7 @@ fn trace(rng: &mut Rng, number: u64, out: &mut Vec<(TraceId, Span)>) {
     children.push((
         "SELECT shop".to_owned(),
         SpanKind::Client,
-        800_000,
+        200_000,
         db(format!("SELECT * FROM users WHERE id = {user}"), 1),
     ));
     match route {
@@ -129,7 +131,7 @@ fn trace(rng: &mut Rng, number: u64, out: &mut Vec<(TraceId, Span)>) {
             children.push((
                 "SELECT shop".into(),
                 SpanKind::Client,
-                2_000_000,
+                400_000,
                 db(
                     format!("SELECT * FROM orders WHERE user_id = {user} ORDER BY created_at DESC"),
                     n as i64,
@@ -139,7 +141,7 @@ fn trace(rng: &mut Rng, number: u64, out: &mut Vec<(TraceId, Span)>) {
                 children.push((
                     "SELECT shop".into(),
                     SpanKind::Client,
-                    600_000 + rng.below(400_000),
+                    200_000 + rng.below(300_000),
                     db(
                         format!("SELECT * FROM items WHERE order_id = {}", user * 10 + i),
                         3,
@@ -213,7 +215,7 @@ fn trace(rng: &mut Rng, number: u64, out: &mut Vec<(TraceId, Span)>) {
             kind: SpanKind::Server,
             service: "shop".into(),
             start_unix_nano: start,
-            end_unix_nano: at + 300_000,
+            end_unix_nano: at + 150_000,
             attributes: attrs(&[
                 ("http.method", "GET".into()),
                 ("http.route", (*route).into()),
@@ -239,6 +241,7 @@ fn trace(rng: &mut Rng, number: u64, out: &mut Vec<(TraceId, Span)>) {
             status_error: false,
         },
     ));
+    route == "/orders"
 }
 
 fn generate(format: &str, spans: u64, path: &Path) -> Result<(), String> {
@@ -249,8 +252,9 @@ fn generate(format: &str, spans: u64, path: &Path) -> Result<(), String> {
     let mut written = 0u64;
     let mut number = 0u64;
     let mut record = Vec::new();
+    let mut planted = 0u64;
     while written < spans {
-        trace(&mut rng, number, &mut batch);
+        planted += u64::from(trace(&mut rng, number, &mut batch));
         number += 1;
         // Whole traces only: the last batch may pass SPANS by the rest of one trace.
         if batch.len() >= BATCH_SPANS || written + batch.len() as u64 >= spans {
@@ -267,7 +271,9 @@ fn generate(format: &str, spans: u64, path: &Path) -> Result<(), String> {
             batch.clear();
         }
     }
-    out.flush().map_err(|e| e.to_string())
+    out.flush().map_err(|e| e.to_string())?;
+    println!("{written} spans, {number} requests, {planted} N+1 bursts planted in GET /orders");
+    Ok(())
 }
 
 /// Posts `spans` generated spans to an OTLP/HTTP receiver at `addr`, batch by batch, as an SDK's
@@ -283,7 +289,7 @@ fn send(addr: &str, spans: u64) -> Result<(), String> {
     let mut batch = Vec::with_capacity(BATCH_SPANS * 2);
     let (mut sent, mut number, mut next_report) = (0u64, 0u64, 1_000_000u64);
     while sent < spans {
-        trace(&mut rng, number, &mut batch);
+        let _ = trace(&mut rng, number, &mut batch);
         number += 1;
         if batch.len() < BATCH_SPANS && sent + (batch.len() as u64) < spans {
             continue;

@@ -30,7 +30,10 @@ const PEER_PORT_KEYS: &[&str] = &["server.port", "net.peer.port", "network.peer.
 pub(crate) struct TraceIndex<'a> {
     /// The trace.
     pub(crate) trace: &'a Trace,
-    children: Vec<Vec<usize>>,
+    /// Every span's children, in start order: those of span `i` are
+    /// `children[child_start[i]..child_start[i + 1]]` (one allocation, not one per span).
+    children: Vec<usize>,
+    child_start: Vec<usize>,
     parent: Vec<Option<usize>>,
     statements: Vec<Option<Arc<Statement>>>,
     http_calls: Vec<Option<HttpCall>>,
@@ -49,38 +52,62 @@ impl<'a> TraceIndex<'a> {
             .enumerate()
             .map(|(i, s)| (s.span_id, i))
             .collect();
-        let mut children = vec![Vec::new(); trace.spans.len()];
-        let mut parent = vec![None; trace.spans.len()];
+        let n = trace.spans.len();
+        let mut parent = vec![None; n];
+        let mut child_start = vec![0; n + 1];
         let mut orphans = 0;
         for (i, span) in trace.spans.iter().enumerate() {
             match span.parent_span_id.map(|id| by_id.get(&id)) {
                 Some(Some(&p)) if p != i => {
-                    children[p].push(i);
                     parent[i] = Some(p);
+                    child_start[p + 1] += 1;
                 }
                 Some(None) => orphans += 1,
                 _ => {}
             }
         }
-        for list in &mut children {
-            list.sort_by_key(|&c| (trace.spans[c].start_unix_nano, c));
+        for i in 0..n {
+            child_start[i + 1] += child_start[i];
         }
+        let mut children = vec![0; child_start[n]];
+        let mut filled = child_start.clone();
+        for (i, p) in parent.iter().enumerate() {
+            if let Some(p) = *p {
+                children[filled[p]] = i;
+                filled[p] += 1;
+            }
+        }
+        for p in 0..n {
+            children[child_start[p]..child_start[p + 1]]
+                .sort_by_key(|&c| (trace.spans[c].start_unix_nano, c));
+        }
+        let connects: Vec<Option<String>> = trace.spans.iter().map(connect_peer).collect();
+        // A connect is not a query, whatever text an instrumentation put on it.
         let statements = trace
             .spans
             .iter()
-            .map(|span| db_statement_text(span).map(&mut *normalize))
+            .zip(&connects)
+            .map(|(span, connect)| match connect {
+                Some(_) => None,
+                None => db_statement_text(span).map(&mut *normalize),
+            })
             .collect();
         let http_calls = trace.spans.iter().map(http_call).collect();
-        let connects = trace.spans.iter().map(connect_peer).collect();
         TraceIndex {
             trace,
             children,
+            child_start,
             parent,
             statements,
             http_calls,
             connects,
             orphans,
         }
+    }
+
+    /// The direct children of span `i`, in start order.
+    fn children_of(&self, i: usize) -> &[usize] {
+        &self.children[self.child_start[i]..self.child_start[i + 1]]
     }
 
     /// The requests in this trace: every server or consumer span, and every span whose parent
@@ -95,13 +122,13 @@ impl<'a> TraceIndex<'a> {
                 continue;
             }
             let mut local = Vec::new();
-            let mut stack: Vec<usize> = self.children[root].iter().rev().copied().collect();
+            let mut stack: Vec<usize> = self.children_of(root).iter().rev().copied().collect();
             while let Some(i) = stack.pop() {
                 if matches!(spans[i].kind, SpanKind::Server | SpanKind::Consumer) {
                     continue;
                 }
                 local.push(i);
-                stack.extend(self.children[i].iter().rev());
+                stack.extend(self.children_of(i).iter().rev());
             }
             requests.push(Request {
                 index: self,
@@ -148,7 +175,7 @@ impl<'a> Request<'a> {
 
     /// Direct children of a span, in start order (including other services' server spans).
     pub(crate) fn children(&self, i: usize) -> &'a [usize] {
-        &self.index.children[i]
+        self.index.children_of(i)
     }
 
     /// The peer a connect or handshake span connects to.
@@ -202,8 +229,9 @@ pub(crate) struct HttpCall {
     pub(crate) method: String,
     /// `host:port/path` with ids replaced by `{id}`: the same endpoint of the same service.
     pub(crate) target: String,
-    /// Whether the query string carries a page cursor (`cursor=`, `page_token=`, `after=`, …):
-    /// each call then needs the previous one's answer.
+    /// Whether the query string carries an opaque page cursor (`cursor=`, `page_token=`,
+    /// `after=`, …): each call then needs the previous one's answer. Numbered pages (`page=2`,
+    /// `offset=40`) are known in advance and do not count.
     pub(crate) paginated: bool,
 }
 
@@ -217,17 +245,21 @@ impl HttpCall {
     }
 }
 
-/// Query parameters that carry a page cursor or page number.
+/// Query parameters that carry an opaque page cursor, handed back by the previous response:
+/// the next call cannot be made before it. (`page=` and `offset=` are numbers the caller knows in
+/// advance: pages 1…N can be fetched together.)
 const PAGINATION_PARAMS: &[&str] = &[
     "cursor",
     "page_token",
     "pagetoken",
+    "next_page_token",
+    "nextpagetoken",
     "next_token",
     "continuation",
+    "continuation_token",
     "after",
     "starting_after",
-    "offset",
-    "page",
+    "start_cursor",
     "marker",
 ];
 
@@ -244,12 +276,11 @@ pub(crate) fn http_call(span: &Span) -> Option<HttpCall> {
     let url = span.attr_str_any(URL_KEYS).unwrap_or("");
     let without_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
     let (host_path, query) = without_scheme.split_once('?').unwrap_or((without_scheme, ""));
-    let (host, path) = match host_path.split_once('/') {
-        Some((host, path)) => (host.to_owned(), path),
-        None => (host_path.to_owned(), ""),
-    };
+    let (host, path) = host_path.split_once('/').unwrap_or((host_path, ""));
+    let peer_host;
     let host = if host.is_empty() {
-        peer(span).unwrap_or_default()
+        peer_host = peer(span).unwrap_or_default();
+        peer_host.as_str()
     } else {
         host
     };
@@ -258,18 +289,19 @@ pub(crate) fn http_call(span: &Span) -> Option<HttpCall> {
     } else {
         path
     };
-    let template: Vec<&str> = path
-        .trim_start_matches('/')
-        .split('/')
-        .map(|segment| if looks_like_id(segment) { "{id}" } else { segment })
-        .collect();
+    let mut target = String::with_capacity(host.len() + path.len() + 1);
+    target.push_str(host);
+    for segment in path.trim_start_matches('/').split('/') {
+        target.push('/');
+        target.push_str(if looks_like_id(segment) { "{id}" } else { segment });
+    }
     let paginated = query.split('&').any(|pair| {
-        let name = pair.split('=').next().unwrap_or("").to_ascii_lowercase();
-        PAGINATION_PARAMS.contains(&name.as_str())
+        let name = pair.split('=').next().unwrap_or("");
+        PAGINATION_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(name))
     });
     Some(HttpCall {
         method,
-        target: format!("{host}/{}", template.join("/")),
+        target,
         paginated,
     })
 }
@@ -303,7 +335,10 @@ pub(crate) fn peer(span: &Span) -> Option<String> {
 }
 
 /// If a span opens a connection (TCP connect, TLS handshake, database login), the peer it
-/// connects to.
+/// connects to. A name is not enough: the span must say it is a database client's
+/// (`db.system`) or name the peer it connects to — a browser's page-load trace has
+/// navigation-timing spans named `connect`, `DNS` and `request` for the page's own connection,
+/// which are no backend's connection churn.
 fn connect_peer(span: &Span) -> Option<String> {
     if !looks_like_connect(&span.name)
         && !span
@@ -313,12 +348,14 @@ fn connect_peer(span: &Span) -> Option<String> {
         return None;
     }
     let database = span.attr_str_any(&["db.namespace", "db.name"]);
-    Some(match (peer(span), database) {
-        (Some(peer), Some(db)) => format!("{peer}/{db}"),
-        (Some(peer), None) => peer,
-        (None, Some(db)) => db.to_owned(),
-        (None, None) => span.name.clone(),
-    })
+    let is_db_client = span.attr_str_any(DB_SYSTEM_KEYS).is_some();
+    match (peer(span), database) {
+        (Some(peer), Some(db)) => Some(format!("{peer}/{db}")),
+        (Some(peer), None) => Some(peer),
+        (None, Some(db)) if is_db_client => Some(db.to_owned()),
+        (None, None) if is_db_client => Some(span.name.clone()),
+        (None, _) => None,
+    }
 }
 
 /// Span names of connects and handshakes: `connect`, `psycopg.connect`, `connect db`,
@@ -360,7 +397,7 @@ mod tests {
             end_unix_nano: 1,
             attributes: attrs
                 .iter()
-                .map(|(k, v)| (k.to_string(), AttrValue::from(*v)))
+                .map(|(k, v)| (chokepoint_evidence::attr_key(k), AttrValue::from(*v)))
                 .collect(),
             status_error: false,
         }
@@ -402,5 +439,9 @@ mod tests {
         ]))
         .expect("call");
         assert!(!plain.paginated);
+        for numbered in ["http://api/events?page=2", "http://api/events?offset=40&limit=20"] {
+            let call = http_call(&client(&[("http.method", "GET"), ("http.url", numbered)])).expect("call");
+            assert!(!call.paginated, "{numbered}: numbered pages are known in advance");
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! Spans and traces, reduced to what chokepoint's detectors read, whatever format they came in.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -19,6 +20,13 @@ macro_rules! hex_id {
             /// Parses the id from hex digits, as OTLP/JSON, Jaeger and Zipkin write it.
             /// Shorter ids (64-bit trace ids from Zipkin) are zero-extended on the left.
             pub fn from_hex(text: &str) -> Option<Self> {
+                if text.len() == $digits {
+                    // The usual case, read two digits a byte (with SIMD where the CPU has it).
+                    let mut bytes = [0u8; $digits / 2];
+                    return faster_hex::hex_decode(text.as_bytes(), &mut bytes)
+                        .ok()
+                        .map(|()| $ty(<$int>::from_be_bytes(bytes)));
+                }
                 if text.is_empty() || text.len() > $digits {
                     return None;
                 }
@@ -176,6 +184,113 @@ impl From<i64> for AttrValue {
     }
 }
 
+/// An attribute key. The keys of the semantic conventions (and the other keys instrumentations
+/// set on every span) are static strings, so reading a span allocates nothing for them; any
+/// other key is owned.
+pub type AttrKey = Cow<'static, str>;
+
+macro_rules! known_keys {
+    ($($key:literal,)*) => {
+        /// Keys kept as static strings, sorted.
+        #[cfg(test)]
+        const KNOWN_KEYS: &[&str] = &[$($key),*];
+
+        /// The static string equal to `text`, when it is a known key. (A `match` compares
+        /// lengths first: cheaper than a binary search of the table.)
+        fn known_key(text: &str) -> Option<&'static str> {
+            match text {
+                $($key => Some($key),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+known_keys! {
+    "client.address",
+    "code.filepath",
+    "code.function",
+    "code.lineno",
+    "code.namespace",
+    "db.connection_string",
+    "db.name",
+    "db.namespace",
+    "db.operation",
+    "db.operation.name",
+    "db.query.text",
+    "db.response.returned_rows",
+    "db.row_count",
+    "db.rows_returned",
+    "db.sql.rows",
+    "db.sql.table",
+    "db.statement",
+    "db.system",
+    "db.system.name",
+    "db.user",
+    "error.type",
+    "http.client_ip",
+    "http.flavor",
+    "http.host",
+    "http.method",
+    "http.request.method",
+    "http.response.body.size",
+    "http.response.header.content-encoding",
+    "http.response.header.content-length",
+    "http.response.status_code",
+    "http.response_content_length",
+    "http.route",
+    "http.scheme",
+    "http.server_name",
+    "http.status_code",
+    "http.target",
+    "http.url",
+    "http.user_agent",
+    "net.host.name",
+    "net.host.port",
+    "net.peer.ip",
+    "net.peer.name",
+    "net.peer.port",
+    "net.sock.peer.addr",
+    "net.sock.peer.port",
+    "net.transport",
+    "network.peer.address",
+    "network.peer.port",
+    "network.protocol.version",
+    "otel.library.name",
+    "otel.scope.name",
+    "otel.status_code",
+    "rpc.method",
+    "rpc.service",
+    "rpc.system",
+    "server.address",
+    "server.port",
+    "service.name",
+    "span.kind",
+    "thread.id",
+    "thread.name",
+    "url.full",
+    "url.path",
+    "url.query",
+    "url.scheme",
+    "user_agent.original",
+}
+
+/// `text` as an attribute key: borrowed from the static table when it is a known key.
+pub fn attr_key(text: &str) -> AttrKey {
+    match known_key(text) {
+        Some(key) => Cow::Borrowed(key),
+        None => Cow::Owned(text.to_owned()),
+    }
+}
+
+/// `text`, owned, as an attribute key: borrowed from the static table when it is a known key.
+pub fn attr_key_owned(text: String) -> AttrKey {
+    match known_key(&text) {
+        Some(key) => Cow::Borrowed(key),
+        None => Cow::Owned(text),
+    }
+}
+
 /// One span: a timed operation within a trace.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Span {
@@ -194,7 +309,7 @@ pub struct Span {
     /// End time, nanoseconds since the Unix epoch.
     pub end_unix_nano: u64,
     /// Span attributes in the order the producer sent them.
-    pub attributes: Vec<(String, AttrValue)>,
+    pub attributes: Vec<(AttrKey, AttrValue)>,
     /// Whether the span's status is an error.
     #[serde(default)]
     pub status_error: bool,
@@ -270,6 +385,17 @@ mod tests {
         assert_eq!(SpanId::from_hex("00112233445566778899"), None);
         assert_eq!(SpanId::from_hex(""), None);
         assert_eq!(SpanId::from_bytes(&[]), None);
+    }
+
+    #[test]
+    fn known_keys_are_static_and_sorted() {
+        assert!(
+            KNOWN_KEYS.windows(2).all(|w| w[0] < w[1]),
+            "KNOWN_KEYS must stay sorted"
+        );
+        assert!(matches!(attr_key("db.statement"), Cow::Borrowed("db.statement")));
+        assert!(matches!(attr_key("app.tenant"), Cow::Owned(_)));
+        assert_eq!(attr_key_owned("http.route".to_owned()), "http.route");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chokepoint_evidence::{AttrValue, Span, SpanId, SpanKind, TraceId};
+use chokepoint_evidence::{AttrValue, Span, SpanId, SpanKind, TraceId, attr_key_owned};
 use serde::Deserialize;
 
 use crate::SpanSink;
@@ -138,7 +138,7 @@ impl JaegerSpan {
                 ("span.kind", AttrValue::Str(s)) => kind = kind_from_name(s),
                 ("error", AttrValue::Bool(true)) => status_error = true,
                 ("otel.status_code", AttrValue::Str(s)) if s == "ERROR" => status_error = true,
-                _ => attributes.push((tag.key, value)),
+                _ => attributes.push((attr_key_owned(tag.key), value)),
             }
         }
         let start_unix_nano = self.start_time.saturating_mul(1000);

@@ -4,29 +4,31 @@
 //! strings; producers also emit enum names (`"SPAN_KIND_SERVER"`), integers as numbers and,
 //! from generic protobuf-to-JSON converters, base64 ids. All of those are accepted here.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use chokepoint_evidence::{AttrValue, Span, SpanId, SpanKind, TraceId};
+use chokepoint_evidence::{AttrKey, AttrValue, Span, SpanId, SpanKind, TraceId, attr_key, attr_key_owned};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, Visitor};
 
 use crate::SpanSink;
 
-/// One `ExportTraceServiceRequest` document.
+/// One `ExportTraceServiceRequest` document. Ids are borrowed from the record (they are parsed
+/// at once, never kept as text).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct Request {
-    #[serde(default)]
-    resource_spans: Vec<ResourceSpans>,
+pub(crate) struct Request<'a> {
+    #[serde(default, borrow)]
+    resource_spans: Vec<ResourceSpans<'a>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ResourceSpans {
-    #[serde(default)]
-    resource: Option<Resource>,
+struct ResourceSpans<'a> {
+    #[serde(default, borrow)]
+    resource: Option<Resource<'a>>,
     #[serde(default)]
     scope_spans: Vec<ScopeSpans>,
     /// The name `scopeSpans` had before OTLP 0.19; old SDKs and exports still use it.
@@ -35,24 +37,37 @@ struct ResourceSpans {
 }
 
 #[derive(Deserialize)]
-struct Resource {
-    #[serde(default)]
-    attributes: Vec<KeyValue>,
+struct Resource<'a> {
+    #[serde(default, borrow)]
+    attributes: Vec<Attribute<'a>>,
 }
 
 #[derive(Deserialize)]
 struct ScopeSpans {
+    /// Each span is made into chokepoint's span as it is read (its service is set once the
+    /// resource is known); a bad one keeps its reason, to be said if the document is emitted.
     #[serde(default)]
-    spans: Vec<JsonSpan>,
+    spans: Vec<ReadSpan>,
+}
+
+/// A span as read: ready, or what was wrong with it.
+struct ReadSpan(Result<(TraceId, Span), String>);
+
+impl<'de> Deserialize<'de> for ReadSpan {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        JsonSpan::deserialize(deserializer).map(|span| ReadSpan(span.into_evidence()))
+    }
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct JsonSpan {
-    trace_id: String,
-    span_id: String,
-    #[serde(default)]
-    parent_span_id: String,
+struct JsonSpan<'a> {
+    #[serde(borrow)]
+    trace_id: Cow<'a, str>,
+    #[serde(borrow)]
+    span_id: Cow<'a, str>,
+    #[serde(default, borrow)]
+    parent_span_id: Cow<'a, str>,
     #[serde(default)]
     name: String,
     #[serde(default)]
@@ -61,37 +76,32 @@ struct JsonSpan {
     start_time_unix_nano: u64,
     #[serde(default, deserialize_with = "lenient_u64")]
     end_time_unix_nano: u64,
-    #[serde(default)]
-    attributes: Vec<KeyValue>,
+    /// Read straight into chokepoint's attributes: known keys become static strings.
+    #[serde(default, deserialize_with = "attributes")]
+    attributes: Vec<(AttrKey, AttrValue)>,
     #[serde(default)]
     status: Option<Status>,
 }
 
+/// One `{"key": …, "value": {…}}`, read straight into chokepoint's form: the key borrowed from
+/// the record (a known key becomes a static string, no allocation), the value made an
+/// [`AttrValue`] as it is read. Values that are key-value lists, which no detector reads, are
+/// `None`.
+struct Attribute<'a> {
+    key: Cow<'a, str>,
+    value: Option<AttrValue>,
+}
+
+/// An `AnyValue`: `{"stringValue": "…"}`, `{"intValue": "42"}` and the rest.
+struct Value(Option<AttrValue>);
+
+/// A string borrowed from the record when it has no escapes, copied when it has.
+struct Text<'a>(Cow<'a, str>);
+
 #[derive(Deserialize)]
-struct KeyValue {
-    key: String,
-    #[serde(default)]
-    value: Option<AnyValue>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct AnyValue {
-    string_value: Option<String>,
-    bool_value: Option<bool>,
-    #[serde(default, deserialize_with = "lenient_opt_i64")]
-    int_value: Option<i64>,
-    #[serde(default, deserialize_with = "lenient_opt_f64")]
-    double_value: Option<f64>,
-    array_value: Option<ArrayValue>,
-    kvlist_value: Option<IgnoredAny>,
-    bytes_value: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
 struct ArrayValue {
     #[serde(default)]
-    values: Vec<AnyValue>,
+    values: Vec<Value>,
 }
 
 #[derive(Deserialize)]
@@ -108,7 +118,7 @@ struct Kind(SpanKind);
 #[derive(Default)]
 struct StatusCode(bool);
 
-impl Request {
+impl Request<'_> {
     /// Hands every span to `sink`; returns how many spans the document held.
     pub(crate) fn emit(self, sink: &mut SpanSink<'_>) -> Result<usize, String> {
         let mut count = 0;
@@ -118,8 +128,9 @@ impl Request {
                 .scope_spans
                 .into_iter()
                 .chain(resource_spans.instrumentation_library_spans);
-            for span in scopes.flat_map(|scope| scope.spans) {
-                let (trace_id, span) = span.into_evidence(&service)?;
+            for ReadSpan(span) in scopes.flat_map(|scope| scope.spans) {
+                let (trace_id, mut span) = span?;
+                span.service = Arc::clone(&service);
                 sink(trace_id, span);
                 count += 1;
             }
@@ -128,16 +139,16 @@ impl Request {
     }
 }
 
-fn service_name(resource: Option<&Resource>) -> Arc<str> {
+fn service_name(resource: Option<&Resource<'_>>) -> Arc<str> {
     resource
         .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
-        .and_then(|kv| kv.value.as_ref()?.string_value.as_deref())
+        .and_then(|kv| kv.value.as_ref()?.as_str())
         .unwrap_or("unknown_service")
         .into()
 }
 
-impl JsonSpan {
-    fn into_evidence(self, service: &Arc<str>) -> Result<(TraceId, Span), String> {
+impl JsonSpan<'_> {
+    fn into_evidence(self) -> Result<(TraceId, Span), String> {
         let trace_id = parse_id(&self.trace_id, TraceId::from_hex, TraceId::from_bytes)
             .ok_or_else(|| format!("span {:?} has an invalid traceId {:?}", self.name, self.trace_id))?;
         let span_id = parse_id(&self.span_id, SpanId::from_hex, SpanId::from_bytes)
@@ -154,11 +165,6 @@ impl JsonSpan {
                 })?,
             )
         };
-        let attributes = self
-            .attributes
-            .into_iter()
-            .filter_map(|kv| Some((kv.key, kv.value?.into_evidence()?)))
-            .collect();
         Ok((
             trace_id,
             Span {
@@ -166,14 +172,47 @@ impl JsonSpan {
                 parent_span_id,
                 name: self.name,
                 kind: self.kind.0,
-                service: Arc::clone(service),
+                service: unknown_service(),
                 start_unix_nano: self.start_time_unix_nano,
                 end_unix_nano: self.end_time_unix_nano,
-                attributes,
+                attributes: self.attributes,
                 status_error: self.status.is_some_and(|s| s.code.0),
             },
         ))
     }
+}
+
+/// The service of a span read before its resource; one shared allocation.
+fn unknown_service() -> Arc<str> {
+    static UNKNOWN: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(""));
+    Arc::clone(&UNKNOWN)
+}
+
+/// A span's attributes, each made into chokepoint's form as it is read; values that are
+/// key-value lists (which no detector reads) are dropped.
+fn attributes<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<(AttrKey, AttrValue)>, D::Error> {
+    struct AttributesVisitor;
+    impl<'de> Visitor<'de> for AttributesVisitor {
+        type Value = Vec<(AttrKey, AttrValue)>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list of attributes")
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut attributes = Vec::with_capacity(seq.size_hint().unwrap_or(8));
+            while let Some(kv) = seq.next_element::<Attribute<'de>>()? {
+                let Some(value) = kv.value else {
+                    continue;
+                };
+                let key = match kv.key {
+                    Cow::Borrowed(key) => attr_key(key),
+                    Cow::Owned(key) => attr_key_owned(key),
+                };
+                attributes.push((key, value));
+            }
+            Ok(attributes)
+        }
+    }
+    deserializer.deserialize_seq(AttributesVisitor)
 }
 
 /// Hex as the OTLP spec says, or base64 as generic protobuf-to-JSON converters write.
@@ -184,25 +223,92 @@ fn parse_id<T>(text: &str, from_hex: fn(&str) -> Option<T>, from_bytes: fn(&[u8]
     })
 }
 
-impl AnyValue {
-    fn into_evidence(self) -> Option<AttrValue> {
-        if let Some(s) = self.string_value {
-            Some(AttrValue::Str(s))
-        } else if let Some(i) = self.int_value {
-            Some(AttrValue::Int(i))
-        } else if let Some(d) = self.double_value {
-            Some(AttrValue::Double(d))
-        } else if let Some(b) = self.bool_value {
-            Some(AttrValue::Bool(b))
-        } else if let Some(array) = self.array_value {
-            Some(AttrValue::joined(
-                array.values.into_iter().filter_map(AnyValue::into_evidence),
-            ))
-        } else if self.kvlist_value.is_some() {
-            None
-        } else {
-            self.bytes_value.map(AttrValue::Str)
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(s)))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, s: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(s)))
+            }
         }
+        deserializer.deserialize_str(TextVisitor)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Attribute<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct AttributeVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for AttributeVisitor<'a> {
+            type Value = Attribute<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an attribute, {\"key\": …, \"value\": …}")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Attribute<'a>, A::Error> {
+                let mut key = None;
+                let mut value = None;
+                while let Some(Text(field)) = map.next_key()? {
+                    match &*field {
+                        "key" => key = Some(map.next_value::<Text<'de>>()?.0),
+                        "value" => value = map.next_value::<Option<Value>>()?.and_then(|v| v.0),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                let key = key.ok_or_else(|| de::Error::missing_field("key"))?;
+                Ok(Attribute { key, value })
+            }
+        }
+        deserializer.deserialize_map(AttributeVisitor(std::marker::PhantomData))
+    }
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ValueVisitor;
+        impl<'de> Visitor<'de> for ValueVisitor {
+            type Value = Value;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an attribute value, {\"stringValue\": …} or another")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+                let mut value = None;
+                while let Some(Text(field)) = map.next_key()? {
+                    let read = match &*field {
+                        "stringValue" | "bytesValue" => {
+                            map.next_value::<Option<String>>()?.map(AttrValue::Str)
+                        }
+                        "intValue" => map
+                            .next_value::<Option<LenientI64>>()?
+                            .map(|n| AttrValue::Int(n.0)),
+                        "doubleValue" => map
+                            .next_value::<Option<LenientF64>>()?
+                            .map(|n| AttrValue::Double(n.0)),
+                        "boolValue" => map.next_value::<Option<bool>>()?.map(AttrValue::Bool),
+                        "arrayValue" => map
+                            .next_value::<Option<ArrayValue>>()?
+                            .map(|array| AttrValue::joined(array.values.into_iter().filter_map(|v| v.0))),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                            None
+                        }
+                    };
+                    value = value.or(read);
+                }
+                Ok(Value(value))
+            }
+        }
+        deserializer.deserialize_map(ValueVisitor)
     }
 }
 
@@ -271,71 +377,96 @@ impl<'de> Deserialize<'de> for StatusCode {
 }
 
 /// A 64-bit integer written as a JSON number or a JSON string (the spec says string).
-struct LenientInt(i128);
+struct LenientI64(i64);
 
-impl<'de> Deserialize<'de> for LenientInt {
+impl<'de> Deserialize<'de> for LenientI64 {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct IntVisitor;
         impl Visitor<'_> for IntVisitor {
-            type Value = LenientInt;
+            type Value = LenientI64;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("an integer, as a number or a string")
             }
-            fn visit_u64<E: de::Error>(self, n: u64) -> Result<LenientInt, E> {
-                Ok(LenientInt(n.into()))
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<LenientI64, E> {
+                i64::try_from(n)
+                    .map(LenientI64)
+                    .map_err(|_| E::custom(format!("{n} does not fit a 64-bit integer")))
             }
-            fn visit_i64<E: de::Error>(self, n: i64) -> Result<LenientInt, E> {
-                Ok(LenientInt(n.into()))
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<LenientI64, E> {
+                Ok(LenientI64(n))
             }
-            fn visit_f64<E: de::Error>(self, n: f64) -> Result<LenientInt, E> {
-                Ok(LenientInt(n as i128))
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<LenientI64, E> {
+                Ok(LenientI64(n as i64))
             }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<LenientInt, E> {
-                s.trim()
-                    .parse()
-                    .map(LenientInt)
-                    .map_err(|_| E::custom(format!("expected an integer, found {s:?}")))
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<LenientI64, E> {
+                // The spec's form — digits in a string — first; spaces after.
+                if let Ok(n) = s.parse().or_else(|_| s.trim().parse()) {
+                    return Ok(LenientI64(n));
+                }
+                Err(match s.trim().parse::<i128>() {
+                    Ok(n) => E::custom(format!("{n} does not fit a 64-bit integer")),
+                    Err(_) => E::custom(format!("expected an integer, found {s:?}")),
+                })
             }
         }
         deserializer.deserialize_any(IntVisitor)
     }
 }
 
+/// A double written as a JSON number or a JSON string (`"NaN"`, `"Infinity"`).
+struct LenientF64(f64);
+
+impl<'de> Deserialize<'de> for LenientF64 {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FloatVisitor;
+        impl Visitor<'_> for FloatVisitor {
+            type Value = LenientF64;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number, or a string holding one (\"NaN\", \"Infinity\")")
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<LenientF64, E> {
+                Ok(LenientF64(n))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<LenientF64, E> {
+                Ok(LenientF64(n as f64))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<LenientF64, E> {
+                Ok(LenientF64(n as f64))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<LenientF64, E> {
+                s.parse()
+                    .map(LenientF64)
+                    .map_err(|_| E::custom(format!("expected a number, found {s:?}")))
+            }
+        }
+        deserializer.deserialize_any(FloatVisitor)
+    }
+}
+
 fn lenient_u64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
-    let LenientInt(n) = LenientInt::deserialize(deserializer)?;
-    u64::try_from(n).map_err(|_| de::Error::custom(format!("{n} is not a valid timestamp")))
-}
-
-fn lenient_opt_i64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
-    let LenientInt(n) = LenientInt::deserialize(deserializer)?;
-    i64::try_from(n)
-        .map(Some)
-        .map_err(|_| de::Error::custom(format!("{n} does not fit a 64-bit integer")))
-}
-
-fn lenient_opt_f64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D::Error> {
-    struct FloatVisitor;
-    impl Visitor<'_> for FloatVisitor {
-        type Value = Option<f64>;
+    struct TimestampVisitor;
+    impl Visitor<'_> for TimestampVisitor {
+        type Value = u64;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a number, or a string holding one (\"NaN\", \"Infinity\")")
+            f.write_str("a timestamp, as a number or a string")
         }
-        fn visit_f64<E: de::Error>(self, n: f64) -> Result<Option<f64>, E> {
-            Ok(Some(n))
+        fn visit_u64<E: de::Error>(self, n: u64) -> Result<u64, E> {
+            Ok(n)
         }
-        fn visit_u64<E: de::Error>(self, n: u64) -> Result<Option<f64>, E> {
-            Ok(Some(n as f64))
+        fn visit_i64<E: de::Error>(self, n: i64) -> Result<u64, E> {
+            u64::try_from(n).map_err(|_| E::custom(format!("{n} is not a valid timestamp")))
         }
-        fn visit_i64<E: de::Error>(self, n: i64) -> Result<Option<f64>, E> {
-            Ok(Some(n as f64))
+        fn visit_f64<E: de::Error>(self, n: f64) -> Result<u64, E> {
+            Ok(n as u64)
         }
-        fn visit_str<E: de::Error>(self, s: &str) -> Result<Option<f64>, E> {
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<u64, E> {
+            // The spec's form — digits in a string — first; spaces and signs after.
             s.parse()
-                .map(Some)
-                .map_err(|_| E::custom(format!("expected a number, found {s:?}")))
+                .or_else(|_| s.trim().parse())
+                .map_err(|_| E::custom(format!("{s:?} is not a valid timestamp")))
         }
     }
-    deserializer.deserialize_any(FloatVisitor)
+    deserializer.deserialize_any(TimestampVisitor)
 }
 
 #[cfg(test)]

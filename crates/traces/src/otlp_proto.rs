@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use chokepoint_evidence::{AttrValue, Span, SpanId, SpanKind, TraceId};
+use chokepoint_evidence::{AttrValue, Span, SpanId, SpanKind, TraceId, attr_key_owned};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -70,7 +70,7 @@ pub(crate) fn emit_request(
             let attributes = span
                 .attributes
                 .into_iter()
-                .filter_map(|kv| Some((kv.key, attr_from_proto(kv.value?)?)))
+                .filter_map(|kv| Some((attr_key_owned(kv.key), attr_from_proto(kv.value?)?)))
                 .collect();
             sink(
                 trace_id,
@@ -176,7 +176,7 @@ pub fn encode_request<'a>(spans: impl IntoIterator<Item = (TraceId, &'a Span)>) 
                     .attributes
                     .iter()
                     .map(|(key, value)| KeyValue {
-                        key: key.clone(),
+                        key: key.to_string(),
                         value: Some(attr_to_proto(value)),
                         ..Default::default()
                     })

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chokepoint_evidence::{AttrValue, Span, SpanId, TraceId};
+use chokepoint_evidence::{AttrValue, Span, SpanId, TraceId, attr_key_owned};
 use serde::Deserialize;
 
 use crate::SpanSink;
@@ -99,7 +99,7 @@ impl ZipkinSpan {
                 attributes: self
                     .tags
                     .into_iter()
-                    .map(|(k, v)| (k, AttrValue::Str(v)))
+                    .map(|(k, v)| (attr_key_owned(k), AttrValue::Str(v)))
                     .collect(),
                 status_error,
             },

@@ -166,6 +166,49 @@ fn invalid_json_names_line_and_column_and_the_rest_is_read() {
 }
 
 #[test]
+fn many_lines_decoded_in_parallel_come_out_in_file_order() {
+    // Forty lines, so batches of lines are decoded on the pool while the reader goes on; two
+    // broken lines and one over the record limit among them.
+    let good = std::fs::read_to_string(data("shop.protojson.jsonl")).expect("data");
+    let first = good.lines().next().expect("a line");
+    let (_, once) = read_bytes(format!("{first}\n").as_bytes());
+    let mut input = String::new();
+    for line in 1..=40 {
+        match line {
+            7 | 29 => input.push_str("{\"resourceSpans\": [}\n"),
+            18 => input.push_str(&format!("{}\n", "x".repeat(2 << 20))),
+            _ => input.push_str(&format!("{first}\n")),
+        }
+    }
+    let options = ReadOptions {
+        max_record_bytes: 1 << 20,
+    };
+    let mut spans = Vec::new();
+    let report = read_source("input", input.as_bytes(), &options, &mut |id, span| {
+        spans.push((id, span))
+    });
+    let lines: Vec<Option<Position>> = report.problems.iter().map(|p| p.position.clone()).collect();
+    let line = |line| Some(Position::Line { line, column: 1 });
+    assert_eq!(lines.len(), 3, "{:?}", report.problems);
+    assert!(
+        matches!(lines[0], Some(Position::Line { line: 7, .. })),
+        "{lines:?}"
+    );
+    assert_eq!(lines[1], line(18), "{lines:?}");
+    assert!(
+        matches!(lines[2], Some(Position::Line { line: 29, .. })),
+        "{lines:?}"
+    );
+    assert_eq!(spans.len(), 37 * once.len());
+    // The spans of each line arrive in the line's own order, line after line.
+    let names: Vec<&str> = spans.iter().map(|(_, s)| s.name.as_str()).collect();
+    let one: Vec<&str> = once.iter().map(|(_, s)| s.name.as_str()).collect();
+    for chunk in names.chunks(one.len()) {
+        assert_eq!(chunk, one.as_slice());
+    }
+}
+
+#[test]
 fn binary_garbage_is_a_clear_error() {
     let garbage: Vec<u8> = (0..4096u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 | 0x80)
