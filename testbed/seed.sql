@@ -4,6 +4,8 @@
 --   items       200,000 rows  10 per order, indexed by order_id
 --   events       50,000 rows  ~150 bytes each (unbounded-result, large-payload, in-memory-sort)
 --   accounts         10 rows  the hot rows of lock-contention
+--   messages  1,000,000 rows  500 per user, 1,000 per room: "the latest 20 of a user" has no index
+--                             (missing-index: the one in the sort's order); a room's has one
 CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
 CREATE EXTENSION IF NOT EXISTS hypopg;
 
@@ -53,6 +55,18 @@ SELECT g, (ARRAY['click', 'view', 'buy', 'share'])[1 + g % 4], (g * 7919) % 1000
        repeat(md5(g::text), 4), now() - (g || ' seconds')::interval
 FROM generate_series(1, 50000) AS g;
 CREATE INDEX events_score ON events (score);
+
+CREATE TABLE messages (
+    id bigint PRIMARY KEY,
+    user_id bigint NOT NULL,
+    room_id bigint NOT NULL,
+    body text NOT NULL,
+    created_at timestamptz NOT NULL
+);
+INSERT INTO messages
+SELECT g, 1 + (g * 7) % 2000, 1 + g % 1000, 'message ' || g, now() - (g || ' seconds')::interval
+FROM generate_series(1, 1000000) AS g;
+CREATE INDEX messages_room_created ON messages (room_id, created_at);
 
 CREATE TABLE accounts (id int PRIMARY KEY, balance numeric(12, 2) NOT NULL);
 INSERT INTO accounts SELECT g, 1000000 FROM generate_series(1, 10) AS g;

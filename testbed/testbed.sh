@@ -124,10 +124,14 @@ full_page_writes = off
 CONF
   as_postgres "$pgbin/pg_ctl" -D "$pgdata" -l "$pg/postgres.log" -w start >/dev/null
   local psql=("$pgbin/psql" -q -h 127.0.0.1 -p "$pg_port" -U postgres -v ON_ERROR_STOP=1)
-  if [ "$fresh" = 1 ] || ! "${psql[@]}" -d shop -c "SELECT 1 FROM accounts LIMIT 1" >/dev/null 2>&1; then
+  # Seeded when new, or when seed.sql changed since (its checksum is kept in the database).
+  local seed_sum
+  seed_sum=$(md5sum "$root/testbed/seed.sql" | cut -d' ' -f1)
+  if [ "$fresh" = 1 ] || [ "$("${psql[@]}" -d shop -tAc "SELECT obj_description('public.accounts'::regclass)" 2>/dev/null)" != "$seed_sum" ]; then
     log "seeding (about a minute at most)"
     "${psql[@]}" -d postgres -c "DROP DATABASE IF EXISTS shop" -c "CREATE DATABASE shop"
     "${psql[@]}" -d shop -f "$root/testbed/seed.sql" >/dev/null
+    "${psql[@]}" -d shop -c "COMMENT ON TABLE accounts IS '$seed_sum'" >/dev/null
   fi
 
   cat >"$state/env" <<ENV

@@ -6,6 +6,7 @@ written the right way. testbed/README.md lists them with the detector each must 
 """
 
 import asyncio
+import datetime
 import gzip
 import json
 import logging
@@ -66,6 +67,15 @@ class Item(Base):
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"))
     sku: Mapped[str]
     qty: Mapped[int]
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int]
+    room_id: Mapped[int]
+    body: Mapped[str]
+    created_at: Mapped[datetime.datetime]
 
 
 class Event(Base):
@@ -155,6 +165,27 @@ def user_by_handle(n: int = 777_777):
     with Session(pooled) as session:
         user = session.scalars(select(User).where(User.handle == f"user{n}")).first()
         return {"id": user.id if user else None}
+
+
+# missing-index, "the latest N of X": the latest 20 messages of a user, with no index for it —
+# the index that serves it is the one in the sort's order, (user_id, created_at); the twin asks
+# the same of a room, which has that index.
+@app.get("/missing-index-latest/bad")
+def latest_messages_of_user(user: int = 77):
+    with Session(pooled) as session:
+        rows = session.scalars(
+            select(Message).where(Message.user_id == user).order_by(Message.created_at.desc()).limit(20)
+        ).all()
+        return [{"id": m.id, "body": m.body} for m in rows]
+
+
+@app.get("/missing-index-latest/fixed")
+def latest_messages_of_room(room: int = 77):
+    with Session(pooled) as session:
+        rows = session.scalars(
+            select(Message).where(Message.room_id == room).order_by(Message.created_at.desc()).limit(20)
+        ).all()
+        return [{"id": m.id, "body": m.body} for m in rows]
 
 
 # unbounded-result: the whole events table fetched to answer with a count.

@@ -223,12 +223,31 @@ fn reads_a_folder_of_every_format() {
         formats,
         [
             "Jaeger JSON",
+            "Jaeger JSON",
             "OTLP/JSON",
             "OTLP/protobuf",
             "OTLP/JSON",
             "Zipkin v2 JSON"
         ]
     );
+}
+
+#[test]
+fn one_trace_downloaded_from_jaeger_gets_a_verdict() {
+    let output = chokepoint(&[
+        "traces",
+        "crates/traces/tests/data/jaeger-one-trace.json",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(output.status.code(), Some(0));
+    let report = json(&output);
+    let first = common::bottleneck(&report);
+    assert_eq!(first["detector"], "n-plus-one", "{report:#}");
+    assert_eq!(first["evidence"]["sample"]["affected"], 1);
+    assert_eq!(first["evidence"]["sample"]["total"], 1);
+    assert_eq!(first["confidence"], "medium");
+    assert_eq!(report["traces"]["below_noise_gate"], 0);
 }
 
 #[test]

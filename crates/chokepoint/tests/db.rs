@@ -122,6 +122,19 @@ async fn app_session(url: &str) -> tokio_postgres::Client {
 
 /// Runs the workload over an ordinary (writable) session: an N+1 by foreign key, an unbounded
 /// SELECT, and a slow statement.
+/// Runs `schema` as the application's role, then resets the statement statistics, so that
+/// only what the test does next is counted.
+fn seed(cluster: &Cluster, runtime: &tokio::runtime::Runtime, schema: &str) {
+    runtime.block_on(async {
+        let client = app_session(&cluster.url()).await;
+        client.batch_execute(schema).await.expect("schema");
+        client
+            .batch_execute("SELECT pg_stat_statements_reset();")
+            .await
+            .expect("reset");
+    });
+}
+
 fn workload(url: &str) {
     let runtime = runtime();
     runtime.block_on(async {
@@ -268,25 +281,38 @@ fn a_database_that_is_not_there_is_a_clear_error() {
 fn proves_the_missing_index_on_a_million_rows_with_hypopg_and_spares_the_indexed_column() {
     let cluster = Cluster::start();
     let runtime = runtime();
+    seed(&cluster, &runtime, "CREATE EXTENSION pg_stat_statements; CREATE EXTENSION hypopg;
+                 CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL, handle text NOT NULL, plan text NOT NULL);
+                 INSERT INTO users SELECT g, 'user' || g || '@example.com', 'user' || g, CASE WHEN g % 2 = 0 THEN 'free' ELSE 'paid' END
+                 FROM generate_series(1, 1000000) g;
+                 CREATE INDEX users_handle ON users (handle);
+                 CREATE INDEX users_plan ON users (plan);
+                 ANALYZE users;");
     runtime.block_on(async {
         let client = app_session(&cluster.url()).await;
-        client
-            .batch_execute(
-                "CREATE EXTENSION pg_stat_statements; CREATE EXTENSION hypopg;
-                 CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL, handle text NOT NULL);
-                 INSERT INTO users SELECT g, 'user' || g || '@example.com', 'user' || g FROM generate_series(1, 1000000) g;
-                 CREATE INDEX users_handle ON users (handle);
-                 ANALYZE users;
-                 SELECT pg_stat_statements_reset();",
-            )
+        let by_email = client
+            .prepare("SELECT id FROM users WHERE email = $1")
             .await
-            .expect("schema");
-        let by_email = client.prepare("SELECT id FROM users WHERE email = $1").await.expect("prepare");
-        let by_handle = client.prepare("SELECT id FROM users WHERE handle = $1").await.expect("prepare");
+            .expect("prepare");
+        let by_handle = client
+            .prepare("SELECT id FROM users WHERE handle = $1")
+            .await
+            .expect("prepare");
+        let by_plan = client
+            .prepare("SELECT count(*) FROM users WHERE plan = $1")
+            .await
+            .expect("prepare");
         for n in 0..5i64 {
-            client.query(&by_email, &[&format!("user{n}@example.com")]).await.expect("email");
-            client.query(&by_handle, &[&format!("user{n}")]).await.expect("handle");
+            client
+                .query(&by_email, &[&format!("user{n}@example.com")])
+                .await
+                .expect("email");
+            client
+                .query(&by_handle, &[&format!("user{n}")])
+                .await
+                .expect("handle");
         }
+        client.query(&by_plan, &[&"free"]).await.expect("plan");
     });
     let report = inspect(&cluster.url());
     let proposals: Vec<&serde_json::Value> = report["findings"]
@@ -308,9 +334,10 @@ fn proves_the_missing_index_on_a_million_rows_with_hypopg_and_spares_the_indexed
     );
     assert!(after <= 0.5 * before, "HypoPG's cost {after} against {before}");
     assert_eq!(proposal["confidence"], "high");
-    let checked: Vec<&str> = report["database"]["index_checks"]
+    let checks = report["database"]["index_checks"]
         .as_array()
-        .expect("index checks")
+        .expect("index checks");
+    let checked: Vec<&str> = checks
         .iter()
         .map(|c| c["columns"][0].as_str().expect("column"))
         .collect();
@@ -318,6 +345,118 @@ fn proves_the_missing_index_on_a_million_rows_with_hypopg_and_spares_the_indexed
         !checked.contains(&"handle"),
         "the indexed column is not a candidate: {checked:?}"
     );
+    // Half the table matches `plan = $1`: the plan scans although an index leads with `plan`,
+    // which is recorded as such, not proposed again.
+    let existing = checks
+        .iter()
+        .find(|c| c["columns"][0] == "plan")
+        .unwrap_or_else(|| panic!("the scan despite users_plan is recorded: {checks:#?}"));
+    assert_eq!(existing["existing"], true, "{existing:#}");
+    assert!(
+        proposals
+            .iter()
+            .all(|p| !p["fix"].as_str().unwrap_or("").contains("(plan)")),
+        "{proposals:#?}"
+    );
+}
+
+#[test]
+fn the_latest_n_of_x_gets_the_index_in_the_sort_order_costed_with_its_real_page() {
+    let cluster = Cluster::start();
+    let runtime = runtime();
+    seed(&cluster, &runtime, "CREATE EXTENSION pg_stat_statements; CREATE EXTENSION hypopg;
+                 CREATE TABLE messages (id bigint PRIMARY KEY, user_id bigint NOT NULL, body text NOT NULL,
+                                        created_at timestamptz NOT NULL);
+                 INSERT INTO messages SELECT g, 1 + (g * 7) % 1200, 'message ' || g, now() - g * interval '1 second'
+                 FROM generate_series(1, 600000) g;
+                 ANALYZE messages;");
+    runtime.block_on(async {
+        let client = app_session(&cluster.url()).await;
+        let latest = client
+            .prepare("SELECT id, body FROM messages WHERE user_id = $1 ORDER BY created_at DESC LIMIT $2")
+            .await
+            .expect("prepare");
+        for user in 1..=6i64 {
+            client.query(&latest, &[&user, &20i64]).await.expect("latest");
+        }
+    });
+    let report = inspect(&cluster.url());
+    let proposal = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| {
+            f["fix"]
+                .as_str()
+                .is_some_and(|fix| fix.contains("ON public.messages"))
+        })
+        .unwrap_or_else(|| panic!("no index proposed for messages: {report:#}"));
+    assert!(
+        proposal["fix"]
+            .as_str()
+            .expect("fix")
+            .starts_with("CREATE INDEX CONCURRENTLY ON public.messages (user_id, created_at);"),
+        "{proposal:#}"
+    );
+    let check = report["database"]["index_checks"]
+        .as_array()
+        .expect("index checks")
+        .iter()
+        .find(|c| c["relation"] == "public.messages")
+        .expect("a check");
+    assert_eq!(
+        check["limit_rows"], 20,
+        "costed with the page the calls return: {check:#}"
+    );
+    let cost = |columns: &[&str]| {
+        check["candidates"]
+            .as_array()
+            .expect("candidates")
+            .iter()
+            .find(|c| c["columns"] == serde_json::json!(columns))
+            .and_then(|c| c["cost_after"].as_f64())
+            .unwrap_or_else(|| panic!("no cost for {columns:?}: {check:#}"))
+    };
+    let (alone, in_order) = (cost(&["user_id"]), cost(&["user_id", "created_at"]));
+    assert!(
+        in_order * 2.0 <= alone,
+        "(user_id, created_at) {in_order} against (user_id) {alone}"
+    );
+}
+
+#[test]
+fn a_pattern_filter_gets_a_trigram_index_said_to_be_unproven() {
+    let cluster = Cluster::start();
+    let runtime = runtime();
+    seed(&cluster, &runtime, "CREATE EXTENSION pg_stat_statements; CREATE EXTENSION hypopg;
+                 CREATE TABLE reviews (id bigint PRIMARY KEY, body text NOT NULL);
+                 INSERT INTO reviews SELECT g, 'a review of book ' || g || ' ' || md5(g::text) FROM generate_series(1, 300000) g;
+                 ANALYZE reviews;");
+    runtime.block_on(async {
+        let client = app_session(&cluster.url()).await;
+        let search = client
+            .prepare("SELECT id FROM reviews WHERE body ~* $1 LIMIT 10")
+            .await
+            .expect("prepare");
+        for word in ["dragon", "castle", "winter"] {
+            client.query(&search, &[&word]).await.expect("search");
+        }
+    });
+    let report = inspect(&cluster.url());
+    let finding = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["fix"].as_str().is_some_and(|fix| fix.contains("gin_trgm_ops")))
+        .unwrap_or_else(|| panic!("no trigram index proposed: {report:#}"));
+    let fix = finding["fix"].as_str().expect("fix");
+    assert!(
+        fix.contains("CREATE EXTENSION IF NOT EXISTS pg_trgm; CREATE INDEX CONCURRENTLY ON public.reviews USING gin (body gin_trgm_ops);"),
+        "{fix}"
+    );
+    assert!(fix.contains("HypoPG cannot cost a GIN index"), "{fix}");
+    assert_eq!(finding["impact"]["basis"], "assumed", "{finding:#}");
+    assert!(!fix.contains("reviews (body);"), "no B-tree for a regex: {fix}");
 }
 
 /// Starts `chokepoint db --watch` in the background.

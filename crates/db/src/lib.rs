@@ -6,7 +6,6 @@
 //! It never writes: every session it opens is read-only, which the server enforces. Literal
 //! values are redacted from every statement text it keeps unless asked to show them.
 
-mod parse;
 mod plans;
 mod watch;
 
@@ -122,7 +121,7 @@ pub(crate) fn describe(error: &tokio_postgres::Error) -> String {
     text
 }
 
-pub use parse::redact;
+pub use chokepoint_sql::redact;
 pub use plans::{PLANNED_STATEMENTS, check_indexes, explain};
 pub use watch::{SAMPLE_EVERY, watch};
 

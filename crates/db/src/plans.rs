@@ -3,7 +3,7 @@
 //! EXECUTE` with NULL parameters — it never runs the statement), the relations it scans sequentially, and each candidate index costed as
 //! a HypoPG hypothetical index, which exists only in the session's memory. Nothing is written.
 
-use chokepoint_evidence::{IndexCheck, PgSnapshot, PlanProblem, StatementPlan};
+use chokepoint_evidence::{CandidateCost, IndexCheck, IndexMethod, PgSnapshot, PlanProblem, StatementPlan};
 use tokio_postgres::Client;
 
 /// Statements whose plans are read, most total time first.
@@ -75,28 +75,101 @@ impl Generic {
     }
 }
 
+/// A statement as it is planned: its text (with its `LIMIT` parameter replaced by the page its
+/// calls really ask for, when it has one) and, for such a rewritten text, its parameters' types.
+struct Planned {
+    /// The statement as `pg_stat_statements` wrote it: what plans and checks are filed under.
+    query: String,
+    /// The text planned.
+    text: String,
+    /// The types of the parameters, declared in the `PREPARE` of a rewritten text (the `LIMIT`'s
+    /// parameter is no longer used in it, so PostgreSQL could not infer its type).
+    types: Option<Vec<String>>,
+    /// The page size the `LIMIT` was planned with.
+    limit_rows: Option<u64>,
+}
+
+impl Planned {
+    /// `query` planned as written.
+    fn as_written(query: &str) -> Planned {
+        Planned {
+            query: query.to_owned(),
+            text: query.to_owned(),
+            types: None,
+            limit_rows: None,
+        }
+    }
+
+    /// `query` planned with its `LIMIT $n` replaced by `rows_per_call`, when it has such a limit
+    /// and its parameters' types can be read; as written otherwise. A generic plan guesses that
+    /// a parameter `LIMIT` keeps a tenth of the rows, which hides what an index in the sort's
+    /// order saves a "latest N" statement.
+    async fn with_page(client: &Client, query: &str, rows_per_call: Option<f64>) -> Planned {
+        let written = Planned::as_written(query);
+        let Some(rows) = rows_per_call.map(|r| r.ceil().max(1.0) as u64) else {
+            return written;
+        };
+        let Some(limit) = chokepoint_sql::parse(query).ok().and_then(|p| p.limit) else {
+            return written;
+        };
+        let Some(text) = chokepoint_sql::with_limit(query, limit, rows) else {
+            return written;
+        };
+        let Ok(types) = parameter_types(client, query).await else {
+            return written;
+        };
+        Planned {
+            query: query.to_owned(),
+            text,
+            types: Some(types),
+            limit_rows: Some(rows),
+        }
+    }
+}
+
+/// The types PostgreSQL infers for a statement's parameters.
+async fn parameter_types(client: &Client, query: &str) -> Result<Vec<String>, tokio_postgres::Error> {
+    client.batch_execute("DEALLOCATE ALL").await?;
+    client
+        .batch_execute(&format!("PREPARE chokepoint_types AS {query}"))
+        .await?;
+    let row = client
+        .query_one(
+            "SELECT parameter_types::text[] FROM pg_prepared_statements WHERE name = 'chokepoint_types'",
+            &[],
+        )
+        .await;
+    let _ = client.batch_execute("DEALLOCATE chokepoint_types").await;
+    Ok(row?.get(0))
+}
+
 /// The statement's generic plan.
-async fn generic_plan(client: &Client, query: &str, how: Generic) -> Result<StatementPlan, String> {
+async fn generic_plan(client: &Client, planned: &Planned, how: Generic) -> Result<StatementPlan, String> {
     let describe = |e: tokio_postgres::Error| {
         e.as_db_error()
             .map_or_else(|| e.to_string(), |d| d.message().to_owned())
     };
-    if let Generic::Explain = how {
+    let text = &planned.text;
+    if let (Generic::Explain, None) = (how, &planned.types) {
         let row = client
             .query_one(
-                &format!("EXPLAIN (FORMAT JSON, VERBOSE, GENERIC_PLAN) {query}"),
+                &format!("EXPLAIN (FORMAT JSON, VERBOSE, GENERIC_PLAN) {text}"),
                 &[],
             )
             .await
             .map_err(describe)?;
-        return Ok(read_root(query, row.get(0)));
+        return Ok(read_root(&planned.query, row.get(0)));
     }
     client.batch_execute("DEALLOCATE ALL").await.map_err(describe)?;
+    let (declared, count) = match &planned.types {
+        Some(types) => (format!(" ({})", types.join(", ")), types.len()),
+        None => (String::new(), parameter_count(text)),
+    };
     client
-        .batch_execute(&format!("PREPARE chokepoint_plan AS {query}"))
+        .batch_execute(&format!("PREPARE chokepoint_plan{declared} AS {text}"))
         .await
         .map_err(describe)?;
-    let nulls = vec!["NULL"; parameter_count(query)].join(", ");
+    let nulls = vec!["NULL"; count].join(", ");
     let execute = if nulls.is_empty() {
         "EXECUTE chokepoint_plan".to_owned()
     } else {
@@ -107,7 +180,7 @@ async fn generic_plan(client: &Client, query: &str, how: Generic) -> Result<Stat
         .await
         .map_err(describe)?;
     let _ = client.batch_execute("DEALLOCATE chokepoint_plan").await;
-    Ok(read_root(query, row.get(0)))
+    Ok(read_root(&planned.query, row.get(0)))
 }
 
 /// The plan `EXPLAIN (FORMAT JSON)` returned.
@@ -165,7 +238,10 @@ pub async fn check_indexes(client: &Client, snapshot: &mut PgSnapshot) {
 
 /// Reads the generic plans of `queries` (as `pg_stat_statements` wrote them, with `$n`
 /// parameters) into `snapshot.plans`, and costs candidate indexes for the relations they scan
-/// sequentially into `snapshot.index_checks`.
+/// sequentially into `snapshot.index_checks`: B-trees on the columns the statement filters,
+/// joins and sorts on, costed with HypoPG, and trigram GIN indexes on the columns it matches
+/// against patterns, which HypoPG cannot cost. A statement with a `LIMIT $n` is planned with
+/// the page its calls really ask for.
 pub async fn explain(client: &Client, snapshot: &mut PgSnapshot, queries: Vec<String>) {
     let hypopg = snapshot.extensions.iter().any(|e| e == "hypopg");
     let how = Generic::for_version(&snapshot.server_version);
@@ -185,14 +261,20 @@ pub async fn explain(client: &Client, snapshot: &mut PgSnapshot, queries: Vec<St
             query: query.chars().take(80).collect(),
             reason,
         };
-        let plan = match generic_plan(client, &query, how).await {
+        let rows_per_call = snapshot
+            .statements
+            .iter()
+            .find(|s| s.query == query && s.calls > 0)
+            .map(|s| s.rows as f64 / s.calls as f64);
+        let planned = Planned::with_page(client, &query, rows_per_call).await;
+        let plan = match generic_plan(client, &planned, how).await {
             Ok(plan) => plan,
             Err(reason) => {
                 snapshot.plan_problems.push(problem(reason.to_string()));
                 continue;
             }
         };
-        let parsed = match crate::parse::parse(&query) {
+        let parsed = match chokepoint_sql::parse(&query) {
             Ok(parsed) => parsed,
             Err(reason) => {
                 snapshot
@@ -203,13 +285,36 @@ pub async fn explain(client: &Client, snapshot: &mut PgSnapshot, queries: Vec<St
             }
         };
         for relation in &plan.seq_scans {
+            let base = IndexCheck {
+                query: query.clone(),
+                relation: relation.clone(),
+                cost_before: plan.cost,
+                limit_rows: planned.limit_rows,
+                ..IndexCheck::default()
+            };
+            for pattern in parsed.patterns_of(relation) {
+                let columns = existing_columns(client, relation, std::slice::from_ref(&pattern.column)).await;
+                if !columns.is_empty() {
+                    snapshot.index_checks.push(IndexCheck {
+                        columns,
+                        method: IndexMethod::GinTrigram,
+                        pattern: Some(pattern.kind.operator().to_owned()),
+                        ..base.clone()
+                    });
+                }
+            }
             let columns = existing_columns(client, relation, &parsed.index_columns(relation)).await;
             let Some(first) = columns.first() else { continue };
             if covered(client, relation, first).await {
+                snapshot.index_checks.push(IndexCheck {
+                    columns: vec![first.clone()],
+                    existing: true,
+                    ..base
+                });
                 continue;
             }
             let check = if hypopg {
-                best_hypothetical(client, &query, how, relation, &columns, plan.cost).await
+                best_hypothetical(client, &planned, how, relation, &columns).await
             } else {
                 IndexCheck {
                     columns,
@@ -217,50 +322,64 @@ pub async fn explain(client: &Client, snapshot: &mut PgSnapshot, queries: Vec<St
                 }
             };
             snapshot.index_checks.push(IndexCheck {
-                query: query.clone(),
-                relation: relation.clone(),
-                cost_before: plan.cost,
-                ..check
+                columns: check.columns,
+                cost_after: check.cost_after,
+                candidates: check.candidates,
+                ..base
             });
         }
         snapshot.plans.push(plan);
     }
 }
 
+/// The wider candidate is proposed over the leading column alone only when it at least halves
+/// the statement's cost again: each column an index adds slows every write.
+const WIDER_INDEX_SHARE: f64 = 0.5;
+
 /// Costs the leading column alone and all the candidate columns together, and keeps the
-/// cheaper; the shorter index wins unless the longer one cuts the cost by a further tenth.
+/// leading column unless the wider index halves its cost again (for "the latest N of X", an
+/// index in the sort's order reads N rows and stops, where one on the filter alone reads and
+/// sorts every row of X).
 async fn best_hypothetical(
     client: &Client,
-    query: &str,
+    planned: &Planned,
     how: Generic,
     relation: &str,
     columns: &[String],
-    cost_before: f64,
 ) -> IndexCheck {
-    let mut best = IndexCheck {
+    let leading = CandidateCost {
         columns: columns[..1].to_vec(),
-        cost_after: hypothetical_cost(client, query, how, relation, &columns[..1]).await,
-        ..IndexCheck::default()
+        cost_after: hypothetical_cost(client, planned, how, relation, &columns[..1]).await,
     };
-    if columns.len() > 1
-        && let Some(wider) = hypothetical_cost(client, query, how, relation, columns).await
-        && best
-            .cost_after
-            .is_none_or(|single| single - wider > 0.1 * cost_before)
-    {
-        best = IndexCheck {
+    let mut candidates = vec![leading.clone()];
+    let mut best = leading;
+    if columns.len() > 1 {
+        let wider = CandidateCost {
             columns: columns.to_vec(),
-            cost_after: Some(wider),
-            ..IndexCheck::default()
+            cost_after: hypothetical_cost(client, planned, how, relation, columns).await,
         };
+        let halves = match (wider.cost_after, best.cost_after) {
+            (Some(wide), Some(single)) => wide <= WIDER_INDEX_SHARE * single,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        candidates.push(wider.clone());
+        if halves {
+            best = wider;
+        }
     }
-    best
+    IndexCheck {
+        columns: best.columns,
+        cost_after: best.cost_after,
+        candidates,
+        ..IndexCheck::default()
+    }
 }
 
 /// The statement's cost with a hypothetical index on `relation (columns)`.
 async fn hypothetical_cost(
     client: &Client,
-    query: &str,
+    planned: &Planned,
     how: Generic,
     relation: &str,
     columns: &[String],
@@ -270,7 +389,10 @@ async fn hypothetical_cost(
         .query("SELECT * FROM hypopg_create_index($1)", &[&definition])
         .await
         .ok()?;
-    let cost = generic_plan(client, query, how).await.ok().map(|plan| plan.cost);
+    let cost = generic_plan(client, planned, how)
+        .await
+        .ok()
+        .map(|plan| plan.cost);
     let _ = client.batch_execute("SELECT hypopg_reset()").await;
     cost
 }

@@ -219,7 +219,7 @@ pub async fn watch(
                     // A row lock waits on the holder's transaction id: the rows are the
                     // waiting statement's table's.
                     if matches!(relation.as_str(), "transactionid" | "tuple")
-                        && let Some(table) = crate::parse::parse(&waiting_query)
+                        && let Some(table) = chokepoint_sql::parse(&waiting_query)
                             .ok()
                             .and_then(|p| p.tables.into_iter().next())
                     {

@@ -8,7 +8,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::db::DbView;
-use crate::finding::{Finding, FindingEvidence, Impact, Sample, SampleUnit, Skipped, subject_text};
+use crate::finding::{
+    Confidence, Finding, FindingEvidence, Impact, Sample, SampleUnit, Skipped, subject_text,
+};
 use crate::impact;
 use crate::load::{Curve, StepSessions};
 use crate::registry::{Conclusion, DETECTORS, Detector, Estimate, Reads};
@@ -158,12 +160,17 @@ fn conclude_traces(
     below_gate: &mut u64,
 ) {
     let window_s = traces.summary.window_s();
-    let mut dropped = 0;
     for (endpoint, view) in crate::traces::groups(detector, traces, database, below_gate) {
-        let Some(conclusion) = detector.conclude(&view) else {
-            dropped += 1;
+        let Some(mut conclusion) = detector.conclude(&view) else {
             continue;
         };
+        if view.requests < crate::traces::SMALL_SAMPLE {
+            conclusion.confidence = conclusion.confidence.min(Confidence::Medium);
+            conclusion.assumptions.push(format!(
+                "seen in {} of the endpoint's {} request(s) in the evidence: more traces of it would show how typical it is",
+                view.requests, view.endpoint_requests
+            ));
+        }
         let group = view.group;
         let consumption = impact::observed(
             conclusion.resource,
@@ -201,7 +208,6 @@ fn conclude_traces(
             conclusion,
         ));
     }
-    *below_gate += dropped;
 }
 
 fn load_finding(detector: &dyn Detector, curve: &Curve<'_>, conclusion: Conclusion) -> Finding {

@@ -3,7 +3,8 @@
 //! statements to the database's own.
 
 use chokepoint_evidence::{
-    Fingerprint, IndexCheck, PgSnapshot, StatementPlan, StatementStat, Subject, TableStat, TraceAggregates,
+    CandidateCost, Fingerprint, IndexCheck, IndexMethod, PgSnapshot, StatementPlan, StatementStat, Subject,
+    TableStat, TraceAggregates,
 };
 use hashbrown::HashMap;
 
@@ -66,7 +67,12 @@ impl<'a> DbView<'a> {
                     index_checks: snapshot
                         .index_checks
                         .iter()
-                        .filter(|c| c.query == stat.query)
+                        .filter(|c| c.query == stat.query && !c.existing)
+                        .collect(),
+                    existing_indexes: snapshot
+                        .index_checks
+                        .iter()
+                        .filter(|c| c.query == stat.query && c.existing)
                         .collect(),
                     plan: snapshot.plans.iter().find(|p| p.query == stat.query),
                     share_of_total: stat.total_ms / total_ms.max(1e-9),
@@ -106,6 +112,9 @@ pub(crate) struct StatementView<'a> {
     pub(crate) shape: Statement,
     /// Candidate indexes costed for it.
     pub(crate) index_checks: Vec<&'a IndexCheck>,
+    /// Relations scanned sequentially although an index already leads with the column the
+    /// statement filters them on.
+    pub(crate) existing_indexes: Vec<&'a IndexCheck>,
     /// Its generic plan, when it was read.
     pub(crate) plan: Option<&'a StatementPlan>,
     /// Its share of all the statements' time in the window (0–1).
@@ -129,7 +138,15 @@ impl StatementView<'_> {
 
     /// Why it is slow, from its plan and statistics.
     pub(crate) fn plan_reasons(&self) -> Vec<PlanReason> {
-        plan_reasons(self.stat, self.plan, self.tables)
+        plan_reasons(self.stat, self.plan, self.tables, self.shape.has_limit)
+    }
+
+    /// What to do about each reason its plan gives, concretely.
+    pub(crate) fn reason_fixes(&self) -> Vec<String> {
+        self.plan_reasons()
+            .iter()
+            .map(|reason| format!("{}: {}", reason.describe(), reason_fix(reason, self)))
+            .collect()
     }
 
     /// The candidate index HypoPG proved, and the share of the plan's cost it removes.
@@ -170,8 +187,18 @@ pub(crate) fn index_item(check: &IndexCheck) -> EvidenceItem {
     EvidenceItem::Index {
         relation: check.relation.clone(),
         columns: check.columns.clone(),
+        method: check.method,
         cost_before: crate::impact::round(check.cost_before),
         cost_after: check.cost_after.map(crate::impact::round),
+        candidates: check
+            .candidates
+            .iter()
+            .map(|c| CandidateCost {
+                columns: c.columns.clone(),
+                cost_after: c.cost_after.map(crate::impact::round),
+            })
+            .collect(),
+        limit_rows: check.limit_rows,
         create: create_index(check),
     }
 }
@@ -192,6 +219,7 @@ pub(crate) fn plan_reasons(
     stat: &StatementStat,
     plan: Option<&StatementPlan>,
     tables: &[TableStat],
+    has_limit: bool,
 ) -> Vec<PlanReason> {
     let mut reasons = Vec::new();
     let calls = stat.calls.max(1) as f64;
@@ -225,7 +253,10 @@ pub(crate) fn plan_reasons(
     if let Some(plan) = plan.filter(|_| stat.calls > 0) {
         let actual = stat.rows as f64 / calls;
         let (expected, seen) = (plan.estimated_rows.max(1.0), actual.max(1.0));
-        if expected / seen >= MIS_ESTIMATE_FACTOR || seen / expected >= MIS_ESTIMATE_FACTOR {
+        // Fewer rows than planned under a LIMIT are the LIMIT's doing (a generic plan guesses
+        // that a parameter LIMIT keeps a tenth of the rows), not the statistics'.
+        let limited = has_limit && seen < expected;
+        if !limited && (expected / seen >= MIS_ESTIMATE_FACTOR || seen / expected >= MIS_ESTIMATE_FACTOR) {
             reasons.push(PlanReason::MisEstimate {
                 estimated_rows: plan.estimated_rows,
                 actual_rows_per_call: crate::impact::round(actual),
@@ -235,14 +266,116 @@ pub(crate) fn plan_reasons(
     reasons
 }
 
-/// The fix each plan reason asks for.
-pub(crate) fn reason_fix(reason: &PlanReason) -> String {
+/// The fix a plan reason asks for, concrete: the index with its columns (proven, or how to
+/// prove it), the `work_mem` for the spilling sort, the `ANALYZE` or extended statistics.
+pub(crate) fn reason_fix(reason: &PlanReason, view: &StatementView<'_>) -> String {
+    let parsed = chokepoint_sql::parse(&view.stat.query).ok();
     match reason {
-        PlanReason::SeqScan { relation, .. } => format!(
-            "index the columns the statement filters {relation} on (see the candidate index, when one was costed)"
+        PlanReason::SeqScan { relation, .. } => {
+            let checks: Vec<&IndexCheck> = view
+                .index_checks
+                .iter()
+                .copied()
+                .filter(|c| &c.relation == relation)
+                .collect();
+            let mut fixes: Vec<String> = checks.iter().map(|check| index_fix(check)).collect();
+            if fixes.is_empty() {
+                let existing = view.existing_indexes.iter().find(|c| &c.relation == relation);
+                let columns = parsed
+                    .as_ref()
+                    .map(|p| p.index_columns(relation))
+                    .unwrap_or_default();
+                fixes.push(match (existing, columns.is_empty()) {
+                    (Some(existing), _) => format!(
+                        "an index leading with {} exists, yet the plan scans {relation}: the filter is not selective \
+                         enough for it, or the statistics are stale — `ANALYZE {relation};` and check the plan again",
+                        existing.columns.join(", ")
+                    ),
+                    (None, false) => format!(
+                        "`CREATE INDEX CONCURRENTLY ON {relation} ({});` — not costed: check that it cuts the plan's cost \
+                         (HypoPG proves it: `CREATE EXTENSION hypopg`)",
+                        columns.join(", ")
+                    ),
+                    (None, true) => format!(
+                        "nothing the statement filters {relation} on can use an index: it reads the table whole — bound it \
+                         (a LIMIT, a key range) or keep what it computes in a summary table"
+                    ),
+                });
+            }
+            fixes.join("; ")
+        }
+        PlanReason::Spill { temp_kb_per_call, .. } => {
+            // A sort in memory needs about twice what it spills, rounded up to whole MB.
+            let mb = (temp_kb_per_call * 2.0 / 1024.0).ceil().max(4.0);
+            format!(
+                "give it the memory to sort in — `SET LOCAL work_mem = '{mb:.0}MB'` in the transaction that runs it (or for \
+                 its role: `ALTER ROLE … SET work_mem`) — or an index in its `ORDER BY` order, so nothing is sorted"
+            )
+        }
+        PlanReason::MisEstimate { .. } => {
+            let tables = parsed.as_ref().map(|p| p.tables.clone()).unwrap_or_default();
+            let mut fix = if tables.is_empty() {
+                "`ANALYZE` the tables it reads".to_owned()
+            } else {
+                format!("`ANALYZE {};`", tables.join(", "))
+            };
+            // Equality filters on two columns of one table: their values may be correlated,
+            // which the planner only knows from extended statistics.
+            for table in &tables {
+                let columns = parsed
+                    .as_ref()
+                    .map(|p| {
+                        p.columns
+                            .iter()
+                            .filter(|c| c.role == chokepoint_sql::Role::Equality)
+                            .filter(|c| {
+                                c.table
+                                    .as_ref()
+                                    .is_none_or(|t| t == table || table.ends_with(&format!(".{t}")))
+                            })
+                            .map(|c| c.column.clone())
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default();
+                if columns.len() >= 2 {
+                    fix.push_str(&format!(
+                        "; if {} are correlated, `CREATE STATISTICS ON {} FROM {table}; ANALYZE {table};`",
+                        columns.join(" and "),
+                        columns.join(", ")
+                    ));
+                }
+            }
+            fix
+        }
+    }
+}
+
+/// What to do with a candidate index: create it (proven), prove it, or know that it does not
+/// help.
+pub(crate) fn index_fix(check: &IndexCheck) -> String {
+    let create = create_index(check);
+    match (check.method, check.cost_after) {
+        (IndexMethod::GinTrigram, _) => format!(
+            "`{create}` — a trigram index serves the {} pattern no B-tree can; HypoPG cannot cost a GIN index, so this is \
+             unproven: build it CONCURRENTLY (on a copy, or at a quiet hour) and compare `EXPLAIN (ANALYZE, BUFFERS)` before \
+             and after; if the pattern is whole words, full-text search (a GIN index on `to_tsvector(…)`, queried with `@@`) \
+             is faster still",
+            check.pattern.as_deref().unwrap_or("pattern")
         ),
-        PlanReason::Spill { .. } => "raise `work_mem` for it, or let an index give the order".to_owned(),
-        PlanReason::MisEstimate { .. } => "`ANALYZE` the tables, or add extended statistics".to_owned(),
+        (IndexMethod::Btree, Some(after)) if after <= PROVEN_COST_SHARE * check.cost_before => format!(
+            "`{create}` — proven with a hypothetical index: plan cost {:.0} → {after:.0}",
+            check.cost_before
+        ),
+        (IndexMethod::Btree, Some(after)) => format!(
+            "an index on {} ({}) would only bring its plan cost from {:.0} to {after:.0}: not worth its upkeep — the filter \
+             is not selective; bound what it reads instead",
+            check.relation,
+            check.columns.join(", "),
+            check.cost_before
+        ),
+        (IndexMethod::Btree, None) => {
+            format!("`{create}` — unverified: install HypoPG (`CREATE EXTENSION hypopg`) to prove it first")
+        }
     }
 }
 
@@ -251,18 +384,31 @@ pub(crate) fn reason_fix(reason: &PlanReason) -> String {
 pub(crate) fn proven_index<'a>(checks: &[&'a IndexCheck]) -> Option<(&'a IndexCheck, f64)> {
     checks
         .iter()
+        .filter(|c| c.method == IndexMethod::Btree)
         .filter_map(|c| Some((*c, 1.0 - c.cost_after? / c.cost_before.max(1e-9))))
         .filter(|(_, share)| *share >= PROVEN_COST_SHARE)
         .max_by(|a, b| a.1.total_cmp(&b.1))
 }
 
-/// `CREATE INDEX CONCURRENTLY …` for a candidate.
+/// `CREATE INDEX CONCURRENTLY …` for a candidate (with the extension a trigram index needs).
 pub(crate) fn create_index(check: &IndexCheck) -> String {
-    format!(
-        "CREATE INDEX CONCURRENTLY ON {} ({});",
-        check.relation,
-        check.columns.join(", ")
-    )
+    match check.method {
+        IndexMethod::Btree => format!(
+            "CREATE INDEX CONCURRENTLY ON {} ({});",
+            check.relation,
+            check.columns.join(", ")
+        ),
+        IndexMethod::GinTrigram => format!(
+            "CREATE EXTENSION IF NOT EXISTS pg_trgm; CREATE INDEX CONCURRENTLY ON {} USING gin ({});",
+            check.relation,
+            check
+                .columns
+                .iter()
+                .map(|c| format!("{c} gin_trgm_ops"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 /// The database's texts of the statements the traces show (matched by their normalized form):

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use chokepoint_evidence::{DetectorId, Resource, Scope, Subject, TraceId};
+use chokepoint_evidence::{CandidateCost, DetectorId, IndexMethod, Resource, Scope, Subject, TraceId};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -235,16 +235,22 @@ pub enum EvidenceItem {
         /// Why the statement is slow, each with its fix.
         reasons: Vec<PlanReason>,
     },
-    /// A candidate index costed with a hypothetical index (HypoPG).
+    /// A candidate index, costed with a hypothetical index (HypoPG) where that can be done.
     Index {
         /// The relation.
         relation: String,
         /// The columns, in order.
         columns: Vec<String>,
+        /// A B-tree, or a trigram GIN index for pattern filters (which HypoPG cannot cost).
+        method: IndexMethod,
         /// The plan's cost without the index.
         cost_before: f64,
         /// The plan's cost with it, when HypoPG could cost it.
         cost_after: Option<f64>,
+        /// Every candidate costed for the relation, this one among them.
+        candidates: Vec<CandidateCost>,
+        /// The page size the statement's `LIMIT` parameter was costed with.
+        limit_rows: Option<u64>,
         /// The statement that creates it.
         create: String,
     },

@@ -43,6 +43,6 @@ pub use fixture::evidence_from_fixture;
 pub use load::StepSessions;
 pub use registry::{Meta, detectors, find_detector};
 pub use trace_analysis::TraceAnalysis;
-pub use traces::{MIN_AFFECTED_REQUESTS, MIN_AFFECTED_SHARE};
+pub use traces::{MIN_AFFECTED_REQUESTS, MIN_AFFECTED_SHARE, SMALL_SAMPLE};
 pub use usl::UslFit;
 pub use verdict::{PredictedGain, Verdict};

@@ -7,10 +7,15 @@ use chokepoint_evidence::{EndpointAggregate, ObservedGroup, Subject, TraceAggreg
 use crate::db::{DbView, StatementView};
 use crate::registry::Detector;
 
-/// A finding needs this many affected requests: one odd trace does not make a finding.
+/// A finding needs this many affected requests, so one odd trace among many does not make a
+/// finding — or half of its endpoint's requests, when the endpoint has too few for an outlier to
+/// be an outlier: one slow trace downloaded from a trace viewer gets its verdict.
 pub const MIN_AFFECTED_REQUESTS: u64 = 2;
 /// …and this share of its endpoint's requests.
 pub const MIN_AFFECTED_SHARE: f64 = 0.05;
+/// Fewer affected requests than this make a small sample: the finding's confidence is at most
+/// medium, and it says how few requests it rests on.
+pub const SMALL_SAMPLE: u64 = 3;
 
 /// A group as a detector sees it when concluding.
 pub(crate) struct GroupView<'a> {
@@ -24,8 +29,6 @@ pub(crate) struct GroupView<'a> {
     pub(crate) requests: u64,
     /// Requests of the endpoint.
     pub(crate) endpoint_requests: u64,
-    /// Occurrences over all affected requests.
-    pub(crate) occurrences: u64,
     /// Service time saved per affected request, in ms.
     pub(crate) saved_ms_per_request: f64,
     /// The database, when it was read too.
@@ -63,10 +66,13 @@ impl<'a> GroupView<'a> {
     }
 }
 
-/// Whether a group is seen in enough of its endpoint's requests to be more than noise.
+/// Whether a group is seen in enough of its endpoint's requests to be more than noise: in
+/// [`MIN_AFFECTED_REQUESTS`] of them (or half, when the endpoint has fewer than twice that) and
+/// in [`MIN_AFFECTED_SHARE`] of them.
 pub(crate) fn passes_noise_gate(group: &ObservedGroup, endpoint: &EndpointAggregate) -> bool {
     let share = group.requests as f64 / endpoint.requests.max(1) as f64;
-    group.requests >= MIN_AFFECTED_REQUESTS && share >= MIN_AFFECTED_SHARE
+    let needed = MIN_AFFECTED_REQUESTS.min(endpoint.requests.div_ceil(2));
+    group.requests >= needed && share >= MIN_AFFECTED_SHARE
 }
 
 /// Each of `detector`'s groups in the traces, as the detector sees it, with its endpoint;
@@ -101,7 +107,6 @@ pub(crate) fn groups<'a>(
                     location: &group.location,
                     requests: group.requests,
                     endpoint_requests: endpoint.requests,
-                    occurrences: group.occurrences,
                     saved_ms_per_request: group.saved_ms / group.requests.max(1) as f64,
                     database,
                 },

@@ -145,7 +145,7 @@ impl FixtureTrace {
                     attributes: template
                         .attrs
                         .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .map(|(k, v)| (crate::attr_key(k), v.clone()))
                         .collect(),
                     status_error: false,
                 });

@@ -41,10 +41,11 @@ pub use histogram::LatencyHistogram;
 pub use load::{Latency, LoadModel, LoadRun, LoadStep, StopReason, TargetSample};
 pub use note::{Note, Position, Severity};
 pub use pg::{
-    Activity, ActivitySecond, DatabaseStats, Gap, IndexCheck, LockWait, MissingExtension, OpenTransaction,
-    PgSnapshot, PlanProblem, Setting, StatementPlan, StatementStat, TableStat,
+    Activity, ActivitySecond, CandidateCost, DatabaseStats, Gap, IndexCheck, IndexMethod, LockWait,
+    MissingExtension, OpenTransaction, PgSnapshot, PlanProblem, Setting, StatementPlan, StatementStat,
+    TableStat,
 };
-pub use span::{AttrValue, Span, SpanId, SpanKind, Trace, TraceId};
+pub use span::{AttrKey, AttrValue, Span, SpanId, SpanKind, Trace, TraceId, attr_key, attr_key_owned};
 pub use taxonomy::{DetectorId, Fingerprint, HttpTarget, Resource, Scope, Subject};
 pub use time::Window;
 pub use traces::{EXAMPLE_TRACES, EndpointAggregate, ObservedGroup, Stat, TraceAggregates, TracesSummary};

@@ -96,6 +96,28 @@ pub struct TableStat {
     pub live_rows: u64,
 }
 
+/// The kind of index a candidate is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IndexMethod {
+    /// A B-tree on the columns: equality filters, join keys, a range or the sort order.
+    #[default]
+    Btree,
+    /// A trigram GIN index (`pg_trgm`) on a column matched against patterns (`~`, `~*`,
+    /// `ILIKE`, `LIKE '%…'`), which no B-tree serves. HypoPG cannot cost it.
+    GinTrigram,
+}
+
+/// One candidate's cost with a hypothetical index.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct CandidateCost {
+    /// The candidate's columns, in order.
+    pub columns: Vec<String>,
+    /// The plan's total cost with it, when HypoPG could cost it.
+    pub cost_after: Option<f64>,
+}
+
 /// A candidate index for one statement, costed with `EXPLAIN` before and with a hypothetical
 /// index (HypoPG) after.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -105,12 +127,25 @@ pub struct IndexCheck {
     pub query: String,
     /// The relation scanned sequentially.
     pub relation: String,
-    /// The candidate's columns, in order.
+    /// The proposed candidate's columns, in order.
     pub columns: Vec<String>,
+    /// The kind of index.
+    pub method: IndexMethod,
+    /// For a trigram index, the pattern operator it serves (`~*`, `ILIKE`, …).
+    pub pattern: Option<String>,
     /// The generic plan's total cost without the index.
     pub cost_before: f64,
     /// The total cost with the hypothetical index, when HypoPG could cost it.
     pub cost_after: Option<f64>,
+    /// Every candidate costed for the relation (the leading column alone, all of them), the
+    /// proposed one among them.
+    pub candidates: Vec<CandidateCost>,
+    /// The rows per call the statement's `LIMIT` parameter was costed with — the page its calls
+    /// really ask for (`pg_stat_statements`' rows per call), not a generic plan's guess.
+    pub limit_rows: Option<u64>,
+    /// An index of the relation already leads with `columns[0]`, yet the plan scans the table:
+    /// nothing new to propose (the filter is not selective enough, or the statistics are stale).
+    pub existing: bool,
 }
 
 /// Sessions waiting on one lock, and who held it, over a watch.

@@ -129,7 +129,7 @@ pub fn render_text(report: &Report, color: bool) -> String {
     if let Some(traces) = report.traces.as_ref().filter(|t| t.below_noise_gate > 0) {
         let _ = writeln!(
             out,
-            "{dim}{} candidate finding(s) seen in too few requests to report (fewer than 2, or under 5 % of the endpoint).{dim:#}",
+            "{dim}{} candidate finding(s) seen in too few requests to report (fewer than 2 — 1 when the endpoint has only 1 or 2 — or under 5 % of the endpoint).{dim:#}",
             traces.below_noise_gate
         );
     }

@@ -121,9 +121,8 @@ pub fn parse(query: &str) -> Result<Parsed, String> {
             walker.statement(stmt, i == 0);
         }
     }
-    let resolve = |table: Option<String>| {
-        table.map(|name| result.aliases.get(&name).cloned().unwrap_or(name))
-    };
+    let resolve =
+        |table: Option<String>| table.map(|name| result.aliases.get(&name).cloned().unwrap_or(name));
     Ok(Parsed {
         tables: walker.tables,
         columns: walker
@@ -524,7 +523,9 @@ mod tests {
             ("body", PatternKind::RegexIgnoringCase)
         );
         assert!(parsed.patterns_of("public.books").is_empty());
-        let like = |pattern: &str| parse(&format!("SELECT id FROM users WHERE name LIKE {pattern}")).expect("parses");
+        let like = |pattern: &str| {
+            parse(&format!("SELECT id FROM users WHERE name LIKE {pattern}")).expect("parses")
+        };
         assert_eq!(like("'%smith%'").patterns.len(), 1);
         assert_eq!(like("$1").patterns.len(), 1);
         assert!(like("'smi%'").patterns.is_empty(), "a prefix is a range");

@@ -28,7 +28,11 @@ detector! {
     /// # Evidence used
     ///
     /// In traces: spans named `connect` (or `*.connect`, `connect …`), handshake spans, and spans with
-    /// `db.operation.name = connect`, grouped by peer (`server.address:server.port/database`).
+    /// `db.operation.name = connect`, that say whose connection it is — a database client's
+    /// (`db.system`) or one to a named peer (`server.address`, `net.peer.name`,
+    /// `network.peer.address`); a name alone is not evidence: a browser's page-load trace has
+    /// navigation-timing spans named `connect` for the page's own connection. Grouped by peer
+    /// (`server.address:server.port/database`).
     /// Flagged when they appear in at least half the endpoint's requests; a pool that grows now
     /// and then stays under that. Connect spans under 1 ms are pool checkouts, not connections:
     /// SQLAlchemy's instrumentation names its span around `Engine.connect` `connect`, and with a

@@ -29,7 +29,12 @@ detector! {
     /// Database client spans (`db.query.text` or `db.statement`) and HTTP client spans
     /// (`url.full` or `http.url`, ids in the path folded to `{id}`), grouped by their owning
     /// span; connection-pool and connect spans between a handler and its queries are skipped
-    /// over. Flagged at 5 or more repeats costing 50 ms or more together (Sentry's thresholds).
+    /// over. Flagged at 5 or more repeats costing 50 ms or more together (Sentry's thresholds),
+    /// or — however fast each repeat — half of their request or more: dozens of primary-key
+    /// lookups of a tenth of a millisecond each, on a laptop or a staging database next to the
+    /// service, make most of a request of a few milliseconds and stay under 50 ms, yet in
+    /// production every repeat pays a network round trip (0.3–1 ms) and the database does N
+    /// units of work; the finding states what the repeats will cost at a 0.5 ms round trip.
     /// The cost counts the time between consecutive repeats when nothing else was traced in it:
     /// on a fast database most of an N+1 is per-item ORM work between the queries (200 lazy
     /// loads of 0.15 ms each made a 115 ms loop in the testbed), which span durations alone miss.
@@ -40,7 +45,8 @@ detector! {
     ///
     /// Deliberate per-item work that cannot be batched (a per-row `UPDATE` with distinct values
     /// might still be one `UPDATE … FROM (VALUES …)`). Cursor pagination (`WHERE id > ? … LIMIT`,
-    /// `?cursor=`) is dependent by nature and is not counted. Transaction control and pool
+    /// `?cursor=`, `?page_token=`) is dependent by nature and is not counted; numbered pages
+    /// (`?page=`, `?offset=`) are known in advance and are. Transaction control and pool
     /// pings (`BEGIN`, `SELECT 1`) are ignored.
     ///
     /// # Typical fix
@@ -63,6 +69,11 @@ detector! {
 pub(crate) const MIN_REPEATS: usize = 5;
 /// Total time of the repeats that makes them worth fixing, in ms (Sentry's default).
 const MIN_TOTAL_MS: f64 = 50.0;
+/// …or the share of their request that makes them worth fixing however fast they are.
+const MIN_SHARE_OF_REQUEST: f64 = 0.5;
+/// A network round trip between a service and its database or downstream in production, in
+/// ms: what each repeat costs beyond what a database next to the service shows.
+const PRODUCTION_RTT_MS: f64 = 0.5;
 
 /// Statements that repeat for reasons other than N+1: transaction control, pool pings.
 pub(crate) fn is_housekeeping_statement(normalized: &str) -> bool {
@@ -156,7 +167,9 @@ impl Detector for NPlusOne {
             });
             let overhead_ns = loop_overhead_ns(&spans, starts);
             let cost_ns = calls_ns + overhead_ns;
-            if ms(cost_ns) < MIN_TOTAL_MS {
+            let request_ns = request.root_span().duration_nano().max(1);
+            let share = cost_ns as f64 / request_ns as f64;
+            if ms(cost_ns) < MIN_TOTAL_MS && share < MIN_SHARE_OF_REQUEST {
                 continue;
             }
             let longest_ns = spans.iter().map(|s| s.duration_nano()).max().unwrap_or(0);
@@ -181,6 +194,7 @@ impl Detector for NPlusOne {
                     ("repeats_per_request", calls.len() as f64),
                     ("call_ms", ms(calls_ns) / calls.len() as f64),
                     ("loop_ms", ms(cost_ns)),
+                    ("share_of_request", share.min(1.0)),
                     (
                         "concurrency",
                         calls_ns as f64 / union_ns(spans.iter().copied()).max(1) as f64,
@@ -227,6 +241,11 @@ impl Detector for NPlusOne {
                     .into(),
             );
         }
+        assumptions.push(format!(
+            "at a {PRODUCTION_RTT_MS} ms network round trip per call — a database or service in another host, not next \
+             to this one — the {repeats:.0} repeats cost about {:.0} ms more per request than measured here",
+            (repeats - 1.0).max(0.0) * PRODUCTION_RTT_MS
+        ));
         assumptions.push(format!(
             "seen in {} of the endpoint's requests",
             percent(group.affected_share())
@@ -310,13 +329,36 @@ impl Detector for NPlusOne {
 }
 
 /// The concrete fix for a repeated statement: the batched query and the ORM calls that emit it.
+/// The table and the column it looks up by come from PostgreSQL's own parse of the statement
+/// (aliases resolved); the SQL lexer's reading is the fallback.
 fn batch_query_fix(normalized: &str) -> String {
-    let statement = crate::sql::normalize(normalized);
-    let table = statement
-        .tables
-        .first()
-        .map_or("the related table", String::as_str);
-    match statement.filter_columns.first() {
+    let (table, column) = match chokepoint_sql::parse_normalized(normalized) {
+        Ok(parsed) => {
+            let table = parsed.tables.first().cloned();
+            let column = table.as_ref().and_then(|t| {
+                parsed
+                    .columns
+                    .iter()
+                    .filter(|c| c.role == chokepoint_sql::Role::Equality)
+                    .find(|c| {
+                        c.table
+                            .as_ref()
+                            .is_none_or(|q| q == t || t.ends_with(&format!(".{q}")))
+                    })
+                    .map(|c| c.column.clone())
+            });
+            (table, column)
+        }
+        Err(_) => {
+            let statement = crate::sql::normalize(normalized);
+            (
+                statement.tables.first().cloned(),
+                statement.filter_columns.first().cloned(),
+            )
+        }
+    };
+    let table = table.unwrap_or_else(|| "the related table".to_owned());
+    match column {
         Some(column) => format!(
             "Load all the `{table}` rows in one query — `… FROM {table} WHERE {column} IN (…)` or `= ANY(:ids)` — \
              instead of one `{}` per parent row. SQLAlchemy: `.options(selectinload(Parent.{table}))` on the \

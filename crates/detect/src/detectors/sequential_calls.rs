@@ -34,9 +34,11 @@ detector! {
     /// # Known false positives
     ///
     /// Calls that do depend on each other in ways the trace cannot show (an id read from the
-    /// first response and passed in a body). Dependence the trace does show is respected: page
-    /// cursors in the URL (`?cursor=`, `page_token=`, `after=`) and keyset pagination in SQL
-    /// (`WHERE id > ? … LIMIT`) are never flagged, and neither are writes, whose order matters.
+    /// first response and passed in a body). Dependence the trace does show is respected: opaque
+    /// page cursors in the URL (`?cursor=`, `page_token=`, `after=`), handed back by the previous
+    /// page, and keyset pagination in SQL (`WHERE id > ? … LIMIT`) are never flagged, and neither
+    /// are writes, whose order matters. Numbered pages (`?page=2`, `?offset=40`) are known in
+    /// advance: pages 1…N can be fetched together, and are flagged.
     /// Two `SELECT`s on one transaction's connection cannot overlap without a second connection.
     ///
     /// # Typical fix

@@ -7,7 +7,6 @@ use crate::detectors::{clip, ns, percent};
 use crate::finding::{Basis, Confidence, PlanReason};
 use crate::registry::{Conclusion, Detector, Estimate, Reads, detector};
 use crate::request::Request;
-use crate::sql;
 use crate::trace_analysis::{Observation, Observer};
 use crate::traces::GroupView;
 
@@ -28,14 +27,21 @@ detector! {
     /// # Evidence used
     ///
     /// Database client spans with their statement (`db.query.text` or `db.statement`),
-    /// normalized and grouped by fingerprint; each span's duration and its request's. With
-    /// `chokepoint traces --pg URL`, the statement's generic plan in that database gives the
-    /// reason and, proven with HypoPG, the index.
+    /// normalized and grouped by fingerprint; each span's duration and its request's. A span
+    /// that opens a connection (`connect`, a handshake) is never a statement, whatever text an
+    /// instrumentation put on it: that is `connection-churn`. From the traces alone, the hint
+    /// names the columns PostgreSQL's own parser finds in the statement, per table with aliases
+    /// resolved — a B-tree for equality, join and sort columns, a trigram index for a pattern
+    /// match (`~*`, `ILIKE`, `LIKE '%…'`), which no B-tree serves. With `chokepoint traces --pg
+    /// URL`, the statement's generic plan in that database gives the reason and, proven with
+    /// HypoPG, the index.
     ///
     /// `chokepoint db`: `pg_stat_statements` — a mean of 100 ms or more, or of 20 ms or more for
     /// a statement that takes half the database's statement time — and the generic plan: a
     /// sequential scan, a sort or hash spilling to disk (`temp_blks_written`), or a row
-    /// mis-estimate (the plan's rows against the rows per call, ten times apart).
+    /// mis-estimate (the plan's rows against the rows per call, ten times apart, unless the
+    /// statement's `LIMIT` explains the difference: a generic plan's `LIMIT $2` is not a
+    /// mis-estimate).
     ///
     /// # Known false positives
     ///
@@ -45,9 +51,11 @@ detector! {
     ///
     /// # Typical fix
     ///
-    /// Read the plan. A sequential scan filtered on a selective column wants an index
-    /// (`CREATE INDEX CONCURRENTLY … ON table (column)`); a disk sort wants an index in the
-    /// `ORDER BY` order or more `work_mem`; a large result wants a `LIMIT`.
+    /// Each reason the plan gives comes with its own fix. A sequential scan filtered on a
+    /// selective column wants an index (`CREATE INDEX CONCURRENTLY … ON table (column)`, the
+    /// columns named, proven when HypoPG is there); a disk sort wants an index in the `ORDER BY`
+    /// order or `SET LOCAL work_mem` sized from the spill; a mis-estimate wants `ANALYZE`, and
+    /// `CREATE STATISTICS` for correlated columns; a large result wants a `LIMIT`.
     pub(crate) struct SlowQuery {
         id: SlowQuery,
         summary: "database statements that take long, or most of their request",
@@ -165,7 +173,7 @@ impl Detector for SlowQuery {
                             create_index(check),
                             check.relation
                         ),
-                        None => reasons_fix(&reasons),
+                        None => fix_what_the_plan_shows(statement),
                     })
                 }
             }
@@ -179,19 +187,12 @@ impl Detector for SlowQuery {
             (None, _) => None,
         };
         let fix = explained.unwrap_or_else(|| {
-            let statement = sql::normalize(group.location);
-            let index_hint = match (statement.tables.first(), statement.filter_columns.is_empty()) {
-                (Some(table), false) => format!(
-                    " If it shows a sequential scan on `{table}`, the candidate index is \
-                     `CREATE INDEX CONCURRENTLY ON {table} ({});` — check that it cuts the plan's cost before creating it.",
-                    statement.filter_columns.join(", ")
-                ),
-                _ => String::new(),
-            };
             format!(
                 "Run `EXPLAIN (ANALYZE, BUFFERS) {}` with real values and read the plan: sequential scans, \
-                 sorts spilling to disk and row mis-estimates are the usual causes.{index_hint}",
-                clip(group.location, 200)
+                 sorts spilling to disk and row mis-estimates are the usual causes.{} (`--pg URL` reads the plan and \
+                 proves the index for you.)",
+                clip(group.location, 200),
+                index_hints(group.location)
             )
         });
         let mut conclusion = Conclusion::new(
@@ -225,7 +226,7 @@ impl Detector for SlowQuery {
                 create_index(check),
                 check.relation
             ),
-            None if !reasons.is_empty() => reasons_fix(&reasons),
+            None if !reasons.is_empty() => fix_what_the_plan_shows(view),
             None => "Its generic plan shows no sequential scan, spill or mis-estimate: run `EXPLAIN (ANALYZE, BUFFERS)` \
                      on it with real values, and watch for lock waits (`chokepoint db --watch`)."
                 .to_owned(),
@@ -258,11 +259,49 @@ impl Detector for SlowQuery {
     }
 }
 
-/// The fix for a statement whose plan gives these reasons: each reason's own fix.
-fn reasons_fix(reasons: &[PlanReason]) -> String {
-    let fixes: Vec<String> = reasons
-        .iter()
-        .map(|r| format!("{} — {}", r.describe(), crate::db::reason_fix(r)))
-        .collect();
-    format!("Fix what the plan shows: {}.", fixes.join("; "))
+/// The fix for a statement whose plan explains it: each reason's own fix.
+fn fix_what_the_plan_shows(view: &StatementView<'_>) -> String {
+    format!("Fix what the plan shows — {}.", view.reason_fixes().join("; "))
+}
+
+/// The candidate indexes of a statement seen only in traces, table by table, from
+/// PostgreSQL's own parse of it (aliases resolved to their tables): a B-tree on what it filters,
+/// joins and sorts on, a trigram index on what it matches against patterns.
+fn index_hints(normalized: &str) -> String {
+    let Ok(parsed) = chokepoint_sql::parse_normalized(normalized) else {
+        return String::new();
+    };
+    let mut hints = Vec::new();
+    for table in &parsed.tables {
+        let mut fixes = Vec::new();
+        for pattern in parsed.patterns_of(table) {
+            fixes.push(format!(
+                "a trigram index for its `{}` on {} — `CREATE EXTENSION IF NOT EXISTS pg_trgm; CREATE INDEX CONCURRENTLY ON \
+                 {table} USING gin ({} gin_trgm_ops);` (no B-tree serves that pattern)",
+                pattern.kind.operator(),
+                pattern.column,
+                pattern.column
+            ));
+        }
+        // `id` is the primary key by every ORM's convention: already indexed.
+        let columns: Vec<String> = parsed
+            .index_columns(table)
+            .into_iter()
+            .filter(|c| c != "id")
+            .collect();
+        if !columns.is_empty() {
+            fixes.push(format!(
+                "`CREATE INDEX CONCURRENTLY ON {table} ({});`",
+                columns.join(", ")
+            ));
+        }
+        if !fixes.is_empty() {
+            hints.push(format!(
+                " If it shows a sequential scan on `{table}`, the candidate is {} — check that it cuts the plan's cost before \
+                 creating it.",
+                fixes.join(", or ")
+            ));
+        }
+    }
+    hints.concat()
 }
