@@ -1,7 +1,8 @@
 """End-to-end diagnosis tests on the running testbed (testbed/testbed.sh up).
 
 For every scenario: exercise `/<id>/bad`, collect the evidence chokepoint can read today (traces
-through `chokepoint listen`, or a `chokepoint load` ramp), and check that the expected id is the
+through `chokepoint listen`, a `chokepoint load` ramp, the database, or a py-spy profile taken
+by `chokepoint profile --pid` under load), and check that the expected id is the
 bottleneck (the first finding) of that endpoint; then do the same to `/<id>/fixed` and check that
 the id does not appear. A scenario whose
 detector does not exist yet is reported as pending, by name, after a smoke check that both its
@@ -45,12 +46,18 @@ LOAD_SCENARIOS = [
     ("blocking-call", "blocking-call", ["--concurrency", "1,2,4,8"]),
     ("connection-churn-http", "connection-churn", ["--concurrency", "1,2,4"]),
 ]
-PENDING = [
-    ("slow-serialization", "needs `chokepoint profile`"),
-    ("sync-logging", "needs `chokepoint profile`"),
-    ("regex-per-request", "needs `chokepoint profile`"),
-    ("in-memory-sort", "needs `chokepoint profile`"),
+# (scenario, expected detector id): profiled with py-spy (`chokepoint profile --pid`) while a
+# `chokepoint load` step drives the route.
+PROFILE_SCENARIOS = [
+    ("slow-serialization", "slow-serialization"),
+    ("sync-logging", "sync-logging"),
+    ("regex-per-request", "regex-per-request"),
+    ("in-memory-sort", "in-memory-sort"),
+    ("n-plus-one", "n-plus-one"),
 ]
+# Load scenarios whose ramp also profiles the target (`--profile`): the limit names the code.
+PROFILED_LOAD = {"cpu-saturation", "blocking-call"}
+PENDING = []
 
 
 def load_env():
@@ -354,6 +361,72 @@ def check_shaped_link(env):
     return f"shaped link: {size / 1e6:.1f} MB in {seconds:.2f} s = {mbit_per_s:.1f} Mbit/s (limit {limit:.0f})"
 
 
+def handler_lines(route):
+    """The first and last line of the function serving `route` in the service's app.py."""
+    import ast
+
+    source = (ROOT / "testbed" / "service" / "app.py").read_text()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for decorator in node.decorator_list:
+                if isinstance(decorator, ast.Call) and decorator.args and getattr(decorator.args[0], "value", None) == route:
+                    return node.lineno, node.end_lineno
+    raise RuntimeError(f"no handler for {route} in app.py")
+
+
+def names_handler(finding, route):
+    """Whether a finding names a line of the handler of `route` (its subject or a hot frame)."""
+    first, last = handler_lines(route)
+    places = [finding["subject"]] + [i for i in finding["evidence"]["items"] if i["kind"] == "hot_frame"]
+    for place in places:
+        line = place.get("line") or 0
+        if place.get("file", "").endswith("app.py") and first <= line <= last:
+            return f"app.py:{line}"
+    return None
+
+
+def profile_report(chokepoint, env, route):
+    """Profiles the app with py-spy for 5 s while one `chokepoint load` step drives `route`."""
+    pid = (STATE / "app.pid").read_text().strip()
+    load = subprocess.Popen(
+        [chokepoint, "load", env["APP_URL"] + route, "--concurrency", "4", "--step-duration", "7s", "--quiet", "--format", "json"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(1)
+        out = subprocess.run(
+            [chokepoint, "profile", "--pid", pid, "--duration", "5s", "--source", str(ROOT / "testbed" / "service"),
+             "--format", "json", "--quiet"],
+            capture_output=True, text=True, timeout=120,
+        )
+    finally:
+        load.wait(timeout=60)
+    if out.returncode not in (0, 1):
+        raise RuntimeError(f"chokepoint profile exited {out.returncode}: {out.stderr[-2000:]}")
+    return json.loads(out.stdout)
+
+
+def check_profile(chokepoint, env, scenario, expected):
+    failures = []
+    route = f"/{scenario}/bad"
+    report = profile_report(chokepoint, env, route)
+    found = bottleneck(report)
+    if found is None or found["detector"] != expected:
+        summary = report.get("profile", {}).get("categories")
+        failures.append(f"{route}: bottleneck {found and found['detector']}, expected {expected}; categories {summary}")
+    elif not names_handler(found, route):
+        failures.append(f"{route}: {expected} does not name the handler's line: {found['location']}")
+    else:
+        print(f"    bad:   {found['title']} [{names_handler(found, route)}]")
+    report = profile_report(chokepoint, env, f"/{scenario}/fixed")
+    if any(f["detector"] == expected for f in report["findings"]):
+        failures.append(f"/{scenario}/fixed: the fixed twin still shows {expected}")
+    else:
+        others = ", ".join(f["detector"] for f in report["findings"]) or "none"
+        print(f"    fixed: no {expected} (other findings: {others})")
+    return failures
+
+
 def load_report(chokepoint, env, route, ramp):
     """Runs `chokepoint load` on `route`; returns its JSON report."""
     out = subprocess.run(
@@ -367,6 +440,8 @@ def load_report(chokepoint, env, route, ramp):
 
 def check_load(chokepoint, env, scenario, expected, ramp):
     failures = []
+    if scenario in PROFILED_LOAD:
+        ramp = [*ramp, "--profile", "--source", str(ROOT / "testbed" / "service")]
     report = load_report(chokepoint, env, f"/{scenario}/bad", ramp)
     found = [f["detector"] for f in report["findings"]]
     if scenario == "connection-churn-http" and found[:1] == [expected]:
@@ -377,8 +452,11 @@ def check_load(chokepoint, env, scenario, expected, ramp):
     if not found or found[0] != expected:
         steps = [(s["offered"], round(s["throughput_rps"]), (s["target"] or {}).get("cpu_cores")) for s in report["load"]["steps"]]
         failures.append(f"/{scenario}/bad: bottleneck {found[:1] or 'none'}, expected {expected}; steps {steps}")
+    elif scenario in PROFILED_LOAD and not names_handler(report["findings"][0], f"/{scenario}/bad"):
+        failures.append(f"/{scenario}/bad: the profile did not name the handler's code: {report['findings'][0]['evidence']['items']}")
     else:
-        print(f"    bad:   {report['findings'][0]['title']}")
+        where = names_handler(report["findings"][0], f"/{scenario}/bad") if scenario in PROFILED_LOAD else None
+        print(f"    bad:   {report['findings'][0]['title']}" + (f" [{where}]" if where else ""))
     report = load_report(chokepoint, env, f"/{scenario}/fixed", ramp)
     if any(f["detector"] == expected for f in report["findings"]):
         failures.append(f"/{scenario}/fixed: the fixed twin still shows {expected}")
@@ -476,6 +554,21 @@ def main():
         for failure in failures:
             print(f"    FAIL {failure}")
         (failed if failures else passed).append(f"{scenario} (db)")
+        print(f"    {'ok' if not failures else 'FAILED'} in {time.monotonic() - started:.1f} s")
+    # Last: their load leaves spans in the service's export queue that a listener started next
+    # would receive.
+    for scenario, expected in PROFILE_SCENARIOS:
+        if args.only and scenario not in args.only:
+            continue
+        print(f"  {scenario} → {expected} (profile under load)")
+        started = time.monotonic()
+        try:
+            failures = check_profile(args.chokepoint, env, scenario, expected)
+        except Exception as error:
+            failures = [f"{scenario}: {error}"]
+        for failure in failures:
+            print(f"    FAIL {failure}")
+        (failed if failures else passed).append(f"{scenario} (profile)")
         print(f"    {'ok' if not failures else 'FAILED'} in {time.monotonic() - started:.1f} s")
     if not args.only or "bandwidth-limit" in args.only:
         if "NETNS" in env:

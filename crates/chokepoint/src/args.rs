@@ -27,6 +27,13 @@ Examples:
                                               slow statements explained by their plans
   chokepoint load http://127.0.0.1:8000/orders --pg postgresql://app@127.0.0.1/shop
                                               the database's sessions during the ramp
+  chokepoint profile --pid 4242 --duration 30s --out api.raw
+                                              record a running Python service with py-spy, and say
+                                              which code burns the time
+  chokepoint profile api.raw --source src/    analyse a recording again (py-spy raw, speedscope,
+                                              pprof, cProfile), reading the lines it names
+  chokepoint load http://127.0.0.1:8000/orders --profile
+                                              the ramp, with a profile of the target in its findings
   chokepoint explain n-plus-one               what a detector looks for, and the fix
 
 Exit codes: 0 analysed (no finding matched --fail-on), 1 a finding matched --fail-on,
@@ -56,6 +63,10 @@ pub(crate) enum Command {
     /// statements, lock waits and connection churn.
     #[command(after_help = EXAMPLES)]
     Db(DbArgs),
+    /// Read or record a Python profile (py-spy, speedscope, pprof, cProfile) and say which code
+    /// burns the time: serialization, logging, regex compilation, sorting, a blocked event loop.
+    #[command(after_help = EXAMPLES)]
+    Profile(ProfileArgs),
     /// List the detectors and what each finds.
     Detectors,
     /// Print a detector's documentation: what it detects, why it matters, the fix.
@@ -99,6 +110,87 @@ pub(crate) struct TracesArgs {
 }
 
 /// The service's PostgreSQL, read beside another kind of evidence.
+#[derive(Args, Debug)]
+pub(crate) struct ProfileArgs {
+    /// Profile files: py-spy raw or other collapsed stacks, speedscope JSON, pprof, cProfile
+    /// statistics (gzip-compressed or not); `-` reads standard input. Several files are one
+    /// profile.
+    #[arg(value_name = "FILE", required_unless_present = "pid")]
+    pub(crate) paths: Vec<PathBuf>,
+    /// Record this running Python process with py-spy instead (idle samples and thread ids
+    /// included, the process not paused).
+    #[arg(long, conflicts_with = "paths")]
+    pub(crate) pid: Option<u32>,
+    /// How long to record.
+    #[arg(long, default_value = "30s", value_name = "DURATION")]
+    pub(crate) duration: humantime::Duration,
+    /// Samples per second: of the recording, or of a collapsed-stacks file (which does not say;
+    /// py-spy's default is 100).
+    #[arg(long, default_value_t = 100)]
+    pub(crate) rate: u32,
+    /// Keep the recording here, to analyse it again (default: a file in the temporary folder,
+    /// named in the report).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) out: Option<PathBuf>,
+    /// The py-spy to run (default: on PATH, else ./.venv/bin/py-spy).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) py_spy: Option<PathBuf>,
+    /// Where the profiled code lives, to read the lines the profile names when its paths are
+    /// not found as written (repeatable).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) source: Vec<PathBuf>,
+    /// Also write a flame graph of the profile to this SVG file, frames coloured by category.
+    #[arg(long, value_name = "FILE.svg")]
+    pub(crate) flamegraph: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) report: ReportArgs,
+}
+
+/// A validated `profile` command.
+#[derive(Debug)]
+pub(crate) struct ProfileConfig {
+    pub(crate) paths: Vec<PathBuf>,
+    pub(crate) record: Option<RecordConfig>,
+    pub(crate) rate_hz: u32,
+    pub(crate) sources: Vec<PathBuf>,
+    pub(crate) flamegraph: Option<PathBuf>,
+    pub(crate) report: ReportConfig,
+}
+
+/// A recording to make with py-spy.
+#[derive(Debug, Clone)]
+pub(crate) struct RecordConfig {
+    pub(crate) pid: u32,
+    pub(crate) duration: Duration,
+    pub(crate) out: Option<PathBuf>,
+    pub(crate) py_spy: Option<PathBuf>,
+}
+
+impl ProfileArgs {
+    pub(crate) fn validate(self) -> anyhow::Result<ProfileConfig> {
+        if self.rate == 0 || self.rate > 10_000 {
+            bail!("--rate must be between 1 and 10000 samples per second");
+        }
+        let duration: Duration = self.duration.into();
+        if duration < Duration::from_secs(1) {
+            bail!("--duration must be at least 1s");
+        }
+        Ok(ProfileConfig {
+            paths: self.paths,
+            record: self.pid.map(|pid| RecordConfig {
+                pid,
+                duration,
+                out: self.out,
+                py_spy: self.py_spy,
+            }),
+            rate_hz: self.rate,
+            sources: self.source,
+            flamegraph: self.flamegraph,
+            report: self.report.validate()?,
+        })
+    }
+}
+
 #[derive(Args, Debug)]
 pub(crate) struct PgArgs {
     /// Also read the service's PostgreSQL (read-only, like `chokepoint db`): with traces, the
@@ -223,10 +315,31 @@ pub(crate) struct LoadArgs {
     /// Also write the latency-versus-throughput curve to this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     pub(crate) chart: Option<PathBuf>,
+    /// Profile the target (a local Python process) with py-spy during the top half of the
+    /// ramp's steps, so its findings name the code (see `chokepoint profile`).
+    #[arg(long, conflicts_with = "no_pid")]
+    pub(crate) profile: bool,
+    /// With --profile: keep the recording here (default: a file in the temporary folder).
+    #[arg(long, value_name = "FILE", requires = "profile")]
+    pub(crate) profile_out: Option<PathBuf>,
+    /// With --profile: the py-spy to run (default: on PATH, else ./.venv/bin/py-spy).
+    #[arg(long, value_name = "PATH", requires = "profile")]
+    pub(crate) py_spy: Option<PathBuf>,
+    /// With --profile: where the target's code lives, to read the lines the profile names.
+    #[arg(long, value_name = "DIR", requires = "profile")]
+    pub(crate) source: Vec<PathBuf>,
     #[command(flatten)]
     pub(crate) pg: PgArgs,
     #[command(flatten)]
     pub(crate) report: ReportArgs,
+}
+
+/// `load --profile`: what to record, and where its code lives.
+#[derive(Debug, Clone)]
+pub(crate) struct LoadProfileConfig {
+    pub(crate) out: Option<PathBuf>,
+    pub(crate) py_spy: Option<PathBuf>,
+    pub(crate) sources: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -381,6 +494,7 @@ pub(crate) struct LoadConfig {
     pub(crate) ramp: RampShape,
     pub(crate) sampling: SamplingConfig,
     pub(crate) chart: Option<PathBuf>,
+    pub(crate) profile: Option<LoadProfileConfig>,
     pub(crate) pg: Option<PgConfig>,
     pub(crate) report: ReportConfig,
 }
@@ -544,6 +658,11 @@ impl LoadArgs {
                 },
             },
             chart: self.chart,
+            profile: self.profile.then_some(LoadProfileConfig {
+                out: self.profile_out,
+                py_spy: self.py_spy,
+                sources: self.source,
+            }),
             pg: self.pg.validate(),
             sampling: SamplingConfig {
                 pid: self.pid,

@@ -133,10 +133,43 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
         }
         None => None,
     };
+    // `--profile`: py-spy records the top half of the steps, where the limit shows.
+    let profile_from = total / 2;
+    let mut recorder = None;
+    let start_profile = || match (&config.profile, pid) {
+        (Some(profile), Some(pid)) => {
+            let left =
+                shape.step_duration * (total - profile_from) as u32 + std::time::Duration::from_secs(5);
+            let out = profile.out.clone().unwrap_or_else(|| {
+                std::env::temp_dir().join(format!(
+                    "chokepoint-load-profile-{pid}-{}.raw",
+                    std::process::id()
+                ))
+            });
+            Some((
+                out.clone(),
+                crate::profile::unix_now(),
+                chokepoint_profile::start(
+                    profile.py_spy.as_deref(),
+                    pid,
+                    left.min(shape.max_duration),
+                    100,
+                    &out,
+                ),
+            ))
+        }
+        _ => None,
+    };
+    if profile_from == 0 {
+        recorder = start_profile();
+    }
     let run = chokepoint_load::run(&ramp, interrupted, |i, step| {
         progress.suspend(|| show(step_row(step)));
         if i + 1 < total {
             progress.set_message(describe(i + 1));
+        }
+        if i + 1 == profile_from && recorder.is_none() {
+            recorder = start_profile();
         }
     })
     .await;
@@ -172,9 +205,56 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
             ));
         }
     }
+    let profile = match (&config.profile, recorder) {
+        (None, _) => None,
+        (Some(_), None) => {
+            notes.push(Note::new(
+                Severity::Error,
+                "--profile",
+                match pid {
+                    None => "no target process to profile: pass --pid (a local Python process)".to_owned(),
+                    Some(_) => "the ramp ended before its top steps: nothing was profiled".to_owned(),
+                },
+            ));
+            None
+        }
+        (Some(settings), Some((out, started, recorder))) => {
+            match recorder.and_then(chokepoint_profile::Recorder::stop) {
+                Ok(recording) => {
+                    let (profile, profile_inputs, profile_notes) =
+                        crate::profile::read_profiles(&[recording.path], 100, &settings.sources);
+                    inputs.extend(profile_inputs);
+                    notes.extend(profile_notes);
+                    notes.push(Note::new(
+                        Severity::Info,
+                        out.display().to_string(),
+                        format!(
+                            "the profile of the top {} step(s) is kept here: `chokepoint profile {}` analyses it again",
+                            total - profile_from,
+                            out.display()
+                        ),
+                    ));
+                    profile.map(|mut p| {
+                        p.pid = pid;
+                        p.started_unix_s = started;
+                        p
+                    })
+                }
+                Err(error) => {
+                    notes.push(Note::new(
+                        Severity::Error,
+                        "--profile",
+                        format!("{error}; the ramp's findings stand without it"),
+                    ));
+                    None
+                }
+            }
+        }
+    };
     let evidence = Evidence {
         load: Some(run),
         database: snapshot,
+        profile,
         ..Evidence::default()
     };
     let outcome = chokepoint_detect::analyse(&evidence);

@@ -6,6 +6,7 @@ mod db;
 mod listen;
 mod load;
 mod output;
+mod profile;
 mod traces;
 
 use std::process::ExitCode;
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
         Command::Listen(args) => args.validate().and_then(listen::run),
         Command::Load(args) => args.validate().and_then(load::run),
         Command::Db(args) => args.validate().and_then(db::run),
+        Command::Profile(args) => args.validate().and_then(profile::run),
         Command::Detectors => {
             output::print_detectors();
             Ok(EXIT_OK)

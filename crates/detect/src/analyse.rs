@@ -13,6 +13,7 @@ use crate::finding::{
 };
 use crate::impact;
 use crate::load::{Curve, StepSessions};
+use crate::profile::{ProfileSummary, ProfileView};
 use crate::registry::{Conclusion, DETECTORS, Detector, Estimate, Reads};
 use crate::usl::UslFit;
 use crate::verdict::{self, Verdict};
@@ -38,6 +39,8 @@ pub struct Outcome {
     pub usl: Option<UslFit>,
     /// The database's sessions during each load step, when a watch ran beside the ramp.
     pub step_sessions: Vec<StepSessions>,
+    /// What a profile shows per category and per hot frame, when there was one.
+    pub profile: Option<ProfileSummary>,
 }
 
 /// Runs every detector over `evidence`: each reads the kinds it declares, where they are there;
@@ -55,6 +58,7 @@ pub struct Outcome {
 pub fn analyse(evidence: &Evidence) -> Outcome {
     let database = evidence.database.as_ref().map(DbView::new);
     let curve = evidence.load.as_ref().map(Curve::of);
+    let profile = evidence.profile.as_ref().map(ProfileView::new);
     let mut findings = Vec::new();
     let mut skipped = Vec::new();
     let mut below_noise_gate = 0;
@@ -111,6 +115,13 @@ pub fn analyse(evidence: &Evidence) -> Outcome {
                         findings.push(database_finding(detector, database, conclusion));
                     }
                 }
+                Reads::Profile(_) => {
+                    let Some(profile) = &profile else { continue };
+                    judged = true;
+                    if let Some(conclusion) = detector.check_profile(profile) {
+                        findings.push(profile_finding(detector, profile, conclusion));
+                    }
+                }
             }
         }
         if !judged {
@@ -148,6 +159,7 @@ pub fn analyse(evidence: &Evidence) -> Outcome {
         below_noise_gate,
         usl,
         step_sessions,
+        profile: profile.as_ref().map(crate::profile::summary),
     }
 }
 
@@ -382,6 +394,61 @@ fn database_finding(detector: &dyn Detector, database: &DbView<'_>, conclusion: 
         FindingEvidence {
             sample,
             occurrences,
+            example_trace_ids: Vec::new(),
+            metrics: BTreeMap::new(),
+            items: Vec::new(),
+        },
+        conclusion,
+    )
+}
+
+fn profile_finding(detector: &dyn Detector, view: &ProfileView<'_>, conclusion: Conclusion) -> Finding {
+    let wall_s = view.wall_s();
+    let (saved_s, share, affected, busy) = match conclusion.estimate {
+        Estimate::Profile {
+            saved_s,
+            share,
+            affected,
+            busy,
+        } => (saved_s, share, affected, busy),
+        _ => (0.0, 0.0, 0, view.busy),
+    };
+    let consumption = impact::profiled(conclusion.resource, conclusion.basis, saved_s, share, wall_s);
+    let sample = if view.profile.sampled {
+        Sample {
+            affected,
+            total: busy,
+            unit: SampleUnit::ProfileSamples,
+        }
+    } else {
+        let ms = |us: u64| (us as f64 * view.seconds_per_count() * 1e3).round() as u64;
+        Sample {
+            affected: ms(affected),
+            total: ms(busy),
+            unit: SampleUnit::ProfileMs,
+        }
+    };
+    let subject = conclusion
+        .subject
+        .clone()
+        .unwrap_or(chokepoint_evidence::Subject::Resource {
+            resource: conclusion.resource,
+        });
+    let location = conclusion
+        .location
+        .clone()
+        .unwrap_or_else(|| subject_text(&subject));
+    finding(
+        detector,
+        Scope::Process {
+            pid: view.profile.pid,
+        },
+        subject,
+        location,
+        Impact::Consumer(consumption),
+        FindingEvidence {
+            sample,
+            occurrences: sample.affected,
             example_trace_ids: Vec::new(),
             metrics: BTreeMap::new(),
             items: Vec::new(),

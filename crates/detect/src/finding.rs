@@ -117,8 +117,8 @@ pub struct Consumption {
     pub resource: Resource,
     /// How the saving was reached.
     pub basis: Basis,
-    /// Service time (handler, database or wire) the fix removes per affected request (or call),
-    /// in ms.
+    /// Service time (handler, database or wire) the fix removes per affected request (or call;
+    /// for a profile, which does not see requests, per second of profile), in ms.
     pub saved_ms_per_request: f64,
     /// Latency the fix removes per affected request, in ms (less than the service time when the
     /// wasted work ran concurrently).
@@ -181,9 +181,18 @@ pub enum SampleUnit {
     Samples,
     /// Database sessions.
     Sessions,
+    /// Samples of a sampled profile's busy threads.
+    ProfileSamples,
+    /// Milliseconds of a measured profile's (cProfile, pyinstrument) busy time.
+    ProfileMs,
 }
 
 impl SampleUnit {
+    /// Whether it counts a profile (which sees code, not requests).
+    pub fn is_profile(self) -> bool {
+        matches!(self, SampleUnit::ProfileSamples | SampleUnit::ProfileMs)
+    }
+
     /// The unit's noun, singular or plural.
     pub fn noun(self, count: u64) -> &'static str {
         let one = count == 1;
@@ -196,6 +205,9 @@ impl SampleUnit {
             SampleUnit::Samples => "session samples",
             SampleUnit::Sessions if one => "session",
             SampleUnit::Sessions => "sessions",
+            SampleUnit::ProfileSamples if one => "busy profile sample",
+            SampleUnit::ProfileSamples => "busy profile samples",
+            SampleUnit::ProfileMs => "ms of measured busy time",
         }
     }
 }
@@ -285,6 +297,24 @@ pub enum EvidenceItem {
         blocker_transaction_ms: f64,
         /// Samples that showed the wait.
         samples: u64,
+    },
+    /// A hot frame of a profile: where the time of the finding goes.
+    HotFrame {
+        /// The function.
+        function: String,
+        /// Its file.
+        file: String,
+        /// Its line (0 when the profile has none).
+        line: u32,
+        /// The text of the line, when the source was at hand.
+        source: Option<String>,
+        /// The share of the profile's busy time under this frame (0–1).
+        share_of_busy: f64,
+        /// Seconds of busy time under it.
+        seconds: f64,
+        /// How its category was told when the frames alone do not show it: the line's text
+        /// calls it (a sampler sees Python frames only).
+        inferred_from_source: bool,
     },
     /// Another detector's view of the same cause, folded into this finding.
     Corroboration {

@@ -1,5 +1,5 @@
 //! Evidence from a fixture file ([`chokepoint_evidence::fixture`]): its trace templates run
-//! through the trace detectors' streaming stage, its load ramp and database snapshot as they are.
+//! through the trace detectors' streaming stage, its load ramp and database snapshot as they are, its profile from collapsed stacks.
 //! What the detector tests, the report's snapshot tests and the examples read.
 
 use chokepoint_evidence::Evidence;
@@ -24,5 +24,6 @@ pub fn evidence_from_fixture(json: &str) -> Result<Evidence, String> {
         traces,
         load: fixture.load,
         database: fixture.database,
+        profile: fixture.profile.as_ref().map(|p| p.profile()),
     })
 }

@@ -94,6 +94,27 @@ pub(crate) fn recovered(
     }
 }
 
+/// A profile: `saved_s` of busy time over `wall_s` seconds profiled. A profile does not see
+/// requests, so the saving "per request" is per second of profile.
+pub(crate) fn profiled(
+    resource: Resource,
+    basis: Basis,
+    saved_s: f64,
+    share: f64,
+    wall_s: f64,
+) -> Consumption {
+    let per_second_ms = if wall_s > 0.0 { saved_s * 1e3 / wall_s } else { 0.0 };
+    Consumption {
+        resource,
+        basis,
+        saved_ms_per_request: round(per_second_ms),
+        latency_saved_ms_per_request: round(per_second_ms),
+        saved_ms_total: round(saved_s * 1e3),
+        share_of_scope_time: round(share.clamp(0.0, 1.0)),
+        recoverable_s_per_s: per_second(saved_s * 1e3, wall_s),
+    }
+}
+
 /// A load ramp: `saved_ms` of every request at the knee, over the ramp's requests and length.
 pub(crate) fn per_request(resource: Resource, basis: Basis, curve: &Curve<'_>, saved_ms: f64) -> Consumption {
     let requests: u64 = curve.run.steps.iter().map(|s| s.requests).sum();

@@ -24,6 +24,7 @@ mod finding;
 mod fixture;
 mod impact;
 mod load;
+mod profile;
 mod rank;
 mod registry;
 mod request;
@@ -41,6 +42,7 @@ pub use finding::{
 };
 pub use fixture::evidence_from_fixture;
 pub use load::StepSessions;
+pub use profile::{CategoryShare, FlameInput, HotFrameShare, ProfileSummary, flame_input};
 pub use registry::{Meta, detectors, find_detector};
 pub use trace_analysis::TraceAnalysis;
 pub use traces::{MIN_AFFECTED_REQUESTS, MIN_AFFECTED_SHARE, SMALL_SAMPLE};

@@ -40,15 +40,29 @@ fn compatible(a: &Scope, b: &Scope) -> bool {
     a == b || matches!(a, Scope::Database { .. }) || matches!(b, Scope::Database { .. })
 }
 
+/// A load ramp's limit and a profile of the same process, by the same detector: the ramp says
+/// the resource caps throughput, the profile which code uses it (`cpu-saturation`,
+/// `blocking-call`). One cause, whatever code the profile names.
+fn ramp_and_its_profile(a: &Finding, b: &Finding) -> bool {
+    let pids = |target: &Scope, process: &Scope| match (target, process) {
+        (Scope::Target { pid, .. }, Scope::Process { pid: profiled }) => {
+            profiled.is_none() || pid == profiled
+        }
+        _ => false,
+    };
+    a.detector == b.detector && (pids(&a.scope, &b.scope) || pids(&b.scope, &a.scope))
+}
+
 fn same_cause(a: &Finding, b: &Finding) -> bool {
-    same_problem(a.detector, b.detector) && a.subject == b.subject && compatible(&a.scope, &b.scope)
+    (same_problem(a.detector, b.detector) && a.subject == b.subject && compatible(&a.scope, &b.scope))
+        || ramp_and_its_profile(a, b)
 }
 
 /// How specific a scope is: an endpoint names the code path, a database does not.
 fn specificity(scope: &Scope) -> u8 {
     match scope {
         Scope::Endpoint { .. } => 2,
-        Scope::Target { .. } => 1,
+        Scope::Target { .. } | Scope::Process { .. } => 1,
         Scope::Database { .. } => 0,
     }
 }

@@ -11,6 +11,7 @@ use chokepoint_evidence::{DetectorId, EvidenceKind, Resource, Subject};
 use crate::db::{DbNeed, DbView, StatementView};
 use crate::finding::{Basis, Confidence, EvidenceItem, Sample};
 use crate::load::{Curve, LoadNeed};
+use crate::profile::ProfileView;
 use crate::request::Request;
 use crate::trace_analysis::Observer;
 use crate::traces::GroupView;
@@ -55,6 +56,8 @@ pub(crate) enum Reads {
     Load(LoadNeed),
     /// A PostgreSQL snapshot, and what the detector needs of it.
     Database(DbNeed),
+    /// A profile; the text names what the detector looks for in it.
+    Profile(&'static str),
 }
 
 impl Reads {
@@ -63,6 +66,7 @@ impl Reads {
             Reads::Traces(_) => EvidenceKind::Traces,
             Reads::Load(_) => EvidenceKind::Load,
             Reads::Database(_) => EvidenceKind::Database,
+            Reads::Profile(_) => EvidenceKind::Profile,
         }
     }
 
@@ -71,6 +75,7 @@ impl Reads {
             Reads::Traces(what) => what,
             Reads::Load(need) => need.what,
             Reads::Database(need) => need.what,
+            Reads::Profile(what) => what,
         }
     }
 }
@@ -116,6 +121,17 @@ pub(crate) enum Estimate {
     Limit { demand_ms_per_request: Option<f64> },
     /// A load ramp: time each request of the knee step spends that the fix removes, in ms.
     PerRequest { saved_ms: f64 },
+    /// A profile: busy time the fix removes.
+    Profile {
+        /// Seconds removed over the profile.
+        saved_s: f64,
+        /// Their share of the busy time (0–1).
+        share: f64,
+        /// Busy samples (or µs) of the problem.
+        affected: u64,
+        /// Busy samples (or µs) in all.
+        busy: u64,
+    },
 }
 
 impl Conclusion {
@@ -152,6 +168,12 @@ impl Conclusion {
     /// With these numbers.
     pub(crate) fn metrics(mut self, metrics: Vec<(&'static str, f64)>) -> Conclusion {
         self.metrics = metrics;
+        self
+    }
+
+    /// With one more assumption.
+    pub(crate) fn assume_more(mut self, assumption: &str) -> Conclusion {
+        self.assumptions.push(assumption.to_owned());
         self
     }
 
@@ -192,6 +214,11 @@ pub(crate) trait Detector: Described + Sync {
 
     /// A database snapshot as a whole (sessions, locks).
     fn check_database(&self, _database: &DbView<'_>) -> Option<Conclusion> {
+        None
+    }
+
+    /// A profile.
+    fn check_profile(&self, _profile: &ProfileView<'_>) -> Option<Conclusion> {
         None
     }
 }
@@ -243,6 +270,10 @@ pub(crate) static DETECTORS: &[&dyn Detector] = &[
     &crate::detectors::bandwidth_limit::BandwidthLimit,
     &crate::detectors::lock_contention::LockContention,
     &crate::detectors::missing_index::MissingIndex,
+    &crate::detectors::slow_serialization::SlowSerialization,
+    &crate::detectors::sync_logging::SyncLogging,
+    &crate::detectors::regex_per_request::RegexPerRequest,
+    &crate::detectors::in_memory_sort::InMemorySort,
 ];
 
 /// The detectors that read traces, and their positions in [`DETECTORS`].

@@ -13,13 +13,22 @@
 //!
 //! `times` clones a span, each clone `every_ms` later (0 for concurrent clones); `repeat`
 //! clones a whole trace with new ids, one second apart. Beside `traces`, a fixture may hold a
-//! `load` ramp ([`LoadRun`]) and a `database` snapshot ([`PgSnapshot`]).
+//! `load` ramp ([`LoadRun`]), a `database` snapshot ([`PgSnapshot`]) and a `profile` written as
+//! collapsed stacks:
+//!
+//! ```json
+//! {"profile": {"rate_hz": 100, "duration_s": 10, "stacks": [
+//!   {"thread": "MainThread", "stack": "run (app.py:3);handler (app.py:12)", "count": 400}],
+//!  "sources": {"app.py:12": "return sorted(rows, key=lambda r: r.score)"}}}
+//! ```
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::{AttrValue, LoadRun, PgSnapshot, Span, SpanId, SpanKind, Trace, TraceId};
+use crate::{
+    AttrValue, Frame, LoadRun, PgSnapshot, Profile, ProfileBuilder, Span, SpanId, SpanKind, Trace, TraceId,
+};
 
 /// A fixture file.
 #[derive(Debug, Deserialize)]
@@ -37,6 +46,68 @@ pub struct Fixture {
     /// A PostgreSQL snapshot.
     #[serde(default)]
     pub database: Option<PgSnapshot>,
+    /// A profile, as collapsed stacks.
+    #[serde(default)]
+    pub profile: Option<FixtureProfile>,
+}
+
+/// A profile as collapsed stacks.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixtureProfile {
+    /// Samples per second (default 100).
+    #[serde(default = "hundred")]
+    pub rate_hz: f64,
+    /// Seconds it covers (default: the busiest thread's samples ÷ the rate).
+    #[serde(default)]
+    pub duration_s: f64,
+    /// The stacks.
+    pub stacks: Vec<FixtureStack>,
+    /// Source lines by `file:line`.
+    #[serde(default)]
+    pub sources: BTreeMap<String, String>,
+}
+
+/// A stack: `frame;frame;…`, root first, each `function (file:line)`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixtureStack {
+    /// The thread's name (default `MainThread`).
+    #[serde(default)]
+    pub thread: Option<String>,
+    /// The frames, root first, separated by `;`.
+    pub stack: String,
+    /// Its samples.
+    pub count: u64,
+}
+
+fn hundred() -> f64 {
+    100.0
+}
+
+impl FixtureProfile {
+    /// The profile these stacks describe.
+    pub fn profile(&self) -> Profile {
+        let mut builder = ProfileBuilder::new("fixture", true, self.rate_hz);
+        for stack in &self.stacks {
+            let thread = builder.thread(stack.thread.as_deref().unwrap_or("MainThread"));
+            let frames = stack
+                .stack
+                .split(';')
+                .filter(|f| !f.trim().is_empty())
+                .map(|text| {
+                    let mut frame = Frame::parse(text);
+                    frame.source = self
+                        .sources
+                        .get(&format!("{}:{}", frame.file, frame.line))
+                        .cloned();
+                    builder.frame(frame)
+                })
+                .collect();
+            builder.add(thread, frames, stack.count);
+        }
+        builder.finish(self.duration_s, 0.0)
+    }
 }
 
 /// A trace template.

@@ -6,7 +6,7 @@
 //! so evidence gathered together lines up.
 //!
 //! [`Evidence`] is the bundle one analysis reads: the traces' aggregates, a load ramp, a
-//! PostgreSQL snapshot — each there or not.
+//! PostgreSQL snapshot, a profile — each there or not.
 //!
 //! ```
 //! use chokepoint_evidence::{AttrValue, Evidence, EvidenceKind, Span, SpanKind, SpanId, Trace, TraceId};
@@ -32,6 +32,7 @@ mod histogram;
 mod load;
 mod note;
 mod pg;
+mod profile;
 mod span;
 mod taxonomy;
 mod time;
@@ -45,6 +46,7 @@ pub use pg::{
     MissingExtension, OpenTransaction, PgSnapshot, PlanProblem, Setting, StatementPlan, StatementStat,
     TableStat,
 };
+pub use profile::{Frame, Profile, ProfileBuilder, Stack};
 pub use span::{AttrKey, AttrValue, Span, SpanId, SpanKind, Trace, TraceId, attr_key, attr_key_owned};
 pub use taxonomy::{DetectorId, Fingerprint, HttpTarget, Resource, Scope, Subject};
 pub use time::Window;
@@ -64,6 +66,8 @@ pub struct Evidence {
     pub load: Option<LoadRun>,
     /// A PostgreSQL snapshot, with its watch when there was one.
     pub database: Option<PgSnapshot>,
+    /// A profile of the service's process.
+    pub profile: Option<Profile>,
 }
 
 /// A kind of evidence.
@@ -76,6 +80,8 @@ pub enum EvidenceKind {
     Load,
     /// A PostgreSQL snapshot.
     Database,
+    /// A profile of the service's process.
+    Profile,
 }
 
 impl EvidenceKind {
@@ -85,6 +91,7 @@ impl EvidenceKind {
             EvidenceKind::Traces => "traces",
             EvidenceKind::Load => "a load ramp",
             EvidenceKind::Database => "PostgreSQL",
+            EvidenceKind::Profile => "a profile",
         }
     }
 
@@ -94,6 +101,7 @@ impl EvidenceKind {
             EvidenceKind::Traces => "no traces",
             EvidenceKind::Load => "no load ramp (chokepoint load)",
             EvidenceKind::Database => "no PostgreSQL evidence (chokepoint db, --pg)",
+            EvidenceKind::Profile => "no profile (chokepoint profile)",
         }
     }
 }
@@ -105,6 +113,7 @@ impl Evidence {
             EvidenceKind::Traces => self.traces.is_some(),
             EvidenceKind::Load => self.load.is_some(),
             EvidenceKind::Database => self.database.is_some(),
+            EvidenceKind::Profile => self.profile.is_some(),
         }
     }
 
@@ -126,7 +135,13 @@ impl Evidence {
                 end_unix_s: activity.started_unix_s + activity.duration_s,
             })
         });
-        [traces, load, database]
+        let profile = self.profile.as_ref().and_then(|p| {
+            (p.started_unix_s > 0.0).then_some(Window {
+                start_unix_s: p.started_unix_s,
+                end_unix_s: p.started_unix_s + p.wall_s(),
+            })
+        });
+        [traces, load, database, profile]
             .into_iter()
             .flatten()
             .reduce(Window::union)

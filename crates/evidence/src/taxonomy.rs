@@ -271,6 +271,11 @@ pub enum Scope {
         /// The database's name.
         database: String,
     },
+    /// A profiled process (a profile sees code, not requests).
+    Process {
+        /// Its id, when known.
+        pid: Option<u32>,
+    },
     /// A service under a load ramp.
     Target {
         /// The URL loaded.
@@ -287,6 +292,8 @@ impl Scope {
             Scope::Endpoint { endpoint, .. } => endpoint.clone(),
             Scope::Database { database } => format!("database {database}"),
             Scope::Target { url, .. } => url.clone(),
+            Scope::Process { pid: Some(pid) } => format!("process {pid}"),
+            Scope::Process { pid: None } => "the profiled process".to_owned(),
         }
     }
 
@@ -297,6 +304,8 @@ impl Scope {
             Scope::Database { database } => format!("postgresql {database}"),
             Scope::Target { pid: Some(pid), .. } => format!("pid {pid}"),
             Scope::Target { pid: None, .. } => "target".to_owned(),
+            Scope::Process { pid: Some(pid) } => format!("pid {pid}"),
+            Scope::Process { pid: None } => "profile".to_owned(),
         }
     }
 

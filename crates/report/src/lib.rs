@@ -19,16 +19,20 @@
 //! ```
 
 mod chart;
+mod flamegraph;
 mod json;
 mod markdown;
 mod text;
 
 pub use chart::{render_chart_svg, render_chart_text};
+pub use flamegraph::render_flamegraph;
 pub use json::{render_json, schema};
 pub use markdown::render_markdown;
 pub use text::{render_text, step_header, step_row};
 
-use chokepoint_detect::{Finding, Impact, Outcome, Skipped, StepSessions, UslFit, Verdict};
+use chokepoint_detect::{
+    Finding, Impact, Outcome, ProfileSummary, SampleUnit, Skipped, StepSessions, UslFit, Verdict,
+};
 use chokepoint_evidence::{Evidence, LoadRun, Note, PgSnapshot, Severity, TracesSummary, Window};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -60,6 +64,9 @@ pub struct Report {
     /// PostgreSQL: the statistics read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<PgSnapshot>,
+    /// A profile: busy time per category and the hottest application code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<ProfileSummary>,
     /// What the collectors and the analysis have to say about the evidence: input that could not
     /// be read (with where), evidence that could not be gathered, measurements to read with care.
     pub notes: Vec<Note>,
@@ -144,6 +151,7 @@ impl Report {
                 step_sessions: outcome.step_sessions,
             }),
             database: evidence.database,
+            profile: outcome.profile,
             notes,
         }
     }
@@ -201,6 +209,15 @@ pub(crate) fn rate(rps: f64) -> String {
 /// The impact in one sentence, as the verdict states it.
 pub(crate) fn impact_sentence(finding: &Finding) -> String {
     match &finding.impact {
+        Impact::Consumer(c) if finding.evidence.sample.unit.is_profile() => format!(
+            "Fixing it gives back {} of {} over the profile ({} of the busy time): {:.3} s per second; confidence {}, impact {}.",
+            duration(c.saved_ms_total),
+            time_of(c.resource),
+            percent(c.share_of_scope_time),
+            c.recoverable_s_per_s,
+            finding.confidence.as_str(),
+            c.basis.as_str(),
+        ),
         Impact::Consumer(c) => format!(
             "Fixing it saves {} of {} per affected {} ({} of {}'s time), {:.3} s of service time per second of traffic; confidence {}, impact {}.",
             duration(c.saved_ms_per_request),
@@ -235,10 +252,11 @@ pub(crate) fn impact_cell(finding: &Finding) -> String {
             "{}/{} ({})",
             duration(c.saved_ms_per_request),
             match finding.evidence.sample.unit {
-                chokepoint_detect::SampleUnit::Requests => "req",
-                chokepoint_detect::SampleUnit::Calls => "call",
-                chokepoint_detect::SampleUnit::Samples => "sample",
-                chokepoint_detect::SampleUnit::Sessions => "session",
+                SampleUnit::Requests => "req",
+                SampleUnit::Calls => "call",
+                SampleUnit::Samples => "sample",
+                SampleUnit::Sessions => "session",
+                SampleUnit::ProfileSamples | SampleUnit::ProfileMs => "s",
             },
             percent(c.share_of_scope_time)
         ),
@@ -359,6 +377,29 @@ pub(crate) fn item_lines(finding: &Finding) -> Vec<(&'static str, String)> {
                     format!("`{waiting}` waits{on} behind `{blocker}` ({blocker_state}), {samples} session samples"),
                 )
             }
+            EvidenceItem::HotFrame {
+                function,
+                file,
+                line,
+                source,
+                share_of_busy,
+                seconds,
+                inferred_from_source,
+            } => {
+                let place = if *line > 0 {
+                    format!("{function} ({file}:{line})")
+                } else if file.is_empty() {
+                    function.clone()
+                } else {
+                    format!("{function} ({file})")
+                };
+                let code = source.as_deref().map(|s| format!(": `{s}`")).unwrap_or_default();
+                let told = if *inferred_from_source { ", told from the line" } else { "" };
+                (
+                    "frame",
+                    format!("{place}{code} — {} of the busy time, {seconds:.2} s{told}", percent(*share_of_busy)),
+                )
+            }
             EvidenceItem::Corroboration {
                 detector,
                 scope,
@@ -423,7 +464,50 @@ pub(crate) fn summary_lines(report: &Report) -> Vec<String> {
     if let Some(db) = &report.database {
         lines.push(database_summary(db));
     }
+    if let Some(profile) = &report.profile {
+        lines.push(profile_summary(profile));
+    }
     lines
+}
+
+/// What a profile showed, in a few sentences.
+fn profile_summary(profile: &ProfileSummary) -> String {
+    let how = if profile.sampled {
+        format!("{} at {:.0} samples/s", profile.format, profile.rate_hz)
+    } else {
+        format!("{}, measured time", profile.format)
+    };
+    let mut text = format!(
+        "Profiled {:.1} s ({how}): threads busy {:.1} s",
+        profile.wall_s, profile.busy_s
+    );
+    if !profile.categories.is_empty() {
+        let shares: Vec<String> = profile
+            .categories
+            .iter()
+            .take(6)
+            .map(|c| format!("{} {}", c.category, percent(c.share_of_busy)))
+            .collect();
+        text.push_str(&format!("; {}", shares.join(", ")));
+    }
+    text.push('.');
+    if !profile.hot_frames.is_empty() {
+        let hot: Vec<String> = profile
+            .hot_frames
+            .iter()
+            .take(3)
+            .map(|f| {
+                format!(
+                    "{} ({} own, {} with what it calls)",
+                    f.frame,
+                    percent(f.self_share),
+                    percent(f.inclusive_share)
+                )
+            })
+            .collect();
+        text.push_str(&format!(" Hottest application code: {}.", hot.join("; ")));
+    }
+    text
 }
 
 /// What `chokepoint db` read, in a few sentences: statements, database counters, open

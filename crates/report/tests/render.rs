@@ -30,10 +30,11 @@ fn report(path: &Path) -> Report {
     let text = std::fs::read_to_string(path).expect("read");
     let evidence = evidence_from_fixture(&text).expect("a fixture");
     // The command that gathers this kind of evidence.
-    let command = match (&evidence.traces, &evidence.load) {
-        (Some(_), _) => "traces",
-        (None, Some(_)) => "load",
-        (None, None) => "db",
+    let command = match (&evidence.traces, &evidence.load, &evidence.profile) {
+        (Some(_), _, _) => "traces",
+        (None, Some(_), _) => "load",
+        (None, None, Some(_)) => "profile",
+        (None, None, None) => "db",
     };
     let outcome = analyse(&evidence);
     Report::new(command, evidence, outcome, Vec::new(), Vec::new())

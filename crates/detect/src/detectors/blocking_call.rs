@@ -4,6 +4,7 @@ use chokepoint_evidence::Resource;
 
 use crate::finding::{Basis, Confidence};
 use crate::load::{Curve, TARGET_SAMPLED, usable_cores};
+use crate::profile::{Category, ProfileView};
 use crate::registry::{Conclusion, Detector, Estimate, Reads, detector};
 
 detector! {
@@ -26,6 +27,13 @@ detector! {
     /// step under 1.1 × the first while concurrency rose, the target under half of a core, and
     /// the low-load latency at least 3 × the CPU time per request.
     ///
+    /// A profile with idle samples (`chokepoint profile`, py-spy `--idle`) locates the call: an
+    /// asyncio event loop's thread running a callback whose stack is blocked — in `time.sleep`
+    /// (seen as the line that calls it), a synchronous HTTP client or database driver waiting on
+    /// its socket, or the application's own file I/O — for at least 10 % of the loop's samples
+    /// and 20 samples. The finding names the call and its line; with a load ramp of the same
+    /// process, the two are one finding.
+    ///
     /// # Known false positives
     ///
     /// A service with exactly one worker (one thread, `--workers 1` with sync endpoints) behaves
@@ -40,9 +48,12 @@ detector! {
     pub(crate) struct BlockingCall {
         id: BlockingCall,
         summary: "a blocking call stalls the event loop, so requests never overlap",
-        reads: [Reads::Load(TARGET_SAMPLED)],
+        reads: [Reads::Load(TARGET_SAMPLED), Reads::Profile("an event loop's blocked samples")],
     }
 }
+
+/// Share of the loop thread's samples blocked in calls that is flagged.
+const MIN_BLOCKED_SHARE: f64 = 0.1;
 
 /// Latency at least this many times the CPU per request means the request mostly waits.
 const WAITING_FACTOR: f64 = 3.0;
@@ -50,6 +61,87 @@ const WAITING_FACTOR: f64 = 3.0;
 const LOW_CPU: f64 = 0.5;
 
 impl Detector for BlockingCall {
+    fn check_profile(&self, profile: &ProfileView<'_>) -> Option<Conclusion> {
+        let blocked: u64 = profile.loop_blocked.values().map(|t| t.count).sum();
+        let share = blocked as f64 / profile.loop_samples.max(1) as f64;
+        if share < MIN_BLOCKED_SHARE || !profile.enough(blocked) {
+            return None;
+        }
+        let mut calls: Vec<_> = profile.loop_blocked.iter().collect();
+        calls.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(b.0)));
+        let ((category, caller), _) = calls[0];
+        let place = caller.map(|c| profile.frame(c));
+        let seconds = blocked as f64 * profile.seconds_per_count();
+        let what: Vec<String> = calls
+            .iter()
+            .take(3)
+            .map(|((category, caller), tally)| {
+                format!(
+                    "{} at {} ({:.2} s)",
+                    category.describe(),
+                    caller.map_or("?".to_owned(), |c| profile.frame(c).to_string()),
+                    tally.count as f64 * profile.seconds_per_count()
+                )
+            })
+            .collect();
+        let remedy = match category {
+            Category::Sleep => "`await asyncio.sleep(…)` instead of `time.sleep(…)`",
+            Category::HttpClient => "`httpx.AsyncClient` (awaited) instead of `requests`",
+            Category::Database => {
+                "an async driver (asyncpg, psycopg's AsyncConnection) or a plain `def` endpoint"
+            }
+            _ => "`await asyncio.to_thread(…)` (or aiofiles) for the file I/O",
+        };
+        let title = format!(
+            "The event loop is blocked {} of the time in calls that do not await: {}",
+            crate::detectors::percent(share),
+            what.join(", ")
+        );
+        let fix = format!(
+            "At {}: {remedy}; or declare the endpoint with plain `def` so the framework runs it in its thread pool. \
+             Every blocking call in an `async def` stalls all requests of the loop.",
+            place.map_or("the call".to_owned(), |p| match &p.source {
+                Some(source) => format!("{p}: `{}`", crate::detectors::clip(source, 80)),
+                None => p.to_string(),
+            })
+        );
+        let mut conclusion = Conclusion::new(
+            Resource::EventLoop,
+            Basis::Measured,
+            Estimate::Profile {
+                saved_s: seconds,
+                share,
+                affected: blocked,
+                busy: profile.loop_samples,
+            },
+            title,
+            fix,
+            if share >= 0.3 {
+                Confidence::High
+            } else {
+                Confidence::Medium
+            },
+        )
+        .assume(vec![
+            "an awaited call frees the loop for other requests: all the blocked time is given back".into(),
+        ])
+        .metrics(vec![
+            ("blocked_share_of_loop", share),
+            ("blocked_s", seconds),
+            ("profile_s", profile.wall_s()),
+        ]);
+        if let Some(place) = place {
+            let (subject, location) = crate::profile::code_subject(place);
+            conclusion = conclusion.about(subject, location);
+        }
+        conclusion.items = calls
+            .iter()
+            .filter_map(|((_, caller), tally)| caller.map(|c| profile.item(c, tally)))
+            .take(3)
+            .collect();
+        Some(conclusion)
+    }
+
     fn check_load(&self, curve: &Curve<'_>) -> Option<Conclusion> {
         let cores = curve.knee_cpu_cores()?;
         if crate::load::transfer_bound(curve) {

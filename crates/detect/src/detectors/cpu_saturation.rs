@@ -1,10 +1,11 @@
 //! `cpu-saturation`: throughput stops rising because the target's CPU is used up.
 
-use crate::detectors::percent;
+use crate::detectors::{clip, percent};
 use chokepoint_evidence::Resource;
 
 use crate::finding::{Basis, Confidence};
 use crate::load::{Curve, TARGET_SAMPLED, offered, usable_cores};
+use crate::profile::ProfileView;
 use crate::registry::{Conclusion, Detector, Estimate, Reads, detector};
 
 detector! {
@@ -27,6 +28,13 @@ detector! {
     /// uses at least 85 % of the cores it can use (rounded to whole cores, at least one), or the
     /// host is at least 90 % busy.
     ///
+    /// A sampled profile says where the CPU goes: when its threads are busy at least 80 % of the time
+    /// it covers (a Python process runs one thread at a time), the application functions with
+    /// the most busy samples of their own — not explained by a category another detector names
+    /// (serialization, logging, regex compilation, sorting, the database, HTTP clients) — and
+    /// the most inclusive ones. With a load ramp of the same process, the ramp's limit carries
+    /// them.
+    ///
     /// # Known false positives
     ///
     /// A generator on the same host competing for the CPU: check the steps' generator CPU (the
@@ -34,15 +42,20 @@ detector! {
     ///
     /// # Typical fix
     ///
-    /// Find the hot code (py-spy, `chokepoint profile` later) and make it cheaper — caching,
+    /// Find the hot code (`chokepoint profile`, or `chokepoint load --pid PID --profile`) and make it cheaper — caching,
     /// a faster serializer, moving work out of the request; or run more processes (uvicorn or
     /// gunicorn `--workers` = cores) so a GIL-bound service uses every core.
     pub(crate) struct CpuSaturation {
         id: CpuSaturation,
         summary: "throughput capped by the target's CPU",
-        reads: [Reads::Load(TARGET_SAMPLED)],
+        reads: [Reads::Load(TARGET_SAMPLED), Reads::Profile("busy samples of application code")],
     }
 }
+
+/// Busy samples per second of profile, per sample rate, that count as a saturated CPU.
+const PROFILE_BUSY: f64 = 0.8;
+/// The hottest function's share of the busy time that is worth naming.
+const MIN_FUNCTION_SHARE: f64 = 0.2;
 
 /// Share of the usable cores that counts as saturated.
 const SATURATED_SHARE: f64 = 0.85;
@@ -50,6 +63,75 @@ const SATURATED_SHARE: f64 = 0.85;
 const HOST_SATURATED: f64 = 0.9;
 
 impl Detector for CpuSaturation {
+    fn check_profile(&self, profile: &ProfileView<'_>) -> Option<Conclusion> {
+        // Measured profiles (cProfile, pyinstrument) have no idle time to tell a full CPU by.
+        if !profile.profile.sampled {
+            return None;
+        }
+        let wall_s = profile.wall_s();
+        let busy_s = profile.busy as f64 * profile.seconds_per_count();
+        let busy_share = if wall_s > 0.0 { busy_s / wall_s } else { 0.0 };
+        if busy_share < PROFILE_BUSY {
+            return None;
+        }
+        let mut own: Vec<(u32, u64)> = profile.app_uncategorized.iter().map(|(f, c)| (*f, *c)).collect();
+        own.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let &(hottest, count) = own.first()?;
+        let share = count as f64 / profile.busy.max(1) as f64;
+        if share < MIN_FUNCTION_SHARE || !profile.enough(count) {
+            return None;
+        }
+        let frame = profile.frame(hottest);
+        let seconds = count as f64 * profile.seconds_per_count();
+        let mut inclusive: Vec<(u32, u64)> = profile.app_inclusive.iter().map(|(f, c)| (*f, *c)).collect();
+        inclusive.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let title = format!(
+            "The profiled threads are busy {:.1} s per second of profile, never idle; {} of it runs in {frame} itself ({seconds:.2} s)",
+            busy_share,
+            percent(share),
+        );
+        let fix = format!(
+            "Make {} cheaper — a closed form, a cache, or precomputing what does not change per request — or move the work \
+             out of the request; then run as many processes as cores (`uvicorn --workers N`) so the service uses them all.",
+            match &frame.source {
+                Some(source) => format!("{frame}: `{}`", clip(source, 80)),
+                None => frame.to_string(),
+            }
+        );
+        let (subject, location) = crate::profile::code_subject(frame);
+        let tally = |count: u64| crate::profile::Tally { count, inferred: 0 };
+        let mut conclusion = Conclusion::new(
+            Resource::Cpu,
+            Basis::Assumed,
+            Estimate::Profile {
+                saved_s: seconds,
+                share,
+                affected: count,
+                busy: profile.busy,
+            },
+            title,
+            fix,
+            if share >= 0.4 { Confidence::High } else { Confidence::Medium },
+        )
+        .assume(vec![format!(
+            "the fix removes the function's own time ({seconds:.2} s of {busy_s:.2} s busy); what it calls stays"
+        )])
+        .metrics(vec![("busy_share_of_profile", busy_share), ("share_of_busy", share), ("profile_s", wall_s)])
+        .about(subject, location);
+        conclusion.items = own
+            .iter()
+            .take(3)
+            .chain(
+                inclusive
+                    .iter()
+                    .filter(|(f, _)| !own.iter().take(3).any(|(o, _)| o == f))
+                    .take(3),
+            )
+            .map(|&(f, c)| profile.item(f, &tally(c)))
+            .collect();
+        Some(conclusion)
+    }
+
     fn check_load(&self, curve: &Curve<'_>) -> Option<Conclusion> {
         let cores = curve.knee_cpu_cores()?;
         let usable = usable_cores(cores);
@@ -70,8 +152,8 @@ impl Detector for CpuSaturation {
             },
         );
         let fix = format!(
-            "Cut the {cpu_ms:.1} ms of CPU each request costs — profile it (py-spy record, or `chokepoint profile` \
-             when it lands) and cache, precompute or move the hot work out of the request — or run {} processes \
+            "Cut the {cpu_ms:.1} ms of CPU each request costs — profile it (`chokepoint load … --profile`, or \
+             `chokepoint profile --pid`) and cache, precompute or move the hot work out of the request — or run {} processes \
              (`uvicorn --workers {}` / gunicorn) so the service uses every core: capacity is cores ÷ CPU per request.",
             curve.run.host_cores, curve.run.host_cores
         );

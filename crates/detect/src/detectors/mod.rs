@@ -4,13 +4,17 @@ pub(crate) mod bandwidth_limit;
 pub(crate) mod blocking_call;
 pub(crate) mod connection_churn;
 pub(crate) mod cpu_saturation;
+pub(crate) mod in_memory_sort;
 pub(crate) mod large_payload;
 pub(crate) mod lock_contention;
 pub(crate) mod missing_index;
 pub(crate) mod n_plus_one;
 pub(crate) mod network_latency;
+pub(crate) mod regex_per_request;
 pub(crate) mod sequential_calls;
 pub(crate) mod slow_query;
+pub(crate) mod slow_serialization;
+pub(crate) mod sync_logging;
 pub(crate) mod unbounded_result;
 pub(crate) mod worker_exhaustion;
 

@@ -6,6 +6,7 @@ use hashbrown::HashMap;
 use crate::db::{STATEMENTS, StatementView};
 use crate::detectors::{clip, ms, percent, union_ns};
 use crate::finding::{Basis, Confidence};
+use crate::profile::{Category, ProfileView};
 use crate::registry::{Conclusion, Detector, Estimate, Reads, detector};
 use crate::request::Request;
 use crate::trace_analysis::{Observation, Observer};
@@ -41,6 +42,10 @@ detector! {
     /// Repeats that ran concurrently are caught too; batching then saves database and wire
     /// time more than latency.
     ///
+    /// A profile corroborates it from the code side: ORM lazy loading (SQLAlchemy's lazy
+    /// loader, Django's related descriptors) taking at least 10 % of the busy time, on at least
+    /// 20 samples, names the line that touches the relationship inside a loop.
+    ///
     /// # Known false positives
     ///
     /// Deliberate per-item work that cannot be batched (a per-row `UPDATE` with distinct values
@@ -61,6 +66,7 @@ detector! {
         reads: [
             Reads::Traces("database statement or HTTP client spans"),
             Reads::Database(STATEMENTS),
+            Reads::Profile("ORM lazy-load frames"),
         ],
     }
 }
@@ -143,7 +149,31 @@ pub(crate) fn repeated_calls<'a>(
     groups
 }
 
+/// Share of a profile's busy time in ORM lazy loading that is flagged.
+const MIN_LAZY_LOAD_SHARE: f64 = 0.1;
+
 impl Detector for NPlusOne {
+    fn check_profile(&self, profile: &ProfileView<'_>) -> Option<Conclusion> {
+        let hot = profile.hot(Category::LazyLoad, MIN_LAZY_LOAD_SHARE)?;
+        let title = format!(
+            "ORM lazy loading takes {} of the busy time ({:.2} s), triggered at {}",
+            percent(hot.share),
+            hot.seconds,
+            hot.place()
+        );
+        let fix = format!(
+            "Load the relationship with its parents in one query — SQLAlchemy `selectinload(Parent.children)` \
+             (or `lazy=\"selectin\"`), Django `prefetch_related`/`select_related` — so {} no longer queries per item.",
+            hot.place_text()
+        );
+        Some(
+            hot.conclude(Resource::Database, Basis::Assumed, 0.9, title, fix)
+                .assume_more(
+                    "one batched query replaces the per-item loads: 90 % of their time is given back",
+                ),
+        )
+    }
+
     fn observe(&self, request: &Request<'_>, out: &mut Observer<'_>) {
         let mut local_starts: Option<Vec<u64>> = None;
         let mut seen = 0;

@@ -1,0 +1,191 @@
+//! Recording a profile of a running Python process with py-spy — the well-kept sampler — with
+//! idle samples (without them a blocked event loop is invisible: the blocked thread is "idle"),
+//! thread ids and full file names, without pausing the process (`--nonblocking`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// A finished recording.
+#[derive(Debug)]
+pub struct Recording {
+    /// The raw (collapsed) file py-spy wrote.
+    pub path: PathBuf,
+    /// The py-spy used.
+    pub py_spy: PathBuf,
+}
+
+/// Why a recording failed, with what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// py-spy is not installed.
+    #[error(
+        "py-spy is not installed (looked on PATH and in ./.venv/bin): install it with `pip install py-spy` \
+         (or `pipx install py-spy`), or point --py-spy at it"
+    )]
+    Missing,
+    /// Not allowed to read the process's memory.
+    #[error(
+        "py-spy may not read process {pid}: {detail}. Run chokepoint as root (sudo), give py-spy the \
+         capability (`sudo setcap cap_sys_ptrace+ep $(which py-spy)`), or allow tracing of non-child processes \
+         (`sudo sysctl kernel.yama.ptrace_scope=0`); in a container, start it with `--cap-add SYS_PTRACE`"
+    )]
+    Permission {
+        /// The process.
+        pid: u32,
+        /// py-spy's words.
+        detail: String,
+    },
+    /// The process is not there, or not Python.
+    #[error("py-spy cannot profile process {pid}: {detail}")]
+    Process {
+        /// The process.
+        pid: u32,
+        /// py-spy's words.
+        detail: String,
+    },
+    /// py-spy could not be run, or failed otherwise.
+    #[error("py-spy failed: {0}")]
+    Failed(String),
+}
+
+/// The py-spy to run: `explicit`, else on `PATH`, else in `./.venv/bin`.
+pub fn find_py_spy(explicit: Option<&Path>) -> Result<PathBuf, RecordError> {
+    if let Some(path) = explicit {
+        return path
+            .is_file()
+            .then(|| path.to_path_buf())
+            .ok_or(RecordError::Missing);
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join("py-spy"))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    on_path
+        .into_iter()
+        .chain([PathBuf::from(".venv/bin/py-spy")])
+        .find(|p| p.is_file())
+        .ok_or(RecordError::Missing)
+}
+
+/// The py-spy command line that records `pid` for `duration` at `rate_hz` into `out`.
+pub fn py_spy_command(py_spy: &Path, pid: u32, duration: Duration, rate_hz: u32, out: &Path) -> Command {
+    let mut command = Command::new(py_spy);
+    command
+        .arg("record")
+        .args(["--pid", &pid.to_string()])
+        .args(["--duration", &duration.as_secs().max(1).to_string()])
+        .args(["--rate", &rate_hz.to_string()])
+        .args([
+            "--format",
+            "raw",
+            "--idle",
+            "--threads",
+            "--full-filenames",
+            "--nonblocking",
+        ])
+        .arg("--output")
+        .arg(out);
+    command
+}
+
+/// A py-spy recording under way.
+#[derive(Debug)]
+pub struct Recorder {
+    child: std::process::Child,
+    pid: u32,
+    out: PathBuf,
+    py_spy: PathBuf,
+}
+
+/// Starts recording `pid` with py-spy for at most `duration`, into `out`.
+pub fn start(
+    py_spy: Option<&Path>,
+    pid: u32,
+    duration: Duration,
+    rate_hz: u32,
+    out: &Path,
+) -> Result<Recorder, RecordError> {
+    let py_spy = find_py_spy(py_spy)?;
+    let child = py_spy_command(&py_spy, pid, duration, rate_hz, out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| RecordError::Failed(format!("cannot run {}: {e}", py_spy.display())))?;
+    Ok(Recorder {
+        child,
+        pid,
+        out: out.to_path_buf(),
+        py_spy,
+    })
+}
+
+impl Recorder {
+    /// Waits for the recording to end by itself (its duration).
+    pub fn wait(self) -> Result<Recording, RecordError> {
+        self.finish()
+    }
+
+    /// Stops the recording now (py-spy writes what it has on an interrupt) and waits for it.
+    pub fn stop(self) -> Result<Recording, RecordError> {
+        let child_pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap_or(i32::MAX));
+        // Already gone is fine: it finished by itself.
+        let _ = nix::sys::signal::kill(child_pid, nix::sys::signal::Signal::SIGINT);
+        self.finish()
+    }
+
+    fn finish(self) -> Result<Recording, RecordError> {
+        let Recorder {
+            child,
+            pid,
+            out,
+            py_spy,
+        } = self;
+        let output = child
+            .wait_with_output()
+            .map_err(|e| RecordError::Failed(format!("py-spy: {e}")))?;
+        let words = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stderr),
+            String::from_utf8_lossy(&output.stdout)
+        );
+        let detail = words
+            .lines()
+            .map(str::trim)
+            .rfind(|l| !l.is_empty() && !l.starts_with("py-spy> Sampling") && !l.contains("Control-C"))
+            .unwrap_or("no output")
+            .trim_start_matches("Error: ")
+            .to_owned();
+        if !out.is_file() {
+            let lower = words.to_lowercase();
+            return Err(
+                if lower.contains("permission denied") || lower.contains("operation not permitted") {
+                    RecordError::Permission { pid, detail }
+                } else if lower.contains("no such process")
+                    || lower.contains("failed to find python")
+                    || lower.contains("python version")
+                {
+                    RecordError::Process { pid, detail }
+                } else {
+                    RecordError::Failed(detail)
+                },
+            );
+        }
+        Ok(Recording { path: out, py_spy })
+    }
+}
+
+/// Records `pid` with py-spy for `duration`, into `out`; blocks until py-spy is done.
+pub fn record(
+    py_spy: Option<&Path>,
+    pid: u32,
+    duration: Duration,
+    rate_hz: u32,
+    out: &Path,
+) -> Result<Recording, RecordError> {
+    start(py_spy, pid, duration, rate_hz, out)?.wait()
+}
