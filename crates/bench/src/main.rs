@@ -10,6 +10,9 @@
 //! - `chokepoint-bench send ADDR SPANS` posts SPANS spans of the same generator, batch by batch
 //!   as OTLP/protobuf, to a `chokepoint listen` at ADDR (`127.0.0.1:4318`) over one keep-alive
 //!   connection, printing a line per million spans sent (`scripts/bench-listen.sh`).
+//! - `chokepoint-bench profile collapsed BYTES FILE` and `profile speedscope SAMPLES FILE` write
+//!   py-spy-like profiles of a FastAPI-like service; `parse FILE` is their baseline, chokepoint's
+//!   profile reader with the profile dropped (`scripts/bench-profile.sh`).
 //! - `chokepoint-bench serve` is the load benchmark's target: a minimal HTTP/1.1 server on one
 //!   thread answering `ok` (request heads counted in the byte stream, no HTTP library), printing
 //!   its port. `serve DELAY_US` answers each request after that delay: with N connections, a
@@ -21,6 +24,8 @@ use std::io::{BufWriter, Read as _, Write as _};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
+
+mod profile;
 
 use chokepoint_evidence::{AttrKey, AttrValue, Span, SpanId, SpanKind, TraceId, attr_key};
 use chokepoint_traces::{ReadOptions, encode_request, read_path, write_length_prefixed};
@@ -42,6 +47,15 @@ fn main() -> ExitCode {
             Err(_) => Err(format!("{spans:?} is not a span count")),
         },
         ["decode", path] => decode(Path::new(path)),
+        ["profile", "collapsed", bytes, path] => match bytes.parse() {
+            Ok(bytes) => profile::generate_collapsed(bytes, Path::new(path)),
+            Err(_) => Err(format!("{bytes:?} is not a size in bytes")),
+        },
+        ["profile", "speedscope", samples, path] => match samples.parse() {
+            Ok(samples) => profile::generate_speedscope(samples, Path::new(path)),
+            Err(_) => Err(format!("{samples:?} is not a sample count")),
+        },
+        ["parse", path] => profile::parse(Path::new(path)),
         ["send", addr, spans] => match spans.parse() {
             Ok(spans) => send(addr, spans),
             Err(_) => Err(format!("{spans:?} is not a span count")),
@@ -53,7 +67,8 @@ fn main() -> ExitCode {
             Err(_) => Err(format!("{delay:?} is not a delay in µs")),
         },
         _ => Err(
-            "usage: chokepoint-bench generate proto|json SPANS FILE | decode FILE | prost FILE | send ADDR SPANS | serve [DELAY_US]"
+            "usage: chokepoint-bench generate proto|json SPANS FILE | decode FILE | prost FILE | send ADDR SPANS | serve [DELAY_US] \
+             | profile collapsed BYTES FILE | profile speedscope SAMPLES FILE | parse FILE"
                 .into(),
         ),
     };

@@ -39,7 +39,10 @@ pub(crate) fn run(config: ProfileConfig) -> anyhow::Result<u8> {
         }
         profile
     });
-    let flame = profile.as_ref().map(chokepoint_detect::flame_input);
+    let flame = profile
+        .as_ref()
+        .filter(|_| config.flamegraph.is_some())
+        .map(chokepoint_detect::flame_input);
     let evidence = Evidence {
         profile,
         ..Evidence::default()

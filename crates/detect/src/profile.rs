@@ -465,14 +465,49 @@ pub(crate) struct ProfileView<'a> {
     pub(crate) loop_blocked: HashMap<(Category, Option<u32>), Tally>,
 }
 
+/// What the table says of one frame, worked out once per distinct frame.
+struct FrameInfo {
+    origin: Origin,
+    /// Its category by module and name.
+    by_name: Option<Category>,
+    /// Its category by its line's text (application frames).
+    by_source: Option<Category>,
+    /// A sort key's lambda.
+    lambda: bool,
+    /// Waiting for work, as a leaf.
+    waits: bool,
+    /// An event loop running callbacks.
+    event_loop: bool,
+}
+
+fn frame_infos(profile: &Profile) -> Vec<FrameInfo> {
+    profile
+        .frames
+        .iter()
+        .map(|frame| {
+            let origin = origin(frame);
+            FrameInfo {
+                origin,
+                by_name: category_by_name(frame),
+                by_source: (origin == Origin::Application)
+                    .then(|| frame.source.as_deref().and_then(category_by_source))
+                    .flatten(),
+                lambda: frame.function.ends_with("<lambda>"),
+                waits: waits(Some(frame)),
+                event_loop: is_loop_frame(frame),
+            }
+        })
+        .collect()
+}
+
 impl<'a> ProfileView<'a> {
     pub(crate) fn new(profile: &'a Profile) -> ProfileView<'a> {
-        let origins: Vec<Origin> = profile.frames.iter().map(origin).collect();
+        let infos = frame_infos(profile);
         let loop_threads: Vec<u32> = {
             let mut threads: Vec<u32> = profile
                 .stacks
                 .iter()
-                .filter(|s| profile.frames_of(s).any(is_loop_frame))
+                .filter(|s| s.frames.iter().any(|&f| infos[f as usize].event_loop))
                 .map(|s| s.thread)
                 .collect();
             threads.sort_unstable();
@@ -498,24 +533,23 @@ impl<'a> ProfileView<'a> {
             if on_loop {
                 view.loop_samples += stack.count;
             }
-            let leaf = stack.frames.last().map(|&f| &profile.frames[f as usize]);
-            if waits(leaf) {
+            if stack.frames.last().is_none_or(|&f| infos[f as usize].waits) {
                 continue;
             }
             view.busy += stack.count;
-            let classified = classify(profile, &origins, stack);
+            let classified = classify(&infos, stack);
             let app_leaf = stack
                 .frames
                 .iter()
                 .rev()
                 .copied()
-                .find(|&f| origins[f as usize] == Origin::Application);
+                .find(|&f| infos[f as usize].origin == Origin::Application);
             if let Some(app) = app_leaf {
                 *view.app_self.entry(app).or_default() += stack.count;
             }
             let mut seen = Vec::new();
             for &f in &stack.frames {
-                if origins[f as usize] == Origin::Application && !seen.contains(&f) {
+                if infos[f as usize].origin == Origin::Application && !seen.contains(&f) {
                     seen.push(f);
                     *view.app_inclusive.entry(f).or_default() += stack.count;
                 }
@@ -605,65 +639,42 @@ impl<'a> ProfileView<'a> {
 
 /// The category of a stack: its leaf-most frame with one, by name, or by the line an
 /// application frame (or a sort key's lambda) runs.
-fn classify(profile: &Profile, origins: &[Origin], stack: &Stack) -> Option<Classified> {
+fn classify(infos: &[FrameInfo], stack: &Stack) -> Option<Classified> {
     let frames = &stack.frames;
+    let info = |f: u32| &infos[f as usize];
+    let app = |f: u32| info(f).origin == Origin::Application;
     for (depth, &f) in frames.iter().enumerate().rev() {
-        let frame = &profile.frames[f as usize];
-        let origin = origins[f as usize];
-        let (category, inferred) = match category_by_name(frame) {
-            Some(category) => (category, false),
-            None if origin == Origin::Application && depth + 1 == frames.len() => {
-                match frame.source.as_deref().and_then(category_by_source) {
-                    Some(category) => (category, true),
-                    None => continue,
-                }
-            }
-            None if origin == Origin::Application && frame.function.ends_with("<lambda>") => {
-                match frame.source.as_deref().and_then(category_by_source) {
-                    Some(Category::Sorting) => (Category::Sorting, true),
-                    _ => continue,
-                }
-            }
-            None => continue,
+        let leaf = depth + 1 == frames.len();
+        let (category, inferred) = match (info(f).by_name, info(f).by_source) {
+            (Some(category), _) => (category, false),
+            (None, Some(category)) if leaf => (category, true),
+            (None, Some(Category::Sorting)) if info(f).lambda => (Category::Sorting, true),
+            _ => continue,
         };
         // Only the application's own file I/O counts, and only at the leaf.
-        if category == Category::FileIo && depth + 1 != frames.len() {
+        if category == Category::FileIo && !leaf {
             continue;
         }
         // A query an ORM's lazy loader emits is the lazy load's.
         if category == Category::Database
             && let Some(lazy) = frames[..depth]
                 .iter()
-                .rposition(|&f| category_by_name(&profile.frames[f as usize]) == Some(Category::LazyLoad))
+                .rposition(|&f| info(f).by_name == Some(Category::LazyLoad))
         {
-            let f = frames[lazy];
-            let caller = frames[..=lazy]
-                .iter()
-                .rev()
-                .copied()
-                .find(|&c| origins[c as usize] == Origin::Application);
             return Some(Classified {
                 category: Category::LazyLoad,
-                frame: f,
-                caller,
+                frame: frames[lazy],
+                caller: frames[..=lazy].iter().rev().copied().find(|&c| app(c)),
                 inferred: false,
             });
         }
-        let caller = frames[..=depth]
+        let above = &frames[..=depth];
+        let caller = above
             .iter()
             .rev()
             .copied()
-            .find(|&c| {
-                origins[c as usize] == Origin::Application
-                    && !profile.frames[c as usize].function.ends_with("<lambda>")
-            })
-            .or_else(|| {
-                frames[..=depth]
-                    .iter()
-                    .rev()
-                    .copied()
-                    .find(|&c| origins[c as usize] == Origin::Application)
-            });
+            .find(|&c| app(c) && !info(c).lambda)
+            .or_else(|| above.iter().rev().copied().find(|&c| app(c)));
         return Some(Classified {
             category,
             frame: f,

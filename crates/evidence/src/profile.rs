@@ -139,7 +139,9 @@ pub struct ProfileBuilder {
     profile: Profile,
     frames: HashMap<Frame, u32>,
     threads: HashMap<String, u32>,
-    stacks: HashMap<(u32, Vec<u32>), usize>,
+    /// `[thread, frames…]` → index into the profile's stacks.
+    stacks: HashMap<Vec<u32>, usize>,
+    key: Vec<u32>,
 }
 
 impl ProfileBuilder {
@@ -183,11 +185,13 @@ impl ProfileBuilder {
         if count == 0 {
             return;
         }
-        match self.stacks.get(&(thread, frames.clone())) {
+        self.key.clear();
+        self.key.push(thread);
+        self.key.extend_from_slice(&frames);
+        match self.stacks.get(self.key.as_slice()) {
             Some(&at) => self.profile.stacks[at].count += count,
             None => {
-                self.stacks
-                    .insert((thread, frames.clone()), self.profile.stacks.len());
+                self.stacks.insert(self.key.clone(), self.profile.stacks.len());
                 self.profile.stacks.push(Stack {
                     thread,
                     frames,

@@ -37,7 +37,7 @@ pub enum RecordError {
         detail: String,
     },
     /// The process is not there, or not Python.
-    #[error("py-spy cannot profile process {pid}: {detail}")]
+    #[error("py-spy cannot profile process {pid}: {detail} (is it a running Python process?)")]
     Process {
         /// The process.
         pid: u32,
@@ -92,6 +92,29 @@ pub fn py_spy_command(py_spy: &Path, pid: u32, duration: Duration, rate_hz: u32,
     command
 }
 
+/// What py-spy's words say went wrong: its `Error:` line, sorted into what the user can do.
+fn classify(words: &str, pid: u32) -> RecordError {
+    let detail = words
+        .lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix("Error: "))
+        .or_else(|| words.lines().map(str::trim).rfind(|l| !l.is_empty()))
+        .unwrap_or("no output")
+        .to_owned();
+    let lower = words.to_lowercase();
+    if lower.contains("permission denied") || lower.contains("operation not permitted") {
+        RecordError::Permission { pid, detail }
+    } else if lower.contains("no such process")
+        || lower.contains("check that the process is running")
+        || lower.contains("failed to find python")
+        || lower.contains("python version")
+    {
+        RecordError::Process { pid, detail }
+    } else {
+        RecordError::Failed(detail)
+    }
+}
+
 /// A py-spy recording under way.
 #[derive(Debug)]
 pub struct Recorder {
@@ -111,6 +134,7 @@ pub fn start(
 ) -> Result<Recorder, RecordError> {
     let py_spy = find_py_spy(py_spy)?;
     let child = py_spy_command(&py_spy, pid, duration, rate_hz, out)
+        .env("RUST_BACKTRACE", "0")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -153,27 +177,8 @@ impl Recorder {
             String::from_utf8_lossy(&output.stderr),
             String::from_utf8_lossy(&output.stdout)
         );
-        let detail = words
-            .lines()
-            .map(str::trim)
-            .rfind(|l| !l.is_empty() && !l.starts_with("py-spy> Sampling") && !l.contains("Control-C"))
-            .unwrap_or("no output")
-            .trim_start_matches("Error: ")
-            .to_owned();
         if !out.is_file() {
-            let lower = words.to_lowercase();
-            return Err(
-                if lower.contains("permission denied") || lower.contains("operation not permitted") {
-                    RecordError::Permission { pid, detail }
-                } else if lower.contains("no such process")
-                    || lower.contains("failed to find python")
-                    || lower.contains("python version")
-                {
-                    RecordError::Process { pid, detail }
-                } else {
-                    RecordError::Failed(detail)
-                },
-            );
+            return Err(classify(&words, pid));
         }
         Ok(Recording { path: out, py_spy })
     }
@@ -188,4 +193,37 @@ pub fn record(
     out: &Path,
 ) -> Result<Recording, RecordError> {
     start(py_spy, pid, duration, rate_hz, out)?.wait()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn py_spy_errors_say_what_to_do() {
+        // py-spy 0.4's own words.
+        let denied = classify(
+            "Error: Permission Denied: Try running again with elevated permissions by going 'sudo env \"PATH=$PATH\" !!'\n",
+            7,
+        );
+        assert!(matches!(denied, RecordError::Permission { pid: 7, .. }));
+        let text = denied.to_string();
+        assert!(
+            text.contains("CAP_SYS_PTRACE") || text.contains("cap_sys_ptrace"),
+            "{text}"
+        );
+        assert!(text.contains("ptrace_scope"), "{text}");
+        let gone = classify(
+            "Error: Failed to get process executable name. Check that the process is running.\n\nCaused by:\n    0: No such file",
+            8,
+        );
+        assert!(
+            matches!(&gone, RecordError::Process { detail, .. } if detail.starts_with("Failed to get process")),
+            "{gone:?}"
+        );
+        assert!(matches!(
+            classify("Error: Failed to find python version from target process\n", 9),
+            RecordError::Process { .. }
+        ));
+    }
 }

@@ -1,0 +1,284 @@
+//! `chokepoint profile` as a user runs it: on profiles recorded with the real tools, on a live
+//! Python process recorded with the real py-spy (from .venv, installed by
+//! scripts/setup-python.sh), with a flame graph, and on bad input.
+
+pub mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use common::{bottleneck, notes, root};
+
+fn chokepoint(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("chokepoint runs")
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+fn data(name: &str) -> String {
+    format!("crates/profile/tests/data/{name}")
+}
+
+fn venv(tool: &str) -> PathBuf {
+    let path = root().join(".venv/bin").join(tool);
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/setup-python.sh",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn a_py_spy_recording_names_the_code_and_its_line() {
+    let output = chokepoint(&[
+        "profile",
+        &data("workload.raw"),
+        "--source",
+        "crates/profile/tests/data",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = json(&output);
+    assert_eq!(report["run"]["command"], "profile");
+    assert_eq!(report["run"]["inputs"][0]["format"], "collapsed stacks");
+    // The workload fsyncs every log record: the most expensive thing it does.
+    let first = bottleneck(&report);
+    assert_eq!(first["detector"], "sync-logging", "{first:#}");
+    assert_eq!(first["subject"]["file"], "workload.py");
+    assert_eq!(first["subject"]["line"], 25);
+    let fsync = first["evidence"]["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["kind"] == "hot_frame" && i["line"] == 25)
+        .expect("the fsync line as a hot frame");
+    assert!(
+        fsync["source"].as_str().is_some_and(|s| s.contains("os.fsync")),
+        "{fsync:#}"
+    );
+    assert_eq!(fsync["inferred_from_source"], true);
+    let detectors: Vec<&str> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter_map(|f| f["detector"].as_str())
+        .collect();
+    assert!(detectors.contains(&"regex-per-request"), "{detectors:?}");
+    let categories: Vec<&str> = report["profile"]["categories"]
+        .as_array()
+        .expect("categories")
+        .iter()
+        .filter_map(|c| c["category"].as_str())
+        .collect();
+    for category in ["logging", "regex compilation", "serialization", "sorting"] {
+        assert!(categories.contains(&category), "{category} in {categories:?}");
+    }
+}
+
+#[test]
+fn every_format_of_the_same_workload_is_read() {
+    for (file, format) in [
+        ("workload.raw.gz", "collapsed stacks"),
+        ("workload.speedscope.json", "speedscope"),
+        ("workload.pyinstrument.json", "speedscope"),
+        ("workload.prof", "cProfile"),
+    ] {
+        let output = chokepoint(&["profile", &data(file), "--format", "json"]);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{file}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let report = json(&output);
+        assert_eq!(report["run"]["inputs"][0]["format"], format, "{file}");
+        assert!(
+            !report["findings"].as_array().expect("findings").is_empty(),
+            "{file}: no finding"
+        );
+    }
+}
+
+#[test]
+fn a_flame_graph_colours_by_category_and_marks_the_findings() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let svg = dir.path().join("flame.svg");
+    let output = chokepoint(&[
+        "profile",
+        &data("workload.raw"),
+        "--flamegraph",
+        svg.to_str().expect("path"),
+        "--quiet",
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let svg = std::fs::read_to_string(&svg).expect("the SVG is written");
+    assert!(
+        svg.starts_with("<?xml") && svg.contains("<svg"),
+        "{}",
+        &svg[..200.min(svg.len())]
+    );
+    assert!(svg.contains("log_lines (workload.py:25)"));
+    // The finding's frame in red, serialization in orange.
+    assert!(svg.contains("rgb(230,50,40)"), "no highlighted frame");
+    assert!(svg.contains("rgb(255,160,60)"), "no serialization frame");
+}
+
+#[test]
+fn bad_input_says_where_and_exits_2() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = std::fs::read(root().join(data("workload.speedscope.json"))).expect("fixture");
+    let half = dir.path().join("half.json");
+    std::fs::write(&half, &text[..text.len() / 2]).expect("write");
+    let output = chokepoint(&["profile", half.to_str().expect("path"), "--format", "json"]);
+    assert_eq!(output.status.code(), Some(2));
+    let report = json(&output);
+    assert!(notes(&report, "error").iter().any(|n| n.contains("speedscope")));
+    let position = &report["notes"][0]["position"];
+    assert_eq!(
+        (position["kind"].as_str(), position["line"].as_u64()),
+        (Some("line"), Some(1)),
+        "{position}"
+    );
+    assert!(position["column"].as_u64().is_some_and(|c| c > 1000));
+    // A good file beside a bad one: the good one is analysed, the exit code still says what was lost.
+    let output = chokepoint(&[
+        "profile",
+        half.to_str().expect("path"),
+        &data("workload.raw"),
+        "--source",
+        "crates/profile/tests/data",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(bottleneck(&json(&output))["detector"], "sync-logging");
+    let garbage = dir.path().join("garbage.raw");
+    std::fs::write(&garbage, "main (a.py:1) many\nnot a stack at all\n").expect("write");
+    let output = chokepoint(&["profile", garbage.to_str().expect("path")]);
+    assert_eq!(output.status.code(), Some(2));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("line 1") && stdout.contains("sample count"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn without_py_spy_it_says_how_to_install_it() {
+    let output = chokepoint(&[
+        "profile",
+        "--pid",
+        "1",
+        "--py-spy",
+        "/nonexistent/py-spy",
+        "--duration",
+        "1s",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("pip install py-spy"), "{stderr}");
+}
+
+/// A Python process of the workload, killed when dropped.
+struct Workload(std::process::Child);
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_live_process_is_recorded_with_py_spy_and_kept() {
+    let workload = Workload(
+        Command::new(venv("python"))
+            .arg(root().join(data("workload.py")))
+            .env("WORKLOAD_SECONDS", "60")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python runs"),
+    );
+    let pid = workload.0.id().to_string();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("live.raw");
+    let py_spy = venv("py-spy");
+    let output = chokepoint(&[
+        "profile",
+        "--pid",
+        &pid,
+        "--duration",
+        "3s",
+        "--py-spy",
+        py_spy.to_str().expect("path"),
+        "--out",
+        out.to_str().expect("path"),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = json(&output);
+    assert_eq!(
+        report["findings"][0]["scope"]["pid"]
+            .as_u64()
+            .map(|p| p.to_string()),
+        Some(pid)
+    );
+    // The workload's hot spots, read from its own file (py-spy records full paths).
+    let first = bottleneck(&report);
+    assert!(
+        [
+            "sync-logging",
+            "regex-per-request",
+            "slow-serialization",
+            "in-memory-sort"
+        ]
+        .contains(&first["detector"].as_str().unwrap_or("")),
+        "{first:#}"
+    );
+    assert!(
+        first["subject"]["file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("workload.py"))
+    );
+    // The recording is kept and reads the same again.
+    assert!(Path::new(&out).is_file());
+    let again = json(&chokepoint(&[
+        "profile",
+        out.to_str().expect("path"),
+        "--format",
+        "json",
+    ]));
+    assert_eq!(bottleneck(&again)["detector"], first["detector"]);
+    drop(workload);
+}
