@@ -266,6 +266,10 @@ fn origin(frame: &Frame) -> Origin {
     if let Some(origin) = known {
         return origin;
     }
+    // An installed entry point (`.venv/bin/gunicorn`) is the server's, not the application's.
+    if file.contains("/bin/") && !file.ends_with(".py") {
+        return Origin::Library;
+    }
     // A relative (shortened) path names its package first; an absolute one outside the
     // interpreter's library is the application's.
     if file.starts_with('/') {
@@ -463,6 +467,39 @@ pub(crate) struct ProfileView<'a> {
     /// (category, calling frame, leaf frame).
     pub(crate) loop_samples: u64,
     pub(crate) loop_blocked: HashMap<(Category, Option<u32>), Tally>,
+    /// The web framework whose frames the profile shows, for fixes in its terms.
+    pub(crate) framework: Option<Framework>,
+}
+
+/// A web framework, as its frames show it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Framework {
+    FastApi,
+    Flask,
+    Django,
+    DjangoRest,
+}
+
+/// The framework of a profile: the most specific one whose package has frames.
+fn framework(profile: &Profile) -> Option<Framework> {
+    let mut seen = (false, false, false, false);
+    for frame in &profile.frames {
+        let (module, _) = module_path(&frame.file);
+        match first_component(module) {
+            "fastapi" | "starlette" => seen.0 = true,
+            "flask" | "werkzeug" => seen.1 = true,
+            "django" => seen.2 = true,
+            "rest_framework" => seen.3 = true,
+            _ => {}
+        }
+    }
+    match seen {
+        (true, ..) => Some(Framework::FastApi),
+        (_, _, _, true) => Some(Framework::DjangoRest),
+        (_, _, true, _) => Some(Framework::Django),
+        (_, true, ..) => Some(Framework::Flask),
+        _ => None,
+    }
 }
 
 /// What the table says of one frame, worked out once per distinct frame.
@@ -526,6 +563,7 @@ impl<'a> ProfileView<'a> {
             app_uncategorized: HashMap::new(),
             loop_samples: 0,
             loop_blocked: HashMap::new(),
+            framework: framework(profile),
         };
         for stack in &profile.stacks {
             view.total += stack.count;

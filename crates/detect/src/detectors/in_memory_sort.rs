@@ -48,15 +48,24 @@ detector! {
 /// Share of the busy time that is flagged.
 const MIN_SHARE: f64 = 0.15;
 
-/// The sort key's attribute in `key=lambda e: e.score`, when the line says.
+/// The sort key's column when the line says: `key=lambda e: e.score`, `lambda r: r["score"]`,
+/// `attrgetter("score")`, `itemgetter("score")`.
 fn sort_key(source: &str) -> Option<&str> {
+    fn identifier(text: &str) -> Option<&str> {
+        let end = text
+            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .unwrap_or(text.len());
+        (end > 0).then(|| &text[..end])
+    }
+    for getter in ["attrgetter(", "itemgetter("] {
+        if let Some(at) = source.find(getter) {
+            return identifier(source[at + getter.len()..].trim_start_matches(['"', '\'']));
+        }
+    }
     let after = &source[source.find("lambda")? + "lambda".len()..];
     let body = after.split_once(':')?.1.trim_start();
-    let attribute = body.split_once('.')?.1;
-    let end = attribute
-        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
-        .unwrap_or(attribute.len());
-    (end > 0).then(|| &attribute[..end])
+    let (_, rest) = body.split_once(['.', '['])?;
+    identifier(rest.trim_start_matches(['"', '\'']))
 }
 
 /// The page size in `…)[:20]`, when the line says.
@@ -145,16 +154,37 @@ impl Detector for InMemorySort {
                 hot.place()
             )
         };
-        let fix = format!(
-            "Let the database sort and cut: `ORDER BY {key}{} LIMIT {limit}` (SQLAlchemy: `.order_by(Model.{key}{}).limit({limit})`) \
-             with an index on `{key}`, instead of {}; for data not in the database, `heapq.nlargest({limit}, …)`.",
+        let order_by = format!(
+            "`ORDER BY {key}{} LIMIT {limit}` (SQLAlchemy: `.order_by(Model.{key}{}).limit({limit})`) with an index on `{key}`",
             if descending { " DESC" } else { "" },
             if descending { ".desc()" } else { "" },
-            hot.place_text()
         );
+        let nlargest = format!(
+            "`heapq.{}({limit}, rows, key=…)`",
+            if descending { "nlargest" } else { "nsmallest" }
+        );
+        // Rows fetched to be sorted: the database should sort them. Rows computed here: keep the
+        // top without sorting them all.
+        let (fix, assumption) = if hot.fetch_share > 0.0 {
+            (
+                format!(
+                    "Let the database sort and cut: {order_by}, instead of {}; for data not in the database, {nlargest}.",
+                    hot.place_text()
+                ),
+                "the database returns the rows in index order: the sort leaves the request (and so does fetching the rows not shown)",
+            )
+        } else {
+            (
+                format!(
+                    "Keep the top without sorting everything: {nlargest} at {}; if the rows come from a database, {order_by}.",
+                    hot.place_text()
+                ),
+                "a top-n selection or the database's index order removes the sort",
+            )
+        };
         Some(
             hot.conclude(Resource::Cpu, Basis::Measured, 1.0, title, fix)
-                .assume_more("the database returns the rows in index order: the sort leaves the request (and so does fetching the rows not shown)"),
+                .assume_more(assumption),
         )
     }
 }
@@ -169,5 +199,13 @@ mod tests {
         assert_eq!(sort_key(line), Some("score"));
         assert_eq!(top_n(line), Some("20"));
         assert_eq!(sort_key("rows.sort()"), None);
+        assert_eq!(
+            sort_key(r#"top = sorted(rows, key=lambda r: r["score"], reverse=True)[:10]"#),
+            Some("score")
+        );
+        assert_eq!(
+            sort_key("rows.sort(key=attrgetter('created_at'))"),
+            Some("created_at")
+        );
     }
 }

@@ -4,7 +4,7 @@ use chokepoint_evidence::Resource;
 
 use crate::detectors::percent;
 use crate::finding::Basis;
-use crate::profile::{Category, ProfileView};
+use crate::profile::{Category, Framework, ProfileView};
 use crate::registry::{Conclusion, Detector, Reads, detector};
 
 detector! {
@@ -38,8 +38,9 @@ detector! {
     ///
     /// # Typical fix
     ///
-    /// `orjson.dumps` (FastAPI: `default_response_class=ORJSONResponse`; Django REST framework:
-    /// an orjson renderer); drop `indent`/`sort_keys` on hot paths; serialize once and cache
+    /// `orjson.dumps`, in the framework's terms when the profile shows it (FastAPI:
+    /// `default_response_class=ORJSONResponse`; Flask: a response of `orjson.dumps`; Django REST
+    /// framework: an orjson renderer); drop `indent`/`sort_keys` on hot paths; serialize once and cache
     /// documents that do not change; return fewer fields.
     pub(crate) struct SlowSerialization {
         id: SlowSerialization,
@@ -71,9 +72,19 @@ impl Detector for SlowSerialization {
             hot.place()
         );
         let fix = format!(
-            "At {}: serialize with `orjson.dumps(…)` (FastAPI: `default_response_class=ORJSONResponse`){}; \
+            "At {}: serialize with `orjson.dumps(…)` ({}){}; \
              serialize once and cache a document that does not change between requests.",
             hot.place_text(),
+            match profile.framework {
+                Some(Framework::FastApi) => "FastAPI: `default_response_class=ORJSONResponse`",
+                Some(Framework::Flask) =>
+                    "Flask: `Response(orjson.dumps(data), mimetype=\"application/json\")`, or an orjson `app.json` provider",
+                Some(Framework::DjangoRest) =>
+                    "Django REST framework: an orjson renderer in `DEFAULT_RENDERER_CLASSES`",
+                Some(Framework::Django) =>
+                    "Django: `HttpResponse(orjson.dumps(data), content_type=\"application/json\")`",
+                None => "FastAPI: `ORJSONResponse`; Flask and Django: a response of `orjson.dumps(data)`",
+            },
             if extras.is_empty() {
                 String::new()
             } else {
