@@ -427,6 +427,58 @@ def check_profile(chokepoint, env, scenario, expected):
     return failures
 
 
+def check_diagnose(chokepoint, env):
+    """`diagnose` on the N+1 route and on its fixed twin — ramp, the service's spans, the
+    database and a py-spy profile in one run each — then `compare`: the capacity limit and the
+    N+1 that explains it are named, and after the fix the N+1 is fixed and capacity rose."""
+    import tempfile
+
+    failures = []
+    runs = Path(tempfile.mkdtemp(prefix="chokepoint-diagnose-"))
+    pg = env["DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://")
+    reports = {}
+    for variant in ("bad", "fixed"):
+        out = subprocess.run(
+            [chokepoint, "diagnose", f"{env['APP_URL']}/n-plus-one/{variant}", "--concurrency", "1,2,4",
+             "--step-duration", "3s", "--otlp", f"127.0.0.1:{env['OTLP_PORT']}", "--pg", pg,
+             "--py-spy", str(ROOT / ".venv" / "bin" / "py-spy"), "--source", str(ROOT / "testbed" / "service"),
+             "--run-dir", str(runs / variant), "--format", "json"],
+            capture_output=True, text=True, timeout=300,
+        )
+        if out.returncode not in (0, 1):
+            raise RuntimeError(f"chokepoint diagnose exited {out.returncode}: {out.stderr[-2000:]}")
+        reports[variant] = json.loads(out.stdout)
+        get(env["APP_URL"] + "/__flush")  # spans of this run must not reach the next one
+    bad = reports["bad"]
+    detectors = [f["detector"] for f in bad["findings"]]
+    limits = [f for f in bad["findings"] if f["impact"]["kind"] == "limit"]
+    sources = {i["format"] or "" for i in bad["run"]["inputs"]}
+    if not limits:
+        failures.append(f"diagnose /n-plus-one/bad: no capacity finding ({detectors})")
+    if "n-plus-one" not in detectors:
+        failures.append(f"diagnose /n-plus-one/bad: the N+1 is not named ({detectors})")
+    if not {"load ramp", "OTLP"} <= sources or "profile" not in bad or "database" not in bad:
+        failures.append(f"diagnose /n-plus-one/bad: a source is missing: {sorted(sources)}, profile {'profile' in bad}")
+    out = subprocess.run([chokepoint, "compare", str(runs / "bad"), str(runs / "fixed"), "--format", "json"],
+                         capture_output=True, text=True, timeout=60)
+    comparison = json.loads(out.stdout)
+    n_plus_one = [f for f in comparison["findings"] if f["detector"] == "n-plus-one" and f["scope"] == "GET /n-plus-one/bad"]
+    capacity = comparison.get("capacity") or {}
+    if not n_plus_one or n_plus_one[0]["status"] != "fixed":
+        failures.append(f"compare: the N+1 is not fixed: {n_plus_one}")
+    if not capacity or capacity["relative"] <= 0.1:
+        failures.append(f"compare: capacity did not rise: {capacity}")
+    if not failures:
+        limit = limits[0]
+        print(f"    bad:   {limit['detector']} caps {limit['impact']['capacity_rps']:.1f} requests/s; "
+              f"n-plus-one: {next(f['title'] for f in bad['findings'] if f['detector'] == 'n-plus-one')[:90]}…")
+        predicted = comparison.get("prediction")
+        print(f"    after: capacity {capacity['before']:.1f} → {capacity['after']:.1f} requests/s "
+              f"({capacity['relative'] * 100:+.0f} %); the N+1 fixed"
+              + (f"; predicted {predicted['predicted_rps']:.1f}" if predicted else "; no prediction was made"))
+    return failures
+
+
 def load_report(chokepoint, env, route, ramp):
     """Runs `chokepoint load` on `route`; returns its JSON report."""
     out = subprocess.run(
@@ -457,12 +509,26 @@ def check_load(chokepoint, env, scenario, expected, ramp):
     else:
         where = names_handler(report["findings"][0], f"/{scenario}/bad") if scenario in PROFILED_LOAD else None
         print(f"    bad:   {report['findings'][0]['title']}" + (f" [{where}]" if where else ""))
+    predicted = (report["verdict"].get("predicted_gain") or {}).get("capacity_after_fix_rps")
     report = load_report(chokepoint, env, f"/{scenario}/fixed", ramp)
     if any(f["detector"] == expected for f in report["findings"]):
         failures.append(f"/{scenario}/fixed: the fixed twin still shows {expected}")
     else:
         top = report["load"]["steps"][-1]
         print(f"    fixed: no {expected} ({top['throughput_rps']:.0f} requests/s at the last step)")
+    if scenario in PROFILED_LOAD:
+        # The bad run's prediction against the fixed run's capacity: its limit's, or (a ramp that
+        # never saturated) the most it carried, a lower bound.
+        limits = [f["impact"]["capacity_rps"] for f in report["findings"] if f["impact"]["kind"] == "limit"]
+        measured = limits[0] if limits else max(s["throughput_rps"] for s in report["load"]["steps"])
+        if predicted is None:
+            failures.append(f"/{scenario}/bad: no capacity was predicted")
+        else:
+            error = measured / predicted - 1
+            bound = "" if limits else " (the ramp never saturated it: a lower bound)"
+            # Printed, not yet asserted: issue #13 wants ±30 %; the model does not reach it on
+            # every run of this 2-core machine yet (see the README, "The predicted gain").
+            print(f"    predicted {predicted:.0f} requests/s after the fix, measured {measured:.0f}{bound}: {error * 100:+.0f} %")
     return failures
 
 
@@ -554,6 +620,17 @@ def main():
         for failure in failures:
             print(f"    FAIL {failure}")
         (failed if failures else passed).append(f"{scenario} (db)")
+        print(f"    {'ok' if not failures else 'FAILED'} in {time.monotonic() - started:.1f} s")
+    if not args.only or "diagnose" in args.only:
+        print("  diagnose → a capacity limit explained, then compare (n-plus-one, bad then fixed)")
+        started = time.monotonic()
+        try:
+            failures = check_diagnose(args.chokepoint, env)
+        except Exception as error:
+            failures = [f"diagnose: {error}"]
+        for failure in failures:
+            print(f"    FAIL {failure}")
+        (failed if failures else passed).append("diagnose + compare")
         print(f"    {'ok' if not failures else 'FAILED'} in {time.monotonic() - started:.1f} s")
     # Last: their load leaves spans in the service's export queue that a listener started next
     # would receive.

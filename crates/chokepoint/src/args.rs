@@ -34,6 +34,10 @@ Examples:
                                               pprof, cProfile), reading the lines it names
   chokepoint load http://127.0.0.1:8000/orders --profile
                                               the ramp, with a profile of the target in its findings
+  chokepoint load http://127.0.0.1:8000/orders --save --label before
+                                              keep the run in .chokepoint/runs/
+  chokepoint compare .chokepoint/runs/*-before .chokepoint/runs/*-after --fail-on-regression 10%
+                                              did the fix work, and where is the bottleneck now
   chokepoint explain n-plus-one               what a detector looks for, and the fix
 
 Exit codes: 0 analysed (no finding matched --fail-on), 1 a finding matched --fail-on,
@@ -59,6 +63,11 @@ pub(crate) enum Command {
     /// Ramp load on a URL until throughput stops rising, sample the target, and say what limits it.
     #[command(after_help = EXAMPLES)]
     Load(Box<LoadArgs>),
+    /// One run, every source at once: the ramp, the service's spans (an OTLP receiver), the
+    /// database (--pg) and a py-spy profile of a local target; one verdict with the capacity
+    /// its fix should buy; the run kept for `chokepoint compare`.
+    #[command(after_help = EXAMPLES)]
+    Diagnose(Box<DiagnoseArgs>),
     /// Inspect a PostgreSQL database, read-only: missing indexes, slow, unbounded and N+1-shaped
     /// statements, lock waits and connection churn.
     #[command(after_help = EXAMPLES)]
@@ -67,6 +76,30 @@ pub(crate) enum Command {
     /// burns the time: serialization, logging, regex compilation, sorting, a blocked event loop.
     #[command(after_help = EXAMPLES)]
     Profile(ProfileArgs),
+    /// Show a saved run (`--save`) again, analysed with this version's detectors.
+    #[command(after_help = EXAMPLES)]
+    Report {
+        /// The run folder (`.chokepoint/runs/…`).
+        run: PathBuf,
+        #[command(flatten)]
+        report: ReportArgs,
+    },
+    /// Compare two saved runs: capacity, latency at equal load, every finding fixed, better,
+    /// worse or new, and where the bottleneck moved.
+    #[command(after_help = EXAMPLES)]
+    Compare {
+        /// The run before the fix.
+        before: PathBuf,
+        /// The run after it.
+        after: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Exit with 1 when capacity fell, or a median or p99 at equal load rose, by more than
+        /// this: `10%`.
+        #[arg(long, value_name = "PERCENT")]
+        fail_on_regression: Option<String>,
+    },
     /// List the detectors and what each finds.
     Detectors,
     /// Print a detector's documentation: what it detects, why it matters, the fix.
@@ -93,6 +126,23 @@ pub(crate) struct ReportArgs {
     /// No progress on standard error.
     #[arg(long, short)]
     pub(crate) quiet: bool,
+    /// Keep the run — its evidence and its report — in `.chokepoint/runs/<time>-<label>/`, for
+    /// `chokepoint report` and `chokepoint compare`.
+    #[arg(long)]
+    pub(crate) save: bool,
+    /// Keep the run in this folder (implies --save).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) run_dir: Option<PathBuf>,
+    /// A label for the saved run's folder name (default: the command).
+    #[arg(long, value_name = "TEXT")]
+    pub(crate) label: Option<String>,
+}
+
+/// Where to keep a run.
+#[derive(Debug, Clone)]
+pub(crate) struct SaveConfig {
+    pub(crate) dir: Option<PathBuf>,
+    pub(crate) label: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -164,6 +214,18 @@ pub(crate) struct RecordConfig {
     pub(crate) duration: Duration,
     pub(crate) out: Option<PathBuf>,
     pub(crate) py_spy: Option<PathBuf>,
+}
+
+/// `10%`, `10` or `0.1%` as a share (0.1).
+pub(crate) fn parse_percent(text: &str) -> anyhow::Result<f64> {
+    let number = text.trim().trim_end_matches('%').trim();
+    let value: f64 = number
+        .parse()
+        .with_context(|| format!("{text:?} is not a percentage (write 10%)"))?;
+    if !(0.0..=1000.0).contains(&value) {
+        bail!("{text:?}: a percentage between 0% and 1000%");
+    }
+    Ok(value / 100.0)
 }
 
 impl ProfileArgs {
@@ -320,18 +382,62 @@ pub(crate) struct LoadArgs {
     #[arg(long, conflicts_with = "no_pid")]
     pub(crate) profile: bool,
     /// With --profile: keep the recording here (default: a file in the temporary folder).
-    #[arg(long, value_name = "FILE", requires = "profile")]
+    #[arg(long, value_name = "FILE")]
     pub(crate) profile_out: Option<PathBuf>,
     /// With --profile: the py-spy to run (default: on PATH, else ./.venv/bin/py-spy).
-    #[arg(long, value_name = "PATH", requires = "profile")]
+    #[arg(long, value_name = "PATH")]
     pub(crate) py_spy: Option<PathBuf>,
     /// With --profile: where the target's code lives, to read the lines the profile names.
-    #[arg(long, value_name = "DIR", requires = "profile")]
+    #[arg(long, value_name = "DIR")]
     pub(crate) source: Vec<PathBuf>,
     #[command(flatten)]
     pub(crate) pg: PgArgs,
     #[command(flatten)]
     pub(crate) report: ReportArgs,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct DiagnoseArgs {
+    #[command(flatten)]
+    pub(crate) load: LoadArgs,
+    /// Where to receive the service's spans over OTLP/HTTP during the ramp.
+    #[arg(long, default_value = "127.0.0.1:4318", value_name = "ADDR")]
+    pub(crate) otlp: SocketAddr,
+    /// No OTLP receiver.
+    #[arg(long)]
+    pub(crate) no_traces: bool,
+    /// No py-spy profile of the target.
+    #[arg(long)]
+    pub(crate) no_profile: bool,
+}
+
+impl DiagnoseArgs {
+    pub(crate) fn validate(self) -> anyhow::Result<LoadConfig> {
+        let DiagnoseArgs {
+            mut load,
+            otlp,
+            no_traces,
+            no_profile,
+        } = self;
+        // Every source the machine allows: a profile when the target is local and py-spy is there.
+        load.profile =
+            !no_profile && !load.no_pid && chokepoint_profile::find_py_spy(load.py_spy.as_deref()).is_ok();
+        // Runs are kept: `diagnose` is the first half of `compare`.
+        if load.report.run_dir.is_none() {
+            load.report.save = true;
+        }
+        if load.report.label.is_none() {
+            load.report.label = Some("diagnose".to_owned());
+        }
+        let mut config = load.validate()?;
+        config.command = "diagnose";
+        if !no_traces {
+            config.receiver = Some(otlp);
+            config.record_spans =
+                Some(std::env::temp_dir().join(format!("chokepoint-diagnose-{}.otlp", std::process::id())));
+        }
+        Ok(config)
+    }
 }
 
 /// `load --profile`: what to record, and where its code lives.
@@ -455,6 +561,7 @@ pub(crate) struct ReportConfig {
     pub(crate) fail_on: FailOn,
     pub(crate) color: bool,
     pub(crate) progress: bool,
+    pub(crate) save: Option<SaveConfig>,
 }
 
 /// Which findings make the exit code 1.
@@ -497,6 +604,12 @@ pub(crate) struct LoadConfig {
     pub(crate) profile: Option<LoadProfileConfig>,
     pub(crate) pg: Option<PgConfig>,
     pub(crate) report: ReportConfig,
+    /// `load` or `diagnose`.
+    pub(crate) command: &'static str,
+    /// `diagnose`: where the service's spans are received during the ramp.
+    pub(crate) receiver: Option<SocketAddr>,
+    /// `diagnose`: where the received spans are recorded (in the run folder).
+    pub(crate) record_spans: Option<PathBuf>,
 }
 
 /// What each request of a ramp is.
@@ -658,6 +771,9 @@ impl LoadArgs {
                 },
             },
             chart: self.chart,
+            command: "load",
+            receiver: None,
+            record_spans: None,
             profile: self.profile.then_some(LoadProfileConfig {
                 out: self.profile_out,
                 py_spy: self.py_spy,
@@ -688,7 +804,7 @@ impl LoadArgs {
 }
 
 impl ReportArgs {
-    fn validate(self) -> anyhow::Result<ReportConfig> {
+    pub(crate) fn validate(self) -> anyhow::Result<ReportConfig> {
         use std::io::IsTerminal as _;
         let fail_on = if self.fail_on.is_empty() {
             FailOn::Never
@@ -720,6 +836,10 @@ impl ReportArgs {
             fail_on,
             color: color && self.format == Format::Text,
             progress: !self.quiet && std::io::stderr().is_terminal(),
+            save: (self.save || self.run_dir.is_some()).then_some(SaveConfig {
+                dir: self.run_dir,
+                label: self.label,
+            }),
         })
     }
 }

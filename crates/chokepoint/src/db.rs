@@ -2,7 +2,7 @@
 
 use anyhow::Context as _;
 use chokepoint_evidence::{Evidence, Note, PgSnapshot, Severity};
-use chokepoint_report::{Input, Report};
+use chokepoint_report::Input;
 
 use crate::args::{DbConfig, PgConfig};
 use crate::output;
@@ -45,8 +45,7 @@ pub(crate) fn run(config: DbConfig) -> anyhow::Result<u8> {
             database: Some(snapshot),
             ..Evidence::default()
         };
-        let outcome = chokepoint_detect::analyse(&evidence);
-        let report = Report::new("db", evidence, outcome, inputs, notes);
+        let report = crate::runs::report("db", evidence, inputs, notes, &config.report, &[]);
         Ok(output::finish(&report, &config.report))
     })
 }

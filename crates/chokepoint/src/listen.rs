@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use chokepoint_detect::TraceAnalysis;
 use chokepoint_evidence::{Evidence, Note, Severity};
-use chokepoint_report::{Input, Report};
+use chokepoint_report::Input;
 use chokepoint_traces::receiver::{self, Batch, ReceiverConfig};
 use chokepoint_traces::{Assembler, Limits, encode_request, write_length_prefixed};
 use tokio::sync::mpsc;
@@ -18,7 +18,7 @@ use crate::output;
 use crate::traces::assembly_notes;
 
 /// Batches waiting between the receiver and the analysis before senders wait.
-const CHANNEL_BATCHES: usize = 256;
+pub(crate) const CHANNEL_BATCHES: usize = 256;
 /// How often traces are checked for completion and progress is shown.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -147,8 +147,7 @@ async fn listen(config: ListenConfig) -> anyhow::Result<u8> {
         traces: Some(analysis.finish()),
         ..Evidence::default()
     };
-    let outcome = chokepoint_detect::analyse(&evidence);
-    let report = Report::new("listen", evidence, outcome, inputs, notes);
+    let report = crate::runs::report("listen", evidence, inputs, notes, &config.report, &[]);
     Ok(output::finish(&report, &config.report))
 }
 
@@ -162,7 +161,7 @@ fn recording_problem(error: &std::io::Error) -> Note {
 }
 
 /// Records a batch and feeds it to the analysis.
-fn take(
+pub(crate) fn take(
     batch: Batch,
     recorder: Option<&mut BufWriter<File>>,
     problems: &mut Vec<Note>,

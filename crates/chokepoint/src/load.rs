@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context as _;
 use chokepoint_evidence::{Evidence, LoadModel, Note, Severity};
 use chokepoint_load::{RampConfig, Sampling, Target, pid_listening_on};
-use chokepoint_report::{Input, Report, step_header, step_row};
+use chokepoint_report::{Input, step_header, step_row};
 
 use crate::args::LoadConfig;
 use crate::output;
@@ -127,6 +127,10 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
         )
     };
     progress.set_message(describe(0));
+    let receiver = match config.receiver {
+        Some(addr) => Some(SpanReceiver::start(addr, config.record_spans.clone()).await?),
+        None => None,
+    };
     let database = match &config.pg {
         Some(pg) => {
             Some(crate::db::DatabaseWatch::start(&pg.url, shape.max_duration, pg.show_literals).await?)
@@ -185,6 +189,24 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
         format: Some("load ramp".into()),
         spans: 0,
     }];
+    let mut recordings = Vec::new();
+    let traces = match receiver {
+        Some(receiver) => {
+            // OpenTelemetry SDKs export in batches (every 5 s by default): the ramp's last spans
+            // are still on their way.
+            eprintln!(
+                "chokepoint: waiting {} s for the service's last spans",
+                SPAN_GRACE.as_secs()
+            );
+            tokio::time::sleep(SPAN_GRACE).await;
+            let (traces, input, span_notes, recording) = receiver.finish().await;
+            inputs.push(input);
+            notes.extend(span_notes);
+            recordings.extend(recording);
+            Some(traces)
+        }
+        None => None,
+    };
     if let Some(snapshot) = &snapshot {
         notes.extend(crate::db::snapshot_notes(snapshot));
         inputs.push(crate::db::database_input(snapshot));
@@ -209,7 +231,12 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
         (None, _) => None,
         (Some(_), None) => {
             notes.push(Note::new(
-                Severity::Error,
+                // `diagnose` profiles when it can; `load --profile` was asked to.
+                if config.command == "diagnose" {
+                    Severity::Warning
+                } else {
+                    Severity::Error
+                },
                 "--profile",
                 match pid {
                     None => "no target process to profile: pass --pid (a local Python process)".to_owned(),
@@ -221,6 +248,7 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
         (Some(settings), Some((out, started, recorder))) => {
             match recorder.and_then(chokepoint_profile::Recorder::stop) {
                 Ok(recording) => {
+                    recordings.push(recording.path.clone());
                     let (profile, profile_inputs, profile_notes) =
                         crate::profile::read_profiles(&[recording.path], 100, &settings.sources);
                     inputs.extend(profile_inputs);
@@ -255,9 +283,122 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
         load: Some(run),
         database: snapshot,
         profile,
-        ..Evidence::default()
+        traces,
     };
-    let outcome = chokepoint_detect::analyse(&evidence);
-    let report = Report::new("load", evidence, outcome, inputs, notes);
+    let report = crate::runs::report(
+        config.command,
+        evidence,
+        inputs,
+        notes,
+        &config.report,
+        &recordings,
+    );
     Ok(output::finish(&report, &config.report))
+}
+
+/// How long `diagnose` keeps receiving after the ramp: an OpenTelemetry SDK's batch span
+/// processor exports every 5 s by default.
+const SPAN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The OTLP receiver of `chokepoint diagnose`: the service's own spans during the ramp, analysed
+/// as `chokepoint listen` analyses them, recorded as OTLP protobuf when the run is kept.
+struct SpanReceiver {
+    running: chokepoint_traces::receiver::Running,
+    worker: std::thread::JoinHandle<(chokepoint_evidence::TraceAggregates, u64, Vec<Note>)>,
+    address: String,
+    recording: Option<std::path::PathBuf>,
+}
+
+impl SpanReceiver {
+    async fn start(
+        addr: std::net::SocketAddr,
+        record: Option<std::path::PathBuf>,
+    ) -> anyhow::Result<SpanReceiver> {
+        use chokepoint_traces::receiver::{self, ReceiverConfig};
+        let (tx, mut rx) = tokio::sync::mpsc::channel(crate::listen::CHANNEL_BATCHES);
+        let running = receiver::start(
+            ReceiverConfig {
+                http: Some(addr),
+                grpc: None,
+                max_body_bytes: 64 << 20,
+            },
+            tx,
+        )
+        .await
+        .with_context(|| format!("cannot receive OTLP on {addr} (pass --otlp ADDR, or --no-traces)"))?;
+        let address = running
+            .http_addr
+            .map_or_else(|| addr.to_string(), |a| format!("http://{a}"));
+        eprintln!(
+            "chokepoint: receiving the service's spans on {address}/v1/traces (OTEL_EXPORTER_OTLP_ENDPOINT={address})"
+        );
+        let mut writer = match &record {
+            Some(path) => Some(std::io::BufWriter::new(
+                std::fs::File::create(path)
+                    .with_context(|| format!("cannot record spans to {}", path.display()))?,
+            )),
+            None => None,
+        };
+        let worker = std::thread::spawn(move || {
+            let mut analysis = chokepoint_detect::TraceAnalysis::default();
+            let mut assembler = chokepoint_traces::Assembler::new(chokepoint_traces::Limits::default());
+            let mut problems = Vec::new();
+            let mut spans = 0u64;
+            while let Some(batch) = rx.blocking_recv() {
+                spans += batch.len() as u64;
+                crate::listen::take(
+                    batch,
+                    writer.as_mut(),
+                    &mut problems,
+                    &mut assembler,
+                    &mut analysis,
+                );
+            }
+            let stats = assembler.finish(&mut |trace| analysis.add_trace(&trace));
+            problems.extend(crate::traces::assembly_notes(&stats));
+            (analysis.finish(), spans, problems)
+        });
+        Ok(SpanReceiver {
+            running,
+            worker,
+            address,
+            recording: record,
+        })
+    }
+
+    /// Stops receiving; the traces, the input, notes and the recording.
+    async fn finish(
+        self,
+    ) -> (
+        chokepoint_evidence::TraceAggregates,
+        Input,
+        Vec<Note>,
+        Option<std::path::PathBuf>,
+    ) {
+        self.running.stop().await;
+        let (traces, spans, mut notes) = self.worker.join().unwrap_or_else(|_| {
+            (
+                Default::default(),
+                0,
+                vec![Note::new(Severity::Error, "receiver", "the span analysis failed")],
+            )
+        });
+        if spans == 0 {
+            notes.push(Note::new(
+                Severity::Warning,
+                "receiver",
+                format!(
+                    "no spans came during the ramp: the verdict stands on the ramp{}; point the service's exporter at \
+                     {} (OTEL_EXPORTER_OTLP_ENDPOINT) to see which endpoint, statement or call consumes the limit",
+                    "", self.address
+                ),
+            ));
+        }
+        let input = Input {
+            source: format!("{}/v1/traces", self.address),
+            format: Some("OTLP".into()),
+            spans,
+        };
+        (traces, input, notes, self.recording.filter(|_| spans > 0))
+    }
 }

@@ -7,6 +7,7 @@ mod listen;
 mod load;
 mod output;
 mod profile;
+mod runs;
 mod traces;
 
 use std::process::ExitCode;
@@ -33,8 +34,20 @@ fn main() -> ExitCode {
         Command::Traces(args) => args.validate().and_then(traces::run),
         Command::Listen(args) => args.validate().and_then(listen::run),
         Command::Load(args) => args.validate().and_then(load::run),
+        Command::Diagnose(args) => args.validate().and_then(load::run),
         Command::Db(args) => args.validate().and_then(db::run),
         Command::Profile(args) => args.validate().and_then(profile::run),
+        Command::Report { run, report } => report.validate().and_then(|config| runs::show(&run, &config)),
+        Command::Compare {
+            before,
+            after,
+            format,
+            fail_on_regression,
+        } => fail_on_regression
+            .as_deref()
+            .map(args::parse_percent)
+            .transpose()
+            .and_then(|limit| runs::compare(&before, &after, format, limit)),
         Command::Detectors => {
             output::print_detectors();
             Ok(EXIT_OK)

@@ -47,8 +47,8 @@ pub(crate) fn run(config: ProfileConfig) -> anyhow::Result<u8> {
         profile,
         ..Evidence::default()
     };
-    let outcome = chokepoint_detect::analyse(&evidence);
-    let report = Report::new("profile", evidence, outcome, inputs, notes);
+    let recordings: Vec<PathBuf> = config.record.as_ref().map(|_| paths.clone()).unwrap_or_default();
+    let report = crate::runs::report("profile", evidence, inputs, notes, &config.report, &recordings);
     if let (Some(path), Some(flame)) = (&config.flamegraph, &flame) {
         write_flamegraph(path, flame, &report)?;
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chokepoint_detect::TraceAnalysis;
 use chokepoint_evidence::{Evidence, Note, Severity, Trace};
-use chokepoint_report::{Input, Report};
+use chokepoint_report::Input;
 use chokepoint_traces::{Assembler, AssemblyStats, Limits, ReadOptions, ReadReport, expand_paths, read_path};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -85,8 +85,7 @@ pub(crate) fn run(config: TracesConfig) -> anyhow::Result<u8> {
             )),
         }
     }
-    let outcome = chokepoint_detect::analyse(&evidence);
-    let report = Report::new("traces", evidence, outcome, inputs, notes);
+    let report = crate::runs::report("traces", evidence, inputs, notes, &config.report, &[]);
     Ok(output::finish(&report, &config.report))
 }
 

@@ -308,7 +308,8 @@ pub enum EvidenceItem {
         line: u32,
         /// The text of the line, when the source was at hand.
         source: Option<String>,
-        /// The share of the profile's busy time under this frame (0–1).
+        /// The share of the profile's busy time under this frame (0–1); for an event loop, of the
+        /// loop thread's time.
         share_of_busy: f64,
         /// Seconds of busy time under it.
         seconds: f64,

@@ -18,6 +18,7 @@
 //! ```
 
 mod analyse;
+mod compare;
 mod db;
 mod detectors;
 mod finding;
@@ -35,6 +36,10 @@ mod usl;
 mod verdict;
 
 pub use analyse::{Outcome, analyse};
+pub use compare::{
+    BottleneckMove, Change, Comparison, FindingChange, PredictionCheck, Status, StepChange, UNCHANGED,
+    compare,
+};
 pub use db::statements_to_explain;
 pub use finding::{
     Basis, Confidence, Consumption, EvidenceItem, Finding, FindingEvidence, Impact, Limit, PlanReason,

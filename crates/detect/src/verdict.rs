@@ -78,19 +78,155 @@ pub(crate) fn decide(findings: &mut Vec<Finding>) -> Verdict {
         }
         None => order.push(limit_at),
     }
+    // The limit alone, located by a profile of the same process (its hot frames): predict from
+    // the share of the busy time the profile puts in the code it names.
+    let alone = consumers.is_empty();
     let rest: Vec<usize> = (0..findings.len()).filter(|i| !order.contains(i)).collect();
     order.extend(rest);
     let mut taken: Vec<Option<Finding>> = std::mem::take(findings).into_iter().map(Some).collect();
     findings.extend(order.iter().filter_map(|&i| taken[i].take()));
-    let limit = if consumers.is_empty() { 0 } else { 1 };
+    let limit = if alone { 0 } else { 1 };
+    let predicted_gain = if alone {
+        predict_located(&findings[0])
+    } else {
+        predict(findings)
+    };
+    if let (Some(gain), Impact::Limit(l)) = (&predicted_gain, &mut findings[limit].impact) {
+        l.capacity_after_fix_rps = Some(gain.capacity_after_fix_rps);
+    }
     Verdict {
         bottleneck: Some(0),
         limit: Some(limit),
         consumers: (0..consumers.len())
             .map(|i| if i == 0 { 0 } else { i + 1 })
             .collect(),
-        predicted_gain: None,
+        predicted_gain,
     }
+}
+
+/// The most of the demand a prediction lets one fix remove: a fix never removes all of it, and a
+/// prediction beyond 10× is not one.
+const MAX_REMOVED_SHARE: f64 = 0.9;
+
+/// The capacity after fixing what a limit's profile located: the limit's demand D per request,
+/// of which the profile's hottest code takes `share_of_busy`; fixing that code removes that share
+/// of D (a blocked call's share of the event loop, a function's own share of the CPU).
+fn predict_located(limit: &Finding) -> Option<PredictedGain> {
+    let Impact::Limit(l) = &limit.impact else {
+        return None;
+    };
+    let demand = l.demand_ms_per_request.filter(|d| *d > 0.0)?;
+    let (frame, share) = limit.evidence.items.iter().find_map(|item| match item {
+        crate::finding::EvidenceItem::HotFrame {
+            function,
+            file,
+            line,
+            share_of_busy,
+            ..
+        } => Some((format!("{function} ({file}:{line})"), *share_of_busy)),
+        _ => None,
+    })?;
+    if share <= 0.0 {
+        return None;
+    }
+    let removed = (demand * share).min(demand * MAX_REMOVED_SHARE);
+    let mut after = l.capacity_rps * demand / (demand - removed);
+    let mut assumptions = Vec::new();
+    // The next limit: once the event loop or the workers stop waiting, one core's CPU per
+    // request bounds a single process at 1000 / its CPU ms (the operational law on the CPU).
+    if l.resource != Resource::Cpu
+        && let Some(cpu_ms) = limit
+            .evidence
+            .metrics
+            .get("cpu_ms_per_request")
+            .filter(|c| **c > 0.0)
+        && 1e3 / cpu_ms < after
+    {
+        after = 1e3 / cpu_ms;
+        assumptions.push(format!(
+            "then the CPU bounds it: {cpu_ms:.1} ms of CPU per request on one core allows {after:.0} requests/s"
+        ));
+    }
+    Some(PredictedGain {
+        capacity_rps: crate::impact::round(l.capacity_rps),
+        capacity_after_fix_rps: crate::impact::round(after),
+        assumptions: [vec![
+            format!(
+                "{} bounds throughput at 1/D per unit: D = {demand:.1} ms of it per request, {:.0} requests/s measured",
+                l.resource.describe(),
+                l.capacity_rps
+            ),
+            format!(
+                "the profile puts {:.0} % of the busy time in {frame}: fixing it removes {removed:.1} ms of D",
+                share * 100.0
+            ),
+        ],
+        assumptions,
+        vec!["`chokepoint compare` after the fix checks the prediction".into()],
+        ]
+        .concat(),
+    })
+}
+
+/// The capacity after fixing the bottleneck (`findings[0]`), which consumes the limit
+/// (`findings[1]`): with the limiting resource's service demand D per request, throughput is at
+/// most 1/D per unit of it; removing x of D raises that bound by D / (D − x). x is the
+/// bottleneck's saving per request averaged over the requests (a trace finding: per affected
+/// request × the share affected; a load finding: per request), or for a profile its share of the
+/// busy time times D. `None` when the limit has no demand or the saving cannot be put per request.
+fn predict(findings: &[Finding]) -> Option<PredictedGain> {
+    let (consumer, limit) = (findings.first()?, findings.get(1)?);
+    let (Impact::Consumer(c), Impact::Limit(l)) = (&consumer.impact, &limit.impact) else {
+        return None;
+    };
+    let demand = l.demand_ms_per_request.filter(|d| *d > 0.0)?;
+    let sample = consumer.evidence.sample;
+    let (removed, how) = if sample.unit.is_profile() {
+        (
+            demand * c.share_of_scope_time,
+            format!(
+                "its share of the profile's busy time ({:.0} %) of the demand",
+                c.share_of_scope_time * 100.0
+            ),
+        )
+    } else if sample.unit == crate::finding::SampleUnit::Requests {
+        let share = if sample.total > 0 {
+            sample.affected as f64 / sample.total as f64
+        } else {
+            1.0
+        };
+        (
+            c.saved_ms_per_request * share,
+            format!(
+                "{:.1} ms per affected request × {:.0} % of requests affected",
+                c.saved_ms_per_request,
+                share * 100.0
+            ),
+        )
+    } else {
+        return None;
+    };
+    if removed <= 0.0 {
+        return None;
+    }
+    let removed = removed.min(demand * MAX_REMOVED_SHARE);
+    let after = l.capacity_rps * demand / (demand - removed);
+    Some(PredictedGain {
+        capacity_rps: crate::impact::round(l.capacity_rps),
+        capacity_after_fix_rps: crate::impact::round(after),
+        assumptions: vec![
+            format!(
+                "{} bounds throughput at 1/D per unit: D = {demand:.1} ms of it per request, {:.0} requests/s measured",
+                l.resource.describe(),
+                l.capacity_rps
+            ),
+            format!(
+                "fixing {} removes {removed:.1} ms of D ({how})",
+                consumer.detector
+            ),
+            "nothing else becomes the limit first: `chokepoint compare` after the fix checks it".into(),
+        ],
+    })
 }
 
 #[cfg(test)]
@@ -151,6 +287,78 @@ mod tests {
             share_of_scope_time: 0.1,
             recoverable_s_per_s: s_per_s,
         })
+    }
+
+    #[test]
+    fn removing_half_the_demand_doubles_the_predicted_capacity() {
+        let mut pool = finding(DetectorId::WorkerExhaustion, limit(Resource::Workers));
+        if let Impact::Limit(l) = &mut pool.impact {
+            l.demand_ms_per_request = Some(40.0);
+        }
+        let mut n_plus_one = finding(DetectorId::NPlusOne, consumer(Resource::Database, 0.5));
+        if let Impact::Consumer(c) = &mut n_plus_one.impact {
+            c.saved_ms_per_request = 25.0;
+        }
+        // 25 ms saved in 4 of 5 requests: 20 ms of the 40 ms each request holds a worker.
+        n_plus_one.evidence.sample = Sample {
+            affected: 4,
+            total: 5,
+            unit: SampleUnit::Requests,
+        };
+        let mut findings = vec![pool, n_plus_one];
+        let verdict = decide(&mut findings);
+        let gain = verdict.predicted_gain.expect("a prediction");
+        assert_eq!(gain.capacity_rps, 20.0);
+        assert_eq!(gain.capacity_after_fix_rps, 40.0);
+        assert_eq!(
+            findings[1].impact.limit().and_then(|l| l.capacity_after_fix_rps),
+            Some(40.0)
+        );
+        assert!(
+            gain.assumptions.iter().any(|a| a.contains("20.0 ms of D")),
+            "{:?}",
+            gain.assumptions
+        );
+        // Without the demand there is nothing to predict from.
+        let mut findings = vec![
+            finding(DetectorId::WorkerExhaustion, limit(Resource::Workers)),
+            finding(DetectorId::NPlusOne, consumer(Resource::Database, 0.5)),
+        ];
+        assert_eq!(decide(&mut findings).predicted_gain, None);
+    }
+
+    #[test]
+    fn a_limit_located_by_its_profile_predicts_from_the_located_share_and_the_next_limit() {
+        let mut blocked = finding(DetectorId::BlockingCall, limit(Resource::EventLoop));
+        if let Impact::Limit(l) = &mut blocked.impact {
+            l.demand_ms_per_request = Some(40.0);
+        }
+        blocked
+            .evidence
+            .items
+            .push(crate::finding::EvidenceItem::HotFrame {
+                function: "handler".into(),
+                file: "app.py".into(),
+                line: 12,
+                source: None,
+                share_of_busy: 0.75,
+                seconds: 3.0,
+                inferred_from_source: true,
+            });
+        let mut findings = vec![blocked.clone()];
+        let gain = decide(&mut findings).predicted_gain.expect("a prediction");
+        // 30 of the 40 ms removed: 4× the capacity.
+        assert_eq!(gain.capacity_after_fix_rps, 80.0);
+        // With 20 ms of CPU per request, one core stops it at 50 requests/s first.
+        blocked.evidence.metrics.insert("cpu_ms_per_request".into(), 20.0);
+        let mut findings = vec![blocked];
+        let gain = decide(&mut findings).predicted_gain.expect("a prediction");
+        assert_eq!(gain.capacity_after_fix_rps, 50.0);
+        assert!(
+            gain.assumptions.iter().any(|a| a.contains("the CPU bounds it")),
+            "{:?}",
+            gain.assumptions
+        );
     }
 
     #[test]

@@ -19,12 +19,14 @@
 //! ```
 
 mod chart;
+mod compare;
 mod flamegraph;
 mod json;
 mod markdown;
 mod text;
 
 pub use chart::{render_chart_svg, render_chart_text};
+pub use compare::{ComparisonReport, render_comparison};
 pub use flamegraph::render_flamegraph;
 pub use json::{render_json, schema};
 pub use markdown::render_markdown;
@@ -167,6 +169,19 @@ impl Report {
         (Some(limit) != self.verdict.bottleneck)
             .then(|| self.findings.get(limit))
             .flatten()
+    }
+
+    /// The predicted gain in one sentence, when the verdict made a prediction.
+    pub fn prediction_sentence(&self) -> Option<String> {
+        let gain = self.verdict.predicted_gain.as_ref()?;
+        let bottleneck = self.bottleneck()?;
+        Some(format!(
+            "Fixing {} should raise capacity from {} to about {} (predicted from the service demand it removes: {}).",
+            bottleneck.detector,
+            rate(gain.capacity_rps),
+            rate(gain.capacity_after_fix_rps),
+            gain.assumptions.join("; ")
+        ))
     }
 
     /// Whether evidence was lost: a note of severity error.

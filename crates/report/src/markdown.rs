@@ -22,6 +22,9 @@ pub fn render_markdown(report: &Report) -> String {
                     cell(&limit.title)
                 );
             }
+            if let Some(prediction) = report.prediction_sentence() {
+                let _ = writeln!(out, "**Predicted:** {prediction}\n");
+            }
         }
         None => out.push_str("**No bottleneck found** by the detectors that had evidence to look at.\n\n"),
     }

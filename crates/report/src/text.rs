@@ -71,6 +71,9 @@ pub fn render_text(report: &Report, color: bool) -> String {
                     limit.detector, limit.title
                 );
             }
+            if let Some(prediction) = report.prediction_sentence() {
+                let _ = writeln!(out, "  {label}predicts{label:#}  {prediction}");
+            }
             let _ = writeln!(
                 out,
                 "  {label}where{label:#}     {} ({})",

@@ -2,7 +2,7 @@
 
 use chokepoint_evidence::Resource;
 
-use crate::finding::{Basis, Confidence};
+use crate::finding::{Basis, Confidence, EvidenceItem};
 use crate::load::{Curve, TARGET_SAMPLED, usable_cores};
 use crate::profile::{Category, ProfileView};
 use crate::registry::{Conclusion, Detector, Estimate, Reads, detector};
@@ -134,10 +134,30 @@ impl Detector for BlockingCall {
             let (subject, location) = crate::profile::code_subject(place);
             conclusion = conclusion.about(subject, location);
         }
-        conclusion.items = calls
-            .iter()
-            .filter_map(|((_, caller), tally)| caller.map(|c| profile.item(c, tally)))
-            .take(3)
+        // The loop's time is the resource: shares are of the loop thread's samples, the blocked
+        // total first (what a fix of the place gives back), then each call.
+        let of_loop =
+            |frame: &chokepoint_evidence::Frame, count: u64, inferred: bool| EvidenceItem::HotFrame {
+                function: frame.function.clone(),
+                file: frame.file.clone(),
+                line: frame.line,
+                source: frame.source.clone(),
+                share_of_busy: crate::impact::round(count as f64 / profile.loop_samples.max(1) as f64),
+                seconds: crate::impact::round(count as f64 * profile.seconds_per_count()),
+                inferred_from_source: inferred,
+            };
+        conclusion.items = place
+            .map(|p| of_loop(p, blocked, false))
+            .into_iter()
+            .chain(
+                calls
+                    .iter()
+                    .filter_map(|((_, caller), tally)| {
+                        caller
+                            .map(|c| of_loop(profile.frame(c), tally.count, tally.inferred * 2 > tally.count))
+                    })
+                    .take(3),
+            )
             .collect();
         Some(conclusion)
     }

@@ -1,0 +1,200 @@
+//! Saved runs as a user keeps and reads them: `--save`/`--run-dir`, `chokepoint report RUN`
+//! with today's detectors, `chokepoint compare A B` (different endpoints, a missing evidence
+//! source, a capacity regression for CI), and damaged run folders.
+
+pub mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{bottleneck, root};
+
+fn chokepoint(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("chokepoint runs")
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 path")
+}
+
+/// A run folder holding a detector fixture's evidence, as `--save` writes one.
+fn run_from_fixture(dir: &Path, fixture: &str, command: &str) {
+    let text =
+        std::fs::read_to_string(root().join("crates/detect/tests/fixtures").join(fixture)).expect("fixture");
+    let evidence = chokepoint_detect::evidence_from_fixture(&text).expect("evidence");
+    std::fs::create_dir_all(dir).expect("dir");
+    std::fs::write(
+        dir.join("evidence.json"),
+        serde_json::to_vec(&evidence).expect("json"),
+    )
+    .expect("write");
+    let meta = serde_json::json!({
+        "layout": 1, "chokepoint_version": "0.0.1", "command": command, "label": fixture,
+        "created": "2026-01-01T00:00:00Z", "inputs": [], "notes": [], "attachments": []
+    });
+    std::fs::write(dir.join("run.json"), meta.to_string()).expect("write");
+}
+
+#[test]
+fn a_saved_run_is_shown_again_with_the_same_verdict() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = dir.path().join("before");
+    let output = chokepoint(&[
+        "traces",
+        "examples/testbed.otlp",
+        "--run-dir",
+        path(&run),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let first = json(&output);
+    for file in ["run.json", "evidence.json", "report.json", "report.md"] {
+        assert!(run.join(file).is_file(), "{file} is missing");
+    }
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("report.json")).expect("report.json")).expect("JSON");
+    assert_eq!(saved["findings"], first["findings"]);
+    let again = chokepoint(&["report", path(&run), "--format", "json"]);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let again = json(&again);
+    assert_eq!(again["run"]["command"], "traces");
+    assert_eq!(again["findings"], first["findings"]);
+    assert_eq!(bottleneck(&again)["detector"], "unbounded-result");
+    // A run saved by another version says so, and is analysed by this one.
+    run_from_fixture(
+        &dir.path().join("old"),
+        "n-plus-one/positive-lazy-loading.json",
+        "traces",
+    );
+    let old = chokepoint(&["report", path(&dir.path().join("old"))]);
+    assert_eq!(old.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&old.stdout);
+    assert!(text.contains("saved by chokepoint 0.0.1"), "{text}");
+    assert!(text.contains("Bottleneck: n-plus-one"), "{text}");
+}
+
+#[test]
+fn runs_of_different_endpoints_compare_finding_by_finding() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    for (run, input) in [(&a, "examples/testbed.otlp"), (&b, "examples/shop.otlp.jsonl")] {
+        let output = chokepoint(&["traces", input, "--run-dir", path(run), "--quiet"]);
+        assert_eq!(output.status.code(), Some(0));
+    }
+    let output = chokepoint(&["compare", path(&a), path(&b), "--format", "json"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let comparison = json(&output);
+    let statuses: Vec<&str> = comparison["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter_map(|f| f["status"].as_str())
+        .collect();
+    assert!(
+        statuses.contains(&"fixed") && statuses.contains(&"new"),
+        "{statuses:?}"
+    );
+    assert_eq!(comparison["bottleneck"]["moved"], true);
+    assert!(comparison["capacity"].is_null(), "no ramp, no capacity");
+    // A profile against traces: nothing in common, nothing breaks.
+    let p = dir.path().join("p");
+    let output = chokepoint(&[
+        "profile",
+        "crates/profile/tests/data/workload.raw",
+        "--run-dir",
+        path(&p),
+        "--quiet",
+    ]);
+    assert_eq!(output.status.code(), Some(0));
+    let output = chokepoint(&["compare", path(&a), path(&p)]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("The bottleneck moved from unbounded-result"));
+}
+
+#[test]
+fn a_capacity_regression_fails_ci_when_asked() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (fast, slow) = (dir.path().join("fast"), dir.path().join("slow"));
+    // The same ramp shape: a target that scales, then one capped by its CPU.
+    run_from_fixture(&fast, "cpu-saturation/negative-io-bound.json", "load");
+    run_from_fixture(&slow, "cpu-saturation/positive-gil-bound-handler.json", "load");
+    let output = chokepoint(&["compare", path(&fast), path(&slow), "--format", "json"]);
+    let comparison = json(&output);
+    let capacity = &comparison["capacity"];
+    assert!(
+        capacity["relative"].as_f64().is_some_and(|r| r < -0.1),
+        "{capacity}"
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "no --fail-on-regression, no failure"
+    );
+    let output = chokepoint(&["compare", path(&fast), path(&slow), "--fail-on-regression", "10%"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("regression"));
+    let output = chokepoint(&["compare", path(&slow), path(&slow), "--fail-on-regression", "10%"]);
+    assert_eq!(output.status.code(), Some(0), "the same run is no regression");
+    let output = chokepoint(&["compare", path(&slow), path(&fast), "--format", "json"]);
+    assert!(
+        json(&output)["capacity"]["relative"]
+            .as_f64()
+            .is_some_and(|r| r > 1.0)
+    );
+}
+
+#[test]
+fn a_damaged_run_folder_says_what_and_where() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = dir.path().join("run");
+    let output = chokepoint(&[
+        "traces",
+        "examples/shop.otlp.jsonl",
+        "--run-dir",
+        path(&run),
+        "--quiet",
+    ]);
+    assert_eq!(output.status.code(), Some(0));
+    let evidence = std::fs::read(run.join("evidence.json")).expect("evidence");
+    std::fs::write(run.join("evidence.json"), &evidence[..evidence.len() / 2]).expect("write");
+    let output = chokepoint(&["report", path(&run)]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("evidence.json: line 1, column") && stderr.contains("damaged"),
+        "{stderr}"
+    );
+    let output = chokepoint(&["compare", path(&dir.path().join("nothing")), path(&run)]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no such run folder"));
+}

@@ -1,0 +1,292 @@
+//! Two runs compared (`chokepoint compare A B`): capacity before and after, latency at equal
+//! load, every finding matched across the runs — fixed, better, worse, unchanged or new — whether
+//! a predicted gain happened, and where the bottleneck moved. Pure: it reads two evidence bundles
+//! and their outcomes.
+
+use chokepoint_evidence::{DetectorId, Evidence};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::analyse::Outcome;
+use crate::finding::{Finding, Impact};
+use crate::impact::round;
+
+/// A change smaller than this (relative) is no change: runs are noisy.
+pub const UNCHANGED: f64 = 0.1;
+
+/// What changed between two runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Comparison {
+    /// The capacity each run measured (its limit's, else its highest throughput), in requests
+    /// per second, when both ran a ramp.
+    pub capacity: Option<Change>,
+    /// Latency at the loads both ramps offered, step by step.
+    pub equal_load: Vec<StepChange>,
+    /// Every finding of either run, matched by detector, scope and location.
+    pub findings: Vec<FindingChange>,
+    /// The bottleneck before and after, in words, and whether it moved.
+    pub bottleneck: BottleneckMove,
+    /// The first run's predicted capacity after its fix, against what the second measured.
+    pub prediction: Option<PredictionCheck>,
+}
+
+/// A number before and after.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Change {
+    /// In the first run.
+    pub before: f64,
+    /// In the second run.
+    pub after: f64,
+    /// `after / before − 1`.
+    pub relative: f64,
+}
+
+impl Change {
+    fn new(before: f64, after: f64) -> Change {
+        Change {
+            before: round(before),
+            after: round(after),
+            relative: round(if before.abs() > 1e-12 {
+                after / before - 1.0
+            } else {
+                0.0
+            }),
+        }
+    }
+}
+
+/// One load both ramps offered, before and after.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StepChange {
+    /// The load offered (concurrency or requests per second).
+    pub offered: f64,
+    /// Throughput, requests per second.
+    pub throughput_rps: Change,
+    /// Median latency, ms.
+    pub p50_ms: Change,
+    /// 99th percentile latency, ms.
+    pub p99_ms: Change,
+}
+
+/// What became of a finding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// In the first run only.
+    Fixed,
+    /// In both, costing less (or capping at a higher capacity) by more than 10 %.
+    Better,
+    /// In both, within 10 %.
+    Unchanged,
+    /// In both, costing more (or capping lower) by more than 10 %.
+    Worse,
+    /// In the second run only.
+    New,
+}
+
+/// A finding matched across the runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FindingChange {
+    /// The detector.
+    pub detector: DetectorId,
+    /// The scope, in words.
+    pub scope: String,
+    /// Where, in words.
+    pub location: String,
+    /// What became of it.
+    pub status: Status,
+    /// Its size before and after: recoverable service time per second for a consumer, capacity
+    /// for a limit (absent in the run it is not in).
+    pub before: Option<f64>,
+    /// See `before`.
+    pub after: Option<f64>,
+}
+
+/// The bottleneck of each run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct BottleneckMove {
+    /// "n-plus-one on GET /orders", or none.
+    pub before: Option<String>,
+    /// See `before`.
+    pub after: Option<String>,
+    /// Whether it is another finding now.
+    pub moved: bool,
+}
+
+/// A prediction checked.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PredictionCheck {
+    /// Capacity the first run predicted after its fix, requests per second.
+    pub predicted_rps: f64,
+    /// Capacity the second run measured.
+    pub measured_rps: f64,
+    /// `measured / predicted − 1`.
+    pub error: f64,
+}
+
+/// The key findings are matched on: detector, scope and location — a limit's location is the
+/// load at its knee, which a fix moves, so a limit is matched on detector and scope.
+fn key(finding: &Finding) -> (DetectorId, String, String) {
+    let location = match finding.impact {
+        Impact::Limit(_) => String::new(),
+        Impact::Consumer(_) => finding.location.clone(),
+    };
+    (finding.detector, finding.scope.label(), location)
+}
+
+/// A finding's size: a consumer's recoverable time per second, a limit's capacity.
+fn size(finding: &Finding) -> f64 {
+    match &finding.impact {
+        Impact::Consumer(c) => c.recoverable_s_per_s,
+        Impact::Limit(l) => l.capacity_rps,
+    }
+}
+
+fn capacity(evidence: &Evidence, outcome: &Outcome) -> Option<f64> {
+    let run = evidence.load.as_ref()?;
+    let limit = outcome
+        .verdict
+        .limit
+        .and_then(|i| outcome.findings.get(i))
+        .and_then(|f| f.impact.limit())
+        .map(|l| l.capacity_rps);
+    limit.or_else(|| run.steps.iter().map(|s| s.throughput_rps).reduce(f64::max))
+}
+
+fn bottleneck_words(outcome: &Outcome) -> Option<String> {
+    let finding = outcome.findings.get(outcome.verdict.bottleneck?)?;
+    Some(format!("{} on {}", finding.detector, finding.scope.label()))
+}
+
+/// Compares run `a` (before) with run `b` (after).
+pub fn compare(a: (&Evidence, &Outcome), b: (&Evidence, &Outcome)) -> Comparison {
+    let (evidence_a, outcome_a) = a;
+    let (evidence_b, outcome_b) = b;
+    let capacity = match (capacity(evidence_a, outcome_a), capacity(evidence_b, outcome_b)) {
+        (Some(before), Some(after)) => Some(Change::new(before, after)),
+        _ => None,
+    };
+    let mut equal_load = Vec::new();
+    if let (Some(ramp_a), Some(ramp_b)) = (&evidence_a.load, &evidence_b.load)
+        && ramp_a.model == ramp_b.model
+    {
+        for step in &ramp_a.steps {
+            if let Some(other) = ramp_b
+                .steps
+                .iter()
+                .find(|s| (s.offered - step.offered).abs() < 1e-9)
+            {
+                equal_load.push(StepChange {
+                    offered: step.offered,
+                    throughput_rps: Change::new(step.throughput_rps, other.throughput_rps),
+                    p50_ms: Change::new(step.latency.p50_ms, other.latency.p50_ms),
+                    p99_ms: Change::new(step.latency.p99_ms, other.latency.p99_ms),
+                });
+            }
+        }
+    }
+    let mut findings = Vec::new();
+    for finding in &outcome_a.findings {
+        let matched = outcome_b.findings.iter().find(|f| key(f) == key(finding));
+        let before = size(finding);
+        let (status, after) = match matched {
+            None => (Status::Fixed, None),
+            Some(other) => {
+                let after = size(other);
+                // A limit is better when its capacity rose; a consumer when it costs less.
+                let grew = after > before * (1.0 + UNCHANGED);
+                let shrank = after < before * (1.0 - UNCHANGED);
+                let status = match (&finding.impact, grew, shrank) {
+                    (Impact::Limit(_), true, _) | (Impact::Consumer(_), _, true) => Status::Better,
+                    (Impact::Limit(_), _, true) | (Impact::Consumer(_), true, _) => Status::Worse,
+                    _ => Status::Unchanged,
+                };
+                (status, Some(after))
+            }
+        };
+        findings.push(FindingChange {
+            detector: finding.detector,
+            scope: finding.scope.label(),
+            location: finding.location.clone(),
+            status,
+            before: Some(before),
+            after,
+        });
+    }
+    for finding in &outcome_b.findings {
+        if !outcome_a.findings.iter().any(|f| key(f) == key(finding)) {
+            findings.push(FindingChange {
+                detector: finding.detector,
+                scope: finding.scope.label(),
+                location: finding.location.clone(),
+                status: Status::New,
+                before: None,
+                after: Some(size(finding)),
+            });
+        }
+    }
+    let before = bottleneck_words(outcome_a);
+    let after = bottleneck_words(outcome_b);
+    let moved = before != after;
+    let prediction = match (&outcome_a.verdict.predicted_gain, &capacity) {
+        (Some(gain), Some(change)) => Some(PredictionCheck {
+            predicted_rps: gain.capacity_after_fix_rps,
+            measured_rps: change.after,
+            error: round(change.after / gain.capacity_after_fix_rps.max(1e-9) - 1.0),
+        }),
+        _ => None,
+    };
+    Comparison {
+        capacity,
+        equal_load,
+        findings,
+        bottleneck: BottleneckMove { before, after, moved },
+        prediction,
+    }
+}
+
+impl Comparison {
+    /// The largest regression, relative (0 when nothing got worse): capacity that fell, or a
+    /// median or 99th percentile at equal load that rose.
+    pub fn worst_regression(&self) -> f64 {
+        let capacity = self.capacity.map_or(0.0, |c| (-c.relative).max(0.0));
+        let latency = self
+            .equal_load
+            .iter()
+            .flat_map(|s| [s.p50_ms.relative, s.p99_ms.relative])
+            .fold(0.0, f64::max);
+        capacity.max(latency)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(json: &str) -> (Evidence, Outcome) {
+        let evidence = crate::evidence_from_fixture(json).expect("fixture");
+        let outcome = crate::analyse(&evidence);
+        (evidence, outcome)
+    }
+
+    #[test]
+    fn a_fixed_n_plus_one_is_fixed_and_the_bottleneck_moves() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let read = |p: &str| std::fs::read_to_string(dir.join(p)).expect("fixture");
+        let before = run(&read("n-plus-one/positive-lazy-loading.json"));
+        let after = run(&read("slow-query/positive-unindexed-filter.json"));
+        let comparison = compare((&before.0, &before.1), (&after.0, &after.1));
+        assert!(
+            comparison
+                .findings
+                .iter()
+                .any(|f| f.detector == DetectorId::NPlusOne && f.status == Status::Fixed)
+        );
+        assert!(comparison.findings.iter().any(|f| f.status == Status::New));
+        assert!(comparison.bottleneck.moved);
+        let same = compare((&before.0, &before.1), (&before.0, &before.1));
+        assert!(same.findings.iter().all(|f| f.status == Status::Unchanged));
+        assert!(!same.bottleneck.moved);
+        assert_eq!(same.worst_regression(), 0.0);
+    }
+}
