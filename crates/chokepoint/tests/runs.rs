@@ -5,27 +5,8 @@
 pub mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-use common::{bottleneck, root};
-
-fn chokepoint(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_chokepoint"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("chokepoint runs")
-}
-
-fn json(output: &Output) -> serde_json::Value {
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
-    })
-}
+use common::{bottleneck, chokepoint, root, stdout_json as json};
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("UTF-8 path")

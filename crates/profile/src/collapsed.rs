@@ -12,6 +12,9 @@ use crate::problem;
 /// Problems reported one by one; past these, counted.
 const MAX_PROBLEMS: usize = 10;
 
+/// Physical lines one stack may span (a frame name with line breaks in it).
+const MAX_CONTINUATION_LINES: u64 = 4;
+
 /// The thread of stacks that name none.
 const ALL_THREADS: &str = "all threads";
 
@@ -23,6 +26,10 @@ pub(crate) fn read(mut input: impl BufRead, source: &str, rate_hz: f64) -> (Opti
     let mut number = 0u64;
     let mut byte = 0u64;
     let mut stacks = 0u64;
+    // A line still waiting for its count, and since which line, how many lines.
+    let mut pending: Option<(u64, String)> = None;
+    let mut pending_from: Option<(u64, u64)> = None;
+    let mut continued = 0u64;
     loop {
         line.clear();
         match input.read_until(b'\n', &mut line) {
@@ -53,25 +60,77 @@ pub(crate) fn read(mut input: impl BufRead, source: &str, rate_hz: f64) -> (Opti
                 continue;
             }
         };
-        if text.trim().is_empty() {
+        // Only an indented line continues the one before; any other starts a stack of its own.
+        if pending.is_some() && !text.starts_with([' ', '\t']) {
+            pending = None;
+            if let Some((first, _)) = pending_from.take() {
+                report(
+                    &mut problems,
+                    &mut more_problems,
+                    source,
+                    first,
+                    "expected `frame;frame;… count`: the line does not end with a sample count",
+                );
+            }
+        }
+        if text.trim().is_empty() && pending.is_none() {
             continue;
         }
+        // A line without its count may continue on the next: py-spy's non-blocking sampling
+        // reads a running process's memory, and a torn read can put a line break in a frame name.
+        let joined;
+        let text = match pending.take() {
+            Some((_, before)) => {
+                joined = format!("{before} {}", text.trim_start());
+                joined.as_str()
+            }
+            None => text,
+        };
         let (stack, count) = match text.rsplit_once(' ') {
             Some((stack, count)) => (stack, count),
             None => ("", text),
         };
         let Ok(count) = count.trim().parse::<u64>() else {
-            report(
-                &mut problems,
-                &mut more_problems,
-                source,
-                number,
-                "expected `frame;frame;… count`: the line does not end with a sample count",
-            );
+            let (first, lines) = pending_from.map_or((number, 1), |(first, lines)| (first, lines + 1));
+            if lines < MAX_CONTINUATION_LINES {
+                pending = Some((first, text.to_owned()));
+                pending_from = Some((first, lines));
+            } else {
+                pending_from = None;
+                report(
+                    &mut problems,
+                    &mut more_problems,
+                    source,
+                    first,
+                    "expected `frame;frame;… count`: the line does not end with a sample count",
+                );
+            }
             continue;
         };
+        if pending_from.take().is_some() {
+            continued += 1;
+        }
         add(&mut builder, stack, count);
         stacks += 1;
+    }
+    if let Some((first, _)) = pending_from {
+        report(
+            &mut problems,
+            &mut more_problems,
+            source,
+            first,
+            "expected `frame;frame;… count`: the line does not end with a sample count",
+        );
+    }
+    if continued > 0 {
+        problems.push(chokepoint_evidence::Note::new(
+            chokepoint_evidence::Severity::Warning,
+            source,
+            format!(
+                "{continued} stack(s) had a line break inside a frame name (a torn read of the running process by \
+                 py-spy's non-blocking sampling) and were read across lines"
+            ),
+        ));
     }
     if more_problems > 0 {
         problems.push(problem(
@@ -169,6 +228,25 @@ mod tests {
         assert!(
             profile.stacks[2].frames.is_empty(),
             "a lone count is an empty stack"
+        );
+    }
+
+    #[test]
+    fn a_torn_frame_name_with_a_line_break_is_read_across_lines() {
+        // As py-spy --nonblocking wrote it during the testbed's run: a garbage frame ` (,\n "t14")`.
+        let (profile, problems) = read_text(
+            "thread (1): MainThread;sleep (asyncio/tasks.py:640); (,\n      \"t14\") 1\nthread (1): MainThread;main (a.py:1) 3\n",
+        );
+        let profile = profile.expect("a profile");
+        assert_eq!(profile.total(), 4);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].severity, chokepoint_evidence::Severity::Warning);
+        // A line that never finds its count is still an error, at its first line.
+        let (_, problems) = read_text("main (a.py:1) 3\nbroken;\n  still\n  broken\n  no\n  end\n");
+        assert_eq!(
+            problems[0].position,
+            Some(Position::Line { line: 2, column: 1 }),
+            "{problems:?}"
         );
     }
 

@@ -2,6 +2,26 @@
 
 use std::path::{Path, PathBuf};
 
+/// Runs the built `chokepoint` from the workspace root.
+pub fn chokepoint(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("chokepoint runs")
+}
+
+/// Its standard output as JSON, or a panic that shows both outputs.
+pub fn stdout_json(output: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
 /// The workspace root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
