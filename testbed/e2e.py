@@ -442,7 +442,8 @@ def check_diagnose(chokepoint, env):
             [chokepoint, "diagnose", f"{env['APP_URL']}/n-plus-one/{variant}", "--concurrency", "1,2,4",
              "--step-duration", "3s", "--otlp", f"127.0.0.1:{env['OTLP_PORT']}", "--pg", pg,
              "--py-spy", str(ROOT / ".venv" / "bin" / "py-spy"), "--source", str(ROOT / "testbed" / "service"),
-             "--run-dir", str(runs / variant), "--format", "json"],
+             "--run-dir", str(runs / variant), "--format", "json",
+             *(["--baseline", str(runs / "bad")] if variant == "fixed" else [])],
             capture_output=True, text=True, timeout=300,
         )
         if out.returncode not in (0, 1):
@@ -459,9 +460,12 @@ def check_diagnose(chokepoint, env):
         failures.append(f"diagnose /n-plus-one/bad: the N+1 is not named ({detectors})")
     if not {"load ramp", "OTLP"} <= sources or "profile" not in bad or "database" not in bad:
         failures.append(f"diagnose /n-plus-one/bad: a source is missing: {sorted(sources)}, profile {'profile' in bad}")
+    # `diagnose --baseline` kept the comparison with the run; `compare` says the same.
+    comparison = json.loads((runs / "fixed" / "compare.json").read_text())
     out = subprocess.run([chokepoint, "compare", str(runs / "bad"), str(runs / "fixed"), "--format", "json"],
                          capture_output=True, text=True, timeout=60)
-    comparison = json.loads(out.stdout)
+    if json.loads(out.stdout)["findings"] != comparison["findings"]:
+        failures.append("compare and diagnose --baseline disagree")
     n_plus_one = [f for f in comparison["findings"] if f["detector"] == "n-plus-one" and f["scope"] == "GET /n-plus-one/bad"]
     capacity = comparison.get("capacity") or {}
     if not n_plus_one or n_plus_one[0]["status"] != "fixed":

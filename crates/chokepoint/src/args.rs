@@ -409,6 +409,10 @@ pub(crate) struct DiagnoseArgs {
     /// No py-spy profile of the target.
     #[arg(long)]
     pub(crate) no_profile: bool,
+    /// Compare this run with a saved one (`chokepoint compare BASELINE <this run>`), printed
+    /// after the report and kept in the run folder.
+    #[arg(long, value_name = "RUN")]
+    pub(crate) baseline: Option<PathBuf>,
 }
 
 impl DiagnoseArgs {
@@ -418,7 +422,16 @@ impl DiagnoseArgs {
             otlp,
             no_traces,
             no_profile,
+            baseline,
         } = self;
+        if let Some(run) = &baseline
+            && !run.join("run.json").is_file()
+        {
+            bail!(
+                "--baseline {}: not a saved run (no run.json); runs are saved under .chokepoint/runs/",
+                run.display()
+            );
+        }
         // Every source the machine allows: a profile when the target is local and py-spy is there.
         load.profile =
             !no_profile && !load.no_pid && chokepoint_profile::find_py_spy(load.py_spy.as_deref()).is_ok();
@@ -431,6 +444,7 @@ impl DiagnoseArgs {
         }
         let mut config = load.validate()?;
         config.command = "diagnose";
+        config.baseline = baseline;
         if !no_traces {
             config.receiver = Some(otlp);
             config.record_spans =
@@ -610,6 +624,8 @@ pub(crate) struct LoadConfig {
     pub(crate) receiver: Option<SocketAddr>,
     /// `diagnose`: where the received spans are recorded (in the run folder).
     pub(crate) record_spans: Option<PathBuf>,
+    /// `diagnose --baseline`: the run to compare this one with.
+    pub(crate) baseline: Option<PathBuf>,
 }
 
 /// What each request of a ramp is.
@@ -774,6 +790,7 @@ impl LoadArgs {
             command: "load",
             receiver: None,
             record_spans: None,
+            baseline: None,
             profile: self.profile.then_some(LoadProfileConfig {
                 out: self.profile_out,
                 py_spy: self.py_spy,

@@ -45,7 +45,7 @@ pub(crate) fn run(config: DbConfig) -> anyhow::Result<u8> {
             database: Some(snapshot),
             ..Evidence::default()
         };
-        let report = crate::runs::report("db", evidence, inputs, notes, &config.report, &[]);
+        let (report, _) = crate::runs::report("db", evidence, inputs, notes, &config.report, &[]);
         Ok(output::finish(&report, &config.report))
     })
 }

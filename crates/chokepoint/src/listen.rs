@@ -147,7 +147,7 @@ async fn listen(config: ListenConfig) -> anyhow::Result<u8> {
         traces: Some(analysis.finish()),
         ..Evidence::default()
     };
-    let report = crate::runs::report("listen", evidence, inputs, notes, &config.report, &[]);
+    let (report, _) = crate::runs::report("listen", evidence, inputs, notes, &config.report, &[]);
     Ok(output::finish(&report, &config.report))
 }
 

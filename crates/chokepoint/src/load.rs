@@ -255,6 +255,16 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
                     notes.extend(profile_notes);
                     notes.push(Note::new(
                         Severity::Info,
+                        "--profile",
+                        format!(
+                            "py-spy sampled the target at 100 Hz during the top {} step(s); measured on the testbed \
+                             (scripts/bench-diagnose.sh, 2 cores), sampling cost a CPU-bound Python service {OBSERVER_COST_PERCENT} % \
+                             of its capacity: the capacity above may be low by about that much",
+                            total - profile_from
+                        ),
+                    ));
+                    notes.push(Note::new(
+                        Severity::Info,
                         out.display().to_string(),
                         format!(
                             "the profile of the top {} step(s) is kept here: `chokepoint profile {}` analyses it again",
@@ -285,7 +295,7 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
         profile,
         traces,
     };
-    let report = crate::runs::report(
+    let (report, saved) = crate::runs::report(
         config.command,
         evidence,
         inputs,
@@ -293,8 +303,16 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
         &config.report,
         &recordings,
     );
-    Ok(output::finish(&report, &config.report))
+    let code = output::finish(&report, &config.report);
+    if let (Some(baseline), Some(run)) = (&config.baseline, saved) {
+        crate::runs::compare_with_baseline(baseline, &run, config.report.format)?;
+    }
+    Ok(code)
 }
+
+/// What profiling and sampling the target cost its capacity, measured by scripts/bench-diagnose.sh
+/// on the testbed's CPU-bound route (README, "The observer effect").
+const OBSERVER_COST_PERCENT: f64 = 7.6;
 
 /// How long `diagnose` keeps receiving after the ramp: an OpenTelemetry SDK's batch span
 /// processor exports every 5 s by default.

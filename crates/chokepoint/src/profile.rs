@@ -48,7 +48,7 @@ pub(crate) fn run(config: ProfileConfig) -> anyhow::Result<u8> {
         ..Evidence::default()
     };
     let recordings: Vec<PathBuf> = config.record.as_ref().map(|_| paths.clone()).unwrap_or_default();
-    let report = crate::runs::report("profile", evidence, inputs, notes, &config.report, &recordings);
+    let (report, _) = crate::runs::report("profile", evidence, inputs, notes, &config.report, &recordings);
     if let (Some(path), Some(flame)) = (&config.flamegraph, &flame) {
         write_flamegraph(path, flame, &report)?;
     }

@@ -42,7 +42,8 @@ pub(crate) struct RunMeta {
     pub(crate) attachments: Vec<String>,
 }
 
-/// Analyses `evidence`, saves the run when asked, and builds the report.
+/// Analyses `evidence`, saves the run when asked, and builds the report; with the run's folder
+/// when it was saved.
 pub(crate) fn report(
     command: &str,
     evidence: Evidence,
@@ -50,10 +51,10 @@ pub(crate) fn report(
     mut notes: Vec<Note>,
     config: &ReportConfig,
     attachments: &[PathBuf],
-) -> Report {
+) -> (Report, Option<PathBuf>) {
     let outcome = chokepoint_detect::analyse(&evidence);
     let Some(save) = &config.save else {
-        return Report::new(command, evidence, outcome, inputs, notes);
+        return (Report::new(command, evidence, outcome, inputs, notes), None);
     };
     let saved = save_evidence(command, &evidence, &inputs, &notes, save, attachments);
     match &saved {
@@ -68,14 +69,47 @@ pub(crate) fn report(
         Err(error) => notes.push(Note::new(Severity::Error, "--save", format!("{error:#}"))),
     }
     let report = Report::new(command, evidence, outcome, inputs, notes);
-    if let Ok(dir) = saved {
+    if let Ok(dir) = &saved {
         let written = std::fs::write(dir.join("report.json"), render_json(&report))
             .and_then(|()| std::fs::write(dir.join("report.md"), render_markdown(&report)));
         if let Err(e) = written {
             eprintln!("error: cannot write the report into {}: {e}", dir.display());
         }
     }
-    report
+    (report, saved.ok())
+}
+
+/// `diagnose --baseline RUN`: the new run compared with the baseline, after its report (text and
+/// Markdown), and kept beside it as `compare.json` and `compare.md`.
+pub(crate) fn compare_with_baseline(
+    baseline: &Path,
+    run: &Path,
+    format: crate::args::Format,
+) -> anyhow::Result<()> {
+    let a = load(baseline)?;
+    let b = load(run)?;
+    let outcome_a = chokepoint_detect::analyse(&a.evidence);
+    let outcome_b = chokepoint_detect::analyse(&b.evidence);
+    let comparison = chokepoint_detect::compare((&a.evidence, &outcome_a), (&b.evidence, &outcome_b));
+    let report = chokepoint_report::ComparisonReport::new(
+        &baseline.display().to_string(),
+        &run.display().to_string(),
+        comparison,
+    );
+    let markdown = chokepoint_report::render_comparison(&report, true);
+    std::fs::write(run.join("compare.json"), serde_json::to_string_pretty(&report)?)
+        .and_then(|()| std::fs::write(run.join("compare.md"), &markdown))
+        .with_context(|| format!("cannot write the comparison into {}", run.display()))?;
+    match format {
+        crate::args::Format::Json => eprintln!(
+            "chokepoint: compared with {}: {}",
+            baseline.display(),
+            run.join("compare.json").display()
+        ),
+        crate::args::Format::Markdown => print!("\n{markdown}"),
+        crate::args::Format::Text => print!("\n{}", chokepoint_report::render_comparison(&report, false)),
+    }
+    Ok(())
 }
 
 fn save_evidence(

@@ -85,7 +85,7 @@ pub(crate) fn run(config: TracesConfig) -> anyhow::Result<u8> {
             )),
         }
     }
-    let report = crate::runs::report("traces", evidence, inputs, notes, &config.report, &[]);
+    let (report, _) = crate::runs::report("traces", evidence, inputs, notes, &config.report, &[]);
     Ok(output::finish(&report, &config.report))
 }
 
