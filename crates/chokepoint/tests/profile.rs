@@ -7,7 +7,7 @@ pub mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{bottleneck, chokepoint, notes, root, stdout_json as json};
+use common::{assert_exit, bottleneck, chokepoint, notes, root, stdout_json as json};
 
 fn data(name: &str) -> String {
     format!("crates/profile/tests/data/{name}")
@@ -33,12 +33,7 @@ fn a_py_spy_recording_names_the_code_and_its_line() {
         "--format",
         "json",
     ]);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_exit(&output, 0);
     let report = json(&output);
     assert_eq!(report["run"]["command"], "profile");
     assert_eq!(report["run"]["inputs"][0]["format"], "collapsed stacks");
@@ -111,12 +106,7 @@ fn a_flame_graph_colours_by_category_and_marks_the_findings() {
         svg.to_str().expect("path"),
         "--quiet",
     ]);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_exit(&output, 0);
     let svg = std::fs::read_to_string(&svg).expect("the SVG is written");
     assert!(
         svg.starts_with("<?xml") && svg.contains("<svg"),
@@ -223,12 +213,7 @@ fn a_live_process_is_recorded_with_py_spy_and_kept() {
         "--format",
         "json",
     ]);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_exit(&output, 0);
     let report = json(&output);
     assert_eq!(
         report["findings"][0]["scope"]["pid"]

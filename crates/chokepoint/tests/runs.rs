@@ -6,7 +6,7 @@ pub mod common;
 
 use std::path::Path;
 
-use common::{bottleneck, chokepoint, root, stdout_json as json};
+use common::{assert_exit, bottleneck, chokepoint, root, stdout_json as json};
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("UTF-8 path")
@@ -42,12 +42,7 @@ fn a_saved_run_is_shown_again_with_the_same_verdict() {
         "--format",
         "json",
     ]);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_exit(&output, 0);
     let first = json(&output);
     for file in ["run.json", "evidence.json", "report.json", "report.md"] {
         assert!(run.join(file).is_file(), "{file} is missing");
@@ -88,12 +83,7 @@ fn runs_of_different_endpoints_compare_finding_by_finding() {
         assert_eq!(output.status.code(), Some(0));
     }
     let output = chokepoint(&["compare", path(&a), path(&b), "--format", "json"]);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_exit(&output, 0);
     let comparison = json(&output);
     let statuses: Vec<&str> = comparison["findings"]
         .as_array()

@@ -428,16 +428,11 @@ fn profile_finding(detector: &dyn Detector, view: &ProfileView<'_>, conclusion: 
             unit: SampleUnit::ProfileMs,
         }
     };
-    let subject = conclusion
-        .subject
-        .clone()
-        .unwrap_or(chokepoint_evidence::Subject::Resource {
-            resource: conclusion.resource,
-        });
-    let location = conclusion
-        .location
-        .clone()
-        .unwrap_or_else(|| subject_text(&subject));
+    // Profile conclusions name their code (`Conclusion::about`); the resource otherwise.
+    let subject = chokepoint_evidence::Subject::Resource {
+        resource: conclusion.resource,
+    };
+    let location = subject_text(&subject);
     finding(
         detector,
         Scope::Process {

@@ -1083,23 +1083,19 @@ pub struct FlameInput {
 
 /// The profile as a flame graph's input, categories decided here, where the table is.
 pub fn flame_input(profile: &Profile) -> FlameInput {
-    let origins: Vec<Origin> = profile.frames.iter().map(origin).collect();
     let labels: Vec<String> = profile
         .frames
         .iter()
         .map(|f| f.to_string().replace(';', ":"))
         .collect();
-    let mut categories = std::collections::BTreeMap::new();
-    for (i, frame) in profile.frames.iter().enumerate() {
-        let category = category_by_name(frame).or_else(|| {
-            (origins[i] == Origin::Application)
-                .then(|| frame.source.as_deref().and_then(category_by_source))
-                .flatten()
-        });
-        if let Some(category) = category {
-            categories.insert(labels[i].clone(), category.describe());
-        }
-    }
+    let categories = frame_infos(profile)
+        .iter()
+        .zip(&labels)
+        .filter_map(|(info, label)| {
+            let category = info.by_name.or(info.by_source)?;
+            Some((label.clone(), category.describe()))
+        })
+        .collect();
     let lines = profile
         .stacks
         .iter()

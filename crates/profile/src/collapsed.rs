@@ -12,6 +12,9 @@ use crate::problem;
 /// Problems reported one by one; past these, counted.
 const MAX_PROBLEMS: usize = 10;
 
+/// What a line that never found its count is.
+const NO_COUNT: &str = "expected `frame;frame;… count`: the line does not end with a sample count";
+
 /// Physical lines one stack may span (a frame name with line breaks in it).
 const MAX_CONTINUATION_LINES: u64 = 4;
 
@@ -64,13 +67,7 @@ pub(crate) fn read(mut input: impl BufRead, source: &str, rate_hz: f64) -> (Opti
         if pending.is_some() && !text.starts_with([' ', '\t']) {
             pending = None;
             if let Some((first, _)) = pending_from.take() {
-                report(
-                    &mut problems,
-                    &mut more_problems,
-                    source,
-                    first,
-                    "expected `frame;frame;… count`: the line does not end with a sample count",
-                );
+                report(&mut problems, &mut more_problems, source, first, NO_COUNT);
             }
         }
         if text.trim().is_empty() && pending.is_none() {
@@ -97,13 +94,7 @@ pub(crate) fn read(mut input: impl BufRead, source: &str, rate_hz: f64) -> (Opti
                 pending_from = Some((first, lines));
             } else {
                 pending_from = None;
-                report(
-                    &mut problems,
-                    &mut more_problems,
-                    source,
-                    first,
-                    "expected `frame;frame;… count`: the line does not end with a sample count",
-                );
+                report(&mut problems, &mut more_problems, source, first, NO_COUNT);
             }
             continue;
         };
@@ -114,13 +105,7 @@ pub(crate) fn read(mut input: impl BufRead, source: &str, rate_hz: f64) -> (Opti
         stacks += 1;
     }
     if let Some((first, _)) = pending_from {
-        report(
-            &mut problems,
-            &mut more_problems,
-            source,
-            first,
-            "expected `frame;frame;… count`: the line does not end with a sample count",
-        );
+        report(&mut problems, &mut more_problems, source, first, NO_COUNT);
     }
     if continued > 0 {
         problems.push(chokepoint_evidence::Note::new(

@@ -11,6 +11,16 @@ pub fn chokepoint(args: &[&str]) -> std::process::Output {
         .expect("chokepoint runs")
 }
 
+/// Asserts the exit code, showing standard error when it is not the one expected.
+pub fn assert_exit(output: &std::process::Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// Its standard output as JSON, or a panic that shows both outputs.
 pub fn stdout_json(output: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
