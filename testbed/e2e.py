@@ -427,6 +427,74 @@ def check_profile(chokepoint, env, scenario, expected):
     return failures
 
 
+# `diagnose` bad then fixed (`--baseline`): (scenario, ramp, the limit, the finding that explains
+# it or None when the limit is located by the profile alone, whether the prediction is asserted).
+PREDICTED = (
+    ("n-plus-one-pool", ["--concurrency", "1,2,4,8"], "worker-exhaustion", "n-plus-one", True),
+    ("blocking-call", ["--concurrency", "1,2,4,8,16"], "blocking-call", None, True),
+    # The loop's own share of the profile under-counts what the closed form removes (the
+    # generator expression, not `sum`'s C code nor the threads waiting for the GIL): printed.
+    ("cpu-saturation", ["--model", "open", "--rate", "10,20,40,80,160,320,640"], "cpu-saturation", None, False),
+)
+# How far the measured capacity after the fix may be from the prediction.
+PREDICTION_TOLERANCE = 0.3
+
+
+def diagnose(chokepoint, env, route, ramp, run_dir, baseline=None):
+    """Runs `chokepoint diagnose` on `route` with every source; returns its JSON report."""
+    pg = env["DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://")
+    out = subprocess.run(
+        [chokepoint, "diagnose", env["APP_URL"] + route, *ramp, "--step-duration", "3s",
+         "--otlp", f"127.0.0.1:{env['OTLP_PORT']}", "--pg", pg,
+         "--py-spy", str(ROOT / ".venv" / "bin" / "py-spy"), "--source", str(ROOT / "testbed" / "service"),
+         "--run-dir", str(run_dir), "--format", "json", *(["--baseline", str(baseline)] if baseline else [])],
+        capture_output=True, text=True, timeout=300,
+    )
+    get(env["APP_URL"] + "/__flush")  # spans of this run must not reach the next one
+    if out.returncode not in (0, 1):
+        raise RuntimeError(f"chokepoint diagnose exited {out.returncode}: {out.stderr[-2000:]}")
+    return json.loads(out.stdout)
+
+
+def check_prediction(chokepoint, env, scenario, ramp, limit, explaining, asserted):
+    """`diagnose` on the bad route names the limit (and what explains it) and predicts the
+    capacity after the fix; the fixed twin, diagnosed against it, has the finding fixed, more
+    capacity, and the prediction within ±30 % when `asserted`."""
+    import tempfile
+
+    failures = []
+    runs = Path(tempfile.mkdtemp(prefix=f"chokepoint-{scenario}-"))
+    bad = diagnose(chokepoint, env, f"/{scenario}/bad", ramp, runs / "bad")
+    detectors = [f["detector"] for f in bad["findings"]]
+    limits = [f["detector"] for f in bad["findings"] if f["impact"]["kind"] == "limit"]
+    if limit not in limits:
+        failures.append(f"/{scenario}/bad: the limit is not {limit}: limits {limits}, findings {detectors}")
+    expected_first = explaining or limit
+    if detectors[:1] != [expected_first]:
+        failures.append(f"/{scenario}/bad: bottleneck {detectors[:1]}, expected {expected_first}")
+    gain = bad["verdict"].get("predicted_gain")
+    if gain is None:
+        failures.append(f"/{scenario}/bad: no capacity was predicted")
+    diagnose(chokepoint, env, f"/{scenario}/fixed", ramp, runs / "fixed", baseline=runs / "bad")
+    comparison = json.loads((runs / "fixed" / "compare.json").read_text())
+    capacity = comparison.get("capacity") or {}
+    fixed = [f for f in comparison["findings"] if f["detector"] == expected_first and f["scope"].startswith(f"GET /{scenario}/bad")]
+    if fixed and fixed[0]["status"] != "fixed":
+        failures.append(f"compare: {expected_first} is not fixed: {fixed[0]}")
+    if not capacity or capacity["relative"] <= 0.1:
+        failures.append(f"compare: capacity did not rise: {capacity}")
+    prediction = comparison.get("prediction")
+    if gain is not None and prediction:
+        error = prediction["error"]
+        where = "" if prediction["at_limit"] else " (the ramp did not reach the new limit: a lower bound)"
+        print(f"    bad: {limit} caps {capacity.get('before', 0):.1f} requests/s, {detectors[0]} explains it; "
+              f"predicted {prediction['predicted_rps']:.1f} after the fix, measured {prediction['measured_rps']:.1f}"
+              f"{where}: {error * 100:+.0f} %{'' if asserted else ' (printed, not asserted)'}")
+        if asserted and (abs(error) > PREDICTION_TOLERANCE or not prediction["at_limit"]):
+            failures.append(f"/{scenario}: the prediction is {error * 100:+.0f} % off the measured capacity{where}")
+    return failures
+
+
 def check_diagnose(chokepoint, env):
     """`diagnose` on the N+1 route and on its fixed twin — ramp, the service's spans, the
     database and a py-spy profile in one run each — then `compare`: the capacity limit and the
@@ -513,26 +581,12 @@ def check_load(chokepoint, env, scenario, expected, ramp):
     else:
         where = names_handler(report["findings"][0], f"/{scenario}/bad") if scenario in PROFILED_LOAD else None
         print(f"    bad:   {report['findings'][0]['title']}" + (f" [{where}]" if where else ""))
-    predicted = (report["verdict"].get("predicted_gain") or {}).get("capacity_after_fix_rps")
     report = load_report(chokepoint, env, f"/{scenario}/fixed", ramp)
     if any(f["detector"] == expected for f in report["findings"]):
         failures.append(f"/{scenario}/fixed: the fixed twin still shows {expected}")
     else:
         top = report["load"]["steps"][-1]
         print(f"    fixed: no {expected} ({top['throughput_rps']:.0f} requests/s at the last step)")
-    if scenario in PROFILED_LOAD:
-        # The bad run's prediction against the fixed run's capacity: its limit's, or (a ramp that
-        # never saturated) the most it carried, a lower bound.
-        limits = [f["impact"]["capacity_rps"] for f in report["findings"] if f["impact"]["kind"] == "limit"]
-        measured = limits[0] if limits else max(s["throughput_rps"] for s in report["load"]["steps"])
-        if predicted is None:
-            failures.append(f"/{scenario}/bad: no capacity was predicted")
-        else:
-            error = measured / predicted - 1
-            bound = "" if limits else " (the ramp never saturated it: a lower bound)"
-            # Printed, not yet asserted: issue #13 wants ±30 %; the model does not reach it on
-            # every run of this 2-core machine yet (see the README, "The predicted gain").
-            print(f"    predicted {predicted:.0f} requests/s after the fix, measured {measured:.0f}{bound}: {error * 100:+.0f} %")
     return failures
 
 
@@ -635,6 +689,19 @@ def main():
         for failure in failures:
             print(f"    FAIL {failure}")
         (failed if failures else passed).append("diagnose + compare")
+        print(f"    {'ok' if not failures else 'FAILED'} in {time.monotonic() - started:.1f} s")
+    for scenario, ramp, limit, explaining, asserted in PREDICTED:
+        if args.only and scenario not in args.only and "predict" not in args.only:
+            continue
+        print(f"  {scenario} → {limit}{f' explained by {explaining}' if explaining else ''}, the gain predicted (diagnose, fix, compare)")
+        started = time.monotonic()
+        try:
+            failures = check_prediction(args.chokepoint, env, scenario, ramp, limit, explaining, asserted)
+        except Exception as error:
+            failures = [f"{scenario}: {error}"]
+        for failure in failures:
+            print(f"    FAIL {failure}")
+        (failed if failures else passed).append(f"{scenario} (predicted)")
         print(f"    {'ok' if not failures else 'FAILED'} in {time.monotonic() - started:.1f} s")
     # Last: their load leaves spans in the service's export queue that a listener started next
     # would receive.

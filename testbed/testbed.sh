@@ -91,9 +91,9 @@ up() {
   down >/dev/null 2>&1 || true
   ensure_packages
   "$root/scripts/setup-python.sh"
-  local pg_port app_port downstream_port proxy_port otlp_port shaped_port
+  local pg_port app_port downstream_port proxy_port otlp_port shaped_port pg_far_port
   pg_port=$(free_port); app_port=$(free_port); downstream_port=$(free_port)
-  proxy_port=$(free_port); otlp_port=$(free_port); shaped_port=$(free_port)
+  proxy_port=$(free_port); otlp_port=$(free_port); shaped_port=$(free_port); pg_far_port=$(free_port)
   local shaped=0
   if [ "$(id -u)" = 0 ] && setup_netns 2>"$state/netns.log"; then
     shaped=1
@@ -137,6 +137,7 @@ CONF
   cat >"$state/env" <<ENV
 PG_PORT=$pg_port
 DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:$pg_port/shop
+DATABASE_FAR_URL=postgresql+psycopg://postgres@127.0.0.1:$pg_far_port/shop
 APP_URL=http://127.0.0.1:$app_port
 DOWNSTREAM_URL=http://127.0.0.1:$downstream_port
 DOWNSTREAM_FAR_URL=http://127.0.0.1:$proxy_port
@@ -155,6 +156,7 @@ ENV
   export OTEL_BSP_SCHEDULE_DELAY=500
   start_bg downstream "$venv/bin/python" -m uvicorn downstream:app --host 127.0.0.1 --port "$downstream_port" --no-access-log
   start_bg proxy "$venv/bin/python" delay_proxy.py --listen "$proxy_port" --target "$downstream_port" --connect-delay-ms 30
+  start_bg pg-far "$venv/bin/python" delay_proxy.py --listen "$pg_far_port" --target "$pg_port" --round-trip-delay-ms 5
   start_bg app "$venv/bin/python" -m uvicorn app:app --host 127.0.0.1 --port "$app_port" --no-access-log
   if [ "$shaped" = 1 ]; then
     start_bg app-shaped "$venv/bin/python" -m uvicorn app:app --host "$host_ip" --port "$shaped_port" --no-access-log
@@ -167,7 +169,7 @@ ENV
 }
 
 down() {
-  for name in app app-shaped proxy downstream; do
+  for name in app app-shaped proxy pg-far downstream; do
     if [ -f "$state/$name.pid" ]; then
       kill "$(cat "$state/$name.pid")" 2>/dev/null || true
       rm -f "$state/$name.pid"

@@ -28,12 +28,15 @@ import otel
 DATABASE_URL = os.environ["DATABASE_URL"]
 DOWNSTREAM_URL = os.environ["DOWNSTREAM_URL"]
 DOWNSTREAM_FAR_URL = os.environ["DOWNSTREAM_FAR_URL"]
+DATABASE_FAR_URL = os.environ["DATABASE_FAR_URL"]
 
 provider = otel.setup("shop")
 pooled = create_engine(DATABASE_URL, pool_size=20, max_overflow=10)
 unpooled = create_engine(DATABASE_URL, poolclass=NullPool)
 tiny_pool = create_engine(DATABASE_URL, pool_size=2, max_overflow=0, pool_timeout=30)
-otel.instrument_engines([pooled, unpooled, tiny_pool])
+# The same database in another zone (delay_proxy.py: 5 ms per round trip), two connections.
+far_pool = create_engine(DATABASE_FAR_URL, pool_size=2, max_overflow=0, pool_timeout=30)
+otel.instrument_engines([pooled, unpooled, tiny_pool, far_pool])
 
 app = FastAPI()
 otel.instrument_app(app)
@@ -116,6 +119,25 @@ def orders_lazy():
 def orders_eager():
     with Session(pooled) as session:
         query = select(Order).options(selectinload(Order.items)).order_by(Order.id).limit(ORDERS_LISTED)
+        return [{"id": o.id, "items": len(o.items)} for o in session.scalars(query).all()]
+
+
+# n-plus-one that exhausts the pool: each lazy load holds one of two connections to a far database
+# for a round trip, so the pool, not the CPU, caps throughput — and batching raises the cap.
+FAR_ORDERS_LISTED = 10
+
+
+@app.get("/n-plus-one-pool/bad")
+def far_orders_lazy():
+    with Session(far_pool) as session:
+        orders = session.scalars(select(Order).order_by(Order.id).limit(FAR_ORDERS_LISTED)).all()
+        return [{"id": o.id, "items": len(o.items)} for o in orders]
+
+
+@app.get("/n-plus-one-pool/fixed")
+def far_orders_eager():
+    with Session(far_pool) as session:
+        query = select(Order).options(selectinload(Order.items)).order_by(Order.id).limit(FAR_ORDERS_LISTED)
         return [{"id": o.id, "items": len(o.items)} for o in session.scalars(query).all()]
 
 

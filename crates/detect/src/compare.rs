@@ -122,6 +122,10 @@ pub struct PredictionCheck {
     pub measured_rps: f64,
     /// `measured / predicted − 1`.
     pub error: f64,
+    /// Whether the second run's ramp reached a limit (a capacity finding, or throughput that
+    /// stopped rising before the last step); `false`: its capacity is the most it carried, a
+    /// lower bound.
+    pub at_limit: bool,
 }
 
 /// The key findings are matched on: detector, scope and location — a limit's location is the
@@ -233,6 +237,12 @@ pub fn compare(a: (&Evidence, &Outcome), b: (&Evidence, &Outcome)) -> Comparison
             predicted_rps: gain.capacity_after_fix_rps,
             measured_rps: change.after,
             error: round(change.after / gain.capacity_after_fix_rps.max(1e-9) - 1.0),
+            at_limit: outcome_b.verdict.limit.is_some()
+                || evidence_b
+                    .load
+                    .as_ref()
+                    .and_then(|run| crate::load::Curve::of(run).ok())
+                    .is_some_and(|curve| curve.plateaus()),
         }),
         _ => None,
     };

@@ -129,23 +129,20 @@ fn predict_located(limit: &Finding) -> Option<PredictedGain> {
     if share <= 0.0 {
         return None;
     }
-    let removed = (demand * share).min(demand * MAX_REMOVED_SHARE);
+    // A ramp that measured the wait itself (blocking-call: latency less CPU, per request) says
+    // what removing the located calls removes better than a profile's share of all threads.
+    let (removed, how) = match limit.evidence.metrics.get("waiting_ms").filter(|w| **w > 0.0) {
+        Some(&waiting) => (
+            waiting,
+            format!("the {waiting:.1} ms each request waits in them (the ramp's latency less its CPU)"),
+        ),
+        None => (demand * share, format!("{:.0} % of D", share * 100.0)),
+    };
+    let removed = removed.min(demand * MAX_REMOVED_SHARE);
     let mut after = l.capacity_rps * demand / (demand - removed);
     let mut assumptions = Vec::new();
-    // The next limit: once the event loop or the workers stop waiting, one core's CPU per
-    // request bounds a single process at 1000 / its CPU ms (the operational law on the CPU).
-    if l.resource != Resource::Cpu
-        && let Some(cpu_ms) = limit
-            .evidence
-            .metrics
-            .get("cpu_ms_per_request")
-            .filter(|c| **c > 0.0)
-        && 1e3 / cpu_ms < after
-    {
-        after = 1e3 / cpu_ms;
-        assumptions.push(format!(
-            "then the CPU bounds it: {cpu_ms:.1} ms of CPU per request on one core allows {after:.0} requests/s"
-        ));
+    if l.resource != Resource::Cpu {
+        after = cpu_bound(limit, after, &mut assumptions);
     }
     Some(PredictedGain {
         capacity_rps: crate::impact::round(l.capacity_rps),
@@ -157,7 +154,7 @@ fn predict_located(limit: &Finding) -> Option<PredictedGain> {
                 l.capacity_rps
             ),
             format!(
-                "the profile puts {:.0} % of the busy time in {frame}: fixing it removes {removed:.1} ms of D",
+                "the profile puts {:.0} % of the busy time in {frame}: fixing it removes {removed:.1} ms of D ({how})",
                 share * 100.0
             ),
         ],
@@ -166,6 +163,25 @@ fn predict_located(limit: &Finding) -> Option<PredictedGain> {
         ]
         .concat(),
     })
+}
+
+/// The next limit: once the event loop or the workers stop waiting, the target's CPU per request
+/// (measured at low load, where the limit's metrics have it) bounds it at its cores ÷ that
+/// (the operational law on the CPU). `after` when the CPU was not measured or allows more.
+fn cpu_bound(limit: &Finding, after: f64, assumptions: &mut Vec<String>) -> f64 {
+    let metrics = &limit.evidence.metrics;
+    let Some(cpu_ms) = metrics.get("cpu_ms_per_request").filter(|c| **c > 0.0) else {
+        return after;
+    };
+    let cores = metrics.get("usable_cores").copied().unwrap_or(1.0);
+    let bound = cores * 1e3 / cpu_ms;
+    if bound >= after {
+        return after;
+    }
+    assumptions.push(format!(
+        "then the CPU bounds it: {cpu_ms:.1} ms of CPU per request on {cores:.0} core(s) allows {bound:.0} requests/s"
+    ));
+    bound
 }
 
 /// The capacity after fixing the bottleneck (`findings[0]`), which consumes the limit
@@ -211,21 +227,19 @@ fn predict(findings: &[Finding]) -> Option<PredictedGain> {
     }
     let removed = removed.min(demand * MAX_REMOVED_SHARE);
     let after = l.capacity_rps * demand / (demand - removed);
+    let mut assumptions = vec![
+        format!(
+            "{} bounds throughput at 1/D per unit: D = {demand:.1} ms of it per request, {:.0} requests/s measured",
+            l.resource.describe(),
+            l.capacity_rps
+        ),
+        format!("fixing {} removes {removed:.1} ms of D ({how})", consumer.detector),
+    ];
+    assumptions.push("nothing else becomes the limit first: `chokepoint compare` after the fix checks it".into());
     Some(PredictedGain {
         capacity_rps: crate::impact::round(l.capacity_rps),
         capacity_after_fix_rps: crate::impact::round(after),
-        assumptions: vec![
-            format!(
-                "{} bounds throughput at 1/D per unit: D = {demand:.1} ms of it per request, {:.0} requests/s measured",
-                l.resource.describe(),
-                l.capacity_rps
-            ),
-            format!(
-                "fixing {} removes {removed:.1} ms of D ({how})",
-                consumer.detector
-            ),
-            "nothing else becomes the limit first: `chokepoint compare` after the fix checks it".into(),
-        ],
+        assumptions,
     })
 }
 
@@ -349,6 +363,11 @@ mod tests {
         let gain = decide(&mut findings).predicted_gain.expect("a prediction");
         // 30 of the 40 ms removed: 4× the capacity.
         assert_eq!(gain.capacity_after_fix_rps, 80.0);
+        // A ramp that measured the wait (35 of the 40 ms): removing it leaves 5 ms, 8×.
+        let mut waited = blocked.clone();
+        waited.evidence.metrics.insert("waiting_ms".into(), 35.0);
+        let gain = decide(&mut vec![waited]).predicted_gain.expect("a prediction");
+        assert_eq!(gain.capacity_after_fix_rps, 160.0);
         // With 20 ms of CPU per request, one core stops it at 50 requests/s first.
         blocked.evidence.metrics.insert("cpu_ms_per_request".into(), 20.0);
         let mut findings = vec![blocked];

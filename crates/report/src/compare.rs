@@ -101,9 +101,14 @@ pub fn render_comparison(report: &ComparisonReport, markdown: bool) -> String {
     if let Some(prediction) = &c.prediction {
         let _ = writeln!(
             out,
-            "Predicted {} after the fix; measured {} ({} off the prediction).",
+            "Predicted {} after the fix; measured {}{} ({} off the prediction).",
             rate(prediction.predicted_rps),
             rate(prediction.measured_rps),
+            if prediction.at_limit {
+                ""
+            } else {
+                " or more (the ramp did not reach the new limit)"
+            },
             signed(prediction.error)
         );
     }

@@ -36,7 +36,9 @@ detector! {
     /// Flagged when they appear in at least half the endpoint's requests; a pool that grows now
     /// and then stays under that. Connect spans under 1 ms are pool checkouts, not connections:
     /// SQLAlchemy's instrumentation names its span around `Engine.connect` `connect`, and with a
-    /// pool that is a checkout of an open connection. In a load ramp: the connections the
+    /// pool that is a checkout of an open connection; where the same peer's connect spans also
+    /// show such checkouts, the longer ones are the pool's too — waits for a free connection
+    /// when it is exhausted — and not churn. In a load ramp: the connections the
     /// generator had to reopen because the target closed them, flagged at half a new
     /// connection per request or more; or, for a target on this host, the connections the
     /// target opened itself (the host's `ActiveOpens` less the generator's and the scraper's),
@@ -77,21 +79,30 @@ const MIN_CONNECT_MS: f64 = 1.0;
 
 impl Detector for ConnectionChurn {
     fn observe(&self, request: &Request<'_>, out: &mut Observer<'_>) {
-        let mut by_peer: HashMap<(bool, &str), (u64, u64)> = HashMap::new();
+        // Per peer: connects, their time, and pool checkouts (connect spans under 1 ms).
+        let mut by_peer: HashMap<(bool, &str), (u64, u64, u64)> = HashMap::new();
         for &i in &request.local {
             let span = request.span(i);
             let Some(peer) = request.connect_peer(i) else {
                 continue;
             };
             out.evaluated();
-            if span.duration_ms() < MIN_CONNECT_MS {
-                continue;
-            }
             let entry = by_peer.entry((is_db_call(span), peer)).or_default();
-            entry.0 += 1;
-            entry.1 += span.duration_nano();
+            if span.duration_ms() < MIN_CONNECT_MS {
+                entry.2 += 1;
+            } else {
+                entry.0 += 1;
+                entry.1 += span.duration_nano();
+            }
         }
-        for ((database, peer), (connects, total_ns)) in by_peer {
+        for ((database, peer), (connects, total_ns, checkouts)) in by_peer {
+            // A request with checkouts only is pushed too, with nothing to save: the group must
+            // know the peer's connect spans are a pool's (see `conclude`).
+            let mut metrics = vec![("pool_checkouts", checkouts as f64)];
+            if connects > 0 {
+                metrics.push(("connects_per_request", connects as f64));
+                metrics.push(("connect_ms", ms(total_ns) / connects as f64));
+            }
             out.push(Observation {
                 subject: Subject::Peer {
                     address: peer.to_owned(),
@@ -100,17 +111,17 @@ impl Detector for ConnectionChurn {
                 location: None,
                 saved_ns: total_ns,
                 latency_saved_ns: total_ns,
-                occurrences: connects,
-                metrics: vec![
-                    ("connects_per_request", connects as f64),
-                    ("connect_ms", ms(total_ns) / connects as f64),
-                ],
+                occurrences: connects.max(checkouts.min(1)),
+                metrics,
             });
         }
     }
 
     fn conclude(&self, group: &GroupView<'_>) -> Option<Conclusion> {
-        if group.affected_share() < MIN_REQUEST_SHARE {
+        // Instant checkouts mean these spans are a pool's `Engine.connect`: the long ones are
+        // waits for a free connection (the pool exhausted, a ramp's worker-exhaustion) or the
+        // pool opening one, not a connection per request.
+        if group.max("pool_checkouts") > 0.0 || group.affected_share() < MIN_REQUEST_SHARE {
             return None;
         }
         let database = matches!(group.subject(), Subject::Peer { database: true, .. });
