@@ -11,6 +11,20 @@ pub const PLANNED_STATEMENTS: usize = 20;
 
 /// What a plan tree shows: sequentially scanned relations, sorts, hash tables.
 fn read_plan(node: &serde_json::Value, plan: &mut StatementPlan) {
+    let kind = node["Node Type"].as_str().unwrap_or_default();
+    if kind.ends_with("Scan") {
+        let mut words = kind.to_owned();
+        if let Some(index) = node["Index Name"].as_str() {
+            words.push_str(&format!(" using {index}"));
+        }
+        if let Some(relation) = node["Relation Name"].as_str() {
+            match node["Schema"].as_str() {
+                Some(schema) => words.push_str(&format!(" on {schema}.{relation}")),
+                None => words.push_str(&format!(" on {relation}")),
+            }
+        }
+        plan.scans.push(words);
+    }
     match node["Node Type"].as_str() {
         Some("Seq Scan") => {
             if let Some(relation) = node["Relation Name"].as_str() {
@@ -400,6 +414,30 @@ async fn hypothetical_cost(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plan_reads_as_its_scans_in_words() {
+        let plan = serde_json::json!([{"Plan": {
+        "Node Type": "Nested Loop", "Total Cost": 20.5, "Plan Rows": 10,
+        "Plans": [
+            {"Node Type": "Index Scan", "Index Name": "users_email_idx", "Relation Name": "users", "Schema": "public"},
+            {"Node Type": "Bitmap Heap Scan", "Relation Name": "orders", "Schema": "public",
+             "Plans": [{"Node Type": "Bitmap Index Scan", "Index Name": "orders_user_id_idx"}]},
+            {"Node Type": "Seq Scan", "Relation Name": "items", "Schema": "public"}
+        ]}}]);
+        let read = read_root("SELECT …", plan);
+        assert_eq!(
+            read.scans,
+            [
+                "Index Scan using users_email_idx on public.users",
+                "Bitmap Heap Scan on public.orders",
+                "Bitmap Index Scan using orders_user_id_idx",
+                "Seq Scan on public.items"
+            ]
+        );
+        assert_eq!(read.seq_scans, ["public.items"]);
+        assert_eq!(read.cost, 20.5);
+    }
 
     #[test]
     fn generic_plan_option_from_postgresql_16() {

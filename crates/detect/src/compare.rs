@@ -28,6 +28,31 @@ pub struct Comparison {
     pub bottleneck: BottleneckMove,
     /// The first run's predicted capacity after its fix, against what the second measured.
     pub prediction: Option<PredictionCheck>,
+    /// Statements both databases planned whose plan changed (an index added, a query
+    /// rewritten): the plan and the mean time before and after.
+    pub plans: Vec<PlanChange>,
+}
+
+/// One statement's plan in each run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PlanChange {
+    /// The statement, as `pg_stat_statements` normalized it.
+    pub query: String,
+    /// Its plan in the first run.
+    pub before: PlanSide,
+    /// Its plan in the second run.
+    pub after: PlanSide,
+}
+
+/// A statement's plan and cost in one run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PlanSide {
+    /// The plan's scans, in words: `Seq Scan on public.users`.
+    pub scans: Vec<String>,
+    /// The planner's total cost.
+    pub cost: f64,
+    /// Mean execution time in the run's window, ms, when `pg_stat_statements` had it.
+    pub mean_ms: Option<f64>,
 }
 
 /// A number before and after.
@@ -252,7 +277,35 @@ pub fn compare(a: (&Evidence, &Outcome), b: (&Evidence, &Outcome)) -> Comparison
         findings,
         bottleneck: BottleneckMove { before, after, moved },
         prediction,
+        plans: plan_changes(evidence_a, evidence_b),
     }
+}
+
+/// Statements planned in both runs whose scans changed.
+fn plan_changes(a: &Evidence, b: &Evidence) -> Vec<PlanChange> {
+    let (Some(db_a), Some(db_b)) = (&a.database, &b.database) else {
+        return Vec::new();
+    };
+    let side = |db: &chokepoint_evidence::PgSnapshot, plan: &chokepoint_evidence::StatementPlan| PlanSide {
+        scans: plan.scans.clone(),
+        cost: round(plan.cost),
+        mean_ms: db
+            .statements
+            .iter()
+            .find(|s| s.query == plan.query)
+            .map(|s| round(s.mean_ms)),
+    };
+    db_a.plans
+        .iter()
+        .filter_map(|before| {
+            let after = db_b.plans.iter().find(|p| p.query == before.query)?;
+            (after.scans != before.scans).then(|| PlanChange {
+                query: before.query.clone(),
+                before: side(db_a, before),
+                after: side(db_b, after),
+            })
+        })
+        .collect()
 }
 
 impl Comparison {
@@ -298,5 +351,49 @@ mod tests {
         assert!(same.findings.iter().all(|f| f.status == Status::Unchanged));
         assert!(!same.bottleneck.moved);
         assert_eq!(same.worst_regression(), 0.0);
+        assert!(same.plans.is_empty());
+    }
+
+    #[test]
+    fn a_statement_whose_plan_changed_shows_both_plans() {
+        use chokepoint_evidence::{PgSnapshot, StatementPlan, StatementStat};
+        let query = "SELECT id FROM users WHERE email = $1";
+        let snapshot = |scan: &str, cost: f64, mean_ms: f64| {
+            let mut evidence = Evidence::default();
+            evidence.database = Some(PgSnapshot {
+                statements: vec![StatementStat {
+                    query: query.into(),
+                    calls: 10,
+                    mean_ms,
+                    ..StatementStat::default()
+                }],
+                plans: vec![StatementPlan {
+                    query: query.into(),
+                    cost,
+                    scans: vec![scan.into()],
+                    ..StatementPlan::default()
+                }],
+                ..PgSnapshot::default()
+            });
+            let outcome = crate::analyse(&evidence);
+            (evidence, outcome)
+        };
+        let before = snapshot("Seq Scan on public.users", 17562.0, 80.0);
+        let after = snapshot("Index Scan using users_email_idx on public.users", 8.1, 0.03);
+        let comparison = compare((&before.0, &before.1), (&after.0, &after.1));
+        assert_eq!(comparison.plans.len(), 1);
+        let plan = &comparison.plans[0];
+        assert_eq!(plan.before.scans, ["Seq Scan on public.users"]);
+        assert_eq!(
+            plan.after.scans,
+            ["Index Scan using users_email_idx on public.users"]
+        );
+        assert_eq!(
+            (plan.before.mean_ms, plan.after.mean_ms),
+            (Some(80.0), Some(0.03))
+        );
+        // The same plan twice is no change.
+        let same = compare((&before.0, &before.1), (&before.0, &before.1));
+        assert!(same.plans.is_empty());
     }
 }

@@ -37,8 +37,8 @@ mod verdict;
 
 pub use analyse::{Outcome, analyse};
 pub use compare::{
-    BottleneckMove, Change, Comparison, FindingChange, PredictionCheck, Status, StepChange, UNCHANGED,
-    compare,
+    BottleneckMove, Change, Comparison, FindingChange, PlanChange, PlanSide, PredictionCheck, Status,
+    StepChange, UNCHANGED, compare,
 };
 pub use db::statements_to_explain;
 pub use finding::{

@@ -38,7 +38,7 @@ pub struct PredictedGain {
 
 /// Whether work on `consumer` holds `limit`: a worker waits through database time, lock waits,
 /// the wire, downstream calls and connection setup; database time is spent partly waiting on
-/// locks; requests that never overlap (an event loop held) look the same from a ramp as requests
+/// locks; the host's CPU runs the service's CPU and a database on the same host; requests that never overlap (an event loop held) look the same from a ramp as requests
 /// queued one at a time on a lock, so lock waits explain that limit too; every other resource is
 /// consumed only by work on itself.
 pub(crate) fn consumes(limit: Resource, consumer: Resource) -> bool {
@@ -47,6 +47,9 @@ pub(crate) fn consumes(limit: Resource, consumer: Resource) -> bool {
         || match limit {
             Workers => matches!(consumer, Database | Locks | Network | Downstream | Connections),
             Database | EventLoop => matches!(consumer, Locks),
+            // The host's CPU runs the service and whatever shares the host with it: a database's
+            // execution there is CPU.
+            HostCpu => matches!(consumer, Cpu | Database),
             _ => false,
         }
 }
@@ -197,7 +200,7 @@ fn predict(findings: &[Finding]) -> Option<PredictedGain> {
     };
     let demand = l.demand_ms_per_request.filter(|d| *d > 0.0)?;
     let sample = consumer.evidence.sample;
-    let (removed, how) = if sample.unit.is_profile() {
+    let (removed, mut how) = if sample.unit.is_profile() {
         (
             demand * c.share_of_scope_time,
             format!(
@@ -225,7 +228,22 @@ fn predict(findings: &[Finding]) -> Option<PredictedGain> {
     if removed <= 0.0 {
         return None;
     }
-    let removed = removed.min(demand * MAX_REMOVED_SHARE);
+    // The host's CPU: a database's time under a saturated CPU is mostly waiting for it; what
+    // its fix gives back is at most the CPU used beside the service and the generator.
+    // What remains of D is then measured (the service's and the generator's CPU), so the cap
+    // on a removed share, there for removals that are estimates, does not apply.
+    let removed = match limit.evidence.metrics.get("other_cpu_ms_per_request") {
+        Some(&other) if l.resource == Resource::HostCpu && removed > other => {
+            how = format!(
+                "the {other:.1} ms of host CPU per request used beside the service and the generator"
+            );
+            other.min(demand)
+        }
+        _ => removed.min(demand * MAX_REMOVED_SHARE),
+    };
+    if removed >= demand {
+        return None;
+    }
     let after = l.capacity_rps * demand / (demand - removed);
     let mut assumptions = vec![
         format!(
@@ -233,9 +251,13 @@ fn predict(findings: &[Finding]) -> Option<PredictedGain> {
             l.resource.describe(),
             l.capacity_rps
         ),
-        format!("fixing {} removes {removed:.1} ms of D ({how})", consumer.detector),
+        format!(
+            "fixing {} removes {removed:.1} ms of D ({how})",
+            consumer.detector
+        ),
     ];
-    assumptions.push("nothing else becomes the limit first: `chokepoint compare` after the fix checks it".into());
+    assumptions
+        .push("nothing else becomes the limit first: `chokepoint compare` after the fix checks it".into());
     Some(PredictedGain {
         capacity_rps: crate::impact::round(l.capacity_rps),
         capacity_after_fix_rps: crate::impact::round(after),
@@ -339,6 +361,36 @@ mod tests {
             finding(DetectorId::NPlusOne, consumer(Resource::Database, 0.5)),
         ];
         assert_eq!(decide(&mut findings).predicted_gain, None);
+    }
+
+    #[test]
+    fn a_database_taking_the_hosts_cpu_gives_back_at_most_the_cpu_beside_the_service() {
+        let mut host = finding(DetectorId::CpuSaturation, limit(Resource::HostCpu));
+        if let Impact::Limit(l) = &mut host.impact {
+            l.demand_ms_per_request = Some(130.0);
+        }
+        host.evidence
+            .metrics
+            .insert("other_cpu_ms_per_request".into(), 120.0);
+        // The scan's mean time under the saturated CPU (230 ms) is more than the whole demand:
+        // what it gives back is the 120 ms of CPU the database uses, leaving 10 ms: 13×.
+        let mut scan = finding(DetectorId::SlowQuery, consumer(Resource::Database, 2.0));
+        if let Impact::Consumer(c) = &mut scan.impact {
+            c.saved_ms_per_request = 230.0;
+        }
+        let mut findings = vec![host, scan];
+        let verdict = decide(&mut findings);
+        assert_eq!(findings[0].detector, DetectorId::SlowQuery);
+        assert_eq!(verdict.limit, Some(1));
+        let gain = verdict.predicted_gain.expect("a prediction");
+        assert_eq!(gain.capacity_after_fix_rps, 260.0);
+        assert!(
+            gain.assumptions
+                .iter()
+                .any(|a| a.contains("120.0 ms of host CPU")),
+            "{:?}",
+            gain.assumptions
+        );
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub struct StatementPlan {
     pub estimated_rows: f64,
     /// Relations it scans sequentially (`schema.table`).
     pub seq_scans: Vec<String>,
+    /// Every scan in the plan, in plan order, in words: `Seq Scan on public.users`,
+    /// `Index Scan using users_email_idx on public.users`.
+    pub scans: Vec<String>,
     /// Whether the plan sorts.
     pub sorts: bool,
     /// Whether the plan builds a hash table (hash join or hash aggregate).

@@ -86,6 +86,9 @@ impl fmt::Display for DetectorId {
 pub enum Resource {
     /// The service's CPU.
     Cpu,
+    /// The host's CPU, which the service shares with other processes (a database on the same
+    /// host, say).
+    HostCpu,
     /// Workers that each hold a request for its whole duration: threads, processes, pool slots.
     Workers,
     /// An event loop's one thread.
@@ -109,6 +112,7 @@ impl Resource {
     pub fn describe(self) -> &'static str {
         match self {
             Resource::Cpu => "the CPU",
+            Resource::HostCpu => "the host's CPU",
             Resource::Workers => "the workers",
             Resource::EventLoop => "the event loop",
             Resource::Database => "the database",

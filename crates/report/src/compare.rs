@@ -56,6 +56,14 @@ fn signed(relative: f64) -> String {
     }
 }
 
+/// A statement cut to 100 characters.
+fn short(query: &str) -> String {
+    match query.char_indices().nth(100) {
+        Some((at, _)) => format!("{}…", &query[..at]),
+        None => query.to_owned(),
+    }
+}
+
 /// The comparison in lines of text (Markdown-friendly: no colour, no box drawing).
 pub fn render_comparison(report: &ComparisonReport, markdown: bool) -> String {
     let c = &report.comparison;
@@ -111,6 +119,29 @@ pub fn render_comparison(report: &ComparisonReport, markdown: bool) -> String {
             },
             signed(prediction.error)
         );
+    }
+    if !c.plans.is_empty() {
+        heading(&mut out, "Plans that changed");
+        let side = |side: &chokepoint_detect::PlanSide| {
+            let scans = if side.scans.is_empty() {
+                "no scan".to_owned()
+            } else {
+                side.scans.join(", ")
+            };
+            match side.mean_ms {
+                Some(ms) => format!("{scans} (cost {:.0}, {ms:.2} ms mean)", side.cost),
+                None => format!("{scans} (cost {:.0})", side.cost),
+            }
+        };
+        for plan in &c.plans {
+            let _ = writeln!(
+                out,
+                "- `{}`: {} → {}",
+                short(&plan.query),
+                side(&plan.before),
+                side(&plan.after)
+            );
+        }
     }
     if !c.equal_load.is_empty() {
         heading(&mut out, "At equal load");

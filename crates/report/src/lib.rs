@@ -292,6 +292,7 @@ fn time_of(resource: chokepoint_evidence::Resource) -> &'static str {
     use chokepoint_evidence::Resource::*;
     match resource {
         Cpu => "CPU time",
+        HostCpu => "host CPU time",
         Workers => "worker time",
         EventLoop => "event-loop time",
         Database => "database time",

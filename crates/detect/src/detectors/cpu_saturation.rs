@@ -26,7 +26,9 @@ detector! {
     /// `chokepoint load`'s steps: throughput at each step, the target's CPU (all its threads and
     /// child processes, from `/proc`) and the host's CPU. Flagged when, at the knee, the target
     /// uses at least 85 % of the cores it can use (rounded to whole cores, at least one), or the
-    /// host is at least 90 % busy.
+    /// host is at least 90 % busy. In the second case, when the target is not saturated, the
+    /// limit is the host's CPU (other processes take it: a database on the same host), and the
+    /// database's findings are what consumes it.
     ///
     /// A sampled profile says where the CPU goes: when its threads are busy at least 80 % of the time
     /// it covers (a Python process runs one thread at a time), the application functions with
@@ -61,6 +63,55 @@ const MIN_FUNCTION_SHARE: f64 = 0.2;
 const SATURATED_SHARE: f64 = 0.85;
 /// Host CPU busy that counts as saturated, whoever uses it.
 const HOST_SATURATED: f64 = 0.9;
+
+/// The host's CPU used up while the target is not: another process on the host — a database
+/// running there, usually — takes it. The demand is the host's CPU per request at the knee, and
+/// what the others use of it is what fixing their work can give back.
+fn host_saturated_by_others(curve: &Curve<'_>, cores: f64) -> Option<Conclusion> {
+    let knee = curve.knee;
+    if knee.throughput_rps <= 0.0 {
+        return None;
+    }
+    let host_cores = knee.host_cpu_busy * curve.run.host_cores;
+    let demand_ms = host_cores * 1e3 / knee.throughput_rps;
+    let other_cores = (host_cores - cores - knee.generator_cpu_cores).max(0.0);
+    let other_ms = other_cores * 1e3 / knee.throughput_rps;
+    let title = format!(
+        "Throughput stops at {:.0} requests/s at {} with the host's CPU saturated ({} busy) but not by the target \
+         ({cores:.2} cores): other processes use {other_cores:.2} cores, {other_ms:.1} ms per request",
+        curve.capacity_rps,
+        offered(curve.run, knee.offered),
+        percent(knee.host_cpu_busy),
+    );
+    let fix = "Find what takes the CPU (`top`, `pidstat 1`): when it is the database on the same host, its statements' \
+               findings (with `--pg`) say which work to cut — an index, fewer or cheaper statements; or give the \
+               database its own host so the service keeps its CPU."
+        .to_owned();
+    Some(
+        Conclusion::new(
+            Resource::HostCpu,
+            Basis::Measured,
+            Estimate::Limit {
+                demand_ms_per_request: Some(demand_ms),
+            },
+            title,
+            fix,
+            if curve.plateaus() { Confidence::High } else { Confidence::Medium },
+        )
+        .assume(vec![
+            format!(
+                "the host's {:.0} cores bound throughput: {demand_ms:.1} ms of host CPU per request at the knee",
+                curve.run.host_cores
+            ),
+            "what is neither the target nor the generator is another process's: the database, when it runs here".into(),
+        ])
+        .metrics(vec![
+            ("cpu_cores_at_knee", cores),
+            ("host_cpu_busy_at_knee", knee.host_cpu_busy),
+            ("other_cpu_ms_per_request", other_ms),
+        ]),
+    )
+}
 
 impl Detector for CpuSaturation {
     fn check_profile(&self, profile: &ProfileView<'_>) -> Option<Conclusion> {
@@ -141,6 +192,9 @@ impl Detector for CpuSaturation {
             return None;
         }
         let cpu_ms = curve.cpu_ms_per_request().unwrap_or(0.0);
+        if !process_saturated {
+            return host_saturated_by_others(curve, cores);
+        }
         let title = format!(
             "Throughput stops at {:.0} requests/s at {} with the target's CPU saturated: {cores:.2} cores busy{}, {cpu_ms:.1} ms of CPU per request",
             curve.capacity_rps,
