@@ -359,22 +359,24 @@ mod tests {
         use chokepoint_evidence::{PgSnapshot, StatementPlan, StatementStat};
         let query = "SELECT id FROM users WHERE email = $1";
         let snapshot = |scan: &str, cost: f64, mean_ms: f64| {
-            let mut evidence = Evidence::default();
-            evidence.database = Some(PgSnapshot {
-                statements: vec![StatementStat {
-                    query: query.into(),
-                    calls: 10,
-                    mean_ms,
-                    ..StatementStat::default()
-                }],
-                plans: vec![StatementPlan {
-                    query: query.into(),
-                    cost,
-                    scans: vec![scan.into()],
-                    ..StatementPlan::default()
-                }],
-                ..PgSnapshot::default()
-            });
+            let evidence = Evidence {
+                database: Some(PgSnapshot {
+                    statements: vec![StatementStat {
+                        query: query.into(),
+                        calls: 10,
+                        mean_ms,
+                        ..StatementStat::default()
+                    }],
+                    plans: vec![StatementPlan {
+                        query: query.into(),
+                        cost,
+                        scans: vec![scan.into()],
+                        ..StatementPlan::default()
+                    }],
+                    ..PgSnapshot::default()
+                }),
+                ..Evidence::default()
+            };
             let outcome = crate::analyse(&evidence);
             (evidence, outcome)
         };
