@@ -34,6 +34,13 @@ Examples:
                                               pprof, cProfile), reading the lines it names
   chokepoint load http://127.0.0.1:8000/orders --profile
                                               the ramp, with a profile of the target in its findings
+  chokepoint diagnose http://127.0.0.1:8000/orders --pg postgresql://app@127.0.0.1/shop
+                                              the ramp, the service's spans, the database and a
+                                              profile in one run: one verdict, its gain predicted
+  chokepoint diagnose http://127.0.0.1:8000/orders --baseline .chokepoint/runs/*-diagnose
+                                              after the fix: the same run, compared with the first
+  chokepoint diagnose --trace-file prod.otlp --profile-file api.raw --pg $DATABASE_URL
+                                              one verdict over evidence recorded before, no ramp
   chokepoint load http://127.0.0.1:8000/orders --save --label before
                                               keep the run in .chokepoint/runs/
   chokepoint compare .chokepoint/runs/*-before .chokepoint/runs/*-after --fail-on-regression 10%
@@ -64,8 +71,9 @@ pub(crate) enum Command {
     #[command(after_help = EXAMPLES)]
     Load(Box<LoadArgs>),
     /// One run, every source at once: the ramp, the service's spans (an OTLP receiver), the
-    /// database (--pg) and a py-spy profile of a local target; one verdict with the capacity
-    /// its fix should buy; the run kept for `chokepoint compare`.
+    /// database (--pg) and a py-spy profile of a local target — or evidence recorded before
+    /// (--trace-file, --profile-file), with the ramp or without one; one verdict with the
+    /// capacity its fix should buy; the run kept for `chokepoint compare`.
     #[command(after_help = EXAMPLES)]
     Diagnose(Box<DiagnoseArgs>),
     /// Inspect a PostgreSQL database, read-only: missing indexes, slow, unbounded and N+1-shaped
@@ -308,7 +316,7 @@ pub(crate) struct ListenArgs {
 pub(crate) struct LoadArgs {
     /// The URL to load (http:// or https://; the target is sampled when it listens on this
     /// host). Several URLs of one service make a request mix (see --weights).
-    #[arg(required = true, value_name = "URL")]
+    #[arg(value_name = "URL")]
     pub(crate) urls: Vec<String>,
     /// Weights of the URLs in the mix, in order (default: equal): `--weights 3,1`.
     #[arg(long, value_delimiter = ',', value_name = "W,W,…")]
@@ -413,16 +421,53 @@ pub(crate) struct DiagnoseArgs {
     /// after the report and kept in the run folder.
     #[arg(long, value_name = "RUN")]
     pub(crate) baseline: Option<PathBuf>,
+    /// Traces recorded before (any file or folder `chokepoint traces` reads; repeatable): joined
+    /// with the ramp instead of receiving spans, or, without a URL, analysed with the other
+    /// recorded evidence.
+    #[arg(long = "trace-file", value_name = "FILE")]
+    pub(crate) trace_files: Vec<PathBuf>,
+    /// A profile recorded before (any file `chokepoint profile` reads; repeatable): used instead
+    /// of recording one.
+    #[arg(long = "profile-file", value_name = "FILE")]
+    pub(crate) profile_files: Vec<PathBuf>,
+    /// With --profile-file: the sample rate of collapsed stacks that do not say it, per second.
+    #[arg(long, default_value_t = 100, value_name = "HZ")]
+    pub(crate) profile_rate: u32,
+}
+
+/// Evidence recorded before, given to `diagnose`.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Recorded {
+    pub(crate) trace_files: Vec<PathBuf>,
+    pub(crate) profile_files: Vec<PathBuf>,
+    pub(crate) profile_rate_hz: u32,
+    /// Where the profiled code lives (--source).
+    pub(crate) sources: Vec<PathBuf>,
+}
+
+/// What `diagnose` runs: a ramp (with whatever was recorded before joined to it), or the
+/// recorded evidence alone.
+pub(crate) enum DiagnoseConfig {
+    Live(Box<LoadConfig>),
+    Recorded {
+        recorded: Recorded,
+        pg: Option<PgConfig>,
+        report: ReportConfig,
+        baseline: Option<PathBuf>,
+    },
 }
 
 impl DiagnoseArgs {
-    pub(crate) fn validate(self) -> anyhow::Result<LoadConfig> {
+    pub(crate) fn validate(self) -> anyhow::Result<DiagnoseConfig> {
         let DiagnoseArgs {
             mut load,
             otlp,
             no_traces,
             no_profile,
             baseline,
+            trace_files,
+            profile_files,
+            profile_rate,
         } = self;
         if let Some(run) = &baseline
             && !run.join("run.json").is_file()
@@ -432,9 +477,9 @@ impl DiagnoseArgs {
                 run.display()
             );
         }
-        // Every source the machine allows: a profile when the target is local and py-spy is there.
-        load.profile =
-            !no_profile && !load.no_pid && chokepoint_profile::find_py_spy(load.py_spy.as_deref()).is_ok();
+        if profile_rate == 0 {
+            bail!("--profile-rate is samples per second: a whole number above 0");
+        }
         // Runs are kept: `diagnose` is the first half of `compare`.
         if load.report.run_dir.is_none() {
             load.report.save = true;
@@ -442,15 +487,42 @@ impl DiagnoseArgs {
         if load.report.label.is_none() {
             load.report.label = Some("diagnose".to_owned());
         }
+        let recorded = Recorded {
+            trace_files,
+            profile_files,
+            profile_rate_hz: profile_rate,
+            sources: load.source.clone(),
+        };
+        if load.urls.is_empty() {
+            if recorded.trace_files.is_empty() && recorded.profile_files.is_empty() && load.pg.pg.is_none() {
+                bail!(
+                    "give the URL to load, or evidence recorded before: --trace-file, --profile-file, --pg \
+                     (`chokepoint diagnose http://127.0.0.1:8000/orders`)"
+                );
+            }
+            return Ok(DiagnoseConfig::Recorded {
+                recorded,
+                pg: load.pg.validate(),
+                report: load.report.validate()?,
+                baseline,
+            });
+        }
+        // Every source the machine allows: a profile when the target is local and py-spy is there
+        // and none was given.
+        load.profile = !no_profile
+            && recorded.profile_files.is_empty()
+            && !load.no_pid
+            && chokepoint_profile::find_py_spy(load.py_spy.as_deref()).is_ok();
         let mut config = load.validate()?;
         config.command = "diagnose";
         config.baseline = baseline;
-        if !no_traces {
+        if !no_traces && recorded.trace_files.is_empty() {
             config.receiver = Some(otlp);
             config.record_spans =
                 Some(std::env::temp_dir().join(format!("chokepoint-diagnose-{}.otlp", std::process::id())));
         }
-        Ok(config)
+        config.recorded = recorded;
+        Ok(DiagnoseConfig::Live(Box::new(config)))
     }
 }
 
@@ -626,6 +698,8 @@ pub(crate) struct LoadConfig {
     pub(crate) record_spans: Option<PathBuf>,
     /// `diagnose --baseline`: the run to compare this one with.
     pub(crate) baseline: Option<PathBuf>,
+    /// `diagnose`: evidence recorded before, joined with the ramp.
+    pub(crate) recorded: Recorded,
 }
 
 /// What each request of a ramp is.
@@ -662,6 +736,9 @@ pub(crate) struct SamplingConfig {
 
 impl LoadArgs {
     pub(crate) fn validate(self) -> anyhow::Result<LoadConfig> {
+        if self.urls.is_empty() {
+            bail!("give the URL to load: `chokepoint load http://127.0.0.1:8000/orders`");
+        }
         let mut uris = Vec::new();
         for text in &self.urls {
             let uri: hyper::Uri = text.parse().with_context(|| format!("{text:?} is not a URL"))?;
@@ -791,6 +868,7 @@ impl LoadArgs {
             receiver: None,
             record_spans: None,
             baseline: None,
+            recorded: Recorded::default(),
             profile: self.profile.then_some(LoadProfileConfig {
                 out: self.profile_out,
                 py_spy: self.py_spy,

@@ -62,6 +62,26 @@ pub(crate) fn database_input(snapshot: &PgSnapshot) -> Input {
 /// `chokepoint traces --pg`: the database's statistics, and the plans of the statements the
 /// traces show (read-only), so the analysis can explain them and confirm them with the
 /// database's own counts.
+/// The database beside recorded evidence: with traces, the statements they show explained (as
+/// `statements_of`); without, a snapshot with its index checks (as `chokepoint db`).
+pub(crate) fn read_database(evidence: &Evidence, pg: &PgConfig) -> anyhow::Result<PgSnapshot> {
+    if evidence.traces.is_some() {
+        return statements_of(evidence, pg);
+    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                let client = chokepoint_db::connect(&pg.url).await?;
+                let mut snapshot = chokepoint_db::snapshot(&client, pg.show_literals).await?;
+                chokepoint_db::check_indexes(&client, &mut snapshot).await;
+                anyhow::Ok(snapshot)
+            })
+        })
+}
+
 pub(crate) fn statements_of(evidence: &Evidence, pg: &PgConfig) -> anyhow::Result<PgSnapshot> {
     let Some(traces) = &evidence.traces else {
         anyhow::bail!("no traces to explain");

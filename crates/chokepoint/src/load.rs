@@ -207,6 +207,16 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
         }
         None => None,
     };
+    // Evidence recorded before (`diagnose --trace-file/--profile-file`), joined with the ramp's.
+    let mut joined = Evidence::default();
+    recordings.extend(crate::diagnose::join(
+        &config.recorded,
+        &mut joined,
+        &mut inputs,
+        &mut notes,
+        config.report.progress,
+    )?);
+    let traces = traces.or(joined.traces);
     if let Some(snapshot) = &snapshot {
         notes.extend(crate::db::snapshot_notes(snapshot));
         inputs.push(crate::db::database_input(snapshot));
@@ -292,7 +302,7 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
     let evidence = Evidence {
         load: Some(run),
         database: snapshot,
-        profile,
+        profile: profile.or(joined.profile),
         traces,
     };
     let (report, saved) = crate::runs::report(

@@ -3,6 +3,7 @@
 
 mod args;
 mod db;
+mod diagnose;
 mod listen;
 mod load;
 mod output;
@@ -34,7 +35,7 @@ fn main() -> ExitCode {
         Command::Traces(args) => args.validate().and_then(traces::run),
         Command::Listen(args) => args.validate().and_then(listen::run),
         Command::Load(args) => args.validate().and_then(load::run),
-        Command::Diagnose(args) => args.validate().and_then(load::run),
+        Command::Diagnose(args) => args.validate().and_then(diagnose::run),
         Command::Db(args) => args.validate().and_then(db::run),
         Command::Profile(args) => args.validate().and_then(profile::run),
         Command::Report { run, report } => report.validate().and_then(|config| runs::show(&run, &config)),

@@ -4,7 +4,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use chokepoint_detect::TraceAnalysis;
-use chokepoint_evidence::{Evidence, Note, Severity, Trace};
+use chokepoint_evidence::{Evidence, Note, Severity, Trace, TraceAggregates};
 use chokepoint_report::Input;
 use chokepoint_traces::{Assembler, AssemblyStats, Limits, ReadOptions, ReadReport, expand_paths, read_path};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -20,11 +20,40 @@ const TRACES_PER_CHUNK: usize = 256;
 const CHUNKS_IN_FLIGHT: usize = 16;
 
 pub(crate) fn run(config: TracesConfig) -> anyhow::Result<u8> {
-    let files = expand_paths(&config.paths).map_err(|p| anyhow::anyhow!("{p}"))?;
-    let options = ReadOptions {
-        max_record_bytes: config.max_record_bytes,
+    let (traces, mut inputs, mut notes) =
+        read_files(&config.paths, config.max_record_bytes, config.report.progress)?;
+    let mut evidence = Evidence {
+        traces: Some(traces),
+        ..Evidence::default()
     };
-    let progress = progress_bar(config.report.progress);
+    if let Some(pg) = &config.pg {
+        match crate::db::statements_of(&evidence, pg) {
+            Ok(snapshot) => {
+                notes.extend(crate::db::snapshot_notes(&snapshot));
+                inputs.push(crate::db::database_input(&snapshot));
+                evidence.database = Some(snapshot);
+            }
+            Err(error) => notes.push(Note::new(
+                Severity::Error,
+                "--pg",
+                format!("{error:#}; the trace findings below are not explained by the database"),
+            )),
+        }
+    }
+    let (report, _) = crate::runs::report("traces", evidence, inputs, notes, &config.report, &[]);
+    Ok(output::finish(&report, &config.report))
+}
+
+/// Reads trace files and folders, assembles their traces and analyses them: the aggregates,
+/// the inputs read and what reading them had to say.
+pub(crate) fn read_files(
+    paths: &[std::path::PathBuf],
+    max_record_bytes: usize,
+    show_progress: bool,
+) -> anyhow::Result<(TraceAggregates, Vec<Input>, Vec<Note>)> {
+    let files = expand_paths(paths).map_err(|p| anyhow::anyhow!("{p}"))?;
+    let options = ReadOptions { max_record_bytes };
+    let progress = progress_bar(show_progress);
     let mut analysis = TraceAnalysis::default();
     // Two stages on two threads: decoding and assembly, then the detectors.
     let (traces_tx, traces_rx) = mpsc::sync_channel::<Vec<Trace>>(CHUNKS_IN_FLIGHT);
@@ -66,27 +95,8 @@ pub(crate) fn run(config: TracesConfig) -> anyhow::Result<u8> {
     })
     .map_err(|_| anyhow::anyhow!("the reading thread failed"))?;
     progress.finish_and_clear();
-    let (mut inputs, mut notes) = read_notes(&reads, &stats);
-    let mut evidence = Evidence {
-        traces: Some(analysis.finish()),
-        ..Evidence::default()
-    };
-    if let Some(pg) = &config.pg {
-        match crate::db::statements_of(&evidence, pg) {
-            Ok(snapshot) => {
-                notes.extend(crate::db::snapshot_notes(&snapshot));
-                inputs.push(crate::db::database_input(&snapshot));
-                evidence.database = Some(snapshot);
-            }
-            Err(error) => notes.push(Note::new(
-                Severity::Error,
-                "--pg",
-                format!("{error:#}; the trace findings below are not explained by the database"),
-            )),
-        }
-    }
-    let (report, _) = crate::runs::report("traces", evidence, inputs, notes, &config.report, &[]);
-    Ok(output::finish(&report, &config.report))
+    let (inputs, notes) = read_notes(&reads, &stats);
+    Ok((analysis.finish(), inputs, notes))
 }
 
 fn progress_bar(enabled: bool) -> ProgressBar {

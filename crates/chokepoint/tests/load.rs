@@ -508,3 +508,62 @@ fn ctrl_c_stops_the_ramp_and_reports_what_was_measured() {
     );
     assert_eq!(report["load"]["stopped_because"]["kind"], "interrupted");
 }
+
+#[test]
+fn diagnose_joins_a_ramp_with_traces_and_a_profile_recorded_before() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let server = Server::start("blocking");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let run_dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("http://127.0.0.1:{}/", server.port);
+    let output = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .current_dir(&root)
+        .args([
+            "diagnose",
+            &url,
+            "--concurrency",
+            "1,2,4",
+            "--step-duration",
+            "1s",
+        ])
+        .args(["--trace-file", "examples/testbed.otlp"])
+        .args(["--profile-file", "crates/profile/tests/data/workload.raw"])
+        .args([
+            "--run-dir",
+            run_dir.path().to_str().expect("UTF-8"),
+            "--format",
+            "json",
+        ])
+        .output()
+        .expect("chokepoint runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    // The ramp measured, the recorded traces and profile read in its place of a receiver and
+    // of py-spy: one report over the three.
+    let formats: Vec<&str> = report["run"]["inputs"]
+        .as_array()
+        .expect("inputs")
+        .iter()
+        .filter_map(|i| i["format"].as_str())
+        .collect();
+    assert!(formats.contains(&"load ramp"), "{formats:?}");
+    assert!(formats.iter().any(|f| f.contains("OTLP")), "{formats:?}");
+    assert!(formats.contains(&"collapsed stacks"), "{formats:?}");
+    assert!(!stderr.contains("waiting"), "no receiver was started: {stderr}");
+    let detectors: Vec<&str> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter_map(|f| f["detector"].as_str())
+        .collect();
+    assert!(detectors.contains(&"blocking-call"), "{detectors:?}");
+    assert!(
+        detectors.contains(&"unbounded-result"),
+        "the recorded traces' finding: {detectors:?}"
+    );
+    assert!(report["profile"].is_object(), "the recorded profile's summary");
+    for kept in ["testbed.otlp", "workload.raw", "evidence.json"] {
+        assert!(run_dir.path().join(kept).is_file(), "{kept} is not in the run");
+    }
+}

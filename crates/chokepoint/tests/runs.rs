@@ -169,3 +169,56 @@ fn a_damaged_run_folder_says_what_and_where() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("no such run folder"));
 }
+
+#[test]
+fn diagnose_without_a_url_gives_one_verdict_over_recorded_evidence() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = dir.path().join("recorded");
+    let output = chokepoint(&[
+        "diagnose",
+        "--trace-file",
+        "examples/testbed.otlp",
+        "--profile-file",
+        "crates/profile/tests/data/workload.speedscope.json",
+        "--run-dir",
+        path(&run),
+        "--format",
+        "json",
+    ]);
+    assert_exit(&output, 0);
+    let report = json(&output);
+    assert_eq!(report["run"]["command"], "diagnose");
+    assert!(report["load"].is_null(), "no ramp was run");
+    assert!(report["profile"].is_object());
+    // One verdict over both: the traces' findings and the profile's, ranked together.
+    let detectors: Vec<&str> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter_map(|f| f["detector"].as_str())
+        .collect();
+    assert!(detectors.contains(&"unbounded-result"), "{detectors:?}");
+    assert!(detectors.contains(&"sync-logging"), "{detectors:?}");
+    assert!(bottleneck(&report).is_object());
+    let notes = report["notes"].to_string();
+    assert!(notes.contains("no load ramp"), "{notes}");
+    // Kept as a run like any other: shown again the same.
+    let again = json(&chokepoint(&["report", path(&run), "--format", "json"]));
+    assert_eq!(again["findings"], report["findings"]);
+    assert!(run.join("workload.speedscope.json").is_file());
+    // Nothing to diagnose: what to give, exit 2.
+    let nothing = chokepoint(&["diagnose"]);
+    assert_exit(&nothing, 2);
+    let stderr = String::from_utf8_lossy(&nothing.stderr);
+    assert!(stderr.contains("--trace-file"), "{stderr}");
+    // A recorded file that is not there: the file named, exit 2.
+    let missing = chokepoint(&[
+        "diagnose",
+        "--trace-file",
+        "no/such/file.otlp",
+        "--run-dir",
+        path(&dir.path().join("missing")),
+    ]);
+    assert_exit(&missing, 2);
+    assert!(String::from_utf8_lossy(&missing.stdout).contains("no/such/file.otlp: cannot open"));
+}
