@@ -449,12 +449,15 @@ pub(crate) struct Recorded {
 /// recorded evidence alone.
 pub(crate) enum DiagnoseConfig {
     Live(Box<LoadConfig>),
-    Recorded {
-        recorded: Recorded,
-        pg: Option<PgConfig>,
-        report: ReportConfig,
-        baseline: Option<PathBuf>,
-    },
+    Recorded(Box<RecordedRun>),
+}
+
+/// `diagnose` without a URL.
+pub(crate) struct RecordedRun {
+    pub(crate) recorded: Recorded,
+    pub(crate) pg: Option<PgConfig>,
+    pub(crate) report: ReportConfig,
+    pub(crate) baseline: Option<PathBuf>,
 }
 
 impl DiagnoseArgs {
@@ -500,12 +503,12 @@ impl DiagnoseArgs {
                      (`chokepoint diagnose http://127.0.0.1:8000/orders`)"
                 );
             }
-            return Ok(DiagnoseConfig::Recorded {
+            return Ok(DiagnoseConfig::Recorded(Box::new(RecordedRun {
                 recorded,
                 pg: load.pg.validate(),
                 report: load.report.validate()?,
                 baseline,
-            });
+            })));
         }
         // Every source the machine allows: a profile when the target is local and py-spy is there
         // and none was given.

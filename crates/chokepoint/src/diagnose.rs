@@ -8,21 +8,21 @@ use std::path::PathBuf;
 use chokepoint_evidence::{Evidence, Note, Severity};
 use chokepoint_report::Input;
 
-use crate::args::{DiagnoseConfig, Recorded};
+use crate::args::{DiagnoseConfig, Recorded, RecordedRun};
 use crate::output;
 
 /// The largest single trace record read whole, as `chokepoint traces` reads by default.
 const MAX_RECORD_BYTES: usize = 64 << 20;
 
 pub(crate) fn run(config: DiagnoseConfig) -> anyhow::Result<u8> {
-    let (recorded, pg, report, baseline) = match config {
+    let RecordedRun {
+        recorded,
+        pg,
+        report,
+        baseline,
+    } = match config {
         DiagnoseConfig::Live(config) => return crate::load::run(*config),
-        DiagnoseConfig::Recorded {
-            recorded,
-            pg,
-            report,
-            baseline,
-        } => (recorded, pg, report, baseline),
+        DiagnoseConfig::Recorded(run) => *run,
     };
     let mut evidence = Evidence::default();
     let (mut inputs, mut notes) = (Vec::new(), Vec::new());
