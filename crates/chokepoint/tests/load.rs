@@ -160,6 +160,21 @@ fn a_small_pool_is_worker_exhaustion_with_its_size() {
         .as_f64()
         .expect("a USL fit");
     assert!((60.0..=100.0).contains(&peak), "USL peak {peak}");
+    // A capacity finding speaks in capacity: now, after the fix (twice the pool), and what the
+    // limit cost at the objective the ramp broke.
+    let limit = &report["findings"][0]["impact"];
+    let (now, after) = (
+        limit["capacity_rps"].as_f64().expect("capacity"),
+        limit["capacity_after_fix_rps"].as_f64().expect("a prediction"),
+    );
+    assert!((1.8..=2.2).contains(&(after / now)), "{now} → {after}");
+    let (_, strict) = ramp(&server, &["--slo", "p99<120ms"]);
+    let missed = &strict["findings"][0]["impact"]["slo_missed"];
+    assert_eq!(missed["limit_ms"], 120.0, "{strict:#}");
+    assert!(
+        missed["queueing_ms"].as_f64().expect("queueing") > 50.0,
+        "{missed}"
+    );
 }
 
 #[test]

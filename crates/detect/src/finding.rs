@@ -108,6 +108,28 @@ pub struct Limit {
     /// The capacity predicted once the limit is lifted, in requests per second (when a
     /// prediction is made).
     pub capacity_after_fix_rps: Option<f64>,
+    /// The latency objective the ramp was given (`--slo`), when a step missed it: where, and
+    /// the queueing the limit added there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo_missed: Option<SloMissed>,
+}
+
+/// A latency objective missed at a step of the ramp.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SloMissed {
+    /// The percentile of the objective (0–100).
+    pub percentile: f64,
+    /// The objective, in ms.
+    pub limit_ms: f64,
+    /// The latency measured at that percentile, in ms.
+    pub observed_ms: f64,
+    /// The load of the step that missed it (concurrency, or requests per second offered).
+    pub offered: f64,
+    /// Its throughput, in requests per second.
+    pub throughput_rps: f64,
+    /// The median latency the limit added at that step (its median less the lowest load's),
+    /// in ms.
+    pub queueing_ms: f64,
 }
 
 /// Time of a resource that a fix stops using.

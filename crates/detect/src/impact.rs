@@ -5,9 +5,9 @@
 //! findings from traces, a database and a ramp can be ranked together; a limit is stated in
 //! capacity.
 
-use chokepoint_evidence::{ObservedGroup, Resource, StatementStat};
+use chokepoint_evidence::{ObservedGroup, Resource, StatementStat, StopReason};
 
-use crate::finding::{Basis, Consumption, Limit};
+use crate::finding::{Basis, Consumption, Limit, SloMissed};
 use crate::load::Curve;
 
 /// Rounds for output: 3 decimals from 1 up, 6 below, so JSON is stable and small numbers keep
@@ -135,6 +135,26 @@ pub(crate) fn per_request(resource: Resource, basis: Basis, curve: &Curve<'_>, s
 /// load measured.
 pub(crate) fn limit(resource: Resource, basis: Basis, curve: &Curve<'_>, demand_ms: Option<f64>) -> Limit {
     let queueing_ms = (curve.top().latency.p50_ms - curve.low.latency.p50_ms).max(0.0);
+    let slo_missed = match curve.run.stopped_because {
+        StopReason::Slo {
+            step,
+            percentile,
+            observed_ms,
+            limit_ms,
+        } => curve
+            .run
+            .steps
+            .get(step.saturating_sub(1))
+            .map(|missed| SloMissed {
+                percentile,
+                limit_ms,
+                observed_ms: round(observed_ms),
+                offered: missed.offered,
+                throughput_rps: round(missed.throughput_rps),
+                queueing_ms: round((missed.latency.p50_ms - curve.low.latency.p50_ms).max(0.0)),
+            }),
+        _ => None,
+    };
     Limit {
         resource,
         basis,
@@ -143,5 +163,6 @@ pub(crate) fn limit(resource: Resource, basis: Basis, curve: &Curve<'_>, demand_
         demand_ms_per_request: demand_ms.map(round),
         queueing_ms: round(queueing_ms),
         capacity_after_fix_rps: None,
+        slo_missed,
     }
 }

@@ -90,7 +90,7 @@ pub(crate) fn decide(findings: &mut Vec<Finding>) -> Verdict {
     findings.extend(order.iter().filter_map(|&i| taken[i].take()));
     let limit = if alone { 0 } else { 1 };
     let predicted_gain = if alone {
-        predict_located(&findings[0])
+        predict_located(&findings[0]).or_else(|| predict_pool_doubled(&findings[0]))
     } else {
         predict(findings)
     };
@@ -165,6 +165,36 @@ fn predict_located(limit: &Finding) -> Option<PredictedGain> {
         vec!["`chokepoint compare` after the fix checks the prediction".into()],
         ]
         .concat(),
+    })
+}
+
+/// A pool of workers that caps throughput, with nothing seen holding them longer than they
+/// must: the fix is a larger pool (or shorter holds, which the ramp cannot size). Doubling it
+/// doubles the W of W / D — until the CPU, which the workers were not using, bounds it.
+fn predict_pool_doubled(limit: &Finding) -> Option<PredictedGain> {
+    let Impact::Limit(l) = &limit.impact else {
+        return None;
+    };
+    if l.resource != Resource::Workers {
+        return None;
+    }
+    let demand = l.demand_ms_per_request.filter(|d| *d > 0.0)?;
+    let workers = limit.evidence.metrics.get("inferred_workers").copied()?;
+    let mut assumptions = vec![format!(
+        "about {workers:.0} workers each held {demand:.1} ms per request allow {:.0} requests/s (W / D, Little's law); \
+         twice as many allow twice that",
+        l.capacity_rps
+    )];
+    let after = cpu_bound(limit, l.capacity_rps * 2.0, &mut assumptions);
+    assumptions.push(
+        "the workers wait on nothing that is itself saturated (a database, a service): `chokepoint compare` after \
+         the change checks it"
+            .into(),
+    );
+    Some(PredictedGain {
+        capacity_rps: crate::impact::round(l.capacity_rps),
+        capacity_after_fix_rps: crate::impact::round(after),
+        assumptions,
     })
 }
 
@@ -310,6 +340,7 @@ mod tests {
             demand_ms_per_request: None,
             queueing_ms: 100.0,
             capacity_after_fix_rps: None,
+            slo_missed: None,
         })
     }
 

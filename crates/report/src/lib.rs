@@ -176,7 +176,7 @@ impl Report {
         let gain = self.verdict.predicted_gain.as_ref()?;
         let bottleneck = self.bottleneck()?;
         Some(format!(
-            "Fixing {} should raise capacity from {} to about {} (predicted from the service demand it removes: {}).",
+            "Fixing {} should raise capacity from {} to about {} (predicted by the operational laws: {}).",
             bottleneck.detector,
             rate(gain.capacity_rps),
             rate(gain.capacity_after_fix_rps),
@@ -249,10 +249,29 @@ pub(crate) fn impact_sentence(finding: &Finding) -> String {
                 .demand_ms_per_request
                 .map(|d| format!(", {} of it per request", duration(d)))
                 .unwrap_or_default();
+            let after = l
+                .capacity_after_fix_rps
+                .map(|a| format!("; after the fix about {} (predicted)", rate(a)))
+                .unwrap_or_default();
+            let slo = l
+                .slo_missed
+                .as_ref()
+                .map(|m| {
+                    format!(
+                        "; the objective p{} < {} broke at {} requests/s (p{} {}), where it added {} of queueing",
+                        m.percentile,
+                        duration(m.limit_ms),
+                        rate(m.throughput_rps).trim_end_matches("/s"),
+                        m.percentile,
+                        duration(m.observed_ms),
+                        duration(m.queueing_ms)
+                    )
+                })
+                .unwrap_or_default();
             format!(
-                "{} caps throughput at {} requests/s{demand}; at the highest load it added {} of queueing to the median; confidence {}.",
-                capitalize(l.resource.describe()),
+                "Capacity {} requests/s, capped by {}{demand}{after}; at the highest load it added {} of queueing to the median{slo}; confidence {}.",
                 rate(l.capacity_rps).trim_end_matches("/s"),
+                l.resource.describe(),
                 duration(l.queueing_ms),
                 finding.confidence.as_str(),
             )
@@ -301,14 +320,6 @@ fn time_of(resource: chokepoint_evidence::Resource) -> &'static str {
         Network => "wire time",
         Link => "transfer time",
         Downstream => "time in called services",
-    }
-}
-
-fn capitalize(text: &str) -> String {
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
     }
 }
 

@@ -93,6 +93,7 @@ impl Detector for WorkerExhaustion {
                 ("cpu_cores_at_knee", cores),
                 ("inferred_workers", workers),
                 ("service_ms", service_ms),
+                ("cpu_ms_per_request", curve.cpu_ms_per_request().unwrap_or(0.0)),
             ]),
         )
     }
