@@ -553,6 +553,41 @@ def check_index_loop(chokepoint, env):
     return failures
 
 
+def check_readme_loop(chokepoint, env):
+    """The README's quick-start loop, run as it is written there (its `sh` block after "The loop
+    on the testbed"), with the `chokepoint` under test first on the PATH."""
+    import re
+    import shutil
+
+    readme = (ROOT / "README.md").read_text()
+    after = readme[readme.index("The loop on the testbed"):]
+    block = re.search(r"```sh\n(.*?)```", after, re.S).group(1)
+    runs = ROOT / ".chokepoint" / "runs"
+    for run in ("before", "after"):
+        shutil.rmtree(runs / run, ignore_errors=True)
+    path = f"{Path(chokepoint).resolve().parent}:{os.environ.get('PATH', '')}"
+    try:
+        out = subprocess.run(["bash", "-e", "-c", block], cwd=ROOT, capture_output=True, text=True,
+                             timeout=600, env={**os.environ, "PATH": path})
+        get(env["APP_URL"] + "/__flush")
+        failures = []
+        if out.returncode not in (0, 1):
+            return [f"the README's loop exited {out.returncode}: {out.stderr[-1500:]}"]
+        text = out.stdout
+        comparison = text[text.rindex("Comparing "):] if "Comparing " in text else ""
+        if not re.search(r"\| fixed \| n-plus-one \| GET /n-plus-one/bad", comparison):
+            failures.append(f"the README's loop: compare does not say the N+1 is fixed: {comparison[:1500]}")
+        capacity = re.search(r"Capacity: (\S+) → (\S+) \(\+", comparison)
+        if not capacity:
+            failures.append(f"the README's loop: capacity did not rise: {comparison[:600]}")
+        else:
+            print(f"    the README's loop: the N+1 fixed, capacity {capacity.group(1)} → {capacity.group(2)}")
+        return failures
+    finally:
+        for run in ("before", "after"):
+            shutil.rmtree(runs / run, ignore_errors=True)
+
+
 def check_diagnose(chokepoint, env):
     """`diagnose` on the N+1 route and on its fixed twin — ramp, the service's spans, the
     database and a py-spy profile in one run each — then `compare`: the capacity limit and the
@@ -747,6 +782,17 @@ def main():
         for failure in failures:
             print(f"    FAIL {failure}")
         (failed if failures else passed).append("diagnose + compare")
+        print(f"    {'ok' if not failures else 'FAILED'} in {time.monotonic() - started:.1f} s")
+    if not args.only or "readme-loop" in args.only:
+        print("  the README's quick-start loop → diagnose, fix, diagnose, compare")
+        started = time.monotonic()
+        try:
+            failures = check_readme_loop(args.chokepoint, env)
+        except Exception as error:
+            failures = [f"README loop: {error}"]
+        for failure in failures:
+            print(f"    FAIL {failure}")
+        (failed if failures else passed).append("the README's loop")
         print(f"    {'ok' if not failures else 'FAILED'} in {time.monotonic() - started:.1f} s")
     if not args.only or "index-loop" in args.only:
         print("  missing-index → diagnose, add the index, diagnose, compare (the plan before and after)")
