@@ -308,6 +308,11 @@ pub(crate) struct ListenArgs {
     /// The largest request body accepted, compressed or not, in MiB.
     #[arg(long, default_value_t = 16, value_name = "MIB")]
     pub(crate) max_body_mib: usize,
+    /// Connections served at once, per port; one more is closed on arrival. Headers must
+    /// arrive within 10 s (an idle kept-alive connection is closed after 10 s) and a body
+    /// within 30 s.
+    #[arg(long, default_value_t = 512, value_name = "N")]
+    pub(crate) max_connections: usize,
     #[command(flatten)]
     pub(crate) report: ReportArgs,
 }
@@ -678,6 +683,7 @@ pub(crate) struct ListenConfig {
     pub(crate) out: Option<PathBuf>,
     pub(crate) duration: Option<Duration>,
     pub(crate) max_body_bytes: usize,
+    pub(crate) max_connections: usize,
     pub(crate) report: ReportConfig,
 }
 
@@ -795,6 +801,13 @@ impl LoadArgs {
         };
         if steps.is_empty() || steps.iter().any(|&s| s <= 0.0) {
             bail!("the steps must be positive numbers");
+        }
+        if self.max_duration < self.step_duration {
+            bail!(
+                "--max-duration {} is shorter than one step (--step-duration {}): the ramp would run nothing",
+                self.max_duration,
+                self.step_duration
+            );
         }
         if let Some(bad) = steps.iter().find(|&&s| match self.model {
             Model::Closed => s > f64::from(self.max_concurrency),
@@ -980,6 +993,7 @@ impl ListenArgs {
             out: self.out,
             duration: self.duration.map(Into::into),
             max_body_bytes: self.max_body_mib << 20,
+            max_connections: self.max_connections.max(1),
             report: self.report.validate()?,
         })
     }

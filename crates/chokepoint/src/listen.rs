@@ -3,13 +3,14 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write as _};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use chokepoint_detect::TraceAnalysis;
 use chokepoint_evidence::{Evidence, Note, Severity};
 use chokepoint_report::Input;
-use chokepoint_traces::receiver::{self, Batch, ReceiverConfig};
+use chokepoint_traces::receiver::{self, Batch, ConnectionLimits, Counts, ReceiverConfig};
 use chokepoint_traces::{Assembler, Limits, encode_request, write_length_prefixed};
 use tokio::sync::mpsc;
 
@@ -44,8 +45,13 @@ async fn listen(config: ListenConfig) -> anyhow::Result<u8> {
         http: config.http,
         grpc: config.grpc,
         max_body_bytes: config.max_body_bytes,
+        limits: ConnectionLimits {
+            max_connections: config.max_connections,
+            ..ConnectionLimits::default()
+        },
     };
     let running = receiver::start(receiver_config, batches_tx).await?;
+    let counts = std::sync::Arc::clone(&running.counts);
     let mut endpoints = Vec::new();
     if let Some(addr) = running.http_addr {
         endpoints.push(format!("OTLP/HTTP http://{addr}/v1/traces"));
@@ -135,6 +141,7 @@ async fn listen(config: ListenConfig) -> anyhow::Result<u8> {
     }];
     let mut notes = problems;
     notes.extend(assembly_notes(&stats));
+    notes.extend(receiver_notes(&counts));
     if spans == 0 {
         notes.push(Note::new(
             Severity::Error,
@@ -149,6 +156,49 @@ async fn listen(config: ListenConfig) -> anyhow::Result<u8> {
     };
     let (report, _) = crate::runs::report("listen", evidence, inputs, notes, &config.report, &[]);
     Ok(output::finish(&report, &config.report))
+}
+
+/// What the receiver answered without passing spans on: requests that held none (with why,
+/// when it is recognisable), requests refused, connections over the cap.
+pub(crate) fn receiver_notes(counts: &Counts) -> Vec<Note> {
+    let mut notes = Vec::new();
+    let empty = counts.empty.load(Ordering::Relaxed);
+    if empty > 0 {
+        let hint = counts
+            .empty_hint
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_default()
+            .unwrap_or_default();
+        notes.push(Note::new(
+            Severity::Warning,
+            "receiver",
+            format!("{empty} export request(s) were valid OTLP yet held no span (answered 200, as OTLP asks): {hint}"),
+        ));
+    }
+    let refused = counts.refused.load(Ordering::Relaxed);
+    if refused > 0 {
+        notes.push(Note::new(
+            Severity::Warning,
+            "receiver",
+            format!(
+                "{refused} export request(s) were refused — not OTLP, undecodable, too large (413) or too slow (408); \
+                 each sender was told why, and their spans are not in this report"
+            ),
+        ));
+    }
+    let over_cap = counts.over_cap.load(Ordering::Relaxed);
+    if over_cap > 0 {
+        notes.push(Note::new(
+            Severity::Warning,
+            "receiver",
+            format!(
+                "{over_cap} connection(s) were closed on arrival: the receiver already held its --max-connections; \
+                 exporters retry, but spans may be missing"
+            ),
+        ));
+    }
+    notes
 }
 
 /// The note for a recording that could not be written: the analysis goes on without it.

@@ -221,6 +221,33 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
         notes.extend(crate::db::snapshot_notes(snapshot));
         inputs.push(crate::db::database_input(snapshot));
     }
+    if !run.steps.is_empty() && run.steps.iter().all(|s| s.throughput_rps <= 0.0) {
+        let kinds: Vec<String> = run
+            .steps
+            .iter()
+            .flat_map(|s| s.errors_by_kind.iter())
+            .fold(
+                std::collections::BTreeMap::<&str, u64>::new(),
+                |mut all, (kind, n)| {
+                    *all.entry(kind.as_str()).or_default() += n;
+                    all
+                },
+            )
+            .into_iter()
+            .map(|(kind, n)| format!("{n} {kind}"))
+            .collect();
+        notes.push(Note::new(
+            Severity::Error,
+            "load ramp",
+            format!(
+                "no request succeeded in {} step(s) ({}): the target is down, refuses these requests, or answers only \
+                 errors — nothing here measures its capacity; {}",
+                run.steps.len(),
+                if kinds.is_empty() { "no answer".to_owned() } else { kinds.join(", ") },
+                run.stopped_because
+            ),
+        ));
+    }
     if run.target_lost {
         notes.push(Note::new(
             Severity::Error,
@@ -349,6 +376,7 @@ impl SpanReceiver {
                 http: Some(addr),
                 grpc: None,
                 max_body_bytes: 64 << 20,
+                limits: receiver::ConnectionLimits::default(),
             },
             tx,
         )
@@ -403,6 +431,7 @@ impl SpanReceiver {
         Vec<Note>,
         Option<std::path::PathBuf>,
     ) {
+        let counts = std::sync::Arc::clone(&self.running.counts);
         self.running.stop().await;
         let (traces, spans, mut notes) = self.worker.join().unwrap_or_else(|_| {
             (
@@ -422,6 +451,7 @@ impl SpanReceiver {
                 ),
             ));
         }
+        notes.extend(crate::listen::receiver_notes(&counts));
         let input = Input {
             source: format!("{}/v1/traces", self.address),
             format: Some("OTLP".into()),

@@ -124,6 +124,7 @@ pub(crate) fn read_notes(reads: &[ReadReport], stats: &AssemblyStats) -> (Vec<In
             spans: read.spans,
         });
         notes.extend(read.problems.iter().map(|p| p.to_note()));
+        notes.extend(read.warnings.iter().map(|p| p.to_note_of(Severity::Warning)));
         if read.spans == 0 && read.problems.is_empty() {
             let format = read
                 .format

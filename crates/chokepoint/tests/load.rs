@@ -582,3 +582,50 @@ fn diagnose_joins_a_ramp_with_traces_and_a_profile_recorded_before() {
         assert!(run_dir.path().join(kept).is_file(), "{kept} is not in the run");
     }
 }
+
+#[test]
+fn a_server_that_never_answers_cannot_stretch_the_ramp_past_its_bound() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Accepts, reads, never answers: every request would wait out its 60 s timeout.
+    let (runtime, listener, port) = loopback_listener();
+    runtime.spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                use tokio::io::AsyncReadExt as _;
+                let mut sink = vec![0u8; 4096];
+                while matches!(socket.read(&mut sink).await, Ok(1..)) {}
+            });
+        }
+    });
+    let url = format!("http://127.0.0.1:{port}/");
+    let started = std::time::Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .args(["load", &url, "--concurrency", "1,2", "--step-duration", "1s"])
+        .args(["--max-duration", "3s", "--timeout", "60s", "--format", "json"])
+        .output()
+        .expect("chokepoint runs");
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < std::time::Duration::from_secs(10),
+        "the ramp ran {elapsed:?}"
+    );
+    // No request succeeded: said, and exit 2.
+    assert_eq!(output.status.code(), Some(2));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let notes = report["notes"].to_string();
+    assert!(notes.contains("no request succeeded"), "{notes}");
+    assert_eq!(
+        report["load"]["stopped_because"]["kind"], "max_duration",
+        "{report:#}"
+    );
+    // A bound shorter than one step would run nothing: refused up front.
+    let short = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .args(["load", &url, "--step-duration", "5s", "--max-duration", "2s"])
+        .output()
+        .expect("chokepoint runs");
+    assert_eq!(short.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&short.stderr).contains("shorter than one step"));
+}

@@ -686,8 +686,15 @@ impl Worker {
 /// A request's outcome: (status, bytes), an error, or the timeout.
 type Outcome = Result<Result<(u16, u64), RequestError>, tokio::time::error::Elapsed>;
 
-/// Closed model: `concurrency` workers, each with its own connection, until `duration` passes.
-pub async fn run_closed(target: Arc<Target>, concurrency: usize, duration: Duration) -> StepResult {
+/// Closed model: `concurrency` workers, each with its own connection, until `duration` passes;
+/// a request still in flight at `cutoff` (the bound on the whole ramp) is abandoned, not waited
+/// for to its timeout.
+pub async fn run_closed(
+    target: Arc<Target>,
+    concurrency: usize,
+    duration: Duration,
+    cutoff: Instant,
+) -> StepResult {
     let prepared = match target.prepare() {
         Ok(prepared) => Arc::new(prepared),
         Err(error) => return StepResult::failed(RequestError::Setup(error)),
@@ -703,7 +710,12 @@ pub async fn run_closed(target: Arc<Target>, concurrency: usize, duration: Durat
             // One clock read per request: a request's end is the next one's start.
             let mut started = Instant::now();
             while started < deadline {
-                let outcome = worker.send(&target, &prepared[turn % prepared.len()]).await;
+                let Ok(outcome) =
+                    tokio::time::timeout_at(cutoff, worker.send(&target, &prepared[turn % prepared.len()]))
+                        .await
+                else {
+                    break;
+                };
                 turn += 1;
                 let failed_to_connect = matches!(&outcome, Ok(Err(e)) if e.is_connect());
                 let ended = Instant::now();
@@ -722,8 +734,15 @@ pub async fn run_closed(target: Arc<Target>, concurrency: usize, duration: Durat
 }
 
 /// Open model: requests at `rate` per second, intended times evenly spaced, spread over at most
-/// `connections` connections, until `duration` passes.
-pub async fn run_open(target: Arc<Target>, rate: f64, connections: usize, duration: Duration) -> StepResult {
+/// `connections` connections, until `duration` passes; requests in flight at `cutoff` are
+/// abandoned.
+pub async fn run_open(
+    target: Arc<Target>,
+    rate: f64,
+    connections: usize,
+    duration: Duration,
+    cutoff: Instant,
+) -> StepResult {
     let prepared = match target.prepare() {
         Ok(prepared) => Arc::new(prepared),
         Err(error) => return StepResult::failed(RequestError::Setup(error)),
@@ -746,9 +765,10 @@ pub async fn run_open(target: Arc<Target>, rate: f64, connections: usize, durati
                 }
                 tokio::time::sleep_until(intended).await;
                 let lag = Instant::now().saturating_duration_since(intended);
-                let outcome = worker
-                    .send(&target, &prepared[request as usize % prepared.len()])
-                    .await;
+                let send = worker.send(&target, &prepared[request as usize % prepared.len()]);
+                let Ok(outcome) = tokio::time::timeout_at(cutoff, send).await else {
+                    break;
+                };
                 worker.record(outcome, intended.elapsed(), Some(lag));
             }
             worker.finish();
@@ -851,6 +871,7 @@ mod tests {
                 Arc::new(target(addr, method, &[], b"")),
                 2,
                 Duration::from_millis(300),
+                Instant::now() + Duration::from_secs(60),
             )
         };
         let get = step(Method::GET).await;

@@ -127,13 +127,16 @@ pub async fn run(
         let model = config.stop.model;
         let (step_target, step_duration, connections) =
             (Arc::clone(&target), config.step_duration, config.connections);
+        // Requests still waiting out their timeout when the ramp's bound comes are abandoned:
+        // the bound holds whatever the timeout.
+        let cutoff = tokio::time::Instant::from_std(started + config.max_duration);
         let run = async move {
             match model {
                 LoadModel::Closed => {
-                    generator::run_closed(step_target, offered as usize, step_duration).await
+                    generator::run_closed(step_target, offered as usize, step_duration, cutoff).await
                 }
                 LoadModel::Open => {
-                    generator::run_open(step_target, offered, connections, step_duration).await
+                    generator::run_open(step_target, offered, connections, step_duration, cutoff).await
                 }
             }
         };
@@ -145,6 +148,7 @@ pub async fn run(
             }
         };
         let duration_s = step_started.elapsed().as_secs_f64();
+        let cut = started.elapsed() >= config.max_duration;
         let sampled = sampler.step();
         let (mut target_sample, host_cpu_busy, generator_cpu_cores) =
             (sampled.target, sampled.host_busy, sampled.generator_cores);
@@ -190,6 +194,11 @@ pub async fn run(
         };
         target_lost |= lost;
         steps.push(step);
+        let verdict = verdict.or_else(|| {
+            cut.then_some(StopReason::MaxDuration {
+                bound_s: config.max_duration.as_secs_f64(),
+            })
+        });
         if let Some(reason) = verdict {
             breaking_step = reason.broke_the_service().then_some(index);
             stopped_because = reason;

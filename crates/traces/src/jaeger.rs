@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chokepoint_evidence::{AttrValue, Span, SpanId, SpanKind, TraceId, attr_key_owned};
+use chokepoint_evidence::{AttrValue, Span, SpanKind, TraceId, attr_key_owned};
+
+use crate::ids;
 use serde::Deserialize;
 
 use crate::SpanSink;
@@ -103,24 +105,20 @@ impl Document {
 
 impl JaegerSpan {
     fn into_evidence(self, service: Arc<str>) -> Result<(TraceId, Span), String> {
-        let trace_id = TraceId::from_hex(&self.trace_id).ok_or_else(|| {
-            format!(
-                "span {:?} has an invalid traceID {:?}",
-                self.operation_name, self.trace_id
-            )
-        })?;
-        let span_id = SpanId::from_hex(&self.span_id).ok_or_else(|| {
-            format!(
-                "span {:?} has an invalid spanID {:?}",
-                self.operation_name, self.span_id
-            )
-        })?;
-        let parent_span_id = self
+        let (trace_id, derived_trace) = ids::trace_id(&self.trace_id);
+        let (span_id, derived_span) = ids::span_id(&self.span_id);
+        let parent = self
             .references
             .iter()
             .find(|r| r.ref_type == "CHILD_OF")
             .or_else(|| self.references.first())
-            .and_then(|r| SpanId::from_hex(&r.span_id));
+            .map(|r| ids::span_id(&r.span_id));
+        let derived: Vec<String> = [derived_trace, derived_span, parent.and_then(|(_, d)| d)]
+            .into_iter()
+            .flatten()
+            .map(|text| format!("{text:?}"))
+            .collect();
+        let parent_span_id = parent.map(|(id, _)| id);
         let mut kind = SpanKind::Internal;
         let mut status_error = false;
         let mut attributes = Vec::with_capacity(self.tags.len());
@@ -142,20 +140,21 @@ impl JaegerSpan {
             }
         }
         let start_unix_nano = self.start_time.saturating_mul(1000);
-        Ok((
-            trace_id,
-            Span {
-                span_id,
-                parent_span_id,
-                name: self.operation_name,
-                kind,
-                service,
-                start_unix_nano,
-                end_unix_nano: start_unix_nano.saturating_add(self.duration.saturating_mul(1000)),
-                attributes,
-                status_error,
-            },
-        ))
+        let mut span = Span {
+            span_id,
+            parent_span_id,
+            name: self.operation_name,
+            kind,
+            service,
+            start_unix_nano,
+            end_unix_nano: start_unix_nano.saturating_add(self.duration.saturating_mul(1000)),
+            attributes,
+            status_error,
+        };
+        if !derived.is_empty() {
+            ids::mark(&mut span, &derived.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+        Ok((trace_id, span))
     }
 }
 

@@ -20,6 +20,7 @@
 //! ```
 
 mod assemble;
+mod ids;
 mod jaeger;
 mod otlp_json;
 mod otlp_proto;

@@ -75,8 +75,13 @@ pub struct Problem {
 impl Problem {
     /// The problem as a note of the report: input that could not be read is an error.
     pub fn to_note(&self) -> Note {
+        self.to_note_of(Severity::Error)
+    }
+
+    /// The problem as a note of the given severity (a warning: read, but not as the format asks).
+    pub fn to_note_of(&self, severity: Severity) -> Note {
         Note {
-            severity: Severity::Error,
+            severity,
             source: self.source.clone(),
             position: self.position.clone(),
             message: self.message.clone(),
@@ -110,6 +115,8 @@ pub struct ReadReport {
     pub problems: Vec<Problem>,
     /// A likely reason when the source held no spans (e.g. snake_case keys).
     pub empty_hint: Option<String>,
+    /// What was read, but not as the format asks (ids that are not hex), with positions.
+    pub warnings: Vec<Problem>,
 }
 
 /// Lists the files to read for the given paths: files as given, directories recursively in
@@ -194,7 +201,18 @@ pub fn read_source(
     // Spans that end before they start are read with zero duration and reported once, with the
     // first of them: a producer with a skewed clock writes them by the million.
     let mut skewed: Option<(Position, String, u64)> = None;
-    let mut checked_sink = |trace_id: TraceId, span: Span, report: &mut ReadReport, position: &Position| {
+    // Spans whose ids were not hex, read with derived ids: said once, with the first of them.
+    let mut derived: Option<(Position, String, u64)> = None;
+    let mut checked_sink = |trace_id: TraceId,
+                            mut span: Span,
+                            report: &mut ReadReport,
+                            position: &Position| {
+        if let Some(texts) = crate::ids::take_mark(&mut span) {
+            match &mut derived {
+                Some((_, _, count)) => *count += 1,
+                None => derived = Some((position.clone(), format!("span {:?} (ids {texts})", span.name), 1)),
+            }
+        }
         if span.end_unix_nano < span.start_unix_nano {
             match &mut skewed {
                 Some((_, _, count)) => *count += 1,
@@ -218,6 +236,16 @@ pub fn read_source(
     };
     if let Err(problem) = result {
         report.problems.push(problem);
+    }
+    if let Some((position, first, count)) = derived {
+        report.warnings.push(Problem {
+            source: report.source.clone(),
+            position: Some(position),
+            message: format!(
+                "{count} span(s) have ids that are not hex, as the format asks — the first: {first}; read with ids \
+                 derived from their text (the same text, the same id, so they still join)"
+            ),
+        });
     }
     if let Some((position, first, count)) = skewed {
         let more = match count {
@@ -684,16 +712,21 @@ fn read_json_document(
 
 /// Remembers why a JSON record held no spans, when the reason is recognisable.
 fn note_empty_record(report: &mut ReadReport, record: &[u8]) {
+    if report.empty_hint.is_none() {
+        report.empty_hint = empty_json_hint(record);
+    }
+}
+
+/// Why an OTLP/JSON record with no spans held none, when the reason is recognisable.
+pub(crate) fn empty_json_hint(record: &[u8]) -> Option<String> {
     let head = &record[..record.len().min(SNIFF_BYTES)];
     let needle = b"\"resource_spans\"";
-    if report.empty_hint.is_none() && head.windows(needle.len()).any(|w| w == needle) {
-        report.empty_hint = Some(
-            "its keys are snake_case (\"resource_spans\"); OTLP/JSON requires lowerCamelCase \
-             (\"resourceSpans\"), so nothing in it was read. Export with the OTLP JSON encoder \
-             (protojson with UseProtoNames off)"
-                .into(),
-        );
-    }
+    head.windows(needle.len()).any(|w| w == needle).then(|| {
+        "its keys are snake_case (\"resource_spans\"); OTLP/JSON requires lowerCamelCase \
+         (\"resourceSpans\"), so nothing in it was read. Export with the OTLP JSON encoder \
+         (protojson with UseProtoNames off)"
+            .into()
+    })
 }
 
 /// Turns a JSON error inside a record that starts at `line`, `column` into a position.

@@ -3,19 +3,27 @@
 //!
 //! Every accepted request becomes a [`Batch`] of spans on a channel; what to do with them
 //! (record, analyse) is the caller's business. A request that cannot be decoded is answered with
-//! 400 and the reason, and the receiver goes on serving.
+//! 400 and the reason, one too large with 413, one too slow with 408, and the receiver goes on
+//! serving. Clients are bounded ([`ConnectionLimits`]): connections at once, the time to send
+//! headers (and to stay idle between requests), the time to send a body.
 
 use std::io::Read as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chokepoint_evidence::{Span, TraceId};
 use flate2::read::MultiGzDecoder;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder as ConnectionBuilder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -24,7 +32,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use prost::Message as _;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tonic::codec::CompressionEncoding;
 
@@ -45,6 +53,31 @@ pub struct ReceiverConfig {
     pub grpc: Option<SocketAddr>,
     /// The largest request body accepted, before and after decompression.
     pub max_body_bytes: usize,
+    /// What a client may hold of the receiver.
+    pub limits: ConnectionLimits,
+}
+
+/// Bounds on clients, so that slow, idle or too many ones cannot hold the receiver from the
+/// others.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionLimits {
+    /// Connections open at once, per port; one more is closed as soon as it is accepted.
+    pub max_connections: usize,
+    /// A request's headers must arrive within this; a kept-alive connection idle this long is
+    /// closed.
+    pub header_timeout: Duration,
+    /// A request's body must arrive within this; 408 after it.
+    pub body_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: 512,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 /// Why the receiver could not start.
@@ -68,8 +101,23 @@ pub struct Running {
     pub http_addr: Option<SocketAddr>,
     /// The bound gRPC address.
     pub grpc_addr: Option<SocketAddr>,
+    /// What the receiver turned away or accepted without spans, so far.
+    pub counts: Arc<Counts>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// Requests the receiver answered without passing spans on, by why.
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// Accepted (200) yet holding no span: `{}`, or JSON whose keys OTLP does not know.
+    pub empty: AtomicU64,
+    /// Refused: not OTLP, undecodable, too large, too slow.
+    pub refused: AtomicU64,
+    /// Connections closed at once because the cap was reached.
+    pub over_cap: AtomicU64,
+    /// The first empty request's hint, for the report.
+    pub empty_hint: std::sync::Mutex<Option<String>>,
 }
 
 impl Running {
@@ -85,9 +133,11 @@ impl Running {
 /// Binds the configured addresses and starts serving; batches go to `batches`.
 pub async fn start(config: ReceiverConfig, batches: mpsc::Sender<Batch>) -> Result<Running, ReceiverError> {
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let counts = Arc::new(Counts::default());
     let mut running = Running {
         http_addr: None,
         grpc_addr: None,
+        counts: Arc::clone(&counts),
         shutdown,
         tasks: Vec::new(),
     };
@@ -96,19 +146,20 @@ pub async fn start(config: ReceiverConfig, batches: mpsc::Sender<Batch>) -> Resu
         running.http_addr = listener.local_addr().ok();
         let app = axum::Router::new()
             .route("/v1/traces", post(http_export))
-            .layer(DefaultBodyLimit::max(config.max_body_bytes))
+            .layer(DefaultBodyLimit::disable())
             .with_state(Arc::new(HttpState {
                 batches: batches.clone(),
                 max_body_bytes: config.max_body_bytes,
+                body_timeout: config.limits.body_timeout,
+                counts: Arc::clone(&counts),
             }));
-        let mut rx = shutdown_rx.clone();
-        running.tasks.push(tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|stop| *stop).await;
-                })
-                .await;
-        }));
+        running.tasks.push(tokio::spawn(serve(
+            listener,
+            app,
+            config.limits,
+            Arc::clone(&counts),
+            shutdown_rx.clone(),
+        )));
     }
     if let Some(addr) = config.grpc {
         let listener = bind(addr, "OTLP/gRPC").await?;
@@ -116,20 +167,78 @@ pub async fn start(config: ReceiverConfig, batches: mpsc::Sender<Batch>) -> Resu
         let service = TraceServiceServer::new(GrpcReceiver { batches })
             .accept_compressed(CompressionEncoding::Gzip)
             .max_decoding_message_size(config.max_body_bytes);
-        let mut rx = shutdown_rx;
-        running.tasks.push(tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::TcpListenerStream::new(listener),
-                    async move {
-                        let _ = rx.wait_for(|stop| *stop).await;
-                    },
-                )
-                .await;
-        }));
+        let app = tonic::service::Routes::new(service).prepare().into_axum_router();
+        running.tasks.push(tokio::spawn(serve(
+            listener,
+            app,
+            config.limits,
+            counts,
+            shutdown_rx,
+        )));
     }
     Ok(running)
+}
+
+/// Serves `app` on `listener` (HTTP/1.1 and HTTP/2, h2c for gRPC) within `limits`, until
+/// `shutdown`; then lets requests in flight finish, for at most the body timeout.
+async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    limits: ConnectionLimits,
+    counts: Arc<Counts>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut builder = ConnectionBuilder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.header_timeout)
+        .keep_alive_timeout(limits.header_timeout);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            // Out of descriptors, say: the connections open now keep being served; try again.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            counts.over_cap.fetch_add(1, Ordering::Relaxed);
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            // A client that sends nothing is closed after the header timeout: the HTTP version
+            // is read from the first bytes, before hyper's own header timeout starts.
+            let mut first = [0u8; 1];
+            if !matches!(
+                tokio::time::timeout(limits.header_timeout, stream.peek(&mut first)).await,
+                Ok(Ok(1..))
+            ) {
+                drop(permit);
+                return;
+            }
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            let _ = watcher.watch(connection).await;
+            drop(permit);
+        });
+    }
+    let _ = tokio::time::timeout(limits.body_timeout, graceful.shutdown()).await;
 }
 
 async fn bind(addr: SocketAddr, protocol: &'static str) -> Result<TcpListener, ReceiverError> {
@@ -145,9 +254,19 @@ async fn bind(addr: SocketAddr, protocol: &'static str) -> Result<TcpListener, R
 struct HttpState {
     batches: mpsc::Sender<Batch>,
     max_body_bytes: usize,
+    body_timeout: Duration,
+    counts: Arc<Counts>,
 }
 
-async fn http_export(State(state): State<Arc<HttpState>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn http_export(State(state): State<Arc<HttpState>>, headers: HeaderMap, body: Body) -> Response {
+    let response = export(&state, &headers, body).await;
+    if !response.status().is_success() {
+        state.counts.refused.fetch_add(1, Ordering::Relaxed);
+    }
+    response
+}
+
+async fn export(state: &HttpState, headers: &HeaderMap, body: Body) -> Response {
     let header_value = |name| {
         headers
             .get(name)
@@ -168,11 +287,54 @@ async fn http_export(State(state): State<Arc<HttpState>>, headers: HeaderMap, bo
             ),
         );
     }
+    // A declared length over the limit is refused before a byte of it is read; a body that
+    // arrives slower than the timeout (or shorter than it said) is cut.
+    let max = state.max_body_bytes;
+    let declared = header_value(header::CONTENT_LENGTH).parse::<u64>().ok();
+    if declared.is_some_and(|n| n > max as u64) {
+        return reject(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the body is larger than {max} bytes (Content-Length {})",
+                declared.unwrap_or(0)
+            ),
+        );
+    }
+    let body: Bytes = match tokio::time::timeout(state.body_timeout, axum::body::to_bytes(body, max)).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(error)) if is_length_limit(&error) => {
+            return reject(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {max} bytes"),
+            );
+        }
+        Ok(Err(error)) => {
+            return reject(
+                StatusCode::BAD_REQUEST,
+                format!("the body could not be read: {error}"),
+            );
+        }
+        Err(_) => {
+            return reject(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {} s (shorter than its Content-Length, or sent too slowly)",
+                    state.body_timeout.as_secs()
+                ),
+            );
+        }
+    };
     let body = match header_value(header::CONTENT_ENCODING).as_str() {
         "" | "identity" => body.to_vec(),
-        "gzip" => match gunzip(&body, state.max_body_bytes) {
+        "gzip" => match gunzip(&body, max) {
             Ok(body) => body,
-            Err(reason) => return reject(StatusCode::BAD_REQUEST, reason),
+            Err(Gunzip::TooLarge) => {
+                return reject(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the body is larger than {max} bytes once decompressed"),
+                );
+            }
+            Err(Gunzip::Corrupt(reason)) => return reject(StatusCode::BAD_REQUEST, reason),
         },
         other => {
             return reject(
@@ -192,6 +354,19 @@ async fn http_export(State(state): State<Arc<HttpState>>, headers: HeaderMap, bo
     if let Err(reason) = decoded {
         return reject(StatusCode::BAD_REQUEST, reason);
     }
+    if batch.is_empty() {
+        // Valid, and nothing in it: OTLP asks for 200, but the report must say it.
+        state.counts.empty.fetch_add(1, Ordering::Relaxed);
+        let mut hint = state.counts.empty_hint.lock().unwrap_or_else(|e| e.into_inner());
+        if hint.is_none() {
+            *hint = Some(match json {
+                true => crate::read::empty_json_hint(&body).unwrap_or_else(|| {
+                    "an OTLP/JSON body with no span in it (`{}`, or no resourceSpans)".to_owned()
+                }),
+                false => "an OTLP/protobuf request with no span in it".to_owned(),
+            });
+        }
+    }
     if !batch.is_empty() && state.batches.send(batch).await.is_err() {
         return reject(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -209,16 +384,36 @@ async fn http_export(State(state): State<Arc<HttpState>>, headers: HeaderMap, bo
     }
 }
 
-fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, String> {
+/// Why a gzip body was refused.
+enum Gunzip {
+    /// Larger than the limit once decompressed (a gzip bomb, or just too much).
+    TooLarge,
+    /// Not gzip, or cut short.
+    Corrupt(String),
+}
+
+fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, Gunzip> {
     let mut out = Vec::new();
     MultiGzDecoder::new(body)
         .take(max as u64 + 1)
         .read_to_end(&mut out)
-        .map_err(|e| format!("the gzip body is corrupt: {e}"))?;
+        .map_err(|e| Gunzip::Corrupt(format!("the gzip body is corrupt: {e}")))?;
     if out.len() > max {
-        return Err(format!("the body is larger than {max} bytes once decompressed"));
+        return Err(Gunzip::TooLarge);
     }
     Ok(out)
+}
+
+/// Whether reading a body failed on its length limit.
+fn is_length_limit(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 fn reject(status: StatusCode, reason: String) -> Response {

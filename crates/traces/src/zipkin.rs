@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chokepoint_evidence::{AttrValue, Span, SpanId, TraceId, attr_key_owned};
+use chokepoint_evidence::{AttrValue, Span, TraceId, attr_key_owned};
 use serde::Deserialize;
 
 use crate::SpanSink;
+use crate::ids;
 use crate::jaeger::kind_from_name;
 
 /// A Zipkin v2 document: a list of spans, or a list of traces (lists of spans).
@@ -69,16 +70,18 @@ impl Document {
 impl ZipkinSpan {
     fn into_evidence(self) -> Result<(TraceId, Span), String> {
         let name = self.name.unwrap_or_default();
-        let trace_id = TraceId::from_hex(&self.trace_id)
-            .ok_or_else(|| format!("span {name:?} has an invalid traceId {:?}", self.trace_id))?;
-        let span_id = SpanId::from_hex(&self.id)
-            .ok_or_else(|| format!("span {name:?} has an invalid id {:?}", self.id))?;
-        let parent_span_id = match self.parent_id.as_deref() {
+        let (trace_id, derived_trace) = ids::trace_id(&self.trace_id);
+        let (span_id, derived_span) = ids::span_id(&self.id);
+        let parent = match self.parent_id.as_deref() {
             None | Some("") => None,
-            Some(p) => Some(
-                SpanId::from_hex(p).ok_or_else(|| format!("span {name:?} has an invalid parentId {p:?}"))?,
-            ),
+            Some(p) => Some(ids::span_id(p)),
         };
+        let derived: Vec<String> = [derived_trace, derived_span, parent.and_then(|(_, d)| d)]
+            .into_iter()
+            .flatten()
+            .map(|text| format!("{text:?}"))
+            .collect();
+        let parent_span_id = parent.map(|(id, _)| id);
         let status_error = self.tags.contains_key("error");
         let service: Arc<str> = self
             .local_endpoint
@@ -86,23 +89,24 @@ impl ZipkinSpan {
             .unwrap_or_else(|| "unknown_service".into())
             .into();
         let start_unix_nano = self.timestamp.saturating_mul(1000);
-        Ok((
-            trace_id,
-            Span {
-                span_id,
-                parent_span_id,
-                name,
-                kind: self.kind.as_deref().map(kind_from_name).unwrap_or_default(),
-                service,
-                start_unix_nano,
-                end_unix_nano: start_unix_nano.saturating_add(self.duration.saturating_mul(1000)),
-                attributes: self
-                    .tags
-                    .into_iter()
-                    .map(|(k, v)| (attr_key_owned(k), AttrValue::Str(v)))
-                    .collect(),
-                status_error,
-            },
-        ))
+        let mut span = Span {
+            span_id,
+            parent_span_id,
+            name,
+            kind: self.kind.as_deref().map(kind_from_name).unwrap_or_default(),
+            service,
+            start_unix_nano,
+            end_unix_nano: start_unix_nano.saturating_add(self.duration.saturating_mul(1000)),
+            attributes: self
+                .tags
+                .into_iter()
+                .map(|(k, v)| (attr_key_owned(k), AttrValue::Str(v)))
+                .collect(),
+            status_error,
+        };
+        if !derived.is_empty() {
+            ids::mark(&mut span, &derived.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+        Ok((trace_id, span))
     }
 }

@@ -398,3 +398,38 @@ fn corrupt_gzip_is_reported() {
     let (report, _) = read_bytes(&bytes[..bytes.len() / 2]);
     assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
 }
+
+#[test]
+fn ids_that_are_not_hex_are_derived_kept_joined_and_warned_about() {
+    let jaeger = br#"{"data":[{"traceID":"trace-1","spans":[
+ {"traceID":"trace-1","spanID":"root","operationName":"GET /orders","references":[],"startTime":1700000000000000,"duration":50000,"tags":[{"key":"span.kind","value":"server"}],"processID":"p1"},
+ {"traceID":"trace-1","spanID":"child-a","operationName":"SELECT","references":[{"refType":"CHILD_OF","traceID":"trace-1","spanID":"root"}],"startTime":1700000000001000,"duration":1000,"tags":[{"key":"span.kind","value":"client"}],"processID":"p1"}
+ ],"processes":{"p1":{"serviceName":"shop","tags":[]}}}]}"#;
+    let zipkin = br#"[{"traceId":"trace-1","id":"root","name":"get /orders","kind":"SERVER","timestamp":1700000000000000,"duration":50000,"localEndpoint":{"serviceName":"shop"}},
+ {"traceId":"trace-1","id":"child-a","parentId":"root","name":"select","kind":"CLIENT","timestamp":1700000000001000,"duration":1000,"localEndpoint":{"serviceName":"shop"}}]"#;
+    for bytes in [&jaeger[..], &zipkin[..]] {
+        let (report, spans) = read_bytes(bytes);
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(spans.len(), 2);
+        let (root, child) = (&spans[0], &spans[1]);
+        assert_eq!(root.0, child.0, "one trace: the same text, the same id");
+        assert_eq!(
+            child.1.parent_span_id,
+            Some(root.1.span_id),
+            "the child still joins its parent"
+        );
+        assert!(
+            spans
+                .iter()
+                .all(|(_, s)| s.attributes.iter().all(|(k, _)| !k.starts_with("chokepoint."))),
+            "the reader's mark is not left on the spans"
+        );
+        assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+        let warning = report.warnings[0].to_string();
+        assert!(
+            warning.contains("2 span(s) have ids that are not hex"),
+            "{warning}"
+        );
+        assert!(warning.contains("\"trace-1\""), "{warning}");
+    }
+}

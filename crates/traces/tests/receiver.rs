@@ -1,11 +1,16 @@
 //! The live receiver over real loopback sockets: OTLP/HTTP (protobuf, JSON, gzip) and
-//! OTLP/gRPC; malformed requests get a 4xx with the reason and the receiver keeps serving.
+//! OTLP/gRPC; malformed requests get a 4xx with the reason and the receiver keeps serving;
+//! hostile clients (a gzip bomb, a body shorter than it says, headers a byte at a time, idle
+//! connections, too many connections) are cut within the limits, the others served.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use chokepoint_traces::receiver::{self, Batch, ReceiverConfig, Running};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use chokepoint_traces::receiver::{self, Batch, ConnectionLimits, ReceiverConfig, Running};
 use chokepoint_traces::{ReadOptions, encode_request, read_path};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use prost::Message as _;
@@ -13,13 +18,36 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::mpsc;
 
 async fn start(max_body_bytes: usize) -> (Running, mpsc::Receiver<Batch>) {
+    start_with(max_body_bytes, ConnectionLimits::default()).await
+}
+
+async fn start_with(max_body_bytes: usize, limits: ConnectionLimits) -> (Running, mpsc::Receiver<Batch>) {
     let (tx, rx) = mpsc::channel(64);
     let config = ReceiverConfig {
         http: Some("127.0.0.1:0".parse().expect("addr")),
         grpc: Some("127.0.0.1:0".parse().expect("addr")),
         max_body_bytes,
+        limits,
     };
     (receiver::start(config, tx).await.expect("receiver starts"), rx)
+}
+
+/// Tight limits, so that a test waits a second, not a minute.
+fn tight(max_connections: usize) -> ConnectionLimits {
+    ConnectionLimits {
+        max_connections,
+        header_timeout: Duration::from_millis(500),
+        body_timeout: Duration::from_millis(500),
+    }
+}
+
+/// Reads until the peer closes (or 5 s pass): the bytes, and whether it closed.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out))
+        .await
+        .is_ok();
+    (out, closed)
 }
 
 /// Sends one HTTP/1.1 POST over a plain socket; returns the status code and the body.
@@ -151,6 +179,7 @@ async fn a_port_in_use_is_a_clear_error() {
         http: running.http_addr,
         grpc: None,
         max_body_bytes: 1024,
+        limits: ConnectionLimits::default(),
     };
     let Err(error) = receiver::start(config, tx).await else {
         panic!("bound twice")
@@ -159,5 +188,119 @@ async fn a_port_in_use_is_a_clear_error() {
         "cannot listen on {} (OTLP/HTTP)",
         running.http_addr.expect("addr")
     )));
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gzip_bomb_is_413_and_an_empty_export_is_counted() {
+    let (running, _batches) = start(1 << 20).await;
+    let addr = running.http_addr.expect("http");
+    // 64 MiB of zeros in about 64 kB: over the 1 MiB limit once decompressed.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&vec![0u8; 64 << 20]).expect("gzip");
+    let bomb = gz.finish().expect("gzip");
+    assert!(bomb.len() < 1 << 20);
+    let (status, body) = post(addr, "application/x-protobuf", Some("gzip"), &bomb).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("once decompressed"), "{body}");
+    // `{}` and snake_case keys are valid OTLP/JSON holding nothing: 200, and counted with why.
+    let (status, _) = post(addr, "application/json", None, b"{}").await;
+    assert_eq!(status, 200);
+    let (status, _) = post(addr, "application/json", None, br#"{"resource_spans": []}"#).await;
+    assert_eq!(status, 200);
+    assert_eq!(running.counts.empty.load(Ordering::Relaxed), 2);
+    assert_eq!(running.counts.refused.load(Ordering::Relaxed), 1);
+    let hint = running
+        .counts
+        .empty_hint
+        .lock()
+        .expect("hint")
+        .clone()
+        .expect("a hint");
+    assert!(hint.contains("resourceSpans"), "{hint}");
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_shorter_than_its_length_is_cut_with_408_and_a_huge_declared_length_is_413() {
+    let (running, _batches) = start_with(1 << 20, tight(64)).await;
+    let addr = running.http_addr.expect("http");
+    let started = Instant::now();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"resourceSpans\"")
+        .await
+        .expect("write");
+    let (response, closed) = read_until_closed(&mut stream).await;
+    let text = String::from_utf8_lossy(&response);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(closed && started.elapsed() < Duration::from_secs(3));
+    // 10 GiB declared, 100 bytes sent: refused at once, before reading.
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10737418240\r\n\r\n")
+        .await
+        .expect("write");
+    stream.write_all(&[b' '; 100]).await.expect("write");
+    let mut head = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut head))
+        .await
+        .expect("answered at once")
+        .expect("read");
+    assert_eq!(&head, b"HTTP/1.1 413");
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_idle_and_surplus_connections_are_closed_and_the_others_served() {
+    let (running, mut batches) = start_with(1 << 20, tight(4)).await;
+    let addr = running.http_addr.expect("http");
+    // Headers a byte at a time, slower than the header timeout allows in all: closed.
+    let mut drip = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let started = Instant::now();
+    let cut = async {
+        for byte in b"POST /v1/traces HTTP/1.1\r\nHost: x\r\n".iter().cycle() {
+            if drip.write_all(&[*byte]).await.is_err() {
+                return started.elapsed();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        unreachable!()
+    };
+    let elapsed = tokio::time::timeout(Duration::from_secs(5), cut)
+        .await
+        .expect("the drip was cut");
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    // An idle connection (no request at all) is closed after the header timeout.
+    let mut idle = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (_, closed) = read_until_closed(&mut idle).await;
+    assert!(closed, "an idle connection stays open");
+    // A kept-alive connection is closed once it idles past the header timeout.
+    let mut kept = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{JSON}",
+        JSON.len()
+    );
+    kept.write_all(request.as_bytes()).await.expect("write");
+    let (answer, closed) = read_until_closed(&mut kept).await;
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
+    assert!(closed, "an idle kept-alive connection stays open");
+    assert_eq!(batches.recv().await.expect("batch").len(), 1);
+    // Four held connections fill the cap: a fifth is closed on arrival, without an answer.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut surplus = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (answer, closed) = read_until_closed(&mut surplus).await;
+    assert!(closed && answer.is_empty());
+    assert!(running.counts.over_cap.load(Ordering::Relaxed) >= 1);
+    // Once they are gone (closed by the header timeout), others are served again.
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, _) = post(addr, "application/json", None, JSON.as_bytes()).await;
+    assert_eq!(status, 200);
+    assert_eq!(batches.recv().await.expect("batch").len(), 1);
     running.stop().await;
 }
