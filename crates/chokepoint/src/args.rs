@@ -2,7 +2,8 @@
 //! configuration that the commands run on.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -313,6 +314,20 @@ pub(crate) struct ListenArgs {
     /// within 30 s.
     #[arg(long, default_value_t = 512, value_name = "N")]
     pub(crate) max_connections: usize,
+    /// Accept only exports with `Authorization: Bearer TOKEN` (401 otherwise); default:
+    /// $CHOKEPOINT_TOKEN. Needed, with --tls-cert, to listen beyond loopback.
+    #[arg(long, env = "CHOKEPOINT_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
+    /// Serve TLS with this certificate chain (PEM), on both ports.
+    #[arg(long, value_name = "FILE.pem", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE.pem", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// Listen beyond loopback without TLS and a token: anyone who reaches the port can send
+    /// spans, in the clear.
+    #[arg(long)]
+    pub(crate) insecure: bool,
     #[command(flatten)]
     pub(crate) report: ReportArgs,
 }
@@ -684,6 +699,8 @@ pub(crate) struct ListenConfig {
     pub(crate) duration: Option<Duration>,
     pub(crate) max_body_bytes: usize,
     pub(crate) max_connections: usize,
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    pub(crate) token: Option<Arc<str>>,
     pub(crate) report: ReportConfig,
 }
 
@@ -987,6 +1004,20 @@ impl ListenArgs {
         if self.max_body_mib == 0 || self.max_body_mib > 1024 {
             bail!("--max-body-mib must be between 1 and 1024");
         }
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
+            _ => None,
+        };
+        let open = [http, grpc].into_iter().flatten().find(|a| !a.ip().is_loopback());
+        if let Some(open) = open
+            && !(self.insecure || (tls.is_some() && self.token.is_some()))
+        {
+            bail!(
+                "{open} is reachable beyond this host: give --tls-cert/--tls-key and --token (exporters then send \
+                 OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20<token> over https), or --insecure to accept \
+                 anyone's spans in the clear"
+            );
+        }
         Ok(ListenConfig {
             http,
             grpc,
@@ -994,9 +1025,35 @@ impl ListenArgs {
             duration: self.duration.map(Into::into),
             max_body_bytes: self.max_body_mib << 20,
             max_connections: self.max_connections.max(1),
+            tls,
+            token: self.token.filter(|t| !t.is_empty()).map(Into::into),
             report: self.report.validate()?,
         })
     }
+}
+
+/// The receiver's TLS: the certificate chain and key of `cert` and `key` (PEM), HTTP/2 and
+/// HTTP/1.1 offered.
+fn tls_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("cannot read --tls-cert {}", cert.display()))?;
+    if chain.is_empty() {
+        bail!("--tls-cert {} holds no certificate", cert.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("cannot read --tls-key {}", key.display()))?;
+    let mut config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .context("TLS")?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .context("--tls-cert and --tls-key do not make a usable certificate")?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 #[cfg(test)]

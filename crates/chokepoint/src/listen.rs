@@ -49,12 +49,15 @@ async fn listen(config: ListenConfig) -> anyhow::Result<u8> {
             max_connections: config.max_connections,
             ..ConnectionLimits::default()
         },
+        tls: config.tls.clone(),
+        token: config.token.clone(),
     };
     let running = receiver::start(receiver_config, batches_tx).await?;
     let counts = std::sync::Arc::clone(&running.counts);
     let mut endpoints = Vec::new();
     if let Some(addr) = running.http_addr {
-        endpoints.push(format!("OTLP/HTTP http://{addr}/v1/traces"));
+        let scheme = if config.tls.is_some() { "https" } else { "http" };
+        endpoints.push(format!("OTLP/HTTP {scheme}://{addr}/v1/traces"));
     }
     if let Some(addr) = running.grpc_addr {
         endpoints.push(format!("OTLP/gRPC {addr}"));

@@ -377,6 +377,8 @@ impl SpanReceiver {
                 grpc: None,
                 max_body_bytes: 64 << 20,
                 limits: receiver::ConnectionLimits::default(),
+                tls: None,
+                token: None,
             },
             tx,
         )

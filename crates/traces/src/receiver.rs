@@ -55,6 +55,10 @@ pub struct ReceiverConfig {
     pub max_body_bytes: usize,
     /// What a client may hold of the receiver.
     pub limits: ConnectionLimits,
+    /// Serve TLS with this configuration (both ports).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Accept only requests that carry `Authorization: Bearer <token>` (401 otherwise).
+    pub token: Option<Arc<str>>,
 }
 
 /// Bounds on clients, so that slow, idle or too many ones cannot hold the receiver from the
@@ -112,7 +116,7 @@ pub struct Running {
 pub struct Counts {
     /// Accepted (200) yet holding no span: `{}`, or JSON whose keys OTLP does not know.
     pub empty: AtomicU64,
-    /// Refused: not OTLP, undecodable, too large, too slow.
+    /// Refused: not OTLP, undecodable, too large, too slow, without the token.
     pub refused: AtomicU64,
     /// Connections closed at once because the cap was reached.
     pub over_cap: AtomicU64,
@@ -155,8 +159,9 @@ pub async fn start(config: ReceiverConfig, batches: mpsc::Sender<Batch>) -> Resu
             }));
         running.tasks.push(tokio::spawn(serve(
             listener,
-            app,
+            guarded(app, config.token.clone(), Arc::clone(&counts)),
             config.limits,
+            config.tls.clone(),
             Arc::clone(&counts),
             shutdown_rx.clone(),
         )));
@@ -170,8 +175,9 @@ pub async fn start(config: ReceiverConfig, batches: mpsc::Sender<Batch>) -> Resu
         let app = tonic::service::Routes::new(service).prepare().into_axum_router();
         running.tasks.push(tokio::spawn(serve(
             listener,
-            app,
+            guarded(app, config.token, Arc::clone(&counts)),
             config.limits,
+            config.tls,
             counts,
             shutdown_rx,
         )));
@@ -179,15 +185,44 @@ pub async fn start(config: ReceiverConfig, batches: mpsc::Sender<Batch>) -> Resu
     Ok(running)
 }
 
-/// Serves `app` on `listener` (HTTP/1.1 and HTTP/2, h2c for gRPC) within `limits`, until
-/// `shutdown`; then lets requests in flight finish, for at most the body timeout.
+/// `app`, answering 401 to a request without the bearer token when there is one.
+fn guarded(app: axum::Router, token: Option<Arc<str>>, counts: Arc<Counts>) -> axum::Router {
+    let Some(token) = token else { return app };
+    let expected: Arc<str> = Arc::from(format!("Bearer {token}"));
+    app.layer(axum::middleware::from_fn(move |request: axum::extract::Request, next: axum::middleware::Next| {
+        let (expected, counts) = (Arc::clone(&expected), Arc::clone(&counts));
+        async move {
+            let given = request.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
+            if given == Some(expected.as_bytes()) {
+                return next.run(request).await;
+            }
+            counts.refused.fetch_add(1, Ordering::Relaxed);
+            let mut response = reject(
+                StatusCode::UNAUTHORIZED,
+                "this receiver wants `Authorization: Bearer <token>` (OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20<token>)"
+                    .into(),
+            );
+            // gRPC clients read the status from the trailers-only answer's headers.
+            response
+                .headers_mut()
+                .insert("grpc-status", axum::http::HeaderValue::from_static("16"));
+            response
+        }
+    }))
+}
+
+/// Serves `app` on `listener` (HTTP/1.1 and HTTP/2, h2c for gRPC; TLS with `tls`) within
+/// `limits`, until `shutdown`; then lets requests in flight finish, for at most the body
+/// timeout.
 async fn serve(
     listener: TcpListener,
     app: axum::Router,
     limits: ConnectionLimits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     counts: Arc<Counts>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut builder = ConnectionBuilder::new(TokioExecutor::new());
     builder
@@ -222,9 +257,11 @@ async fn serve(
         let service = TowerToHyperService::new(app.clone());
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
             // A client that sends nothing is closed after the header timeout: the HTTP version
-            // is read from the first bytes, before hyper's own header timeout starts.
+            // (or the TLS handshake) is read from the first bytes, before hyper's own header
+            // timeout starts.
             let mut first = [0u8; 1];
             if !matches!(
                 tokio::time::timeout(limits.header_timeout, stream.peek(&mut first)).await,
@@ -233,8 +270,20 @@ async fn serve(
                 drop(permit);
                 return;
             }
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            let _ = watcher.watch(connection).await;
+            match acceptor {
+                None => {
+                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    let _ = watcher.watch(connection).await;
+                }
+                Some(acceptor) => {
+                    if let Ok(Ok(stream)) =
+                        tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await
+                    {
+                        let connection = builder.serve_connection(TokioIo::new(stream), service);
+                        let _ = watcher.watch(connection).await;
+                    }
+                }
+            }
             drop(permit);
         });
     }

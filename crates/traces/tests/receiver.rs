@@ -28,6 +28,8 @@ async fn start_with(max_body_bytes: usize, limits: ConnectionLimits) -> (Running
         grpc: Some("127.0.0.1:0".parse().expect("addr")),
         max_body_bytes,
         limits,
+        tls: None,
+        token: None,
     };
     (receiver::start(config, tx).await.expect("receiver starts"), rx)
 }
@@ -180,6 +182,8 @@ async fn a_port_in_use_is_a_clear_error() {
         grpc: None,
         max_body_bytes: 1024,
         limits: ConnectionLimits::default(),
+        tls: None,
+        token: None,
     };
     let Err(error) = receiver::start(config, tx).await else {
         panic!("bound twice")

@@ -1,0 +1,134 @@
+//! `chokepoint listen` beyond loopback: TLS and a bearer token, or an explicit --insecure.
+
+pub mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+const JSON: &str = r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"api"}}]},"scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"GET /","kind":2,"startTimeUnixNano":"1","endTimeUnixNano":"9"}]}]}]}"#;
+
+/// POSTs `JSON` over TLS, trusting `ca`, with `authorization` if any; the status code.
+async fn post(port: u16, ca: &rcgen::CertifiedKey<rcgen::KeyPair>, authorization: Option<&str>) -> u16 {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.cert.der().clone()).expect("root");
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("protocols")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
+    let auth = authorization.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+    let request = format!(
+        "POST /v1/traces HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{JSON}",
+        JSON.len()
+    );
+    tls.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    let _ = tls.read_to_end(&mut response).await;
+    String::from_utf8_lossy(&response)
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status")
+}
+
+#[test]
+fn beyond_loopback_it_wants_tls_and_a_token_or_says_insecure() {
+    let refused = common::chokepoint(&[
+        "listen",
+        "--http",
+        "0.0.0.0:0",
+        "--grpc",
+        "off",
+        "--duration",
+        "1s",
+    ]);
+    common::assert_exit(&refused, 2);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("--tls-cert") && said.contains("--insecure"),
+        "{said}"
+    );
+    let insecure = common::chokepoint(&[
+        "listen",
+        "--http",
+        "0.0.0.0:0",
+        "--grpc",
+        "off",
+        "--duration",
+        "1s",
+        "--insecure",
+    ]);
+    // Listened (and received nothing: exit 2 for that, with its own message).
+    assert!(
+        String::from_utf8_lossy(&insecure.stdout).contains("no spans were received"),
+        "{}",
+        String::from_utf8_lossy(&insecure.stderr)
+    );
+}
+
+#[test]
+fn with_tls_and_a_token_only_the_token_holder_is_heard() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("a certificate");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).expect("write");
+    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .args([
+            "listen",
+            "--http",
+            &format!("127.0.0.1:{port}"),
+            "--grpc",
+            "off",
+            "--duration",
+            "4s",
+        ])
+        .args([
+            "--tls-cert",
+            cert.to_str().expect("path"),
+            "--tls-key",
+            key.to_str().expect("path"),
+        ])
+        .args(["--token", "s3cret", "--format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("chokepoint runs");
+    // Wait for the banner: it is listening.
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    stderr.read_line(&mut line).expect("banner");
+    assert!(line.contains("https://"), "{line}");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    assert_eq!(runtime.block_on(post(port, &certified, None)), 401);
+    assert_eq!(
+        runtime.block_on(post(port, &certified, Some("Bearer wrong"))),
+        401
+    );
+    assert_eq!(
+        runtime.block_on(post(port, &certified, Some("Bearer s3cret"))),
+        200
+    );
+    let output = child.wait_with_output().expect("chokepoint ends");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(report["run"]["inputs"][0]["spans"], 1, "{report:#}");
+    let notes = report["notes"].to_string();
+    assert!(notes.contains("2 export request(s) were refused"), "{notes}");
+}
