@@ -861,6 +861,132 @@ mod tests {
         addr
     }
 
+    /// How a hostile server answers each request it reads.
+    #[derive(Clone, Copy, Debug)]
+    enum Hostile {
+        /// Reads, never answers.
+        Silent,
+        /// A valid answer, one byte every 200 ms.
+        Drip,
+        /// A chunked body that never ends.
+        EndlessChunks,
+        /// Header lines that never end.
+        EndlessHeaders,
+        /// Says 1000 bytes, sends 10, closes.
+        ShortBody,
+        /// Starts an answer, then resets the connection.
+        Reset,
+        /// Not HTTP at all.
+        Garbage,
+    }
+
+    async fn hostile_server(how: Hostile) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buffer = [0; 1024];
+                    if stream.read(&mut buffer).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let _ = match how {
+                        Hostile::Silent => {
+                            tokio::time::sleep(Duration::from_secs(60)).await;
+                            Ok(())
+                        }
+                        Hostile::Drip => {
+                            for byte in b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok" {
+                                if stream.write_all(&[*byte]).await.is_err() {
+                                    break;
+                                }
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                            }
+                            Ok(())
+                        }
+                        Hostile::EndlessChunks => {
+                            let _ = stream
+                                .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+                                .await;
+                            while stream.write_all(b"400\r\n").await.is_ok()
+                                && stream.write_all(&[b'x'; 1024]).await.is_ok()
+                                && stream.write_all(b"\r\n").await.is_ok()
+                            {}
+                            Ok(())
+                        }
+                        Hostile::EndlessHeaders => {
+                            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\n").await;
+                            while stream
+                                .write_all(b"x-padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n")
+                                .await
+                                .is_ok()
+                            {}
+                            Ok(())
+                        }
+                        Hostile::ShortBody => {
+                            stream
+                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789")
+                                .await
+                        }
+                        Hostile::Reset => {
+                            let _ = stream
+                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\nabc")
+                                .await;
+                            // A zero linger turns the close into a reset.
+                            let _ = stream.set_zero_linger();
+                            Ok(())
+                        }
+                        Hostile::Garbage => stream.write_all(b"\x00\xff garbage \x01\x02\r\n\r\n").await,
+                    };
+                });
+            }
+        });
+        addr
+    }
+
+    /// Against each hostile server, a step keeps its bounds — it ends within the request
+    /// timeout past its duration, holding no more than a buffer per connection — and counts
+    /// every failure as an error of its kind.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hostile_servers_are_errors_of_their_kind_within_the_bounds() {
+        let cases = [
+            (Hostile::Silent, "timeout"),
+            (Hostile::Drip, "timeout"),
+            (Hostile::EndlessChunks, "timeout"),
+            (Hostile::EndlessHeaders, "broken"),
+            (Hostile::ShortBody, "broken"),
+            (Hostile::Reset, "broken"),
+            (Hostile::Garbage, "broken"),
+        ];
+        for (how, kind) in cases {
+            let addr = hostile_server(how).await;
+            let mut hostile = target(addr, Method::GET, &[], b"");
+            hostile.timeout = Duration::from_millis(500);
+            let started = Instant::now();
+            let step = run_closed(
+                Arc::new(hostile),
+                2,
+                Duration::from_millis(300),
+                Instant::now() + Duration::from_secs(30),
+            )
+            .await;
+            let took = started.elapsed();
+            assert!(took < Duration::from_secs(2), "{how:?}: the step took {took:?}");
+            assert_eq!(step.requests, 0, "{how:?}: counted as answered");
+            assert!(step.errors >= 2, "{how:?}: {} errors", step.errors);
+            assert_eq!(
+                step.errors_by_kind
+                    .keys()
+                    .map(|k| k.to_string())
+                    .collect::<Vec<_>>(),
+                [kind.to_owned()],
+                "{how:?}: {:?} ({:?})",
+                step.errors_by_kind,
+                step.first_error
+            );
+        }
+    }
+
     /// The generator reopens the connection and sends a GET again, not counting an error; a
     /// POST, which the server may have acted on, is not repeated: an error that says why.
     #[tokio::test]
