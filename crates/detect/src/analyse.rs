@@ -139,6 +139,7 @@ pub fn analyse(evidence: &Evidence) -> Outcome {
     }
     if let Some(traces) = &evidence.traces {
         notes.extend(orphan_note(&traces.summary));
+        notes.extend(bounded_note(&traces.summary));
     }
     if let Some(db) = &evidence.database {
         notes.extend(database_window_note(db));
@@ -493,6 +494,37 @@ fn orphan_note(summary: &chokepoint_evidence::TracesSummary) -> Option<Note> {
                 summary
                     .example_orphan_trace
                     .map_or("?".to_owned(), |t| t.to_string())
+            ),
+        )
+    })
+}
+
+/// The note for what was folded or dropped to bound memory, if anything.
+fn bounded_note(summary: &chokepoint_evidence::TracesSummary) -> Option<Note> {
+    let mut parts = Vec::new();
+    if summary.folded_endpoints > 0 {
+        parts.push(format!(
+            "{} endpoint(s) beyond the {} that took the most time were folded into \"{}\"",
+            summary.folded_endpoints,
+            crate::trace_analysis::MAX_ENDPOINTS,
+            crate::trace_analysis::OTHER_ENDPOINTS
+        ));
+    }
+    if summary.dropped_subjects > 0 {
+        parts.push(format!(
+            "{} of the lightest statements, calls or peers were not kept (beyond {} per detector and endpoint)",
+            summary.dropped_subjects,
+            crate::trace_analysis::MAX_SUBJECTS
+        ));
+    }
+    (!parts.is_empty()).then(|| {
+        Note::new(
+            Severity::Warning,
+            "traces",
+            format!(
+                "to bound memory, {}: the heaviest are all here. So many distinct names usually mean raw URLs or \
+                 statements with literals where a route template or parameters belong.",
+                parts.join("; ")
             ),
         )
     })

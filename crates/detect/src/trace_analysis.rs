@@ -91,12 +91,24 @@ impl Group {
     }
 }
 
+/// Endpoints (service and name) kept apart; past it, the lightest quarter (by time spent) is
+/// folded into one [`OTHER_ENDPOINTS`] entry per service, so memory does not grow with an
+/// input whose every request names a new endpoint.
+pub(crate) const MAX_ENDPOINTS: usize = 1_000;
+/// Subjects (statements, calls, peers) kept per detector and endpoint; past it, the lightest
+/// quarter (by time to save) is dropped, and counted.
+pub(crate) const MAX_SUBJECTS: usize = 256;
+/// The endpoint the lightest endpoints are folded into.
+pub(crate) const OTHER_ENDPOINTS: &str = "(other endpoints)";
+
 /// Everything kept about one endpoint: its totals and, per detector, its groups by subject.
 #[derive(Default)]
 struct EndpointEntry {
     requests: u64,
     time_ns: u128,
     groups: Vec<HashMap<Subject, Group>>,
+    /// Groups dropped to keep [`MAX_SUBJECTS`].
+    dropped: u64,
 }
 
 impl EndpointEntry {
@@ -104,10 +116,32 @@ impl EndpointEntry {
         if self.groups.len() <= detector {
             self.groups.resize_with(DETECTORS.len(), HashMap::new);
         }
-        match self.groups[detector].get_mut(&subject) {
+        let groups = &mut self.groups[detector];
+        match groups.get_mut(&subject) {
             Some(existing) => existing.merge(group),
             None => {
-                self.groups[detector].insert(subject, group);
+                if groups.len() >= MAX_SUBJECTS {
+                    let mut light: Vec<(u128, Subject)> =
+                        groups.iter().map(|(s, g)| (g.saved_ns, s.clone())).collect();
+                    let quarter = light.len() / 4;
+                    light.select_nth_unstable_by_key(quarter, |(weight, _)| *weight);
+                    for (_, subject) in &light[..=quarter] {
+                        groups.remove(subject);
+                    }
+                    self.dropped += quarter as u64 + 1;
+                }
+                groups.insert(subject, group);
+            }
+        }
+    }
+
+    fn merge(&mut self, other: EndpointEntry) {
+        self.requests += other.requests;
+        self.time_ns += other.time_ns;
+        self.dropped += other.dropped;
+        for (d, groups) in other.groups.into_iter().enumerate() {
+            for (subject, group) in groups {
+                self.merge_group(d, subject, group);
             }
         }
     }
@@ -123,6 +157,39 @@ fn endpoint_entry<'e>(endpoints: &'e mut Endpoints, service: &str, endpoint: &st
         .or_default()
         .entry_ref(endpoint)
         .or_default()
+}
+
+/// Folds the lightest quarter of the endpoints (by time spent) into their service's
+/// [`OTHER_ENDPOINTS`] entry; returns how many were folded.
+fn fold_lightest(endpoints: &mut Endpoints) -> u64 {
+    let mut light: Vec<(u128, String, String)> = endpoints
+        .iter()
+        .flat_map(|(service, by_name)| {
+            by_name
+                .iter()
+                .map(move |(name, entry)| (entry.time_ns, service, name))
+        })
+        .filter(|(_, _, name)| name.as_str() != OTHER_ENDPOINTS)
+        .map(|(weight, service, name)| (weight, service.clone(), name.clone()))
+        .collect();
+    if light.is_empty() {
+        return 0;
+    }
+    let quarter = light.len() / 4;
+    light.select_nth_unstable_by_key(quarter, |(weight, _, _)| *weight);
+    let mut folded = 0;
+    for (_, service, name) in &light[..=quarter] {
+        if let Some(by_name) = endpoints.get_mut(service)
+            && let Some(entry) = by_name.remove(name)
+        {
+            by_name
+                .entry(OTHER_ENDPOINTS.to_owned())
+                .or_default()
+                .merge(entry);
+            folded += 1;
+        }
+    }
+    folded
 }
 
 /// Runs every trace detector's `observe` over traces one at a time and keeps only aggregates.
@@ -147,6 +214,9 @@ pub struct TraceAnalysis {
     example_orphan_trace: Option<TraceId>,
     statements: HashMap<u64, Arc<Statement>>,
     unkeyed_statements: HashMap<String, Arc<Statement>>,
+    /// Endpoint entries held, and how many were folded into "(other endpoints)".
+    endpoint_count: usize,
+    folded_endpoints: u64,
 }
 
 impl TraceAnalysis {
@@ -191,6 +261,17 @@ impl TraceAnalysis {
         for request in index.requests() {
             self.requests += 1;
             let root = request.root_span();
+            let known = self
+                .endpoints
+                .get(&*root.service)
+                .is_some_and(|by_name| by_name.contains_key(request.endpoint.as_str()));
+            if !known {
+                if self.endpoint_count >= MAX_ENDPOINTS {
+                    self.folded_endpoints += fold_lightest(&mut self.endpoints);
+                    self.endpoint_count = self.endpoints.values().map(|by_name| by_name.len()).sum();
+                }
+                self.endpoint_count += 1;
+            }
             let entry = endpoint_entry(&mut self.endpoints, &root.service, &request.endpoint);
             entry.requests += 1;
             entry.time_ns += u128::from(root.duration_nano());
@@ -237,16 +318,15 @@ impl TraceAnalysis {
         }
         for (service, by_name) in other.endpoints {
             for (endpoint, theirs) in by_name {
-                let mine = endpoint_entry(&mut self.endpoints, &service, &endpoint);
-                mine.requests += theirs.requests;
-                mine.time_ns += theirs.time_ns;
-                for (d, groups) in theirs.groups.into_iter().enumerate() {
-                    for (subject, group) in groups {
-                        mine.merge_group(d, subject, group);
-                    }
-                }
+                endpoint_entry(&mut self.endpoints, &service, &endpoint).merge(theirs);
             }
         }
+        self.endpoint_count = self.endpoints.values().map(|by_name| by_name.len()).sum();
+        if self.endpoint_count > MAX_ENDPOINTS {
+            self.folded_endpoints += fold_lightest(&mut self.endpoints);
+            self.endpoint_count = self.endpoints.values().map(|by_name| by_name.len()).sum();
+        }
+        self.folded_endpoints += other.folded_endpoints;
         self.window_ns = match (self.window_ns, other.window_ns) {
             (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
             (a, b) => a.or(b),
@@ -265,8 +345,10 @@ impl TraceAnalysis {
             evaluated.insert(detector.meta().id, self.evaluated.get(d).copied().unwrap_or(0));
         }
         let mut endpoints: Vec<EndpointAggregate> = Vec::new();
+        let mut dropped_subjects = 0;
         for (service, by_name) in self.endpoints {
             for (endpoint, entry) in by_name {
+                dropped_subjects += entry.dropped;
                 let mut groups = Vec::new();
                 for (d, by_subject) in entry.groups.into_iter().enumerate() {
                     let id = DETECTORS[d].meta().id;
@@ -312,9 +394,83 @@ impl TraceAnalysis {
                     .map(|(first, last)| Window::from_unix_nanos(first, last)),
                 orphan_spans: self.orphan_spans,
                 example_orphan_trace: self.example_orphan_trace,
+                folded_endpoints: self.folded_endpoints,
+                dropped_subjects,
             },
             endpoints,
             evaluated,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fixture of `n` requests, each to its own route with a statement of its own repeated
+    /// (an N+1 per endpoint), and one route far heavier than the rest.
+    fn distinct_routes(n: usize) -> String {
+        let mut traces = Vec::new();
+        for i in 0..n {
+            let end = if i == 7 { 5000 } else { 50 };
+            traces.push(format!(
+                r#"{{"spans": [
+                  {{"id": "root", "kind": "server", "name": "GET", "end_ms": {end}, "attrs": {{"http.route": "/r{i}", "http.request.method": "GET"}}}},
+                  {{"id": "a", "parent": "root", "kind": "client", "start_ms": 1, "end_ms": 16, "attrs": {{"db.system": "postgresql", "db.statement": "SELECT * FROM t{i} WHERE id = 1"}}}},
+                  {{"id": "b", "parent": "root", "kind": "client", "start_ms": 17, "end_ms": 32, "attrs": {{"db.system": "postgresql", "db.statement": "SELECT * FROM t{i} WHERE id = 2"}}}},
+                  {{"id": "c", "parent": "root", "kind": "client", "start_ms": 33, "end_ms": 48, "attrs": {{"db.system": "postgresql", "db.statement": "SELECT * FROM t{i} WHERE id = 3"}}}}
+                ]}}"#
+            ));
+        }
+        format!(r#"{{"traces": [{}]}}"#, traces.join(","))
+    }
+
+    #[test]
+    fn endpoints_past_the_bound_are_folded_and_the_heaviest_kept() {
+        let evidence = crate::evidence_from_fixture(&distinct_routes(MAX_ENDPOINTS * 3)).expect("fixture");
+        let traces = evidence.traces.expect("traces");
+        let summary = &traces.summary;
+        assert_eq!(
+            summary.requests,
+            (MAX_ENDPOINTS * 3) as u64,
+            "every request counted"
+        );
+        assert!(
+            summary.endpoints as usize <= MAX_ENDPOINTS + 1,
+            "{} endpoints kept",
+            summary.endpoints
+        );
+        assert_eq!(
+            summary.folded_endpoints + summary.endpoints - 1,
+            (MAX_ENDPOINTS * 3) as u64,
+            "each endpoint kept or folded"
+        );
+        assert!(
+            traces.endpoints.iter().any(|e| e.endpoint.ends_with("/r7")),
+            "the heaviest is kept"
+        );
+        let other = traces
+            .endpoints
+            .iter()
+            .find(|e| e.endpoint == OTHER_ENDPOINTS)
+            .expect("the folded ones, together");
+        assert_eq!(
+            other.requests
+                + traces
+                    .endpoints
+                    .iter()
+                    .filter(|e| e.endpoint != OTHER_ENDPOINTS)
+                    .map(|e| e.requests)
+                    .sum::<u64>(),
+            summary.requests
+        );
+        // Their subjects are bounded too: the lightest dropped, and counted.
+        let kept = other
+            .groups
+            .iter()
+            .filter(|g| g.detector == chokepoint_evidence::DetectorId::NPlusOne)
+            .count();
+        assert!(kept <= MAX_SUBJECTS, "{kept} subjects kept");
+        assert!(summary.dropped_subjects > 0);
     }
 }

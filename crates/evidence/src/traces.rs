@@ -135,6 +135,12 @@ pub struct TracesSummary {
     pub orphan_spans: u64,
     /// A trace with such a span, to look at.
     pub example_orphan_trace: Option<TraceId>,
+    /// Endpoints folded into "(other endpoints)" to bound memory: past the 1,000 kept, the
+    /// lightest by time spent.
+    pub folded_endpoints: u64,
+    /// Subjects (statements, calls, peers) dropped to bound memory: past 256 per detector and
+    /// endpoint, the lightest by time to save.
+    pub dropped_subjects: u64,
 }
 
 impl TracesSummary {
