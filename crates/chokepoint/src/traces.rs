@@ -147,6 +147,20 @@ pub(crate) fn read_notes(reads: &[ReadReport], stats: &AssemblyStats) -> (Vec<In
 /// Notes about trace completeness.
 pub(crate) fn assembly_notes(stats: &AssemblyStats) -> Vec<Note> {
     let mut notes = Vec::new();
+    if stats.continued_parts > 0 {
+        notes.push(Note::new(
+            Severity::Warning,
+            "traces",
+            format!(
+                "a trace with more spans than are held at once ({}) was analysed in parts, to bound memory: {} later \
+                 part(s), {} spans, each analysed without the parents that went with an earlier part; its findings \
+                 may be split across the parts.",
+                chokepoint_traces::Limits::default().max_pending_spans,
+                stats.continued_parts,
+                stats.continued_spans
+            ),
+        ));
+    }
     if stats.evicted_incomplete > 0 {
         notes.push(Note::new(
             Severity::Warning,

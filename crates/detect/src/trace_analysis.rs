@@ -253,7 +253,9 @@ impl TraceAnalysis {
                 }
             },
         });
-        if index.orphans > 0 {
+        // A later part of a split trace lacks its parents by construction: the assembler says
+        // so; they are not missing from the input.
+        if index.orphans > 0 && !trace.continued {
             self.orphan_spans += index.orphans;
             self.example_orphan_trace.get_or_insert(trace.trace_id);
         }

@@ -225,6 +225,7 @@ impl FixtureTrace {
         Ok(Trace {
             trace_id: TraceId(u128::from(number)),
             spans,
+            continued: false,
         })
     }
 }

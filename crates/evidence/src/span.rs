@@ -356,6 +356,10 @@ pub struct Trace {
     pub trace_id: TraceId,
     /// The spans, in the order they arrived.
     pub spans: Vec<Span>,
+    /// A later part of a trace handed on in parts to bound memory (more of its spans arrived
+    /// after it was analysed): its spans' parents went with an earlier part.
+    #[serde(default)]
+    pub continued: bool,
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //! has arrived and the input has moved on — [`SETTLE_SPANS`] more spans, or [`SETTLE_TICKS`]
 //! ticks of a live receiver — so late children still join it. When more than
 //! [`Limits::max_pending_spans`] spans wait, the oldest traces are handed on as they are: memory
-//! stays bounded whatever the input's size.
+//! stays bounded whatever the input's size. Spans of a trace already handed on with its root
+//! make a later part of it ([`Trace::continued`]), said apart from traces missing their root.
 
 use std::collections::VecDeque;
 
@@ -46,12 +47,23 @@ pub struct AssemblyStats {
     pub traces: u64,
     /// Traces handed on before their root arrived, because memory was needed.
     pub evicted_incomplete: u64,
+    /// Later parts of traces already handed on with their root: more spans arrived than one
+    /// trace may hold waiting, so the trace was analysed in parts.
+    pub continued_parts: u64,
+    /// The spans in those later parts.
+    pub continued_spans: u64,
 }
+
+/// Traces handed on with their root that are remembered, so that later spans of theirs are
+/// known for a continuation rather than a trace without a root.
+const REMEMBERED_TRACES: usize = 4096;
 
 struct Pending {
     spans: Vec<Span>,
     /// When the root arrived: spans seen, ticks seen.
     root_at: Option<(u64, u64)>,
+    /// Whether an earlier part of this trace was handed on with its root.
+    continued: bool,
 }
 
 /// Groups spans into traces; see the module documentation for when a trace is complete.
@@ -65,6 +77,9 @@ pub struct Assembler {
     pending_spans: usize,
     ticks: u64,
     stats: AssemblyStats,
+    /// Traces handed on with their root, the most recent [`REMEMBERED_TRACES`].
+    handed_on: hashbrown::HashSet<TraceId>,
+    handed_on_order: VecDeque<TraceId>,
 }
 
 impl Assembler {
@@ -78,6 +93,8 @@ impl Assembler {
             pending_spans: 0,
             ticks: 0,
             stats: AssemblyStats::default(),
+            handed_on: hashbrown::HashSet::new(),
+            handed_on_order: VecDeque::new(),
         }
     }
 
@@ -85,11 +102,13 @@ impl Assembler {
     pub fn push(&mut self, trace_id: TraceId, span: Span, out: &mut impl FnMut(Trace)) {
         self.stats.spans += 1;
         let is_root = span.parent_span_id.is_none();
+        let handed_on = &self.handed_on;
         let pending = self.pending.entry(trace_id).or_insert_with(|| {
             self.arrival.push_back(trace_id);
             Pending {
                 spans: Vec::new(),
                 root_at: None,
+                continued: handed_on.contains(&trace_id),
             }
         });
         pending.spans.push(span);
@@ -167,12 +186,23 @@ impl Assembler {
         self.forget_released();
         self.pending_spans -= pending.spans.len();
         self.stats.traces += 1;
-        if pending.root_at.is_none() {
+        if pending.continued {
+            self.stats.continued_parts += 1;
+            self.stats.continued_spans += pending.spans.len() as u64;
+        } else if pending.root_at.is_none() {
             self.stats.evicted_incomplete += 1;
+        } else if self.handed_on.insert(trace_id) {
+            self.handed_on_order.push_back(trace_id);
+            if self.handed_on_order.len() > REMEMBERED_TRACES
+                && let Some(oldest) = self.handed_on_order.pop_front()
+            {
+                self.handed_on.remove(&oldest);
+            }
         }
         out(Trace {
             trace_id,
             spans: pending.spans,
+            continued: pending.continued,
         });
     }
 }
@@ -208,6 +238,34 @@ mod tests {
         assembler.finish(&mut out);
         assert_eq!(traces.len(), 1);
         assert_eq!(traces[0].spans.len(), 3);
+    }
+
+    #[test]
+    fn a_trace_too_wide_to_hold_is_handed_on_in_parts_said_as_such() {
+        let mut assembler = Assembler::new(Limits {
+            max_pending_spans: 100,
+        });
+        let mut parts = Vec::new();
+        let trace = TraceId(7);
+        assembler.push(trace, span(1, None), &mut |t| parts.push(t));
+        // Far more children than the settle window and the pending limit: the trace is handed
+        // on with its root, and its later spans in parts.
+        for child in 2..(SETTLE_SPANS + 500) {
+            assembler.push(trace, span(child, Some(1)), &mut |t| parts.push(t));
+            assert!(assembler.pending_spans <= 100);
+        }
+        let stats = assembler.finish(&mut |t| parts.push(t));
+        assert!(!parts[0].continued && parts[0].spans[0].parent_span_id.is_none());
+        assert!(
+            parts[1..].iter().all(|p| p.continued),
+            "later parts are continuations"
+        );
+        assert_eq!(stats.continued_parts, parts.len() as u64 - 1);
+        assert_eq!(
+            stats.continued_spans + parts[0].spans.len() as u64,
+            SETTLE_SPANS + 499
+        );
+        assert_eq!(stats.evicted_incomplete, 0, "no part is a trace without its root");
     }
 
     #[test]
