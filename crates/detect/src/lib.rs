@@ -53,3 +53,11 @@ pub use trace_analysis::TraceAnalysis;
 pub use traces::{MIN_AFFECTED_REQUESTS, MIN_AFFECTED_SHARE, SMALL_SAMPLE};
 pub use usl::UslFit;
 pub use verdict::{PredictedGain, Verdict};
+
+/// The traces' statement normalizer (literals out, a fingerprint), on any text: for the fuzz
+/// targets, which must reach it without the rest of the analysis.
+#[doc(hidden)]
+pub fn normalize_statement(text: &str) -> (String, u64) {
+    let statement = sql::normalize(text);
+    (statement.normalized, statement.fingerprint.0)
+}
