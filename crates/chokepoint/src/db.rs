@@ -22,12 +22,12 @@ pub(crate) fn run(config: DbConfig) -> anyhow::Result<u8> {
                 humantime::format_duration(duration)
             );
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let mut signals = crate::signals::Stop::register().context("cannot watch for Ctrl-C")?;
             let interrupt = tokio::spawn({
                 let stop = std::sync::Arc::clone(&stop);
                 async move {
-                    if tokio::signal::ctrl_c().await.is_ok() {
-                        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-                    }
+                    signals.requested().await;
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
             });
             let progress = watch_progress(config.report.progress, duration);

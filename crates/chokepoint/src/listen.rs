@@ -69,8 +69,7 @@ async fn listen(config: ListenConfig) -> anyhow::Result<u8> {
     // Registered once, before the banner: a Ctrl-C that arrives while a batch is being taken
     // is kept for the next turn of the loop (a `ctrl_c()` future made afresh each turn would
     // miss it, and the receiver would run on).
-    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .context("cannot watch for Ctrl-C")?;
+    let mut interrupt = crate::signals::Stop::register().context("cannot watch for Ctrl-C")?;
     eprintln!("chokepoint: listening on {} {stop_when}", endpoints.join(" and "));
     if let Some(path) = &config.out {
         eprintln!("chokepoint: recording to {}", path.display());
@@ -103,7 +102,7 @@ async fn listen(config: ListenConfig) -> anyhow::Result<u8> {
                     last_report = spans;
                 }
             }
-            _ = interrupt.recv() => break,
+            _ = interrupt.requested() => break,
             _ = &mut deadline => break,
         }
     }

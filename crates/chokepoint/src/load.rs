@@ -96,10 +96,10 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
     let interrupted = Arc::new(AtomicBool::new(false));
     {
         let interrupted = Arc::clone(&interrupted);
+        let mut signals = crate::signals::Stop::register().context("cannot watch for Ctrl-C")?;
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                interrupted.store(true, Ordering::Relaxed);
-            }
+            signals.requested().await;
+            interrupted.store(true, Ordering::Relaxed);
         });
     }
     // Steps are shown live on stderr as they complete; the report on stdout has them all.

@@ -9,6 +9,7 @@ mod load;
 mod output;
 mod profile;
 mod runs;
+mod signals;
 mod traces;
 
 use std::process::ExitCode;

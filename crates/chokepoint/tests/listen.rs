@@ -132,3 +132,35 @@ fn with_tls_and_a_token_only_the_token_holder_is_heard() {
     let notes = report["notes"].to_string();
     assert!(notes.contains("2 export request(s) were refused"), "{notes}");
 }
+
+#[test]
+fn sigterm_stops_the_receiver_and_reports() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .args([
+            "listen",
+            "--http",
+            "127.0.0.1:0",
+            "--grpc",
+            "off",
+            "--format",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("chokepoint runs");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    stderr.read_line(&mut line).expect("banner");
+    assert!(line.contains("listening"), "{line}");
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let output = child.wait_with_output().expect("chokepoint ends");
+    // Stopped as by Ctrl-C: a report (of nothing received, which is exit 2), not a kill.
+    assert_eq!(output.status.code(), Some(2));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
+    assert!(report["notes"].to_string().contains("no spans were received"));
+}

@@ -498,30 +498,33 @@ fn speaks_https_and_http2_over_tls_to_a_server_it_is_told_to_trust() {
 }
 
 #[test]
-fn ctrl_c_stops_the_ramp_and_reports_what_was_measured() {
+fn ctrl_c_or_sigterm_stops_the_ramp_and_reports_what_was_measured() {
     let _serial = SERIAL.lock();
     let server = Server::start("fine");
     let url = format!("http://127.0.0.1:{}/", server.port);
-    let child = spawn_ramp(&url);
-    std::thread::sleep(std::time::Duration::from_millis(2500));
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
-    let output = child.wait_with_output().expect("chokepoint ends");
-    assert_eq!(output.status.code(), Some(0));
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
-    let steps = report["load"]["steps"].as_array().expect("steps");
-    assert!(
-        (2..5).contains(&steps.len()),
-        "the steps done before Ctrl-C: {}",
-        steps.len()
-    );
-    assert_eq!(report["load"]["stopped_because"]["kind"], "interrupted");
+    // Ctrl-C from a terminal, SIGTERM from a supervisor: the same stop.
+    for signal in ["-INT", "-TERM"] {
+        let child = spawn_ramp(&url);
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+        let pid = child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .expect("kill")
+                .success()
+        );
+        let output = child.wait_with_output().expect("chokepoint ends");
+        assert_eq!(output.status.code(), Some(0), "{signal}");
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+        let steps = report["load"]["steps"].as_array().expect("steps");
+        assert!(
+            (2..5).contains(&steps.len()),
+            "{signal}: the steps done before the signal: {}",
+            steps.len()
+        );
+        assert_eq!(report["load"]["stopped_because"]["kind"], "interrupted");
+    }
 }
 
 #[test]
