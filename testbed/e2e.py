@@ -725,129 +725,57 @@ def main():
         print(f"recorded {report['traces']['summary']['spans']} spans to {args.record}")
         return 0
     passed, failed = [], []
-    for scenario, expected in TRACE_SCENARIOS:
-        if args.only and scenario not in args.only:
+    chokepoint = args.chokepoint
+
+    def bandwidth():
+        print(f"    {check_shaped_link(env)}")
+        return check_bandwidth(chokepoint, env)
+
+    # (names --only selects it by, its heading, its name in the results, the check); in order:
+    # the profile scenarios run last, as their load leaves spans in the service's export queue
+    # that a listener started next would receive.
+    checks = [
+        *(((s,), f"{s} → {e}", s, lambda s=s, e=e: check(chokepoint, env, s, e)) for s, e in TRACE_SCENARIOS),
+        *(((s,), f"{s} → {e} (load ramp)", s, lambda s=s, e=e, r=r: check_load(chokepoint, env, s, e, r))
+          for s, e, r in LOAD_SCENARIOS),
+        *(((s,), f"{s} → {s} (chokepoint db)", f"{s} (db)", lambda f=f: f(chokepoint, env)) for s, f in (
+            ("missing-index", check_missing_index),
+            ("lock-contention", check_lock_contention),
+            ("slow-query", check_slow_query_db),
+            ("n-plus-one", check_n_plus_one_confirmed),
+            ("unbounded-result", check_unbounded_db),
+            ("connection-churn", check_connection_churn_db),
+        )),
+        (("diagnose",), "diagnose → a capacity limit explained, then compare (n-plus-one, bad then fixed)",
+         "diagnose + compare", lambda: check_diagnose(chokepoint, env)),
+        (("readme-loop",), "the README's quick-start loop → diagnose, fix, diagnose, compare",
+         "the README's loop", lambda: check_readme_loop(chokepoint, env)),
+        (("index-loop",), "missing-index → diagnose, add the index, diagnose, compare (the plan before and after)",
+         "missing-index (index loop)", lambda: check_index_loop(chokepoint, env)),
+        *(((s, "predict"), f"{s} → {limit}{f' explained by {x}' if x else ''}, the gain predicted (diagnose, fix, compare)",
+           f"{s} (predicted)", lambda s=s, r=r, limit=limit, x=x, a=a: check_prediction(chokepoint, env, s, r, limit, x, a))
+          for s, r, limit, x, a in PREDICTED),
+        *(((s,), f"{s} → {e} (profile under load)", f"{s} (profile)", lambda s=s, e=e: check_profile(chokepoint, env, s, e))
+          for s, e in PROFILE_SCENARIOS),
+    ]
+    if "NETNS" in env:
+        checks.append((("bandwidth-limit",), "bandwidth-limit → bandwidth-limit (load ramp across the shaped link)",
+                       "bandwidth-limit", bandwidth))
+    elif not args.only or "bandwidth-limit" in args.only:
+        failed.append("bandwidth-limit: no shaped link (run the testbed as root)")
+    for names, heading, name, run in checks:
+        if args.only and not set(names) & set(args.only):
             continue
-        print(f"  {scenario} → {expected}")
+        print(f"  {heading}")
         started = time.monotonic()
         try:
-            failures = check(args.chokepoint, env, scenario, expected)
+            failures = run()
         except Exception as error:  # a scenario that breaks is a failure, not a crash
-            failures = [f"{scenario}: {error}"]
+            failures = [f"{name}: {error}"]
         for failure in failures:
             print(f"    FAIL {failure}")
-        (failed if failures else passed).append(scenario)
+        (failed if failures else passed).append(name)
         print(f"    {'ok' if not failures else 'FAILED'} in {time.monotonic() - started:.1f} s")
-    for scenario, expected, ramp in LOAD_SCENARIOS:
-        if args.only and scenario not in args.only:
-            continue
-        print(f"  {scenario} → {expected} (load ramp)")
-        started = time.monotonic()
-        try:
-            failures = check_load(args.chokepoint, env, scenario, expected, ramp)
-        except Exception as error:
-            failures = [f"{scenario}: {error}"]
-        for failure in failures:
-            print(f"    FAIL {failure}")
-        (failed if failures else passed).append(scenario)
-        print(f"    {'ok' if not failures else 'FAILED'} in {time.monotonic() - started:.1f} s")
-    db_checks = (
-        ("missing-index", check_missing_index),
-        ("lock-contention", check_lock_contention),
-        ("slow-query", check_slow_query_db),
-        ("n-plus-one", check_n_plus_one_confirmed),
-        ("unbounded-result", check_unbounded_db),
-        ("connection-churn", check_connection_churn_db),
-    )
-    for scenario, db_check in db_checks:
-        if args.only and scenario not in args.only:
-            continue
-        print(f"  {scenario} → {scenario} (chokepoint db)")
-        started = time.monotonic()
-        try:
-            failures = db_check(args.chokepoint, env)
-        except Exception as error:
-            failures = [f"{scenario}: {error}"]
-        for failure in failures:
-            print(f"    FAIL {failure}")
-        (failed if failures else passed).append(f"{scenario} (db)")
-        print(f"    {'ok' if not failures else 'FAILED'} in {time.monotonic() - started:.1f} s")
-    if not args.only or "diagnose" in args.only:
-        print("  diagnose → a capacity limit explained, then compare (n-plus-one, bad then fixed)")
-        started = time.monotonic()
-        try:
-            failures = check_diagnose(args.chokepoint, env)
-        except Exception as error:
-            failures = [f"diagnose: {error}"]
-        for failure in failures:
-            print(f"    FAIL {failure}")
-        (failed if failures else passed).append("diagnose + compare")
-        print(f"    {'ok' if not failures else 'FAILED'} in {time.monotonic() - started:.1f} s")
-    if not args.only or "readme-loop" in args.only:
-        print("  the README's quick-start loop → diagnose, fix, diagnose, compare")
-        started = time.monotonic()
-        try:
-            failures = check_readme_loop(args.chokepoint, env)
-        except Exception as error:
-            failures = [f"README loop: {error}"]
-        for failure in failures:
-            print(f"    FAIL {failure}")
-        (failed if failures else passed).append("the README's loop")
-        print(f"    {'ok' if not failures else 'FAILED'} in {time.monotonic() - started:.1f} s")
-    if not args.only or "index-loop" in args.only:
-        print("  missing-index → diagnose, add the index, diagnose, compare (the plan before and after)")
-        started = time.monotonic()
-        try:
-            failures = check_index_loop(args.chokepoint, env)
-        except Exception as error:
-            failures = [f"index loop: {error}"]
-        for failure in failures:
-            print(f"    FAIL {failure}")
-        (failed if failures else passed).append("missing-index (index loop)")
-        print(f"    {'ok' if not failures else 'FAILED'} in {time.monotonic() - started:.1f} s")
-    for scenario, ramp, limit, explaining, asserted in PREDICTED:
-        if args.only and scenario not in args.only and "predict" not in args.only:
-            continue
-        print(f"  {scenario} → {limit}{f' explained by {explaining}' if explaining else ''}, the gain predicted (diagnose, fix, compare)")
-        started = time.monotonic()
-        try:
-            failures = check_prediction(args.chokepoint, env, scenario, ramp, limit, explaining, asserted)
-        except Exception as error:
-            failures = [f"{scenario}: {error}"]
-        for failure in failures:
-            print(f"    FAIL {failure}")
-        (failed if failures else passed).append(f"{scenario} (predicted)")
-        print(f"    {'ok' if not failures else 'FAILED'} in {time.monotonic() - started:.1f} s")
-    # Last: their load leaves spans in the service's export queue that a listener started next
-    # would receive.
-    for scenario, expected in PROFILE_SCENARIOS:
-        if args.only and scenario not in args.only:
-            continue
-        print(f"  {scenario} → {expected} (profile under load)")
-        started = time.monotonic()
-        try:
-            failures = check_profile(args.chokepoint, env, scenario, expected)
-        except Exception as error:
-            failures = [f"{scenario}: {error}"]
-        for failure in failures:
-            print(f"    FAIL {failure}")
-        (failed if failures else passed).append(f"{scenario} (profile)")
-        print(f"    {'ok' if not failures else 'FAILED'} in {time.monotonic() - started:.1f} s")
-    if not args.only or "bandwidth-limit" in args.only:
-        if "NETNS" in env:
-            print("  bandwidth-limit → bandwidth-limit (load ramp across the shaped link)")
-            started = time.monotonic()
-            try:
-                print(f"    {check_shaped_link(env)}")
-                failures = check_bandwidth(args.chokepoint, env)
-            except Exception as error:
-                failures = [f"bandwidth-limit: {error}"]
-            for failure in failures:
-                print(f"    FAIL {failure}")
-            (failed if failures else passed).append("bandwidth-limit")
-            print(f"    {'ok' if not failures else 'FAILED'} in {time.monotonic() - started:.1f} s")
-        else:
-            failed.append("bandwidth-limit: no shaped link (run the testbed as root)")
     pending = []
     for scenario, why in PENDING:
         if args.only and scenario not in args.only:

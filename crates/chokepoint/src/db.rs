@@ -59,46 +59,48 @@ pub(crate) fn database_input(snapshot: &PgSnapshot) -> Input {
     }
 }
 
-/// `chokepoint traces --pg`: the database's statistics, and the plans of the statements the
-/// traces show (read-only), so the analysis can explain them and confirm them with the
-/// database's own counts.
-/// The database beside recorded evidence: with traces, the statements they show explained (as
-/// `statements_of`); without, a snapshot with its index checks (as `chokepoint db`).
-pub(crate) fn read_database(evidence: &Evidence, pg: &PgConfig) -> anyhow::Result<PgSnapshot> {
-    if evidence.traces.is_some() {
-        return statements_of(evidence, pg);
+/// The database beside evidence read from files (`traces --pg`, `diagnose` without a ramp),
+/// read-only: with traces, its statistics and the plans of the statements they show, so the
+/// analysis can explain them and confirm them with the database's own counts; without, a
+/// snapshot with its index checks (as `chokepoint db`). Added to `evidence` with its input and
+/// notes, or an error note saying the findings stand without it.
+pub(crate) fn add_database(
+    evidence: &mut Evidence,
+    pg: &PgConfig,
+    inputs: &mut Vec<Input>,
+    notes: &mut Vec<Note>,
+) {
+    match read_beside(evidence, pg) {
+        Ok(snapshot) => {
+            notes.extend(snapshot_notes(&snapshot));
+            inputs.push(database_input(&snapshot));
+            evidence.database = Some(snapshot);
+        }
+        Err(error) => notes.push(Note::new(
+            Severity::Error,
+            "--pg",
+            format!("{error:#}; the findings below stand without the database"),
+        )),
     }
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
-        .and_then(|runtime| {
-            runtime.block_on(async {
-                let client = chokepoint_db::connect(&pg.url).await?;
-                let mut snapshot = chokepoint_db::snapshot(&client, pg.show_literals).await?;
-                chokepoint_db::check_indexes(&client, &mut snapshot).await;
-                anyhow::Ok(snapshot)
-            })
-        })
 }
 
-pub(crate) fn statements_of(evidence: &Evidence, pg: &PgConfig) -> anyhow::Result<PgSnapshot> {
-    let Some(traces) = &evidence.traces else {
-        anyhow::bail!("no traces to explain");
-    };
-    tokio::runtime::Builder::new_current_thread()
+fn read_beside(evidence: &Evidence, pg: &PgConfig) -> anyhow::Result<PgSnapshot> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
-        .and_then(|runtime| {
-            runtime.block_on(async {
-                let client = chokepoint_db::connect(&pg.url).await?;
-                let mut snapshot = chokepoint_db::snapshot(&client, pg.show_literals).await?;
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let client = chokepoint_db::connect(&pg.url).await?;
+        let mut snapshot = chokepoint_db::snapshot(&client, pg.show_literals).await?;
+        match &evidence.traces {
+            Some(traces) => {
                 let queries = chokepoint_detect::statements_to_explain(traces, &snapshot);
                 chokepoint_db::explain(&client, &mut snapshot, queries).await;
-                anyhow::Ok(snapshot)
-            })
-        })
+            }
+            None => chokepoint_db::check_indexes(&client, &mut snapshot).await,
+        }
+        anyhow::Ok(snapshot)
+    })
 }
 
 /// `chokepoint load --pg`: the database watched while the ramp runs.

@@ -28,18 +28,7 @@ pub(crate) fn run(config: DiagnoseConfig) -> anyhow::Result<u8> {
     let (mut inputs, mut notes) = (Vec::new(), Vec::new());
     let kept = join(&recorded, &mut evidence, &mut inputs, &mut notes, report.progress)?;
     if let Some(pg) = &pg {
-        match crate::db::read_database(&evidence, pg) {
-            Ok(snapshot) => {
-                notes.extend(crate::db::snapshot_notes(&snapshot));
-                inputs.push(crate::db::database_input(&snapshot));
-                evidence.database = Some(snapshot);
-            }
-            Err(error) => notes.push(Note::new(
-                Severity::Error,
-                "--pg",
-                format!("{error:#}; the findings below stand without the database"),
-            )),
-        }
+        crate::db::add_database(&mut evidence, pg, &mut inputs, &mut notes);
     }
     notes.push(Note::new(
         Severity::Info,

@@ -27,18 +27,7 @@ pub(crate) fn run(config: TracesConfig) -> anyhow::Result<u8> {
         ..Evidence::default()
     };
     if let Some(pg) = &config.pg {
-        match crate::db::statements_of(&evidence, pg) {
-            Ok(snapshot) => {
-                notes.extend(crate::db::snapshot_notes(&snapshot));
-                inputs.push(crate::db::database_input(&snapshot));
-                evidence.database = Some(snapshot);
-            }
-            Err(error) => notes.push(Note::new(
-                Severity::Error,
-                "--pg",
-                format!("{error:#}; the trace findings below are not explained by the database"),
-            )),
-        }
+        crate::db::add_database(&mut evidence, pg, &mut inputs, &mut notes);
     }
     let (report, _) = crate::runs::report("traces", evidence, inputs, notes, &config.report, &[]);
     Ok(output::finish(&report, &config.report))

@@ -36,12 +36,16 @@ pub(crate) fn span_id(text: &str) -> (SpanId, Option<&str>) {
     }
 }
 
-/// Marks `span` as read with derived ids, naming the texts.
-pub(crate) fn mark(span: &mut Span, texts: &[&str]) {
-    span.attributes.push((
-        attr_key_owned(DERIVED.to_owned()),
-        AttrValue::Str(texts.join(", ")),
-    ));
+/// Marks `span` as read with derived ids when any of `derived` (the texts ids were derived
+/// from) is there.
+pub(crate) fn mark(span: &mut Span, derived: &[Option<&str>]) {
+    let texts: Vec<String> = derived.iter().flatten().map(|text| format!("{text:?}")).collect();
+    if !texts.is_empty() {
+        span.attributes.push((
+            attr_key_owned(DERIVED.to_owned()),
+            AttrValue::Str(texts.join(", ")),
+        ));
+    }
 }
 
 /// Removes the mark, if any: the texts of the ids derived.

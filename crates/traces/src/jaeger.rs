@@ -113,11 +113,7 @@ impl JaegerSpan {
             .find(|r| r.ref_type == "CHILD_OF")
             .or_else(|| self.references.first())
             .map(|r| ids::span_id(&r.span_id));
-        let derived: Vec<String> = [derived_trace, derived_span, parent.and_then(|(_, d)| d)]
-            .into_iter()
-            .flatten()
-            .map(|text| format!("{text:?}"))
-            .collect();
+        let derived = [derived_trace, derived_span, parent.and_then(|(_, d)| d)];
         let parent_span_id = parent.map(|(id, _)| id);
         let mut kind = SpanKind::Internal;
         let mut status_error = false;
@@ -151,9 +147,7 @@ impl JaegerSpan {
             attributes,
             status_error,
         };
-        if !derived.is_empty() {
-            ids::mark(&mut span, &derived.iter().map(String::as_str).collect::<Vec<_>>());
-        }
+        ids::mark(&mut span, &derived);
         Ok((trace_id, span))
     }
 }

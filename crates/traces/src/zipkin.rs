@@ -76,11 +76,7 @@ impl ZipkinSpan {
             None | Some("") => None,
             Some(p) => Some(ids::span_id(p)),
         };
-        let derived: Vec<String> = [derived_trace, derived_span, parent.and_then(|(_, d)| d)]
-            .into_iter()
-            .flatten()
-            .map(|text| format!("{text:?}"))
-            .collect();
+        let derived = [derived_trace, derived_span, parent.and_then(|(_, d)| d)];
         let parent_span_id = parent.map(|(id, _)| id);
         let status_error = self.tags.contains_key("error");
         let service: Arc<str> = self
@@ -104,9 +100,7 @@ impl ZipkinSpan {
                 .collect(),
             status_error,
         };
-        if !derived.is_empty() {
-            ids::mark(&mut span, &derived.iter().map(String::as_str).collect::<Vec<_>>());
-        }
+        ids::mark(&mut span, &derived);
         Ok((trace_id, span))
     }
 }
