@@ -339,6 +339,15 @@ fn help_has_examples_and_exit_codes() {
         help.contains("Examples:") && help.contains("Exit codes:"),
         "{help}"
     );
+    let help = String::from_utf8_lossy(&chokepoint(&["diagnose", "--help"]).stdout).into_owned();
+    assert!(
+        help.contains("--trace-file") && help.contains("chokepoint diagnose --trace-file"),
+        "{help}"
+    );
+    // A ramp needs its URL: said, with an example, exit 2.
+    let load = chokepoint(&["load"]);
+    assert_eq!(load.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&load.stderr).contains("give the URL to load"));
 }
 
 #[test]
