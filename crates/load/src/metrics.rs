@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 /// How often the endpoint is scraped.
 pub const SCRAPE_EVERY: Duration = Duration::from_millis(500);
 /// Gauges kept per step, at most.
-const MAX_GAUGES: usize = 24;
+pub(crate) const MAX_GAUGES: usize = 24;
 /// Words in a gauge's name that make it worth keeping.
 const INTERESTING: &[&str] = &[
     "queue",
@@ -30,10 +30,10 @@ const INTERESTING: &[&str] = &[
 
 /// One scrape: the CPU counter and the interesting gauges.
 #[derive(Clone, Debug, Default)]
-struct Scrape {
+pub(crate) struct Scrape {
     at: Option<Instant>,
     cpu_seconds: Option<f64>,
-    gauges: BTreeMap<String, f64>,
+    pub(crate) gauges: BTreeMap<String, f64>,
 }
 
 /// What the scrapes of one step say.
@@ -149,13 +149,18 @@ async fn scrape(url: &hyper::Uri) -> Result<Scrape, String> {
         .await
         .map_err(|e| e.to_string())?
         .to_bytes();
-    let text = String::from_utf8_lossy(&body);
+    let mut result = read_text(&body)?;
+    result.at = at;
+    Ok(result)
+}
+
+/// What a Prometheus text exposition says of the target: its CPU seconds and the gauges worth
+/// showing.
+pub(crate) fn read_text(body: &[u8]) -> Result<Scrape, String> {
+    let text = String::from_utf8_lossy(body);
     let parsed =
         prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).map_err(|e| e.to_string())?;
-    let mut result = Scrape {
-        at,
-        ..Scrape::default()
-    };
+    let mut result = Scrape::default();
     for sample in parsed.samples {
         let value = match sample.value {
             prometheus_parse::Value::Counter(v)
