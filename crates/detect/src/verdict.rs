@@ -259,9 +259,9 @@ fn predict(findings: &[Finding]) -> Option<PredictedGain> {
         return None;
     }
     // The host's CPU: a database's time under a saturated CPU is mostly waiting for it; what
-    // its fix gives back is at most the CPU used beside the service and the generator.
-    // What remains of D is then measured (the service's and the generator's CPU), so the cap
-    // on a removed share, there for removals that are estimates, does not apply.
+    // its fix gives back is at most the CPU used beside the service and the generator. What
+    // remains of D is then measured, so the cap on a removed share (for estimates) does not
+    // apply.
     let removed = match limit.evidence.metrics.get("other_cpu_ms_per_request") {
         Some(&other) if l.resource == Resource::HostCpu && removed > other => {
             how = format!(
@@ -275,7 +275,7 @@ fn predict(findings: &[Finding]) -> Option<PredictedGain> {
         return None;
     }
     let after = l.capacity_rps * demand / (demand - removed);
-    let mut assumptions = vec![
+    let assumptions = vec![
         format!(
             "{} bounds throughput at 1/D per unit: D = {demand:.1} ms of it per request, {:.0} requests/s measured",
             l.resource.describe(),
@@ -285,9 +285,8 @@ fn predict(findings: &[Finding]) -> Option<PredictedGain> {
             "fixing {} removes {removed:.1} ms of D ({how})",
             consumer.detector
         ),
+        "nothing else becomes the limit first: `chokepoint compare` after the fix checks it".into(),
     ];
-    assumptions
-        .push("nothing else becomes the limit first: `chokepoint compare` after the fix checks it".into());
     Some(PredictedGain {
         capacity_rps: crate::impact::round(l.capacity_rps),
         capacity_after_fix_rps: crate::impact::round(after),

@@ -31,8 +31,17 @@ pub mod fuzzing {
             let mut sample = Vec::new();
             for turn in 0..4 {
                 let head = turn == 1;
-                let request: &[u8] = if head { b"HEAD / HTTP/1.1\r\nhost: f\r\n\r\n" } else { b"GET / HTTP/1.1\r\nhost: f\r\n\r\n" };
-                if connection.exchange(request, head, Some(&mut sample), 64).await.is_err() || connection.is_closed() {
+                let request: &[u8] = if head {
+                    b"HEAD / HTTP/1.1\r\nhost: f\r\n\r\n"
+                } else {
+                    b"GET / HTTP/1.1\r\nhost: f\r\n\r\n"
+                };
+                if connection
+                    .exchange(request, head, Some(&mut sample), 64)
+                    .await
+                    .is_err()
+                    || connection.is_closed()
+                {
                     break;
                 }
                 assert!(sample.len() <= 64 * (turn + 1), "the sample keeps what was asked");
