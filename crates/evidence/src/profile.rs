@@ -133,6 +133,10 @@ impl fmt::Display for Frame {
     }
 }
 
+/// The most samples one stack may count: 2^40, over 300 years at 100 Hz, and few enough that
+/// 2^23 stacks of it still sum in a `u64`.
+pub(crate) const MAX_STACK_COUNT: u64 = 1 << 40;
+
 /// Builds a [`Profile`], interning frames and threads and adding up equal stacks.
 #[derive(Debug, Default)]
 pub struct ProfileBuilder {
@@ -180,16 +184,22 @@ impl ProfileBuilder {
         index
     }
 
-    /// Adds `count` samples of a stack (frame indexes, root first) of a thread.
+    /// Adds `count` samples of a stack (frame indexes, root first) of a thread. A stack's
+    /// count is capped at `MAX_STACK_COUNT` (2^40), so sums over a profile's stacks cannot overflow
+    /// whatever a file claims.
     pub fn add(&mut self, thread: u32, frames: Vec<u32>, count: u64) {
         if count == 0 {
             return;
         }
+        let count = count.min(MAX_STACK_COUNT);
         self.key.clear();
         self.key.push(thread);
         self.key.extend_from_slice(&frames);
         match self.stacks.get(self.key.as_slice()) {
-            Some(&at) => self.profile.stacks[at].count += count,
+            Some(&at) => {
+                let stack = &mut self.profile.stacks[at];
+                stack.count = stack.count.saturating_add(count).min(MAX_STACK_COUNT);
+            }
             None => {
                 self.stacks.insert(self.key.clone(), self.profile.stacks.len());
                 self.profile.stacks.push(Stack {

@@ -123,3 +123,14 @@ fn truncated_input_is_a_problem_with_its_position() {
         read.problems
     );
 }
+
+/// Found by `scripts/fuzz.sh profile`: a speedscope sample weighing 10^30-odd seconds made a
+/// count that overflowed when added to the same stack again. Counts are capped instead, and the
+/// profile's total still adds up.
+#[test]
+fn an_absurd_sample_weight_is_capped_not_an_overflow() {
+    let read = read_path(&data("fuzz-speedscope-huge-weight.json"), &ReadOptions::default());
+    let profile = read.profile.expect("read");
+    let total: u64 = profile.stacks.iter().map(|s| s.count).sum();
+    assert!(profile.stacks.iter().all(|s| s.count <= 1 << 40), "{total}");
+}
