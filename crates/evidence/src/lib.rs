@@ -22,7 +22,7 @@
 //!     attributes: vec![("http.route".into(), AttrValue::from("/orders"))],
 //!     status_error: false,
 //! };
-//! let trace = Trace { trace_id: TraceId(7), spans: vec![root] };
+//! let trace = Trace { trace_id: TraceId(7), spans: vec![root], continued: false };
 //! assert_eq!(trace.spans[0].attr_str("http.route"), Some("/orders"));
 //! assert!(!Evidence::default().has(EvidenceKind::Traces));
 //! ```
