@@ -41,6 +41,15 @@ async fn post(port: u16, ca: &rcgen::CertifiedKey<rcgen::KeyPair>, authorization
         .expect("a status")
 }
 
+/// Waits for the receiver's first line on standard error (it is listening); returns it, and
+/// the pipe, which must stay open while the receiver runs (it writes there when it stops).
+fn banner(child: &mut std::process::Child) -> (String, BufReader<std::process::ChildStderr>) {
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    stderr.read_line(&mut line).expect("banner");
+    (line, stderr)
+}
+
 #[test]
 fn beyond_loopback_it_wants_tls_and_a_token_or_says_insecure() {
     let refused = common::chokepoint(&[
@@ -108,10 +117,7 @@ fn with_tls_and_a_token_only_the_token_holder_is_heard() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("chokepoint runs");
-    // Wait for the banner: it is listening.
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    stderr.read_line(&mut line).expect("banner");
+    let (line, _stderr) = banner(&mut child);
     assert!(line.contains("https://"), "{line}");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -149,9 +155,7 @@ fn sigterm_stops_the_receiver_and_reports() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("chokepoint runs");
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    stderr.read_line(&mut line).expect("banner");
+    let (line, _stderr) = banner(&mut child);
     assert!(line.contains("listening"), "{line}");
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -7,7 +7,7 @@ pub mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{assert_exit, bottleneck, chokepoint, notes, root, stdout_json as json};
+use common::{assert_exit, bottleneck, chokepoint, detectors, notes, root, stdout_json as json};
 
 fn data(name: &str) -> String {
     format!("crates/profile/tests/data/{name}")
@@ -53,12 +53,7 @@ fn a_py_spy_recording_names_the_code_and_its_line() {
         "{fsync:#}"
     );
     assert_eq!(fsync["inferred_from_source"], true);
-    let detectors: Vec<&str> = report["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .filter_map(|f| f["detector"].as_str())
-        .collect();
+    let detectors = detectors(&report);
     assert!(detectors.contains(&"regex-per-request"), "{detectors:?}");
     let categories: Vec<&str> = report["profile"]["categories"]
         .as_array()

@@ -6,7 +6,7 @@ pub mod common;
 
 use std::path::Path;
 
-use common::{assert_exit, bottleneck, chokepoint, root, stdout_json as json};
+use common::{assert_exit, bottleneck, chokepoint, detectors, root, stdout_json as json};
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("UTF-8 path")
@@ -191,12 +191,7 @@ fn diagnose_without_a_url_gives_one_verdict_over_recorded_evidence() {
     assert!(report["load"].is_null(), "no ramp was run");
     assert!(report["profile"].is_object());
     // One verdict over both: the traces' findings and the profile's, ranked together.
-    let detectors: Vec<&str> = report["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .filter_map(|f| f["detector"].as_str())
-        .collect();
+    let detectors = detectors(&report);
     assert!(detectors.contains(&"unbounded-result"), "{detectors:?}");
     assert!(detectors.contains(&"sync-logging"), "{detectors:?}");
     assert!(bottleneck(&report).is_object());

@@ -73,3 +73,13 @@ pub fn notes(report: &serde_json::Value, severity: &str) -> Vec<String> {
         .map(|n| n["message"].as_str().expect("message").to_owned())
         .collect()
 }
+
+/// The detectors of a JSON report's findings, in order.
+pub fn detectors(report: &serde_json::Value) -> Vec<&str> {
+    report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter_map(|f| f["detector"].as_str())
+        .collect()
+}
