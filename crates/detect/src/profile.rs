@@ -13,7 +13,7 @@
 //! | serialization | `json`, `simplejson`, `orjson`, `ujson`, `pickle`, `msgpack`, `pydantic`, `pydantic_core`, `marshmallow`, Django REST framework's serializers, fields and renderers, FastAPI's `jsonable_encoder`; a line calling `json.dumps`/`orjson.dumps`/`.model_dump(`… |
 //! | logging | `logging` (handlers, formatters), any `*Handler.emit`/`*.emit`; `fsync` under them |
 //! | regex compilation | `re._compiler`, `re._parser`, `sre_compile`, `sre_parse`, `re._compile`, `_sre.compile` — compilation, not matching |
-//! | sorting | `sorted`, `list.sort` (by name where the profile has C functions, else a line calling them), `heapq`, a sort key's `<lambda>` |
+//! | sorting | `sorted`, `list.sort` (by name where the profile has C functions, else a line calling them), `heapq`, a sort key's `<lambda>`, with the ORM attribute reads under it |
 //! | ORM lazy loading | SQLAlchemy's `strategies.py` lazy loader, Django's `related_descriptors.py` |
 //! | database | `sqlalchemy`, `psycopg`, `psycopg2`, `asyncpg`, `django/db` |
 //! | HTTP client | `requests`, `urllib3`, `httpx`, `httpcore`, `http/client.py`, `aiohttp` |
@@ -706,6 +706,15 @@ fn classify(infos: &[FrameInfo], stack: &Stack) -> Option<Classified> {
                 inferred: false,
             });
         }
+        // The ORM's attribute reads inside a sort key (`key=lambda e: e.score`) are the sort's.
+        let (category, depth, inferred) = match frames[..depth]
+            .iter()
+            .rposition(|&f| info(f).lambda && info(f).by_source == Some(Category::Sorting))
+        {
+            Some(key) if category == Category::Database => (Category::Sorting, key, true),
+            _ => (category, depth, inferred),
+        };
+        let f = frames[depth];
         let above = &frames[..=depth];
         let caller = above
             .iter()
