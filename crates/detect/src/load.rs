@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 
 /// Throughput must grow by this factor from one step to the next, or it has stopped rising.
 pub(crate) const RISING: f64 = 1.1;
+/// Host CPU busy that counts as saturated, whoever uses it: requests that wait on it neither
+/// overlap nor free their workers.
+pub(crate) const HOST_SATURATED: f64 = 0.9;
 /// The generator is the limit of a step when it used this share of the cores it could run on.
 /// (Sending late in the open model is not enough: with every connection waiting on a saturated
 /// target, requests leave late because of the target, and their latency already counts from the

@@ -259,6 +259,14 @@ fn a_lock_that_serializes_requests_explains_the_limit_the_ramp_shows() {
 }
 
 #[test]
+fn requests_that_do_not_overlap_on_a_full_host_wait_on_its_cpu() {
+    let outcome =
+        analyse_fixture(&fixture_dir().join("blocking-call/negative-host-full-from-the-first-step.json"));
+    let limit = outcome.verdict.limit.map(|i| outcome.findings[i].detector);
+    assert_eq!(limit, Some(DetectorId::CpuSaturation), "{:#?}", outcome.findings);
+}
+
+#[test]
 fn one_trace_gets_a_verdict_that_says_how_few_requests_it_rests_on() {
     let outcome = analyse_fixture(&fixture_dir().join("n-plus-one/positive-one-trace.json"));
     let finding = &outcome.findings[0];

@@ -3,7 +3,7 @@
 use chokepoint_evidence::Resource;
 
 use crate::finding::{Basis, Confidence, EvidenceItem};
-use crate::load::{Curve, TARGET_SAMPLED, usable_cores};
+use crate::load::{Curve, HOST_SATURATED, TARGET_SAMPLED, usable_cores};
 use crate::profile::{Category, ProfileView};
 use crate::registry::{Conclusion, Detector, Estimate, Reads, detector};
 
@@ -24,8 +24,10 @@ detector! {
     /// # Evidence used
     ///
     /// `chokepoint load`'s steps (closed model) and the target's CPU: throughput at the second
-    /// step under 1.1 × the first while concurrency rose, the target under half of a core, and
-    /// the low-load latency at least 3 × the CPU time per request.
+    /// step under 1.1 × the first while concurrency rose, the target under half of a core, the
+    /// host's CPU under 90 % busy at the second step (a host with no CPU left does not let
+    /// requests overlap either: that is cpu-saturation), and the low-load latency at least 3 ×
+    /// the CPU time per request.
     ///
     /// A profile with idle samples (`chokepoint profile`, py-spy `--idle`) locates the call: an
     /// asyncio event loop's thread running a callback whose stack is blocked — in `time.sleep`
@@ -175,6 +177,9 @@ impl Detector for BlockingCall {
         let waiting = curve.low.latency.mean_ms >= WAITING_FACTOR * cpu_ms.max(0.01);
         if !(no_overlap && waiting && cores < LOW_CPU * usable_cores(cores)) {
             return None;
+        }
+        if second.host_cpu_busy >= HOST_SATURATED {
+            return None; // the host had no CPU left for a second request: cpu-saturation's case
         }
         let last = steps.last()?;
         let title = format!(

@@ -4,7 +4,7 @@ use crate::detectors::{clip, percent};
 use chokepoint_evidence::Resource;
 
 use crate::finding::{Basis, Confidence};
-use crate::load::{Curve, TARGET_SAMPLED, offered, usable_cores};
+use crate::load::{Curve, HOST_SATURATED, TARGET_SAMPLED, offered, usable_cores};
 use crate::profile::ProfileView;
 use crate::registry::{Conclusion, Detector, Estimate, Reads, detector};
 
@@ -61,8 +61,6 @@ const MIN_FUNCTION_SHARE: f64 = 0.2;
 
 /// Share of the usable cores that counts as saturated.
 const SATURATED_SHARE: f64 = 0.85;
-/// Host CPU busy that counts as saturated, whoever uses it.
-const HOST_SATURATED: f64 = 0.9;
 
 /// The host's CPU used up while the target is not: another process on the host — a database
 /// running there, usually — takes it. The demand is the host's CPU per request at the knee, and

@@ -45,8 +45,6 @@ detector! {
 
 /// CPU below this share of the usable cores is "low".
 const LOW_CPU_SHARE: f64 = 0.5;
-/// A host this busy leaves the workers waiting on its CPU, not on their pool.
-const HOST_BUSY: f64 = 0.9;
 
 impl Detector for WorkerExhaustion {
     fn check_load(&self, curve: &Curve<'_>) -> Option<Conclusion> {
@@ -57,7 +55,7 @@ impl Detector for WorkerExhaustion {
         if cores >= LOW_CPU_SHARE * usable_cores(cores) || curve.knee_index == 0 || !curve.plateaus() {
             return None;
         }
-        if curve.knee.host_cpu_busy >= HOST_BUSY {
+        if curve.knee.host_cpu_busy >= crate::load::HOST_SATURATED {
             return None; // the workers wait on a host whose CPU is used up: cpu-saturation's case
         }
         let service_ms = curve.low.latency.mean_ms;
