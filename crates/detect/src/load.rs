@@ -81,10 +81,18 @@ impl<'a> Curve<'a> {
         Ok(curve)
     }
 
-    /// CPU the target spent per request at low load, in ms, if it was sampled.
+    /// CPU the target spent per request, in ms, if it was sampled: the least of the steps up to
+    /// the knee. The process's fixed costs (its timers, an exporter, a profiler attaching) weigh
+    /// most on the lightest step, so the first step alone overstates what a request costs.
     pub(crate) fn cpu_ms_per_request(&self) -> Option<f64> {
-        let target = self.low.target.as_ref()?;
-        (self.low.throughput_rps > 0.0).then(|| target.cpu_cores * 1e3 / self.low.throughput_rps)
+        self.run
+            .steps
+            .iter()
+            .filter(|s| s.requests > 0)
+            .take(self.knee_index + 1)
+            .filter(|s| s.throughput_rps > 0.0)
+            .filter_map(|s| Some(s.target.as_ref()?.cpu_cores * 1e3 / s.throughput_rps))
+            .min_by(f64::total_cmp)
     }
 
     /// CPU the target used at the knee, in cores.
@@ -283,5 +291,27 @@ mod tests {
         let notes = notes(&run);
         assert_eq!(notes.len(), 1, "{notes:?}");
         assert_eq!(notes[0].position, Some(Position::Step { step: 3 }));
+    }
+
+    #[test]
+    fn cpu_per_request_is_the_least_a_step_up_to_the_knee_measured() {
+        let sampled = |offered, throughput_rps, cpu_cores| LoadStep {
+            target: Some(chokepoint_evidence::TargetSample {
+                cpu_cores,
+                ..Default::default()
+            }),
+            ..step(offered, 100.0 + offered, throughput_rps)
+        };
+        // The first step pays the process's fixed costs (10 ms a request); past the knee the
+        // CPU per request is no longer read.
+        let run = run(vec![
+            sampled(1.0, 25.0, 0.25),
+            sampled(2.0, 28.0, 0.2),
+            sampled(4.0, 28.0, 0.1),
+        ]);
+        let curve = Curve::of(&run).expect("readable");
+        assert_eq!(curve.knee_index, 1);
+        let cpu_ms = curve.cpu_ms_per_request().expect("sampled");
+        assert!((cpu_ms - 0.2 * 1e3 / 28.0).abs() < 1e-9, "{cpu_ms}");
     }
 }
