@@ -432,11 +432,12 @@ def check_profile(chokepoint, env, scenario, expected):
 PREDICTED = (
     ("n-plus-one-pool", ["--concurrency", "1,2,4,8"], "worker-exhaustion", "n-plus-one", True),
     ("blocking-call", ["--concurrency", "1,2,4,8,16"], "blocking-call", None, True),
-    # Serialized on a row lock, requests never overlap (the ramp cannot tell that from a blocked
-    # loop); the fix leaves a service bound by its CPU, whose cost per request at the few
-    # requests/s the lock allows (about twice its cost at 200/s here) predicts nothing: no
+    # Serialized on a row lock, requests never overlap: the ramp cannot tell that from a blocked
+    # loop, nor — when the second step gains a tenth by chance — from two busy workers; the lock
+    # explains either. The fix leaves a service bound by its CPU, whose cost per request at the
+    # few requests/s the lock allows (about twice its cost at 200/s here) predicts nothing: no
     # prediction is made from a database watch's lock waits.
-    ("lock-contention", ["--concurrency", "1,2,4"], "blocking-call", "lock-contention", False),
+    ("lock-contention", ["--concurrency", "1,2,4"], ("blocking-call", "worker-exhaustion"), "lock-contention", False),
     # The loop's own share of the profile under-counts what the closed form removes (the
     # generator expression, not `sum`'s C code nor the threads waiting for the GIL): printed.
     ("cpu-saturation", ["--model", "open", "--rate", "10,20,40,80,160,320,640"], "cpu-saturation", None, False),
@@ -472,8 +473,10 @@ def check_prediction(chokepoint, env, scenario, ramp, limit, explaining, asserte
     bad = diagnose(chokepoint, env, f"/{scenario}/bad", ramp, runs / "bad")
     detectors = [f["detector"] for f in bad["findings"]]
     limits = [f["detector"] for f in bad["findings"] if f["impact"]["kind"] == "limit"]
-    if limit not in limits:
-        failures.append(f"/{scenario}/bad: the limit is not {limit}: limits {limits}, findings {detectors}")
+    accepted = limit if isinstance(limit, tuple) else (limit,)
+    if not set(accepted) & set(limits[:1]):
+        failures.append(f"/{scenario}/bad: the limit is not {' or '.join(accepted)}: limits {limits}, findings {detectors}")
+    limit = limits[0] if limits else accepted[0]
     expected_first = explaining or limit
     if detectors[:1] != [expected_first]:
         failures.append(f"/{scenario}/bad: bottleneck {detectors[:1]}, expected {expected_first}")
@@ -752,7 +755,7 @@ def main():
          "the README's loop", lambda: check_readme_loop(chokepoint, env)),
         (("index-loop",), "missing-index → diagnose, add the index, diagnose, compare (the plan before and after)",
          "missing-index (index loop)", lambda: check_index_loop(chokepoint, env)),
-        *(((s, "predict"), f"{s} → {limit}{f' explained by {x}' if x else ''}, the gain predicted (diagnose, fix, compare)",
+        *(((s, "predict"), f"{s} → {' or '.join(limit) if isinstance(limit, tuple) else limit}{f' explained by {x}' if x else ''}, the gain predicted (diagnose, fix, compare)",
            f"{s} (predicted)", lambda s=s, r=r, limit=limit, x=x, a=a: check_prediction(chokepoint, env, s, r, limit, x, a))
           for s, r, limit, x, a in PREDICTED),
         *(((s,), f"{s} → {e} (profile under load)", f"{s} (profile)", lambda s=s, e=e: check_profile(chokepoint, env, s, e))

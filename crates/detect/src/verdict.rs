@@ -199,7 +199,7 @@ fn predict_pool_doubled(limit: &Finding) -> Option<PredictedGain> {
 }
 
 /// The next limit: once the event loop or the workers stop waiting, the target's CPU per request
-/// (the least a step up to the knee measured, where the limit's metrics have it) bounds it at its cores ÷ that
+/// (the least a step measured, where the limit's metrics have it) bounds it at its cores ÷ that
 /// (the operational law on the CPU). `after` when the CPU was not measured or allows more.
 fn cpu_bound(limit: &Finding, after: f64, assumptions: &mut Vec<String>) -> f64 {
     let metrics = &limit.evidence.metrics;
