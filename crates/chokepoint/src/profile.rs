@@ -18,7 +18,18 @@ pub(crate) fn run(config: ProfileConfig) -> anyhow::Result<u8> {
     let mut paths = config.paths.clone();
     let mut recorded = None;
     if let Some(record) = &config.record {
-        let (path, started) = record_with_progress(record, config.rate_hz, config.report.progress)?;
+        let (path, started, stopped) = record_with_progress(record, config.rate_hz, config.report.progress)?;
+        if let Some(after) = stopped {
+            notes.push(Note::new(
+                Severity::Warning,
+                "profile",
+                format!(
+                    "stopped by a signal after {:.1} s of the {} s asked: the profile covers what was recorded",
+                    after.as_secs_f64(),
+                    record.duration.as_secs()
+                ),
+            ));
+        }
         notes.push(Note::new(
             Severity::Info,
             path.display().to_string(),
@@ -55,12 +66,13 @@ pub(crate) fn run(config: ProfileConfig) -> anyhow::Result<u8> {
     Ok(output::finish(&report, &config.report))
 }
 
-/// Records with py-spy, showing the time left; returns the file and when it began (Unix s).
+/// Records with py-spy, showing the time left; returns the file, when it began (Unix s), and
+/// how long it ran when Ctrl-C or SIGTERM stopped it early (py-spy then writes what it has).
 pub(crate) fn record_with_progress(
     record: &RecordConfig,
     rate_hz: u32,
     progress: bool,
-) -> anyhow::Result<(PathBuf, f64)> {
+) -> anyhow::Result<(PathBuf, f64, Option<Duration>)> {
     let out = record.out.clone().unwrap_or_else(|| default_out(record.pid));
     let started = unix_now();
     let bar = if progress {
@@ -75,7 +87,15 @@ pub(crate) fn record_with_progress(
     } else {
         ProgressBar::hidden()
     };
-    let recorder = chokepoint_profile::start(
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the signal watch")?;
+    let mut signals = runtime
+        .block_on(async { crate::signals::Stop::register() })
+        .context("cannot watch for Ctrl-C")?;
+    let begun = std::time::Instant::now();
+    let mut recorder = chokepoint_profile::start(
         record.py_spy.as_deref(),
         record.pid,
         record.duration,
@@ -91,11 +111,20 @@ pub(crate) fn record_with_progress(
             }
         })
     };
-    let result = recorder.wait();
+    let stopped = runtime.block_on(async {
+        while recorder.running() {
+            tokio::select! {
+                () = signals.requested() => return true,
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+        false
+    });
+    let result = if stopped { recorder.stop() } else { recorder.wait() };
     bar.finish_and_clear();
     let _ = ticker.join();
     let recording = result?;
-    Ok((recording.path, started))
+    Ok((recording.path, started, stopped.then(|| begun.elapsed())))
 }
 
 fn default_out(pid: u32) -> PathBuf {

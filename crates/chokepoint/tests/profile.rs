@@ -244,3 +244,54 @@ fn a_live_process_is_recorded_with_py_spy_and_kept() {
     assert_eq!(bottleneck(&again)["detector"], first["detector"]);
     drop(workload);
 }
+
+#[test]
+fn sigterm_stops_a_recording_and_reports_what_was_recorded() {
+    let workload = Workload(
+        Command::new(venv("python"))
+            .arg(root().join(data("workload.py")))
+            .env("WORKLOAD_SECONDS", "120")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python runs"),
+    );
+    let pid = workload.0.id().to_string();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("stopped.raw");
+    let py_spy = venv("py-spy");
+    let child = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .current_dir(root())
+        .args(["profile", "--pid", &pid, "--duration", "90s"])
+        .args(["--py-spy", py_spy.to_str().expect("path")])
+        .args(["--out", out.to_str().expect("path"), "--format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("chokepoint runs");
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let output = child.wait_with_output().expect("chokepoint ends");
+    assert_exit(&output, 0);
+    let report = json(&output);
+    // The seconds recorded before the signal are analysed, and the report says it was cut short.
+    let warnings = notes(&report, "warning");
+    assert!(
+        warnings.iter().any(|n| n.contains("stopped by a signal after")),
+        "{warnings:?}"
+    );
+    assert!(
+        bottleneck(&report)["subject"]["file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("workload.py")),
+        "{report:#}"
+    );
+    assert!(out.is_file(), "the partial recording is kept");
+    drop(workload);
+}

@@ -2,6 +2,7 @@
 //! idle samples (without them a blocked event loop is invisible: the blocked thread is "idle"),
 //! thread ids and full file names, without pausing the process (`--nonblocking`).
 
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -133,7 +134,10 @@ pub fn start(
     out: &Path,
 ) -> Result<Recorder, RecordError> {
     let py_spy = find_py_spy(py_spy)?;
+    // Its own process group: a Ctrl-C at the terminal reaches chokepoint alone, which stops
+    // py-spy with one interrupt (a second would abort it before it writes).
     let child = py_spy_command(&py_spy, pid, duration, rate_hz, out)
+        .process_group(0)
         .env("RUST_BACKTRACE", "0")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -152,6 +156,11 @@ impl Recorder {
     /// Waits for the recording to end by itself (its duration).
     pub fn wait(self) -> Result<Recording, RecordError> {
         self.finish()
+    }
+
+    /// Whether py-spy is still recording.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Stops the recording now (py-spy writes what it has on an interrupt) and waits for it.
