@@ -13,6 +13,7 @@
 //!   <recording>    recordings chokepoint made (a py-spy profile), by their file name
 //! ```
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -68,12 +69,17 @@ pub(crate) fn report(
         )),
         Err(error) => notes.push(Note::new(Severity::Error, "--save", format!("{error:#}"))),
     }
-    let report = Report::new(command, evidence, outcome, inputs, notes);
+    let mut report = Report::new(command, evidence, outcome, inputs, notes);
     if let Ok(dir) = &saved {
         let written = std::fs::write(dir.join("report.json"), render_json(&report))
             .and_then(|()| std::fs::write(dir.join("report.md"), render_markdown(&report)));
         if let Err(e) = written {
-            eprintln!("error: cannot write the report into {}: {e}", dir.display());
+            // The report is still printed; the folder lacks it, and the exit code says so.
+            report.notes.push(Note::new(
+                Severity::Error,
+                dir.display().to_string(),
+                format!("cannot write the report into the run folder: {e}"),
+            ));
         }
     }
     (report, saved.ok())
@@ -166,7 +172,11 @@ fn save_evidence(
 
 fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
     let file = std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
-    serde_json::to_writer(std::io::BufWriter::new(file), value)
+    let mut writer = std::io::BufWriter::new(file);
+    // Flushed here, not on drop, which would swallow a full disk's error.
+    serde_json::to_writer(&mut writer, value)
+        .map_err(std::io::Error::from)
+        .and_then(|()| writer.flush())
         .with_context(|| format!("cannot write {}", path.display()))
 }
 

@@ -168,3 +168,42 @@ fn sigterm_stops_the_receiver_and_reports() {
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
     assert!(report["notes"].to_string().contains("no spans were received"));
 }
+
+#[test]
+fn a_full_disk_under_the_recording_loses_the_file_not_the_spans() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    // /dev/full answers every write with ENOSPC, as a full disk does.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .args(["listen", "--http", &format!("127.0.0.1:{port}"), "--grpc", "off"])
+        .args(["--out", "/dev/full", "--duration", "3s", "--format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("chokepoint runs");
+    let (line, _stderr) = banner(&mut child);
+    assert!(line.contains("listening"), "{line}");
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let request = format!(
+        "POST /v1/traces HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{JSON}",
+        JSON.len()
+    );
+    std::io::Write::write_all(&mut tcp, request.as_bytes()).expect("write");
+    let mut response = String::new();
+    let _ = std::io::Read::read_to_string(&mut tcp, &mut response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let output = child.wait_with_output().expect("chokepoint ends");
+    // The span is analysed; the recording's failure is an error (exit 2) that says what to do.
+    assert_eq!(output.status.code(), Some(2));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
+    assert_eq!(report["run"]["inputs"][0]["spans"], 1, "{report:#}");
+    let errors = common::notes(&report, "error");
+    assert!(
+        errors
+            .iter()
+            .any(|n| n.contains("cannot write the recording") && n.contains("No space left")),
+        "{errors:?}"
+    );
+}

@@ -217,3 +217,43 @@ fn diagnose_without_a_url_gives_one_verdict_over_recorded_evidence() {
     assert_exit(&missing, 2);
     assert!(String::from_utf8_lossy(&missing.stdout).contains("no/such/file.otlp: cannot open"));
 }
+
+#[test]
+fn a_run_folder_on_a_full_disk_is_an_error_and_the_report_is_still_printed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = dir.path().join("full");
+    // `ulimit -f 8`: no file of the command may pass 8 KiB — a write beyond fails (EFBIG, with
+    // SIGXFSZ ignored), as on a full disk. The report goes to a pipe, which has no such limit.
+    let output = std::process::Command::new("bash")
+        .current_dir(root())
+        .arg("-c")
+        .arg(r#"trap '' XFSZ; ulimit -f 8; exec "$0" traces examples/testbed.otlp --run-dir "$1" --format json"#)
+        .arg(env!("CARGO_BIN_EXE_chokepoint"))
+        .arg(path(&run))
+        .output()
+        .expect("bash runs");
+    assert_exit(&output, 2);
+    let report = json(&output);
+    // The same verdict as without the limit: the analysis lost nothing.
+    let unlimited = json(&chokepoint(&[
+        "traces",
+        "examples/testbed.otlp",
+        "--format",
+        "json",
+    ]));
+    assert_eq!(bottleneck(&report)["title"], bottleneck(&unlimited)["title"]);
+    let errors = common::notes(&report, "error");
+    assert!(
+        errors
+            .iter()
+            .any(|n| n.contains("evidence.json") && n.contains("File too large")),
+        "{errors:?}"
+    );
+    // Nothing claims the run was saved.
+    assert!(
+        !common::notes(&report, "info")
+            .iter()
+            .any(|n| n.contains("the run is saved here")),
+        "{report:#}"
+    );
+}
