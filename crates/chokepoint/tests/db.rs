@@ -855,3 +855,65 @@ fn pg_stat_statements_created_but_not_preloaded_is_said_with_the_fix() {
         "the rest is still read"
     );
 }
+
+#[test]
+fn a_database_restarting_mid_ramp_is_a_gap_and_the_ramp_is_kept() {
+    use std::io::BufRead as _;
+
+    let cluster = Cluster::start();
+    let mut target = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/load_target.py"))
+        .args(["--mode", "fine"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let mut line = String::new();
+    std::io::BufReader::new(target.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the port");
+    let url = format!("http://127.0.0.1:{}/", line.trim());
+    let child = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .args(["load", &url, "--concurrency", "1,2,4", "--step-duration", "2s"])
+        .args(["--pg", &cluster.url(), "--format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("chokepoint runs");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let restarted = as_postgres(&Path::new(PG_BIN).join("pg_ctl"))
+        .args(["-D"])
+        .arg(cluster.dir.path().join("data"))
+        .args(["-l"])
+        .arg(cluster.dir.path().join("log"))
+        .args(["-m", "fast", "-w", "restart"])
+        .output()
+        .expect("pg_ctl runs");
+    assert!(
+        restarted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restarted.stderr)
+    );
+    let output = child.wait_with_output().expect("chokepoint ends");
+    let _ = target.kill();
+    let _ = target.wait();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let report = succeeded(output);
+    // Every step of the ramp measured; the database's sessions sampled on both sides of the gap.
+    assert_eq!(
+        report["load"]["steps"].as_array().map(Vec::len),
+        Some(3),
+        "{report:#}"
+    );
+    let activity = &report["database"]["activity"];
+    let gaps = activity["gaps"].as_array().expect("gaps");
+    assert!(
+        gaps.iter()
+            .any(|g| g["reconnected_unix_s"].as_f64() > g["lost_unix_s"].as_f64()),
+        "{activity:#}"
+    );
+    assert!(
+        activity["samples"].as_u64().expect("samples") >= 30,
+        "{activity:#}"
+    );
+    assert!(stderr.contains("lost the database"), "{stderr}");
+}
