@@ -173,6 +173,7 @@ pub async fn start(config: ReceiverConfig, batches: mpsc::Sender<Batch>) -> Resu
             .accept_compressed(CompressionEncoding::Gzip)
             .max_decoding_message_size(config.max_body_bytes);
         let app = tonic::service::Routes::new(service).prepare().into_axum_router();
+        let app = with_deadline(app, config.limits.body_timeout, Arc::clone(&counts));
         running.tasks.push(tokio::spawn(serve(
             listener,
             guarded(app, config.token, Arc::clone(&counts)),
@@ -183,6 +184,30 @@ pub async fn start(config: ReceiverConfig, batches: mpsc::Sender<Batch>) -> Resu
         )));
     }
     Ok(running)
+}
+
+/// `app` with a deadline on each gRPC call: a client that stalls its message (a slow drip) is
+/// answered DEADLINE_EXCEEDED once `limit` has passed, and its stream is freed — the body timeout
+/// of OTLP/HTTP, for HTTP/2 streams.
+fn with_deadline(app: axum::Router, limit: Duration, counts: Arc<Counts>) -> axum::Router {
+    app.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let counts = Arc::clone(&counts);
+            async move {
+                match tokio::time::timeout(limit, next.run(request)).await {
+                    Ok(response) => response,
+                    Err(_) => {
+                        counts.refused.fetch_add(1, Ordering::Relaxed);
+                        tonic::Status::deadline_exceeded(format!(
+                            "the message did not arrive within {} s",
+                            limit.as_secs_f64()
+                        ))
+                        .into_http()
+                    }
+                }
+            }
+        },
+    ))
 }
 
 /// `app`, answering 401 to a request without the bearer token when there is one.

@@ -308,3 +308,75 @@ async fn slow_idle_and_surplus_connections_are_closed_and_the_others_served() {
     assert_eq!(batches.recv().await.expect("batch").len(), 1);
     running.stop().await;
 }
+
+/// A request body that sends its first bytes and then stalls, never ending: a slow drip.
+struct Stalled(Option<bytes::Bytes>);
+
+impl hyper::body::Body for Stalled {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        match self.0.take() {
+            Some(bytes) => std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(bytes)))),
+            None => std::task::Poll::Pending,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_export_that_stalls_is_cut_with_deadline_exceeded_and_the_others_served() {
+    use http_body_util::BodyExt as _;
+
+    let (running, mut batches) = start_with(1 << 20, tight(64)).await;
+    let addr = running.grpc_addr.expect("grpc");
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .expect("HTTP/2");
+    tokio::spawn(connection);
+    // The gRPC frame announces 1,000 bytes; 10 come, then nothing.
+    let mut frame = vec![0u8];
+    frame.extend(1000u32.to_be_bytes());
+    frame.extend([0u8; 10]);
+    let request = hyper::Request::post(format!(
+        "http://{addr}/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .body(Stalled(Some(bytes::Bytes::from(frame))))
+    .expect("request");
+    let started = Instant::now();
+    let response = tokio::time::timeout(Duration::from_secs(5), sender.send_request(request))
+        .await
+        .expect("answered within the deadline")
+        .expect("a response");
+    let in_headers = response.headers().get("grpc-status").cloned();
+    let trailers = response
+        .into_body()
+        .collect()
+        .await
+        .ok()
+        .and_then(|c| c.trailers().cloned());
+    let status = in_headers.or_else(|| trailers.and_then(|t| t.get("grpc-status").cloned()));
+    assert_eq!(
+        status.as_ref().map(|v| v.as_bytes()),
+        Some(&b"4"[..]),
+        "DEADLINE_EXCEEDED"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(running.counts.refused.load(Ordering::Relaxed), 1);
+    // Another client is served as before.
+    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect");
+    client.export(sample_request()).await.expect("export");
+    assert_eq!(batches.recv().await.expect("batch").len(), 30);
+    running.stop().await;
+}
