@@ -6,6 +6,7 @@
 #   profile  any bytes as a profile: gzip, collapsed stacks, speedscope, pprof, cProfile
 #   http1    any bytes as a server's answers: the load generator's HTTP/1.1 response reader
 #   prometheus  any bytes as a target's Prometheus text (load --metrics)
+#   plan     any bytes as PostgreSQL's EXPLAIN (FORMAT JSON): the database inspector's plan reader
 # Seeds come from the test data. A crash, a timeout (10 s an input) or more than 2 GiB of
 # memory fails the run and leaves the input in target/fuzz/artifacts/<target>/.
 #
@@ -15,7 +16,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${1:-20}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(traces sql profile http1 prometheus)
+[ ${#targets[@]} -gt 0 ] || targets=(traces sql profile http1 prometheus plan)
 triple=$(rustc -vV | sed -n 's/^host: //p')
 out=$root/target/fuzz
 "$root/scripts/setup-build.sh" >/dev/null
@@ -34,6 +35,7 @@ seed() {
     http1) printf 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 204 No Content\r\n\r\n' >"$corpus/seed-length"
            printf 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n' >"$corpus/seed-chunked"
            printf 'HTTP/1.0 200 OK\r\nConnection: close\r\n\r\nread to the close' >"$corpus/seed-close" ;;
+    plan) cp "$root"/crates/db/tests/data/plan-*.json "$corpus"/ ;;
     prometheus) printf '# HELP process_cpu_seconds_total CPU.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 12.5\n# TYPE db_pool_in_use gauge\ndb_pool_in_use{pool="main"} 4\nhttp_requests_in_flight 3\n' >"$corpus/seed" ;;
     sql) python3 - "$root/crates/traces/tests/data/shop.protojson.jsonl" "$corpus" <<'PY'
 import hashlib, re, sys

@@ -122,7 +122,7 @@ pub(crate) fn describe(error: &tokio_postgres::Error) -> String {
 }
 
 pub use chokepoint_sql::redact;
-pub use plans::{PLANNED_STATEMENTS, check_indexes, explain};
+pub use plans::{PLANNED_STATEMENTS, check_indexes, explain, read_plan_json};
 pub use watch::{SAMPLE_EVERY, watch};
 
 /// A transaction open this long is reported in the snapshot.

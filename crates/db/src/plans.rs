@@ -197,6 +197,13 @@ async fn generic_plan(client: &Client, planned: &Planned, how: Generic) -> Resul
     Ok(read_root(&planned.query, row.get(0)))
 }
 
+/// `EXPLAIN (FORMAT JSON)` output as text, read as the inspector reads a plan PostgreSQL
+/// returned; `None` when it is not JSON. For the fuzz target.
+#[doc(hidden)]
+pub fn read_plan_json(text: &[u8]) -> Option<StatementPlan> {
+    serde_json::from_slice(text).ok().map(|plan| read_root("", plan))
+}
+
 /// The plan `EXPLAIN (FORMAT JSON)` returned.
 fn read_root(query: &str, plan: serde_json::Value) -> StatementPlan {
     let root = &plan[0]["Plan"];
@@ -414,6 +421,29 @@ async fn hypothetical_cost(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plans_are_read_from_the_text_postgresql_writes() {
+        let read = |name: &str| {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/data")
+                .join(name);
+            read_plan_json(&std::fs::read(path).expect("plan file")).expect("a plan")
+        };
+        let seq = read("plan-seq-scan.json");
+        assert_eq!(seq.seq_scans, ["public.users"]);
+        assert_eq!(seq.cost, 15554.43);
+        let join = read("plan-join-sort.json");
+        assert!(join.sorts && join.hashes && join.seq_scans.is_empty());
+        assert_eq!(
+            join.scans[0],
+            "Index Scan using items_order_id_idx on public.items"
+        );
+        let aggregate = read("plan-hash-aggregate.json");
+        assert!(aggregate.hashes && !aggregate.sorts);
+        assert_eq!(aggregate.seq_scans, ["events"]);
+        assert!(read_plan_json(b"[{\"Plan\": ").is_none());
+    }
 
     #[test]
     fn a_plan_reads_as_its_scans_in_words() {
