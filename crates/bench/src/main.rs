@@ -10,6 +10,9 @@
 //! - `chokepoint-bench send ADDR SPANS` posts SPANS spans of the same generator, batch by batch
 //!   as OTLP/protobuf, to a `chokepoint listen` at ADDR (`127.0.0.1:4318`) over one keep-alive
 //!   connection, printing a line per million spans sent (`scripts/bench-listen.sh`).
+//! - `chokepoint-bench soak HTTP GRPC SPANS_PER_S SECONDS` sends the same spans at a steady
+//!   rate alternately over OTLP/HTTP and OTLP/gRPC, with a message that is not protobuf now and
+//!   then (`scripts/soak-listen.sh`).
 //! - `chokepoint-bench profile collapsed BYTES FILE` and `profile speedscope SAMPLES FILE` write
 //!   py-spy-like profiles of a FastAPI-like service; `parse FILE` is their baseline, chokepoint's
 //!   profile reader with the profile dropped (`scripts/bench-profile.sh`).
@@ -26,6 +29,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 mod profile;
+mod soak;
 
 use chokepoint_evidence::{AttrKey, AttrValue, Span, SpanId, SpanKind, TraceId, attr_key};
 use chokepoint_traces::{ReadOptions, encode_request, read_path, write_length_prefixed};
@@ -35,6 +39,9 @@ use prost::Message as _;
 /// The same allocator as the `chokepoint` binary, so the baseline is comparable.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The generator's seed: every run writes the same spans.
+const SEED: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// Spans per exported batch, as a BatchSpanProcessor sends them.
 const BATCH_SPANS: usize = 512;
@@ -61,13 +68,17 @@ fn main() -> ExitCode {
             Err(_) => Err(format!("{spans:?} is not a span count")),
         },
         ["prost", path] => prost_decode(Path::new(path)),
+        ["soak", http, grpc, rate, seconds] => match (rate.parse(), seconds.parse()) {
+            (Ok(rate), Ok(seconds)) => soak::soak(http, grpc, rate, seconds),
+            _ => Err(format!("{rate:?} {seconds:?}: spans per second and seconds")),
+        },
         ["serve"] => serve(0),
         ["serve", delay] => match delay.parse() {
             Ok(delay) => serve(delay),
             Err(_) => Err(format!("{delay:?} is not a delay in µs")),
         },
         _ => Err(
-            "usage: chokepoint-bench generate proto|json SPANS FILE | decode FILE | prost FILE | send ADDR SPANS | serve [DELAY_US] \
+            "usage: chokepoint-bench generate proto|json SPANS FILE | decode FILE | prost FILE | send ADDR SPANS | soak HTTP GRPC SPANS_PER_S SECONDS | serve [DELAY_US] \
              | profile collapsed BYTES FILE | profile speedscope SAMPLES FILE | parse FILE"
                 .into(),
         ),
@@ -262,7 +273,7 @@ fn trace(rng: &mut Rng, number: u64, out: &mut Vec<(TraceId, Span)>) -> bool {
 fn generate(format: &str, spans: u64, path: &Path) -> Result<(), String> {
     let file = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng(SEED);
     let mut batch = Vec::with_capacity(BATCH_SPANS * 2);
     let mut written = 0u64;
     let mut number = 0u64;
@@ -300,7 +311,7 @@ fn send(addr: &str, spans: u64) -> Result<(), String> {
     let mut reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
     let mut writer = stream;
     let started = Instant::now();
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng(SEED);
     let mut batch = Vec::with_capacity(BATCH_SPANS * 2);
     let (mut sent, mut number, mut next_report) = (0u64, 0u64, 1_000_000u64);
     while sent < spans {
