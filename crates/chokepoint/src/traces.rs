@@ -1,5 +1,6 @@
 //! `chokepoint traces`: read trace files, assemble traces, analyse, report.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -14,10 +15,15 @@ use crate::output;
 
 /// Spans between progress updates.
 const PROGRESS_EVERY: u64 = 1 << 16;
-/// Traces handed from the reading thread to the analysis at a time.
+/// Traces handed from the reading thread to the analysis at a time — fewer when they hold
+/// more than `SPANS_PER_CHUNK` spans (a wide trace's parts).
 const TRACES_PER_CHUNK: usize = 256;
+const SPANS_PER_CHUNK: usize = 20_000;
 /// Chunks waiting for the analysis before the reader waits (bounds memory).
 const CHUNKS_IN_FLIGHT: usize = 16;
+/// Spans handed on and not yet analysed before the reader waits: with a wide trace's parts of
+/// up to 200,000 spans each, a count of chunks alone would not bound memory.
+const SPANS_IN_FLIGHT: usize = 200_000;
 
 pub(crate) fn run(config: TracesConfig) -> anyhow::Result<u8> {
     let (traces, mut inputs, mut notes) =
@@ -45,17 +51,24 @@ pub(crate) fn read_files(
     let progress = progress_bar(show_progress);
     let mut analysis = TraceAnalysis::default();
     // Two stages on two threads: decoding and assembly, then the detectors.
-    let (traces_tx, traces_rx) = mpsc::sync_channel::<Vec<Trace>>(CHUNKS_IN_FLIGHT);
+    let (traces_tx, traces_rx) = mpsc::sync_channel::<(Vec<Trace>, usize)>(CHUNKS_IN_FLIGHT);
+    let in_flight = AtomicUsize::new(0);
     let (reads, stats) = std::thread::scope(|scope| {
-        let (files, options, progress) = (&files, &options, &progress);
+        let (files, options, progress, in_flight) = (&files, &options, &progress, &in_flight);
         let reader = scope.spawn(move || {
             let mut assembler = Assembler::new(Limits::default());
             let mut chunk = Vec::with_capacity(TRACES_PER_CHUNK);
-            let send = |trace: Trace, chunk: &mut Vec<Trace>| {
+            let mut chunk_spans = 0;
+            let mut send = |trace: Trace, chunk: &mut Vec<Trace>| {
+                chunk_spans += trace.spans.len();
                 chunk.push(trace);
-                if chunk.len() >= TRACES_PER_CHUNK {
+                if chunk.len() >= TRACES_PER_CHUNK || chunk_spans >= SPANS_PER_CHUNK {
+                    while in_flight.load(Ordering::Acquire) >= SPANS_IN_FLIGHT {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    in_flight.fetch_add(chunk_spans, Ordering::AcqRel);
                     // The receiver only goes away if the analysis panicked; nothing to do then.
-                    let _ = traces_tx.send(std::mem::take(chunk));
+                    let _ = traces_tx.send((std::mem::take(chunk), std::mem::take(&mut chunk_spans)));
                 }
             };
             let mut reads = Vec::new();
@@ -72,13 +85,15 @@ pub(crate) fn read_files(
                 reads.push(read);
             }
             let stats = assembler.finish(&mut |trace| send(trace, &mut chunk));
-            let _ = traces_tx.send(chunk);
+            let _ = traces_tx.send((chunk, 0));
             (reads, stats)
         });
-        for chunk in &traces_rx {
+        for (chunk, spans) in &traces_rx {
             for trace in &chunk {
                 analysis.add_trace(trace);
             }
+            drop(chunk);
+            in_flight.fetch_sub(spans, Ordering::AcqRel);
         }
         reader.join()
     })
