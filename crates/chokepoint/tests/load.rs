@@ -632,3 +632,56 @@ fn a_server_that_never_answers_cannot_stretch_the_ramp_past_its_bound() {
     assert_eq!(short.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&short.stderr).contains("shorter than one step"));
 }
+
+#[test]
+fn sigterm_stops_diagnose_mid_ramp_and_the_run_is_kept() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let server = Server::start("fine");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let run_dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("http://127.0.0.1:{}/", server.port);
+    // The ramp and the OTLP receiver running when the signal comes (py-spy, on the target found
+    // by its port, waits for the top steps).
+    let child = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .current_dir(&root)
+        .args([
+            "diagnose",
+            &url,
+            "--concurrency",
+            "1,2,4,8,16",
+            "--step-duration",
+            "2s",
+        ])
+        .args(["--py-spy", ".venv/bin/py-spy", "--otlp", "127.0.0.1:0"])
+        .args([
+            "--run-dir",
+            run_dir.path().to_str().expect("UTF-8"),
+            "--format",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("chokepoint runs");
+    std::thread::sleep(std::time::Duration::from_millis(5000));
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let output = child.wait_with_output().expect("chokepoint ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert!(matches!(output.status.code(), Some(0 | 1)), "{stderr}");
+    assert_eq!(
+        report["load"]["stopped_because"]["kind"], "interrupted",
+        "{report:#}"
+    );
+    let steps = report["load"]["steps"].as_array().expect("steps").len();
+    assert!((2..5).contains(&steps), "the steps before the signal: {steps}");
+    assert!(run_dir.path().join("evidence.json").is_file(), "the run is kept");
+    assert!(run_dir.path().join("report.json").is_file(), "the run is kept");
+}
