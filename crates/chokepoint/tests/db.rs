@@ -31,6 +31,22 @@ fn as_postgres(program: &Path) -> Command {
 }
 
 impl Cluster {
+    /// Restarts the server (fast shutdown, wait for it to accept again), as an operator would.
+    fn restart(&self) {
+        let restarted = as_postgres(&Path::new(PG_BIN).join("pg_ctl"))
+            .args(["-D"])
+            .arg(self.dir.path().join("data"))
+            .args(["-l"])
+            .arg(self.dir.path().join("log"))
+            .args(["-m", "fast", "-w", "restart"])
+            .output()
+            .expect("pg_ctl runs");
+        assert!(
+            restarted.status.success(),
+            "{}",
+            String::from_utf8_lossy(&restarted.stderr)
+        );
+    }
     fn start() -> Cluster {
         Cluster::start_with("shared_preload_libraries = 'pg_stat_statements'\n")
     }
@@ -676,19 +692,7 @@ fn a_database_restarting_mid_watch_is_a_gap_and_the_samples_are_kept() {
     let cluster = Cluster::start();
     let child = watch(&cluster.url(), 6);
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    let restarted = as_postgres(&Path::new(PG_BIN).join("pg_ctl"))
-        .args(["-D"])
-        .arg(cluster.dir.path().join("data"))
-        .args(["-l"])
-        .arg(cluster.dir.path().join("log"))
-        .args(["-m", "fast", "-w", "restart"])
-        .output()
-        .expect("pg_ctl runs");
-    assert!(
-        restarted.status.success(),
-        "{}",
-        String::from_utf8_lossy(&restarted.stderr)
-    );
+    cluster.restart();
     let output = child.wait_with_output().expect("chokepoint ends");
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     let report = succeeded(output);
@@ -880,19 +884,7 @@ fn a_database_restarting_mid_ramp_is_a_gap_and_the_ramp_is_kept() {
         .spawn()
         .expect("chokepoint runs");
     std::thread::sleep(std::time::Duration::from_millis(2500));
-    let restarted = as_postgres(&Path::new(PG_BIN).join("pg_ctl"))
-        .args(["-D"])
-        .arg(cluster.dir.path().join("data"))
-        .args(["-l"])
-        .arg(cluster.dir.path().join("log"))
-        .args(["-m", "fast", "-w", "restart"])
-        .output()
-        .expect("pg_ctl runs");
-    assert!(
-        restarted.status.success(),
-        "{}",
-        String::from_utf8_lossy(&restarted.stderr)
-    );
+    cluster.restart();
     let output = child.wait_with_output().expect("chokepoint ends");
     let _ = target.kill();
     let _ = target.wait();

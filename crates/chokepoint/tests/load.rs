@@ -2,6 +2,7 @@
 //! (`tests/servers/load_target.py`): the ramp runs over real sockets, samples the server's
 //! process, and names the limit. Scenarios run one at a time: they measure CPU.
 
+pub mod common;
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -664,13 +665,7 @@ fn sigterm_stops_diagnose_mid_ramp_and_the_run_is_kept() {
         .spawn()
         .expect("chokepoint runs");
     std::thread::sleep(std::time::Duration::from_millis(5000));
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    common::send_signal("-TERM", child.id());
     let output = child.wait_with_output().expect("chokepoint ends");
     let stderr = String::from_utf8_lossy(&output.stderr);
     let report: serde_json::Value =

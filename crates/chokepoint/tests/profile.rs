@@ -173,6 +173,21 @@ fn without_py_spy_it_says_how_to_install_it() {
 /// A Python process of the workload, killed when dropped.
 struct Workload(std::process::Child);
 
+impl Workload {
+    /// The workload script, running for `seconds`.
+    fn start(seconds: u32) -> Workload {
+        Workload(
+            Command::new(venv("python"))
+                .arg(root().join(data("workload.py")))
+                .env("WORKLOAD_SECONDS", seconds.to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("python runs"),
+        )
+    }
+}
+
 impl Drop for Workload {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -182,15 +197,7 @@ impl Drop for Workload {
 
 #[test]
 fn a_live_process_is_recorded_with_py_spy_and_kept() {
-    let workload = Workload(
-        Command::new(venv("python"))
-            .arg(root().join(data("workload.py")))
-            .env("WORKLOAD_SECONDS", "60")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python runs"),
-    );
+    let workload = Workload::start(60);
     let pid = workload.0.id().to_string();
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("live.raw");
@@ -247,15 +254,7 @@ fn a_live_process_is_recorded_with_py_spy_and_kept() {
 
 #[test]
 fn sigterm_stops_a_recording_and_reports_what_was_recorded() {
-    let workload = Workload(
-        Command::new(venv("python"))
-            .arg(root().join(data("workload.py")))
-            .env("WORKLOAD_SECONDS", "120")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python runs"),
-    );
+    let workload = Workload::start(120);
     let pid = workload.0.id().to_string();
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("stopped.raw");
@@ -270,13 +269,7 @@ fn sigterm_stops_a_recording_and_reports_what_was_recorded() {
         .spawn()
         .expect("chokepoint runs");
     std::thread::sleep(std::time::Duration::from_secs(4));
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    common::send_signal("-TERM", child.id());
     let output = child.wait_with_output().expect("chokepoint ends");
     assert_exit(&output, 0);
     let report = json(&output);

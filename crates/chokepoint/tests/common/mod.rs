@@ -32,6 +32,15 @@ pub fn stdout_json(output: &std::process::Output) -> serde_json::Value {
     })
 }
 
+/// Sends `signal` (`-TERM`, `-INT`) to the process `pid`, as a supervisor or a terminal does.
+pub fn send_signal(signal: &str, pid: u32) {
+    let sent = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success(), "kill {signal} {pid}");
+}
+
 /// The workspace root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
