@@ -41,6 +41,14 @@ async fn post(port: u16, ca: &rcgen::CertifiedKey<rcgen::KeyPair>, authorization
         .expect("a status")
 }
 
+/// A loopback port nothing listens on.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// Waits for the receiver's first line on standard error (it is listening); returns it, and
 /// the pipe, which must stay open while the receiver runs (it writes there when it stops).
 fn banner(child: &mut std::process::Child) -> (String, BufReader<std::process::ChildStderr>) {
@@ -92,10 +100,7 @@ fn with_tls_and_a_token_only_the_token_holder_is_heard() {
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert, certified.cert.pem()).expect("write");
     std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
         .args([
             "listen",
@@ -157,11 +162,7 @@ fn sigterm_stops_the_receiver_and_reports() {
         .expect("chokepoint runs");
     let (line, _stderr) = banner(&mut child);
     assert!(line.contains("listening"), "{line}");
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
+    common::send_signal("-TERM", child.id());
     let output = child.wait_with_output().expect("chokepoint ends");
     // Stopped as by Ctrl-C: a report (of nothing received, which is exit 2), not a kill.
     assert_eq!(output.status.code(), Some(2));
@@ -171,10 +172,7 @@ fn sigterm_stops_the_receiver_and_reports() {
 
 #[test]
 fn a_full_disk_under_the_recording_loses_the_file_not_the_spans() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = free_port();
     // /dev/full answers every write with ENOSPC, as a full disk does.
     let mut child = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
         .args(["listen", "--http", &format!("127.0.0.1:{port}"), "--grpc", "off"])

@@ -17,6 +17,14 @@ use prost::Message as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::mpsc;
 
+/// One OTLP/gRPC export of `sample_request()` with the official generated client.
+async fn export_over_grpc(addr: SocketAddr) {
+    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect");
+    client.export(sample_request()).await.expect("export");
+}
+
 async fn start(max_body_bytes: usize) -> (Running, mpsc::Receiver<Batch>) {
     start_with(max_body_bytes, ConnectionLimits::default()).await
 }
@@ -165,10 +173,7 @@ async fn malformed_requests_get_the_reason_and_the_receiver_keeps_serving() {
 async fn grpc_export_delivers_the_spans() {
     let (running, mut batches) = start(1 << 20).await;
     let addr = running.grpc_addr.expect("grpc");
-    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
-        .await
-        .expect("connect");
-    client.export(sample_request()).await.expect("export");
+    export_over_grpc(addr).await;
     assert_eq!(batches.recv().await.expect("batch").len(), 30);
     running.stop().await;
 }
@@ -373,10 +378,7 @@ async fn a_grpc_export_that_stalls_is_cut_with_deadline_exceeded_and_the_others_
     assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(running.counts.refused.load(Ordering::Relaxed), 1);
     // Another client is served as before.
-    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
-        .await
-        .expect("connect");
-    client.export(sample_request()).await.expect("export");
+    export_over_grpc(addr).await;
     assert_eq!(batches.recv().await.expect("batch").len(), 30);
     running.stop().await;
 }
