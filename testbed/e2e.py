@@ -124,8 +124,13 @@ def check_bandwidth(chokepoint, env):
         if variant == "bad":
             if found[:1] != ["bandwidth-limit"]:
                 failures.append(f"/bandwidth-limit/bad: bottleneck {found[:1] or 'none'}, expected bandwidth-limit")
-            else:
-                print(f"    bad:   {report['findings'][0]['title']}")
+                continue
+            print(f"    bad:   {report['findings'][0]['title']}")
+            metrics = report["findings"][0]["evidence"]["metrics"]
+            if not 14 <= metrics["link_mbit_per_s"] <= 21:
+                failures.append(f"/bandwidth-limit/bad: the 20 Mbit/s link measured at {metrics['link_mbit_per_s']:.1f}")
+            if metrics["gzip_saving"] < 0.8:
+                failures.append(f"/bandwidth-limit/bad: gzip saves {metrics['gzip_saving']:.2f} of a JSON export")
         elif "bandwidth-limit" in found:
             failures.append("/bandwidth-limit/fixed: the fixed twin still shows bandwidth-limit")
         else:

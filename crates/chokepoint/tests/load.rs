@@ -188,25 +188,6 @@ fn a_sleep_in_the_event_loop_is_a_blocking_call() {
 }
 
 #[test]
-fn large_responses_over_a_slow_link_are_a_bandwidth_limit_with_the_gzip_saving() {
-    let _serial = SERIAL.lock();
-    let server = Server::start("heavy");
-    let (code, report) = ramp(&server, &["--concurrency", "1,2,4"]);
-    assert_eq!(code, Some(0));
-    assert_eq!(bottleneck(&report), "bandwidth-limit", "{report:#}");
-    let metrics = &report["findings"][0]["evidence"]["metrics"];
-    let link = metrics["link_mbit_per_s"].as_f64().expect("link");
-    assert!(
-        (14.0..=21.0).contains(&link),
-        "the 20 Mbit/s link measured at {link}"
-    );
-    assert!(
-        metrics["gzip_saving"].as_f64().expect("saving") > 0.8,
-        "{metrics}"
-    );
-}
-
-#[test]
 fn a_service_that_scales_has_no_capacity_finding() {
     let _serial = SERIAL.lock();
     let server = Server::start("fine");

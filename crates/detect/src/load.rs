@@ -99,6 +99,15 @@ impl<'a> Curve<'a> {
         self.knee.target.as_ref().map(|t| t.cpu_cores)
     }
 
+    /// The cores the target wanted at the knee: those it used and the time its threads were
+    /// runnable but waited for one (another process had it).
+    pub(crate) fn knee_cpu_wanted(&self) -> Option<f64> {
+        self.knee
+            .target
+            .as_ref()
+            .map(|t| t.cpu_cores + t.run_delay_ms_per_s / 1e3)
+    }
+
     /// Whether the throughput is flat past the knee (the ramp went on and gained nothing).
     pub(crate) fn plateaus(&self) -> bool {
         self.run
@@ -232,6 +241,7 @@ mod tests {
     fn run(steps: Vec<LoadStep>) -> LoadRun {
         LoadRun {
             url: "http://127.0.0.1:8000/".into(),
+            addr: None,
             model: LoadModel::Closed,
             host_cores: 2.0,
             started_unix_s: 1_700_000_000.0,

@@ -301,6 +301,9 @@ impl fmt::Display for StopReason {
 pub struct LoadRun {
     /// The URL loaded.
     pub url: String,
+    /// The address the URL resolved to, where the requests went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<std::net::SocketAddr>,
     /// How load was offered.
     pub model: LoadModel,
     /// Cores the generator could run on (its share of the host).
@@ -323,4 +326,54 @@ pub struct LoadRun {
     /// is incomplete, not a measurement of capacity.
     #[serde(default)]
     pub target_lost: bool,
+}
+
+impl LoadRun {
+    /// Whether the target is on this host's loopback: no link between generator and target,
+    /// every byte copied by the two processes' CPUs. Read from the resolved address, or from the
+    /// URL's host when the run predates it.
+    pub fn on_loopback(&self) -> bool {
+        if let Some(addr) = self.addr {
+            return addr.ip().is_loopback();
+        }
+        let authority = self.url.split("://").nth(1).unwrap_or(&self.url);
+        let authority = authority.split(['/', '?', '#', ' ']).next().unwrap_or_default();
+        let host = match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => authority.rsplit_once(':').map_or(authority, |(host, _)| host),
+        };
+        host.eq_ignore_ascii_case("localhost")
+            || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(url: &str, addr: Option<&str>) -> LoadRun {
+        LoadRun {
+            url: url.into(),
+            addr: addr.map(|a| a.parse().expect("an address")),
+            model: LoadModel::Closed,
+            host_cores: 2.0,
+            started_unix_s: 0.0,
+            target_pid: None,
+            steps: Vec::new(),
+            stopped_because: StopReason::LastStep,
+            breaking_step: None,
+            target_lost: false,
+        }
+    }
+
+    #[test]
+    fn loopback_is_read_from_the_address_or_else_the_url() {
+        assert!(run("http://api.internal/x", Some("127.0.0.1:80")).on_loopback());
+        assert!(!run("http://localhost/x", Some("10.0.0.2:80")).on_loopback());
+        assert!(run("http://localhost:8000/x", None).on_loopback());
+        assert!(run("http://127.0.0.1:8000/x (and 2 more paths)", None).on_loopback());
+        assert!(run("https://[::1]:8443/", None).on_loopback());
+        assert!(!run("http://10.231.0.1:8000/export", None).on_loopback());
+        assert!(!run("http://example.com/", None).on_loopback());
+    }
 }

@@ -221,6 +221,7 @@ pub async fn run(
             };
             format!("{scheme}://{}{first}{also}", config.target.host)
         },
+        addr: Some(config.target.addr),
         model: config.stop.model,
         host_cores: std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64),
         started_unix_s,

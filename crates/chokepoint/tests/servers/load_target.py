@@ -8,8 +8,6 @@ An asyncio server (one Python process, one event loop) whose handler is, by --mo
   close     answers at once with `Connection: close`, and closes: a new connection per request
   dial      opens a new connection to a downstream listener of its own for every request, holds
             it 20 ms for the answer, and closes it: a client per call
-  heavy     512 kB of compressible JSON per response, all connections sharing 20 Mbit/s (a
-            token bucket in the server stands in for a slow link)
 
 Every mode counts requests per path; `GET /__counts` answers the counts as JSON, and
 `GET /metrics` the Prometheus text format: process_cpu_seconds_total and the pool gauge.
@@ -24,8 +22,6 @@ import json
 import time
 
 BODY = b'{"ok": true}'
-HEAVY = b"[" + b",".join(b'{"id": %d, "kind": "view", "payload": "%s"}' % (i, b"x" * 40) for i in range(7500)) + b"]"
-LINK_BYTES_PER_S = 20e6 / 8
 
 
 def compute(ms):
@@ -38,19 +34,10 @@ def compute(ms):
 
 async def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--mode", choices=["cpu", "pool", "blocking", "fine", "heavy", "close", "dial"], required=True)
+    parser.add_argument("--mode", choices=["cpu", "pool", "blocking", "fine", "close", "dial"], required=True)
     mode = parser.parse_args().mode
     slots = asyncio.Semaphore(4)
     counts = collections.Counter()
-    link = asyncio.Lock()
-
-    async def send_over_link(writer, data):
-        for i in range(0, len(data), 65536):
-            chunk = data[i:i + 65536]
-            async with link:
-                await asyncio.sleep(len(chunk) / LINK_BYTES_PER_S)
-            writer.write(chunk)
-            await writer.drain()
 
     async def downstream(reader, writer):
         await reader.read(1)
@@ -107,19 +94,13 @@ async def main():
                         length = int(line.split(b":")[1])
                 if length:
                     await reader.readexactly(length)
-                body = HEAVY if mode == "heavy" else BODY
                 if mode == "close":
-                    writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                    writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(BODY), BODY))
                     await writer.drain()
                     break
-                if mode != "heavy":
-                    await work()
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
-                if mode == "heavy":
-                    await send_over_link(writer, body)
-                else:
-                    writer.write(body)
-                    await writer.drain()
+                await work()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(BODY), BODY))
+                await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:

@@ -25,7 +25,9 @@ detector! {
     /// `chokepoint load`'s steps: throughput, response bytes per second and mean response size,
     /// the target's CPU, and a sampled response body compressed with gzip to show what
     /// compression would save. Flagged when responses average 64 KiB or more, throughput stops
-    /// rising, and the target uses under half of the cores it can use.
+    /// rising, and the target uses under half of the cores it can use — counting the time its
+    /// threads waited for a core as use. Never on loopback: there is no link there, every byte is
+    /// copied by the two processes' CPUs.
     ///
     /// # Known false positives
     ///
@@ -46,7 +48,12 @@ detector! {
 impl Detector for BandwidthLimit {
     fn check_load(&self, curve: &Curve<'_>) -> Option<Conclusion> {
         let cores = curve.knee_cpu_cores()?;
-        if !transfer_bound(curve) || !curve.plateaus() || cores >= 0.5 * usable_cores(cores) {
+        let wanted = curve.knee_cpu_wanted()?;
+        if curve.run.on_loopback()
+            || !transfer_bound(curve)
+            || !curve.plateaus()
+            || wanted >= 0.5 * usable_cores(wanted)
+        {
             return None;
         }
         let link_mbit = curve.run.steps.iter().map(|s| s.bytes_per_s).fold(0.0, f64::max) * 8.0 / 1e6;
