@@ -7,6 +7,9 @@
 #   http1    any bytes as a server's answers: the load generator's HTTP/1.1 response reader
 #   prometheus  any bytes as a target's Prometheus text (load --metrics)
 #   plan     any bytes as PostgreSQL's EXPLAIN (FORMAT JSON): the database inspector's plan reader
+# and two structure-aware targets, whose inputs `arbitrary` builds from the fuzzer's bytes:
+#   otlp_tree  span trees encoded as OTLP/protobuf, read, analysed and rendered end to end
+#   plan_tree  plan trees written as EXPLAIN JSON, and what the reader finds checked against them
 # Seeds come from the test data. A crash, a timeout (10 s an input) or more than 2 GiB of
 # memory fails the run and leaves the input in target/fuzz/artifacts/<target>/.
 #
@@ -16,7 +19,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${1:-20}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(traces sql profile http1 prometheus plan)
+[ ${#targets[@]} -gt 0 ] || targets=(traces sql profile http1 prometheus plan otlp_tree plan_tree)
 triple=$(rustc -vV | sed -n 's/^host: //p')
 out=$root/target/fuzz
 "$root/scripts/setup-build.sh" >/dev/null

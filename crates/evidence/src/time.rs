@@ -40,3 +40,19 @@ impl Window {
         unix_s >= self.start_unix_s && unix_s < self.end_unix_s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `otlp_tree` fuzz target: a span's start, written to JSON and read back,
+    /// came back one unit in the last place off (serde_json's fast float parsing), so a saved
+    /// report was not the report that was written.
+    #[test]
+    fn a_window_reads_back_from_json_to_the_last_bit() {
+        let window = Window::from_unix_nanos(1_700_000_000_011_258_000, 1_700_000_000_011_258_000);
+        let json = serde_json::to_string(&window).expect("writes");
+        let back: Window = serde_json::from_str(&json).expect("reads");
+        assert_eq!(back, window, "{json}");
+    }
+}

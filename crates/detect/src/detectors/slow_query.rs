@@ -103,7 +103,12 @@ impl Detector for SlowQuery {
                 occurrences: 1,
                 metrics: vec![
                     ("statement_ms", took_ms),
-                    ("share_of_request", took_ms / request_ms.max(f64::MIN_POSITIVE)),
+                    // A statement outlasts its request when clocks disagree or the root ends
+                    // before its children: it is then the whole request, not more.
+                    (
+                        "share_of_request",
+                        took_ms / request_ms.max(took_ms).max(f64::MIN_POSITIVE),
+                    ),
                 ],
             });
         }
