@@ -159,7 +159,11 @@ impl Value {
 }
 
 fn trace_id(trace: u8) -> Vec<u8> {
-    if trace == 0 { vec![0; 16] } else { vec![trace % 8 + 1; 16] }
+    if trace == 0 {
+        vec![0; 16]
+    } else {
+        vec![trace % 8 + 1; 16]
+    }
 }
 
 fn span(input: &SpanIn) -> Span {

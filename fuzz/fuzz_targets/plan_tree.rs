@@ -55,7 +55,9 @@ enum Name {
 impl Name {
     fn text(&self) -> String {
         match self {
-            Name::Known(i) => ["orders", "items", "public", "users_email_idx", "é"][*i as usize % 5].to_owned(),
+            Name::Known(i) => {
+                ["orders", "items", "public", "users_email_idx", "é"][*i as usize % 5].to_owned()
+            }
             Name::Other(s) => s.clone(),
         }
     }

@@ -9,7 +9,10 @@ fuzz_target!(|data: &[u8]| {
     let read = chokepoint_profile::read(data, "fuzz", &chokepoint_profile::ReadOptions::default());
     if let Some(profile) = read.profile {
         for stack in &profile.stacks {
-            assert!(stack.frames.iter().all(|&f| (f as usize) < profile.frames.len()), "frames interned");
+            assert!(
+                stack.frames.iter().all(|&f| (f as usize) < profile.frames.len()),
+                "frames interned"
+            );
         }
     }
 });

@@ -7,7 +7,11 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {
     let (normalized, fingerprint) = chokepoint_detect::normalize_statement(text);
-    assert_eq!(chokepoint_detect::normalize_statement(text), (normalized, fingerprint), "stable");
+    assert_eq!(
+        chokepoint_detect::normalize_statement(text),
+        (normalized, fingerprint),
+        "stable"
+    );
     let _ = chokepoint_sql::redact(text);
     if let Ok(parsed) = chokepoint_sql::parse(text) {
         for relation in ["users", "public.users"] {
