@@ -137,12 +137,14 @@ impl AttrValue {
     /// The value as a number: integers, doubles, and strings that hold a number (some
     /// producers send sizes as strings).
     pub fn as_f64(&self) -> Option<f64> {
-        match self {
+        let value = match self {
             AttrValue::Int(i) => Some(*i as f64),
             AttrValue::Double(d) => Some(*d),
             AttrValue::Str(s) => s.trim().parse().ok(),
             AttrValue::Bool(_) => None,
-        }
+        };
+        // NaN and infinity measure nothing (and have no JSON to be reported in).
+        value.filter(|v: &f64| v.is_finite())
     }
 }
 
@@ -375,6 +377,18 @@ mod tests {
             SpanId::from_hex("b7ad6b7169203331").map(|s| s.0),
             Some(0xb7ad6b7169203331)
         );
+    }
+
+    /// Found by the `otlp_tree` fuzz target: a body size of infinity became a large-payload
+    /// finding whose size the JSON report wrote as `null`.
+    #[test]
+    fn a_number_that_is_not_finite_is_no_number() {
+        assert_eq!(AttrValue::Double(f64::INFINITY).as_f64(), None);
+        assert_eq!(AttrValue::Double(f64::NAN).as_f64(), None);
+        assert_eq!(AttrValue::Str("inf".into()).as_f64(), None);
+        assert_eq!(AttrValue::Str("1e400".into()).as_f64(), None);
+        assert_eq!(AttrValue::Str(" 512000 ".into()).as_f64(), Some(512_000.0));
+        assert_eq!(AttrValue::Int(i64::MAX).as_f64(), Some(i64::MAX as f64));
     }
 
     #[test]
