@@ -56,7 +56,7 @@ pub(crate) fn join(
     let mut kept = Vec::new();
     if !recorded.trace_files.is_empty() {
         let (traces, read, said) =
-            crate::traces::read_files(&recorded.trace_files, MAX_RECORD_BYTES, progress)?;
+            crate::traces::read_files(&recorded.trace_files, MAX_RECORD_BYTES, progress, None)?;
         evidence.traces = Some(traces);
         inputs.extend(read);
         notes.extend(said);

@@ -1,13 +1,17 @@
 //! `chokepoint traces`: read trace files, assemble traces, analyse, report.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::io::Read;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use chokepoint_detect::TraceAnalysis;
 use chokepoint_evidence::{Evidence, Note, Severity, Trace, TraceAggregates};
 use chokepoint_report::Input;
-use chokepoint_traces::{Assembler, AssemblyStats, Limits, ReadOptions, ReadReport, expand_paths, read_path};
+use chokepoint_traces::{
+    Assembler, AssemblyStats, Limits, ReadOptions, ReadReport, SpanSink, expand_paths, read_path, read_source,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::args::TracesConfig;
@@ -26,8 +30,13 @@ const CHUNKS_IN_FLIGHT: usize = 16;
 const SPANS_IN_FLIGHT: usize = 200_000;
 
 pub(crate) fn run(config: TracesConfig) -> anyhow::Result<u8> {
-    let (traces, mut inputs, mut notes) =
-        read_files(&config.paths, config.max_record_bytes, config.report.progress)?;
+    let stop = crate::signals::stop_flag()?;
+    let (traces, mut inputs, mut notes) = read_files(
+        &config.paths,
+        config.max_record_bytes,
+        config.report.progress,
+        Some(&stop),
+    )?;
     let mut evidence = Evidence {
         traces: Some(traces),
         ..Evidence::default()
@@ -40,11 +49,13 @@ pub(crate) fn run(config: TracesConfig) -> anyhow::Result<u8> {
 }
 
 /// Reads trace files and folders, assembles their traces and analyses them: the aggregates,
-/// the inputs read and what reading them had to say.
+/// the inputs read and what reading them had to say. Once `stop` is set, reading ends where it
+/// is and what was read is analysed, with a warning saying where it stopped.
 pub(crate) fn read_files(
     paths: &[std::path::PathBuf],
     max_record_bytes: usize,
     show_progress: bool,
+    stop: Option<&AtomicBool>,
 ) -> anyhow::Result<(TraceAggregates, Vec<Input>, Vec<Note>)> {
     let files = expand_paths(paths).map_err(|p| anyhow::anyhow!("{p}"))?;
     let options = ReadOptions { max_record_bytes };
@@ -73,16 +84,23 @@ pub(crate) fn read_files(
             };
             let mut reads = Vec::new();
             let mut spans_seen = 0u64;
-            for path in files {
+            for (index, path) in files.iter().enumerate() {
                 progress.set_message(format!("reading {}", path.display()));
-                let read = read_path(path, options, &mut |trace_id, span| {
+                let mut read = read_stoppable(path, options, stop, &mut |trace_id, span| {
                     spans_seen += 1;
                     if spans_seen % PROGRESS_EVERY == 0 {
                         progress.set_position(spans_seen);
                     }
                     assembler.push(trace_id, span, &mut |trace| send(trace, &mut chunk));
                 });
+                let stopped = stop.is_some_and(|s| s.load(Ordering::Acquire));
+                if stopped {
+                    said_where_it_stopped(&mut read, files.len() - index - 1);
+                }
                 reads.push(read);
+                if stopped {
+                    break;
+                }
             }
             let stats = assembler.finish(&mut |trace| send(trace, &mut chunk));
             let _ = traces_tx.send((chunk, 0));
@@ -101,6 +119,72 @@ pub(crate) fn read_files(
     progress.finish_and_clear();
     let (inputs, notes) = read_notes(&reads, &stats);
     Ok((analysis.finish(), inputs, notes))
+}
+
+/// What a read that a signal interrupted says in its problem.
+const STOPPED: &str = "stopped by a signal";
+
+/// A reader that fails with [`STOPPED`] once `stop` is set.
+struct Stoppable<'a, R> {
+    inner: R,
+    stop: &'a AtomicBool,
+}
+
+impl<R: Read> Read for Stoppable<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.stop.load(Ordering::Acquire) {
+            return Err(std::io::Error::other(STOPPED));
+        }
+        self.inner.read(buf)
+    }
+}
+
+/// [`read_path`], ended early when `stop` is set.
+fn read_stoppable(
+    path: &Path,
+    options: &ReadOptions,
+    stop: Option<&AtomicBool>,
+    sink: &mut SpanSink<'_>,
+) -> ReadReport {
+    let Some(stop) = stop else {
+        return read_path(path, options, sink);
+    };
+    let name = path.display().to_string();
+    if name == "-" {
+        let inner = std::io::stdin().lock();
+        return read_source(&name, Stoppable { inner, stop }, options, sink);
+    }
+    match std::fs::File::open(path) {
+        Ok(inner) => read_source(&name, Stoppable { inner, stop }, options, sink),
+        Err(_) => read_path(path, options, sink),
+    }
+}
+
+/// A read a signal ended: not a broken input but a warning that says where reading stopped and
+/// what was left unread.
+fn said_where_it_stopped(read: &mut ReadReport, files_left: usize) {
+    let position = read
+        .problems
+        .iter()
+        .find(|p| p.message.contains(STOPPED))
+        .and_then(|p| p.position.clone());
+    read.problems.retain(|p| !p.message.contains(STOPPED));
+    let left = match files_left {
+        0 => String::new(),
+        n => format!(", nor the {n} file(s) after it"),
+    };
+    let mut warning = chokepoint_traces::Problem {
+        source: read.source.clone(),
+        position,
+        message: format!(
+            "{STOPPED} after {} spans: the rest of it was not read{left}; what was read is analysed",
+            read.spans
+        ),
+    };
+    if warning.position.is_none() {
+        warning.message = format!("{STOPPED} at the end of it{left}; what was read is analysed");
+    }
+    read.warnings.push(warning);
 }
 
 fn progress_bar(enabled: bool) -> ProgressBar {

@@ -204,6 +204,58 @@ fn reads_standard_input() {
 }
 
 #[test]
+fn a_signal_stops_reading_and_what_was_read_is_reported() {
+    let example = std::fs::read(root().join("examples/shop.otlp.jsonl")).expect("the example");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .args(["traces", "-", "--format", "json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("chokepoint runs");
+    let mut stdin = child.stdin.take().expect("stdin");
+    // A pipe holds 64 KiB: once 2 MB went in, chokepoint is reading (its handler registered
+    // before). Then Ctrl-C, and the input keeps coming — a stream that would never end.
+    let copies = 2_000_000 / example.len() + 1;
+    for _ in 0..copies {
+        stdin.write_all(&example).expect("chokepoint reads");
+    }
+    common::send_signal("-INT", child.id());
+    let feeder = std::thread::spawn(move || while stdin.write_all(&example).is_ok() {});
+    let output = child.wait_with_output().expect("chokepoint ends");
+    feeder
+        .join()
+        .expect("the feeder ends when chokepoint closes the pipe");
+    common::assert_exit(&output, 0);
+    let report = json(&output);
+    let warnings = common::notes(&report, "warning");
+    let read = report["run"]["inputs"][0]["spans"].as_u64().expect("spans read");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains(&format!("stopped by a signal after {read} spans"))),
+        "{warnings:?}"
+    );
+    // All but the pipe's last 64 KiB went through a read, and every byte read is parsed.
+    let once = json(&chokepoint(&[
+        "traces",
+        "examples/shop.otlp.jsonl",
+        "--format",
+        "json",
+    ]));
+    let per_copy = once["run"]["inputs"][0]["spans"].as_u64().expect("spans");
+    assert!(
+        read >= per_copy * (copies as u64 - 1),
+        "{read} spans read of {copies} × {per_copy}"
+    );
+    assert_eq!(report["traces"]["summary"]["spans"].as_u64(), Some(read));
+    assert!(
+        !detectors_found(&report).is_empty(),
+        "what was read is analysed: {report:#}"
+    );
+}
+
+#[test]
 fn reads_a_folder_of_every_format() {
     let output = chokepoint(&["traces", "crates/traces/tests/data", "--format", "json"]);
     assert_eq!(
