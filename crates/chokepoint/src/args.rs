@@ -49,7 +49,9 @@ Examples:
   chokepoint explain n-plus-one               what a detector looks for, and the fix
 
 Exit codes: 0 analysed (no finding matched --fail-on), 1 a finding matched --fail-on,
-2 bad input or usage (unreadable or empty input, bad arguments, a port in use).";
+2 bad input or usage (unreadable or empty input, bad arguments, a port in use).
+Ctrl-C or SIGTERM stops traces, load, diagnose, listen, db --watch and profile --pid: what was
+gathered is analysed and reported; a second Ctrl-C while traces reads ends it at once (130).";
 
 /// Finds the bottleneck of a web backend from its traces, proves it with numbers, and says how
 /// to fix it.
