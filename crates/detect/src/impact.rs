@@ -13,7 +13,9 @@ use crate::load::Curve;
 /// Rounds for output: 3 decimals from 1 up, 6 below, so JSON is stable and small numbers keep
 /// their digits.
 pub(crate) fn round(value: f64) -> f64 {
-    if value.abs() >= 1.0 {
+    if value.abs() >= 1e12 {
+        value // no decimals left to round, and scaling it could overflow
+    } else if value.abs() >= 1.0 {
         (value * 1e3).round() / 1e3
     } else {
         (value * 1e6).round() / 1e6

@@ -143,10 +143,15 @@ impl AttrValue {
             AttrValue::Str(s) => s.trim().parse().ok(),
             AttrValue::Bool(_) => None,
         };
-        // NaN and infinity measure nothing (and have no JSON to be reported in).
-        value.filter(|v: &f64| v.is_finite())
+        // NaN and infinity measure nothing (and have no JSON to be reported in); nor does a
+        // number past 2^53, beyond what a float counts exactly — no span measures so much, and
+        // sums of such numbers would overflow.
+        value.filter(|v: &f64| v.abs() <= MAX_MEASURE)
     }
 }
+
+/// The largest number an attribute may hold and still measure something: 2^53.
+const MAX_MEASURE: f64 = 9_007_199_254_740_992.0;
 
 impl AttrValue {
     /// An array attribute as one string of its items joined by commas: header attributes
@@ -379,16 +384,19 @@ mod tests {
         );
     }
 
-    /// Found by the `otlp_tree` fuzz target: a body size of infinity became a large-payload
-    /// finding whose size the JSON report wrote as `null`.
+    /// Found by the `otlp_tree` fuzz target: body sizes of infinity, then of 1.7e308 (whose sum
+    /// overflows), became large-payload findings whose sizes the JSON report wrote as `null`.
     #[test]
-    fn a_number_that_is_not_finite_is_no_number() {
+    fn a_number_past_any_measure_is_no_number() {
         assert_eq!(AttrValue::Double(f64::INFINITY).as_f64(), None);
         assert_eq!(AttrValue::Double(f64::NAN).as_f64(), None);
+        assert_eq!(AttrValue::Double(1.7e308).as_f64(), None);
         assert_eq!(AttrValue::Str("inf".into()).as_f64(), None);
         assert_eq!(AttrValue::Str("1e400".into()).as_f64(), None);
+        assert_eq!(AttrValue::Int(i64::MAX).as_f64(), None);
         assert_eq!(AttrValue::Str(" 512000 ".into()).as_f64(), Some(512_000.0));
-        assert_eq!(AttrValue::Int(i64::MAX).as_f64(), Some(i64::MAX as f64));
+        assert_eq!(AttrValue::Int(-3).as_f64(), Some(-3.0));
+        assert_eq!(AttrValue::Int(1 << 53).as_f64(), Some(MAX_MEASURE));
     }
 
     #[test]
