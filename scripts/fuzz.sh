@@ -7,6 +7,8 @@
 #   http1    any bytes as a server's answers: the load generator's HTTP/1.1 response reader
 #   prometheus  any bytes as a target's Prometheus text (load --metrics)
 #   plan     any bytes as PostgreSQL's EXPLAIN (FORMAT JSON): the database inspector's plan reader
+#   run      any bytes as a saved run's evidence.json (`report`, `compare`): every detector, the
+#            verdict, the renderings, a comparison
 # and two structure-aware targets, whose inputs `arbitrary` builds from the fuzzer's bytes:
 #   otlp_tree  span trees encoded as OTLP/protobuf, read, analysed and rendered end to end
 #   plan_tree  plan trees written as EXPLAIN JSON, and what the reader finds checked against them
@@ -19,7 +21,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${1:-20}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(traces sql profile http1 prometheus plan otlp_tree plan_tree)
+[ ${#targets[@]} -gt 0 ] || targets=(traces sql profile http1 prometheus plan run otlp_tree plan_tree)
 triple=$(rustc -vV | sed -n 's/^host: //p')
 out=$root/target/fuzz
 "$root/scripts/setup-build.sh" >/dev/null
@@ -39,6 +41,15 @@ seed() {
            printf 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n' >"$corpus/seed-chunked"
            printf 'HTTP/1.0 200 OK\r\nConnection: close\r\n\r\nread to the close' >"$corpus/seed-close" ;;
     plan) cp "$root"/crates/db/tests/data/plan-*.json "$corpus"/ ;;
+    run) for fixture in "$root"/crates/detect/tests/fixtures/*/*.json; do
+           cp "$fixture" "$corpus/$(basename "$(dirname "$fixture")")-$(basename "$fixture")"
+         done
+         for example in shop.otlp.jsonl testbed.otlp; do
+           rm -rf "$out/seed-run"
+           cargo run --quiet --manifest-path "$root/Cargo.toml" -p chokepoint -- traces "$root/examples/$example" \
+             --run-dir "$out/seed-run" --format json >/dev/null
+           cp "$out/seed-run/evidence.json" "$corpus/$example-evidence.json"
+         done ;;
     prometheus) printf '# HELP process_cpu_seconds_total CPU.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 12.5\n# TYPE db_pool_in_use gauge\ndb_pool_in_use{pool="main"} 4\nhttp_requests_in_flight 3\n' >"$corpus/seed" ;;
     sql) python3 - "$root/crates/traces/tests/data/shop.protojson.jsonl" "$corpus" <<'PY'
 import hashlib, re, sys
