@@ -188,14 +188,22 @@ pub async fn start(config: ReceiverConfig, batches: mpsc::Sender<Batch>) -> Resu
 
 /// `app` with a deadline on each gRPC call: a client that stalls its message (a slow drip) is
 /// answered DEADLINE_EXCEEDED once `limit` has passed, and its stream is freed — the body timeout
-/// of OTLP/HTTP, for HTTP/2 streams.
+/// of OTLP/HTTP, for HTTP/2 streams. Every call answered with an error status (a message that is
+/// not an export, a deadline) is counted as refused.
 fn with_deadline(app: axum::Router, limit: Duration, counts: Arc<Counts>) -> axum::Router {
     app.layer(axum::middleware::from_fn(
         move |request: axum::extract::Request, next: axum::middleware::Next| {
             let counts = Arc::clone(&counts);
             async move {
                 match tokio::time::timeout(limit, next.run(request)).await {
-                    Ok(response) => response,
+                    Ok(response) => {
+                        // An error is answered trailers-only: its status is in the headers.
+                        let status = response.headers().get("grpc-status");
+                        if status.is_some_and(|s| s.as_bytes() != b"0") {
+                            counts.refused.fetch_add(1, Ordering::Relaxed);
+                        }
+                        response
+                    }
                     Err(_) => {
                         counts.refused.fetch_add(1, Ordering::Relaxed);
                         tonic::Status::deadline_exceeded(format!(

@@ -314,10 +314,13 @@ async fn slow_idle_and_surplus_connections_are_closed_and_the_others_served() {
     running.stop().await;
 }
 
-/// A request body that sends its first bytes and then stalls, never ending: a slow drip.
-struct Stalled(Option<bytes::Bytes>);
+/// A gRPC request body: its first bytes, then either its end or nothing ever again (a slow drip).
+struct Message {
+    bytes: Option<bytes::Bytes>,
+    stalls: bool,
+}
 
-impl hyper::body::Body for Stalled {
+impl hyper::body::Body for Message {
     type Data = bytes::Bytes;
     type Error = std::convert::Infallible;
 
@@ -325,19 +328,20 @@ impl hyper::body::Body for Stalled {
         mut self: std::pin::Pin<&mut Self>,
         _: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
-        match self.0.take() {
+        match self.bytes.take() {
             Some(bytes) => std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(bytes)))),
-            None => std::task::Poll::Pending,
+            None if self.stalls => std::task::Poll::Pending,
+            None => std::task::Poll::Ready(None),
         }
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_grpc_export_that_stalls_is_cut_with_deadline_exceeded_and_the_others_served() {
+/// One gRPC export call by hand over HTTP/2 — a length-prefixed frame announcing `announced`
+/// bytes, then `bytes` — and the `grpc-status` it was answered with (from the headers of a
+/// trailers-only answer, or the trailers), within 5 s.
+async fn grpc_call(addr: SocketAddr, announced: u32, bytes: &[u8], stalls: bool) -> Option<String> {
     use http_body_util::BodyExt as _;
 
-    let (running, mut batches) = start_with(1 << 20, tight(64)).await;
-    let addr = running.grpc_addr.expect("grpc");
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let (mut sender, connection) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),
@@ -346,21 +350,22 @@ async fn a_grpc_export_that_stalls_is_cut_with_deadline_exceeded_and_the_others_
     .await
     .expect("HTTP/2");
     tokio::spawn(connection);
-    // The gRPC frame announces 1,000 bytes; 10 come, then nothing.
     let mut frame = vec![0u8];
-    frame.extend(1000u32.to_be_bytes());
-    frame.extend([0u8; 10]);
+    frame.extend(announced.to_be_bytes());
+    frame.extend(bytes);
     let request = hyper::Request::post(format!(
         "http://{addr}/opentelemetry.proto.collector.trace.v1.TraceService/Export"
     ))
     .header("content-type", "application/grpc")
     .header("te", "trailers")
-    .body(Stalled(Some(bytes::Bytes::from(frame))))
+    .body(Message {
+        bytes: Some(bytes::Bytes::from(frame)),
+        stalls,
+    })
     .expect("request");
-    let started = Instant::now();
     let response = tokio::time::timeout(Duration::from_secs(5), sender.send_request(request))
         .await
-        .expect("answered within the deadline")
+        .expect("answered within 5 s")
         .expect("a response");
     let in_headers = response.headers().get("grpc-status").cloned();
     let trailers = response
@@ -370,15 +375,42 @@ async fn a_grpc_export_that_stalls_is_cut_with_deadline_exceeded_and_the_others_
         .ok()
         .and_then(|c| c.trailers().cloned());
     let status = in_headers.or_else(|| trailers.and_then(|t| t.get("grpc-status").cloned()));
-    assert_eq!(
-        status.as_ref().map(|v| v.as_bytes()),
-        Some(&b"4"[..]),
-        "DEADLINE_EXCEEDED"
-    );
+    status.map(|s| String::from_utf8_lossy(s.as_bytes()).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_export_that_stalls_is_cut_with_deadline_exceeded_and_the_others_served() {
+    let (running, mut batches) = start_with(1 << 20, tight(64)).await;
+    let addr = running.grpc_addr.expect("grpc");
+    let started = Instant::now();
+    // The gRPC frame announces 1,000 bytes; 10 come, then nothing.
+    let status = grpc_call(addr, 1000, &[0; 10], true).await;
+    assert_eq!(status.as_deref(), Some("4"), "DEADLINE_EXCEEDED");
     assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(running.counts.refused.load(Ordering::Relaxed), 1);
     // Another client is served as before.
     export_over_grpc(addr).await;
     assert_eq!(batches.recv().await.expect("batch").len(), 30);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_message_that_is_no_export_is_refused_counted_and_the_others_served() {
+    let (running, mut batches) = start(1 << 20).await;
+    let addr = running.grpc_addr.expect("grpc");
+    let garbage = b"\xff\xff\xff\xff not protobuf at all";
+    let status = grpc_call(addr, garbage.len() as u32, garbage, false).await;
+    assert!(
+        status.as_deref().is_some_and(|s| s != "0"),
+        "an error status, got {status:?}"
+    );
+    assert_eq!(running.counts.refused.load(Ordering::Relaxed), 1);
+    export_over_grpc(addr).await;
+    assert_eq!(batches.recv().await.expect("batch").len(), 30);
+    assert_eq!(
+        running.counts.refused.load(Ordering::Relaxed),
+        1,
+        "a good export is not refused"
+    );
     running.stop().await;
 }
