@@ -433,3 +433,58 @@ fn ids_that_are_not_hex_are_derived_kept_joined_and_warned_about() {
         assert!(warning.contains("\"trace-1\""), "{warning}");
     }
 }
+
+/// Zipkin's shared spans (B3's default: a call's client and server report one span id, the
+/// server's half marked `shared`) and span fragments (the same span reported twice, once without
+/// kind or timing), in the shapes of Zipkin's own test data: the halves are two spans, client
+/// parent of server; the callee's own calls stay under the server; a fragment is folded in.
+#[test]
+fn zipkin_shared_spans_are_split_and_fragments_merged() {
+    let zipkin = br#"[
+      {"traceId":"a03ee8fff1dcd9b9","id":"2e8cfb154b59a41f","kind":"SERVER","name":"post /update","timestamp":1571896375237000,"duration":130000,"localEndpoint":{"serviceName":"routing"}},
+      {"traceId":"a03ee8fff1dcd9b9","parentId":"2e8cfb154b59a41f","id":"f5f268651b2a2b34","kind":"CLIENT","name":"post","timestamp":1571896375287000,"duration":56000,"localEndpoint":{"serviceName":"routing"}},
+      {"traceId":"a03ee8fff1dcd9b9","parentId":"2e8cfb154b59a41f","id":"f5f268651b2a2b34","kind":"SERVER","name":"post /update","timestamp":1571896375297000,"duration":41000,"localEndpoint":{"serviceName":"mobile_api"},"shared":true},
+      {"traceId":"a03ee8fff1dcd9b9","parentId":"2e8cfb154b59a41f","id":"f5f268651b2a2b34","name":"post /update","localEndpoint":{"serviceName":"mobile_api"},"tags":{"http.route":"/update"}},
+      {"traceId":"a03ee8fff1dcd9b9","parentId":"f5f268651b2a2b34","id":"7a778764a0d0b594","kind":"CLIENT","name":"get","timestamp":1571896375310000,"duration":3000,"localEndpoint":{"serviceName":"mobile_api"}}
+    ]"#;
+    let (report, spans) = read_bytes(zipkin);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(spans.len(), 4, "the fragment is folded into its span");
+    let find = |service: &str, kind: SpanKind| {
+        spans
+            .iter()
+            .map(|(_, s)| s)
+            .find(|s| &*s.service == service && s.kind == kind)
+            .unwrap_or_else(|| panic!("{service} {kind:?}"))
+    };
+    let (root, client) = (
+        find("routing", SpanKind::Server),
+        find("routing", SpanKind::Client),
+    );
+    let (server, call) = (
+        find("mobile_api", SpanKind::Server),
+        find("mobile_api", SpanKind::Client),
+    );
+    assert_ne!(client.span_id, server.span_id, "two spans, two ids");
+    assert_eq!(client.parent_span_id, Some(root.span_id));
+    assert_eq!(
+        server.parent_span_id,
+        Some(client.span_id),
+        "the server half is the call's"
+    );
+    assert_eq!(
+        call.parent_span_id,
+        Some(server.span_id),
+        "the callee's calls stay under it"
+    );
+    assert_eq!(
+        server.duration_ms(),
+        41.0,
+        "the fragment's missing timing did not erase it"
+    );
+    assert_eq!(
+        server.attr("http.route").and_then(|v| v.as_str()),
+        Some("/update"),
+        "the fragment's tags are kept"
+    );
+}
