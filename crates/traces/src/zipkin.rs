@@ -133,7 +133,10 @@ impl ZipkinSpan {
         }
         self.kind = self.kind.take().or(other.kind);
         if other.timestamp != 0 {
-            let end = (self.timestamp + self.duration).max(other.timestamp.saturating_add(other.duration));
+            let end = self
+                .timestamp
+                .saturating_add(self.duration)
+                .max(other.timestamp.saturating_add(other.duration));
             let start = match self.timestamp {
                 0 => other.timestamp,
                 mine => mine.min(other.timestamp),
