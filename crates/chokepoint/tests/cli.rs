@@ -279,6 +279,7 @@ fn reads_a_folder_of_every_format() {
             "OTLP/JSON",
             "OTLP/protobuf",
             "OTLP/JSON",
+            "Zipkin v2 JSON",
             "Zipkin v2 JSON"
         ]
     );

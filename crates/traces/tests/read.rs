@@ -440,14 +440,7 @@ fn ids_that_are_not_hex_are_derived_kept_joined_and_warned_about() {
 /// parent of server; the callee's own calls stay under the server; a fragment is folded in.
 #[test]
 fn zipkin_shared_spans_are_split_and_fragments_merged() {
-    let zipkin = br#"[
-      {"traceId":"a03ee8fff1dcd9b9","id":"2e8cfb154b59a41f","kind":"SERVER","name":"post /update","timestamp":1571896375237000,"duration":130000,"localEndpoint":{"serviceName":"routing"}},
-      {"traceId":"a03ee8fff1dcd9b9","parentId":"2e8cfb154b59a41f","id":"f5f268651b2a2b34","kind":"CLIENT","name":"post","timestamp":1571896375287000,"duration":56000,"localEndpoint":{"serviceName":"routing"}},
-      {"traceId":"a03ee8fff1dcd9b9","parentId":"2e8cfb154b59a41f","id":"f5f268651b2a2b34","kind":"SERVER","name":"post /update","timestamp":1571896375297000,"duration":41000,"localEndpoint":{"serviceName":"mobile_api"},"shared":true},
-      {"traceId":"a03ee8fff1dcd9b9","parentId":"2e8cfb154b59a41f","id":"f5f268651b2a2b34","name":"post /update","localEndpoint":{"serviceName":"mobile_api"},"tags":{"http.route":"/update"}},
-      {"traceId":"a03ee8fff1dcd9b9","parentId":"f5f268651b2a2b34","id":"7a778764a0d0b594","kind":"CLIENT","name":"get","timestamp":1571896375310000,"duration":3000,"localEndpoint":{"serviceName":"mobile_api"}}
-    ]"#;
-    let (report, spans) = read_bytes(zipkin);
+    let (report, spans) = read_file(&data("zipkin-shared.json"));
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert_eq!(spans.len(), 4, "the fragment is folded into its span");
     let find = |service: &str, kind: SpanKind| {
