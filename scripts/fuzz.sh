@@ -12,6 +12,7 @@
 # and two structure-aware targets, whose inputs `arbitrary` builds from the fuzzer's bytes:
 #   otlp_tree  span trees encoded as OTLP/protobuf, read, analysed and rendered end to end
 #   plan_tree  plan trees written as EXPLAIN JSON, and what the reader finds checked against them
+#   pprof_tree pprof profiles of Python-looking code, read, analysed and rendered end to end
 # Seeds come from the test data. A crash, a timeout (10 s an input) or more than 2 GiB of
 # memory fails the run and leaves the input in target/fuzz/artifacts/<target>/.
 #
@@ -21,7 +22,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${1:-20}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(traces sql profile http1 prometheus plan run otlp_tree plan_tree)
+[ ${#targets[@]} -gt 0 ] || targets=(traces sql profile http1 prometheus plan run otlp_tree plan_tree pprof_tree)
 triple=$(rustc -vV | sed -n 's/^host: //p')
 out=$root/target/fuzz
 "$root/scripts/setup-build.sh" >/dev/null
