@@ -5,10 +5,12 @@
 //! panic; every span read is analysed; the JSON reads back as the same report.
 #![no_main]
 
+#[path = "report.rs"]
+mod report;
+
 use arbitrary::Arbitrary;
-use chokepoint_detect::{TraceAnalysis, analyse};
+use chokepoint_detect::TraceAnalysis;
 use chokepoint_evidence::Evidence;
-use chokepoint_report::{Report, render_json, render_markdown, render_text};
 use chokepoint_traces::{Assembler, Limits, ReadOptions, read_source};
 use libfuzzer_sys::fuzz_target;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -251,14 +253,5 @@ fuzz_target!(|export: Export| {
         traces: Some(analysis.finish()),
         ..Evidence::default()
     };
-    let outcome = analyse(&evidence);
-    let report = Report::new("traces", evidence, outcome, Vec::new(), Vec::new());
-    let _ = render_text(&report, true);
-    let _ = render_markdown(&report);
-    let json = render_json(&report);
-    let back: Report = serde_json::from_str(&json).unwrap_or_else(|e| {
-        let context: Vec<&str> = json.lines().skip(e.line().saturating_sub(8)).take(10).collect();
-        panic!("the JSON report does not read back: {e}\n{}", context.join("\n"))
-    });
-    assert_eq!(back, report);
+    report::analyse_and_render("traces", evidence);
 });

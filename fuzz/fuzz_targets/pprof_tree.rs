@@ -6,10 +6,11 @@
 //! every stack's frames are interned.
 #![no_main]
 
+#[path = "report.rs"]
+mod report;
+
 use arbitrary::Arbitrary;
-use chokepoint_detect::analyse;
 use chokepoint_evidence::Evidence;
-use chokepoint_report::{Report, render_json, render_markdown, render_text};
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 
@@ -195,14 +196,5 @@ fuzz_target!(|input: ProfileIn| {
         profile: Some(profile),
         ..Evidence::default()
     };
-    let outcome = analyse(&evidence);
-    let report = Report::new("profile", evidence, outcome, Vec::new(), Vec::new());
-    let _ = render_text(&report, true);
-    let _ = render_markdown(&report);
-    let json = render_json(&report);
-    let back: Report = serde_json::from_str(&json).unwrap_or_else(|e| {
-        let context: Vec<&str> = json.lines().skip(e.line().saturating_sub(8)).take(10).collect();
-        panic!("the JSON report does not read back: {e}\n{}", context.join("\n"))
-    });
-    assert_eq!(back, report);
+    report::analyse_and_render("profile", evidence);
 });
