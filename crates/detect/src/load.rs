@@ -99,6 +99,20 @@ impl<'a> Curve<'a> {
         self.knee.target.as_ref().map(|t| t.cpu_cores)
     }
 
+    /// The CPU the target used where throughput stopped, in cores: at the knee of a closed ramp;
+    /// at the knee or past it (the most) in an open one, whose knee is the last rate it kept up
+    /// with — the CPU may fill only in the step that fell behind.
+    pub(crate) fn plateau_cpu_cores(&self) -> Option<f64> {
+        if self.run.model == LoadModel::Closed {
+            return self.knee_cpu_cores();
+        }
+        let answered = self.run.steps.iter().filter(|s| s.requests > 0);
+        answered
+            .skip(self.knee_index)
+            .filter_map(|s| s.target.as_ref().map(|t| t.cpu_cores))
+            .max_by(f64::total_cmp)
+    }
+
     /// The cores the target wanted at the knee: those it used and the time its threads were
     /// runnable but waited for one (another process had it).
     pub(crate) fn knee_cpu_wanted(&self) -> Option<f64> {

@@ -103,11 +103,16 @@ fn host_saturated_by_others(curve: &Curve<'_>, cores: f64) -> Option<Conclusion>
             ),
             "what is neither the target nor the generator is another process's: the database, when it runs here".into(),
         ])
-        .metrics(vec![
-            ("cpu_cores_at_knee", cores),
-            ("host_cpu_busy_at_knee", knee.host_cpu_busy),
-            ("other_cpu_ms_per_request", other_ms),
-        ]),
+        .metrics(
+            [
+                ("cpu_cores_at_knee", cores),
+                ("host_cpu_busy_at_knee", knee.host_cpu_busy),
+                ("other_cpu_ms_per_request", other_ms),
+            ]
+            .into_iter()
+            .chain(curve.cpu_ms_per_request().map(|ms| ("cpu_ms_per_request", ms)))
+            .collect(),
+        ),
     )
 }
 
@@ -182,7 +187,7 @@ impl Detector for CpuSaturation {
     }
 
     fn check_load(&self, curve: &Curve<'_>) -> Option<Conclusion> {
-        let cores = curve.knee_cpu_cores()?;
+        let cores = curve.plateau_cpu_cores()?;
         let usable = usable_cores(cores);
         let process_saturated = cores >= SATURATED_SHARE * usable;
         let host_saturated = curve.knee.host_cpu_busy >= HOST_SATURATED;
@@ -225,7 +230,7 @@ impl Detector for CpuSaturation {
                 },
             )
             .assume(vec![
-                format!("the target can use {usable:.0} core(s): its CPU at the knee, rounded"),
+                format!("the target can use {usable:.0} core(s): its CPU at the knee or past it, rounded"),
                 "the generator's own CPU did not starve the target (see the step table)".into(),
             ])
             .metrics(vec![
