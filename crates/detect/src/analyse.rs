@@ -131,6 +131,9 @@ pub fn analyse(evidence: &Evidence) -> Outcome {
             });
         }
     }
+    if let (Some(traces), Some(run)) = (&evidence.traces, &evidence.load) {
+        join_in_process_time(&mut findings, traces, run);
+    }
     let mut findings = crate::rank::merge(findings);
     let verdict = verdict::decide(&mut findings);
     let mut notes = Vec::new();
@@ -161,6 +164,38 @@ pub fn analyse(evidence: &Evidence) -> Outcome {
         usl,
         step_sessions,
         profile: profile.as_ref().map(crate::profile::summary),
+    }
+}
+
+/// Requests of the loaded endpoint needed to read the quickest tenth's time from the traces.
+const MIN_IN_PROCESS_REQUESTS: u64 = 20;
+
+/// The ramp's limits learn from the traces how long the loaded endpoint's requests ran in their
+/// own process outside their calls — the quickest tenth's time (`in_process_ms_p10`), the work of
+/// a request that waited for nothing — which bounds what a request costs the service's CPU once
+/// what it waits on is gone, better than CPU per request measured at the few requests/s a
+/// limit allows (which carries the idle process's wakeups).
+fn join_in_process_time(
+    findings: &mut [Finding],
+    traces: &chokepoint_evidence::TraceAggregates,
+    run: &chokepoint_evidence::LoadRun,
+) {
+    let Some(endpoint) = crate::traces::endpoint_of_url(traces, &run.url)
+        .filter(|endpoint| endpoint.requests >= MIN_IN_PROCESS_REQUESTS)
+    else {
+        return;
+    };
+    let Some(p10) = endpoint.in_process.quantile_ms(0.1).filter(|ms| *ms > 0.0) else {
+        return;
+    };
+    for finding in findings
+        .iter_mut()
+        .filter(|f| matches!(f.impact, Impact::Limit(_)) && matches!(f.scope, Scope::Target { .. }))
+    {
+        finding
+            .evidence
+            .metrics
+            .insert("in_process_ms_p10".to_owned(), impact::round(p10));
     }
 }
 
@@ -576,6 +611,43 @@ mod tests {
             churn.reason.contains(EvidenceKind::Database.absent()),
             "{}",
             churn.reason
+        );
+    }
+
+    #[test]
+    fn the_ramps_limit_learns_the_in_process_time_of_the_loaded_endpoint() {
+        let load = include_str!("../tests/fixtures/cpu-saturation/positive-gil-bound-handler.json");
+        let load = &load[load.find("\"load\"").expect("a ramp")..load.rfind('}').expect("its end")];
+        // 25 requests of GET /compute: 20 ms, 5 of them in a statement; one other endpoint.
+        let trace = |route: &str, i: usize| {
+            format!(
+                r#"{{"spans": [
+                  {{"id": "r{i}", "kind": "server", "name": "GET", "end_ms": 20, "attrs": {{"http.route": "{route}", "http.request.method": "GET"}}}},
+                  {{"id": "q{i}", "parent": "r{i}", "kind": "client", "start_ms": 2, "end_ms": 7, "attrs": {{"db.system": "postgresql", "db.statement": "SELECT 1"}}}}
+                ]}}"#
+            )
+        };
+        let traces: Vec<String> = (0..25)
+            .map(|i| trace("/compute", i))
+            .chain((25..50).map(|i| trace("/other", i)))
+            .collect();
+        let fixture = format!(r#"{{{load}, "traces": [{}]}}"#, traces.join(","));
+        let outcome = analyse(&crate::evidence_from_fixture(&fixture).expect("fixture"));
+        let limit = outcome
+            .findings
+            .iter()
+            .find(|f| matches!(f.impact, Impact::Limit(_)))
+            .expect("the CPU caps the ramp");
+        let p10 = limit.evidence.metrics.get("in_process_ms_p10").copied();
+        assert!(p10.is_some_and(|ms| (ms - 15.0).abs() < 0.1), "{p10:?}");
+        // A ramp whose endpoint the traces do not have learns nothing.
+        let elsewhere = fixture.replace("8000/compute", "8000/elsewhere");
+        let outcome = analyse(&crate::evidence_from_fixture(&elsewhere).expect("fixture"));
+        assert!(
+            outcome
+                .findings
+                .iter()
+                .all(|f| !f.evidence.metrics.contains_key("in_process_ms_p10"))
         );
     }
 }

@@ -163,6 +163,36 @@ impl<'a> Request<'a> {
         self.span(self.root)
     }
 
+    /// How long the request ran in its own process outside the calls it made, in ns: the entry
+    /// span less the union of its outgoing calls (database, HTTP, messaging) within it.
+    pub(crate) fn in_process_ns(&self) -> u64 {
+        let root = self.root_span();
+        let (start, end) = (root.start_unix_nano, root.end_unix_nano.max(root.start_unix_nano));
+        let mut calls: Vec<(u64, u64)> = self
+            .local
+            .iter()
+            .map(|&i| self.span(i))
+            .filter(|s| matches!(s.kind, SpanKind::Client | SpanKind::Producer) || is_db_call(s))
+            .map(|s| {
+                (
+                    s.start_unix_nano.clamp(start, end),
+                    s.end_unix_nano.clamp(start, end),
+                )
+            })
+            .filter(|(from, to)| to > from)
+            .collect();
+        calls.sort_unstable();
+        let (mut covered, mut reached) = (0, start);
+        for (from, to) in calls {
+            let from = from.max(reached);
+            if to > from {
+                covered += to - from;
+                reached = to;
+            }
+        }
+        (end - start).saturating_sub(covered)
+    }
+
     /// The normalized statement of a database span.
     pub(crate) fn statement(&self, i: usize) -> Option<&'a Statement> {
         self.index.statements[i].as_deref()

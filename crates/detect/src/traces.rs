@@ -113,3 +113,43 @@ pub(crate) fn groups<'a>(
             ))
         })
 }
+
+/// The endpoint a URL reaches: the one whose route matches the URL's path segment by segment (a
+/// `{id}`, `<id>`, `:id` or `*` segment matches any), the method aside; the one with the most
+/// requests when several do. How a load run's requests are found among the traces.
+pub(crate) fn endpoint_of_url<'a>(traces: &'a TraceAggregates, url: &str) -> Option<&'a EndpointAggregate> {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let path = after_scheme
+        .find('/')
+        .map_or("/", |at| &after_scheme[at..])
+        .split(['?', '#'])
+        .next()
+        .unwrap_or("/");
+    traces
+        .endpoints
+        .iter()
+        .filter(|endpoint| {
+            let name = endpoint.endpoint.as_str();
+            let route = match name.split_once(' ') {
+                Some((method, route)) if method.chars().all(|c| c.is_ascii_uppercase()) => route,
+                _ => name,
+            };
+            route_matches(route.trim(), path)
+        })
+        .max_by_key(|endpoint| endpoint.requests)
+}
+
+/// Whether `path` is one of the paths `route` names.
+fn route_matches(route: &str, path: &str) -> bool {
+    let trim = |s: &'_ str| s.trim_end_matches('/').to_owned();
+    let (route, path) = (trim(route), trim(path));
+    route.split('/').count() == path.split('/').count()
+        && route.split('/').zip(path.split('/')).all(|(template, segment)| {
+            template == segment
+                || (!segment.is_empty()
+                    && (template == "*"
+                        || template.starts_with(':')
+                        || (template.starts_with('{') && template.ends_with('}'))
+                        || (template.starts_with('<') && template.ends_with('>'))))
+        })
+}

@@ -4,7 +4,7 @@
 //! consumes it. Without a limit, it is the consumer whose fix gives back the most service time.
 //! Computed from the findings alone.
 
-use chokepoint_evidence::Resource;
+use chokepoint_evidence::{Resource, Subject};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -198,23 +198,73 @@ fn predict_pool_doubled(limit: &Finding) -> Option<PredictedGain> {
     })
 }
 
-/// The next limit: once the event loop or the workers stop waiting, the target's CPU per request
-/// (the least a step measured, where the limit's metrics have it) bounds it at its cores ÷ that
-/// (the operational law on the CPU). `after` when the CPU was not measured or allows more.
-fn cpu_bound(limit: &Finding, after: f64, assumptions: &mut Vec<String>) -> f64 {
+/// What one request costs the target's CPU once it runs at capacity, in ms, and how it is known:
+/// the least CPU per request a step measured or, less when the traces have it, the in-process
+/// time of the endpoint's quickest tenth of requests — at the few requests/s a limit allows, the
+/// CPU per request also carries the idle process's wakeups (twice the cost at 200/s, measured).
+fn cpu_per_request(limit: &Finding) -> Option<(f64, String)> {
     let metrics = &limit.evidence.metrics;
-    let Some(cpu_ms) = metrics.get("cpu_ms_per_request").filter(|c| **c > 0.0) else {
+    let measured = metrics.get("cpu_ms_per_request").copied().filter(|c| *c > 0.0)?;
+    match metrics.get("in_process_ms_p10").copied().filter(|c| *c > 0.0) {
+        Some(traced) if traced < measured => Some((
+            traced,
+            format!(
+                "{traced:.1} ms per request (the in-process time of the quickest tenth of its requests in the traces, \
+                 outside their calls; the ramp measured {measured:.1} ms of CPU per request at its load)"
+            ),
+        )),
+        _ => Some((measured, format!("{measured:.1} ms of CPU per request"))),
+    }
+}
+
+/// The next limit: once the event loop or the workers stop waiting, the target's CPU per request
+/// bounds it at its cores ÷ that (the operational law on the CPU). `after` when the CPU was not
+/// measured or allows more.
+fn cpu_bound(limit: &Finding, after: f64, assumptions: &mut Vec<String>) -> f64 {
+    let Some((cpu_ms, how)) = cpu_per_request(limit) else {
         return after;
     };
-    let cores = metrics.get("usable_cores").copied().unwrap_or(1.0);
+    let cores = limit.evidence.metrics.get("usable_cores").copied().unwrap_or(1.0);
     let bound = cores * 1e3 / cpu_ms;
     if bound >= after {
         return after;
     }
     assumptions.push(format!(
-        "then the CPU bounds it: {cpu_ms:.1} ms of CPU per request on {cores:.0} core(s) allows {bound:.0} requests/s"
+        "then the CPU bounds it: {how} on {cores:.0} core(s) allows {bound:.0} requests/s"
     ));
     bound
+}
+
+/// Requests queued on one lock (the bottleneck) that serializes them (the limit: the event loop
+/// or the workers, never overlapping): once the lock is not held across slow work nothing
+/// serializes them, and the target's CPU bounds throughput next.
+fn predict_lock_released(consumer: &Finding, limit: &Finding) -> Option<PredictedGain> {
+    let Impact::Limit(l) = &limit.impact else {
+        return None;
+    };
+    let held = match &consumer.subject {
+        Subject::Lock { blocker, .. } => format!("a lock held across `{blocker}`"),
+        _ => consumer.location.clone(),
+    };
+    let mut assumptions = vec![format!(
+        "{} takes one request at a time: {:.0} requests/s measured, each queued on {held}",
+        l.resource.describe(),
+        l.capacity_rps,
+    )];
+    let after = cpu_bound(limit, f64::INFINITY, &mut assumptions);
+    if !after.is_finite() || after <= l.capacity_rps {
+        return None;
+    }
+    assumptions.push(
+        "the lock is then held only for the update, too briefly to queue on: `chokepoint compare` after the fix \
+         checks it"
+            .into(),
+    );
+    Some(PredictedGain {
+        capacity_rps: crate::impact::round(l.capacity_rps),
+        capacity_after_fix_rps: crate::impact::round(after),
+        assumptions,
+    })
 }
 
 /// The capacity after fixing the bottleneck (`findings[0]`), which consumes the limit
@@ -228,6 +278,9 @@ fn predict(findings: &[Finding]) -> Option<PredictedGain> {
     let (Impact::Consumer(c), Impact::Limit(l)) = (&consumer.impact, &limit.impact) else {
         return None;
     };
+    if c.resource == Resource::Locks && matches!(l.resource, Resource::EventLoop | Resource::Workers) {
+        return predict_lock_released(consumer, limit);
+    }
     let demand = l.demand_ms_per_request.filter(|d| *d > 0.0)?;
     let sample = consumer.evidence.sample;
     let (removed, mut how) = if sample.unit.is_profile() {
@@ -274,8 +327,8 @@ fn predict(findings: &[Finding]) -> Option<PredictedGain> {
     if removed >= demand {
         return None;
     }
-    let after = l.capacity_rps * demand / (demand - removed);
-    let assumptions = vec![
+    let mut after = l.capacity_rps * demand / (demand - removed);
+    let mut assumptions = vec![
         format!(
             "{} bounds throughput at 1/D per unit: D = {demand:.1} ms of it per request, {:.0} requests/s measured",
             l.resource.describe(),
@@ -285,8 +338,14 @@ fn predict(findings: &[Finding]) -> Option<PredictedGain> {
             "fixing {} removes {removed:.1} ms of D ({how})",
             consumer.detector
         ),
-        "nothing else becomes the limit first: `chokepoint compare` after the fix checks it".into(),
     ];
+    // The host's CPU given back by another process: the service keeps its own CPU per request,
+    // which bounds it on its own cores.
+    if l.resource == Resource::HostCpu {
+        after = cpu_bound(limit, after, &mut assumptions);
+    }
+    assumptions
+        .push("nothing else becomes the limit first: `chokepoint compare` after the fix checks it".into());
     Some(PredictedGain {
         capacity_rps: crate::impact::round(l.capacity_rps),
         capacity_after_fix_rps: crate::impact::round(after),
@@ -296,7 +355,7 @@ fn predict(findings: &[Finding]) -> Option<PredictedGain> {
 
 #[cfg(test)]
 mod tests {
-    use chokepoint_evidence::{DetectorId, Scope, Subject};
+    use chokepoint_evidence::{DetectorId, Scope};
 
     use super::*;
     use crate::finding::{Basis, Confidence, Consumption, FindingEvidence, Limit, Sample, SampleUnit};
@@ -460,6 +519,77 @@ mod tests {
             "{:?}",
             gain.assumptions
         );
+    }
+
+    #[test]
+    fn a_lock_that_serializes_requests_predicts_the_cpu_bound_from_the_quicker_estimate() {
+        let mut serial = finding(DetectorId::BlockingCall, limit(Resource::EventLoop));
+        serial.evidence.metrics.insert("cpu_ms_per_request".into(), 8.0);
+        let mut lock = finding(DetectorId::LockContention, consumer(Resource::Locks, 1.2));
+        lock.subject = Subject::Lock {
+            relation: "accounts".into(),
+            blocker: "SELECT pg_sleep(?)".into(),
+        };
+        lock.evidence.sample.unit = SampleUnit::Sessions;
+        // The ramp's 8 ms of CPU per request at 20 requests/s: one core allows 125 requests/s.
+        let mut findings = vec![serial.clone(), lock.clone()];
+        let verdict = decide(&mut findings);
+        assert_eq!(findings[0].detector, DetectorId::LockContention);
+        let gain = verdict.predicted_gain.expect("a prediction");
+        assert_eq!(gain.capacity_after_fix_rps, 125.0);
+        assert!(
+            gain.assumptions[0].contains("queued on a lock held across `SELECT pg_sleep(?)`"),
+            "{:?}",
+            gain.assumptions
+        );
+        // The traces' quickest tenth ran 4 ms in the process: 250 requests/s, and it says why.
+        serial.evidence.metrics.insert("in_process_ms_p10".into(), 4.0);
+        let gain = decide(&mut vec![serial.clone(), lock.clone()])
+            .predicted_gain
+            .expect("a prediction");
+        assert_eq!(gain.capacity_after_fix_rps, 250.0);
+        assert!(
+            gain.assumptions
+                .iter()
+                .any(|a| a.contains("4.0 ms per request (the in-process time of the quickest tenth")),
+            "{:?}",
+            gain.assumptions
+        );
+        // A slower in-process time than the CPU measured is not taken: 125 again.
+        serial.evidence.metrics.insert("in_process_ms_p10".into(), 30.0);
+        let gain = decide(&mut vec![serial.clone(), lock.clone()])
+            .predicted_gain
+            .expect("a prediction");
+        assert_eq!(gain.capacity_after_fix_rps, 125.0);
+        // Without the CPU measured there is no next bound to predict.
+        serial.evidence.metrics.clear();
+        assert_eq!(decide(&mut vec![serial, lock]).predicted_gain, None);
+    }
+
+    #[test]
+    fn the_hosts_cpu_given_back_leaves_the_service_bound_by_its_own() {
+        let mut host = finding(DetectorId::CpuSaturation, limit(Resource::HostCpu));
+        if let Impact::Limit(l) = &mut host.impact {
+            l.demand_ms_per_request = Some(100.0);
+        }
+        host.evidence
+            .metrics
+            .insert("other_cpu_ms_per_request".into(), 95.0);
+        let mut scan = finding(DetectorId::SlowQuery, consumer(Resource::Database, 2.0));
+        if let Impact::Consumer(c) = &mut scan.impact {
+            c.saved_ms_per_request = 200.0;
+        }
+        // 5 ms of host CPU left per request: 20× on the host, 400 requests/s…
+        let gain = decide(&mut vec![host.clone(), scan.clone()])
+            .predicted_gain
+            .expect("a prediction");
+        assert_eq!(gain.capacity_after_fix_rps, 400.0);
+        // …but the service's own 4 ms per request on its one core allows 250.
+        host.evidence.metrics.insert("cpu_ms_per_request".into(), 4.0);
+        let gain = decide(&mut vec![host, scan])
+            .predicted_gain
+            .expect("a prediction");
+        assert_eq!(gain.capacity_after_fix_rps, 250.0);
     }
 
     #[test]

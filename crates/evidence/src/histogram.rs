@@ -24,6 +24,11 @@ impl LatencyHistogram {
         }
     }
 
+    /// Whether no histogram was kept.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// The histogram, when one was kept and it decodes.
     pub fn decode(&self) -> Option<Histogram<u64>> {
         if self.0.is_empty() {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{DetectorId, Subject, TraceId, Window};
+use crate::{DetectorId, LatencyHistogram, Subject, TraceId, Window};
 
 /// Example trace ids kept per group.
 pub const EXAMPLE_TRACES: usize = 3;
@@ -112,6 +112,11 @@ pub struct EndpointAggregate {
     pub requests: u64,
     /// Their time in all, in ms.
     pub time_ms: f64,
+    /// How long each request ran in its own process outside the calls it made (database, HTTP,
+    /// messaging): its own work, plus any wait nothing recorded. Absent in runs saved before it
+    /// was kept.
+    #[serde(default, skip_serializing_if = "LatencyHistogram::is_empty")]
+    pub in_process: LatencyHistogram,
     /// What the detectors observed, by detector and subject.
     pub groups: Vec<ObservedGroup>,
 }
