@@ -190,6 +190,9 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
         spans: 0,
     }];
     let mut recordings = Vec::new();
+    // Recordings made in the temporary folder for this run alone: once copied into a saved run,
+    // they are removed.
+    let mut scratch = Vec::new();
     let traces = match receiver {
         Some(receiver) => {
             // OpenTelemetry SDKs export in batches (every 5 s by default): the ramp's last spans
@@ -202,6 +205,7 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
             let (traces, input, span_notes, recording) = receiver.finish().await;
             inputs.push(input);
             notes.extend(span_notes);
+            scratch.extend(recording.clone());
             recordings.extend(recording);
             Some(traces)
         }
@@ -286,6 +290,9 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
             match recorder.and_then(chokepoint_profile::Recorder::stop) {
                 Ok(recording) => {
                     recordings.push(recording.path.clone());
+                    if settings.out.is_none() {
+                        scratch.push(recording.path.clone());
+                    }
                     let (profile, profile_inputs, profile_notes) =
                         crate::profile::read_profiles(&[recording.path], 100, &settings.sources);
                     inputs.extend(profile_inputs);
@@ -300,15 +307,18 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
                             total - profile_from
                         ),
                     ));
-                    notes.push(Note::new(
-                        Severity::Info,
-                        out.display().to_string(),
-                        format!(
-                            "the profile of the top {} step(s) is kept here: `chokepoint profile {}` analyses it again",
-                            total - profile_from,
-                            out.display()
-                        ),
-                    ));
+                    // A recording of our own in a run that is saved lives on in the run alone.
+                    if settings.out.is_some() || config.report.save.is_none() {
+                        notes.push(Note::new(
+                            Severity::Info,
+                            out.display().to_string(),
+                            format!(
+                                "the profile of the top {} step(s) is kept here: `chokepoint profile {}` analyses it again",
+                                total - profile_from,
+                                out.display()
+                            ),
+                        ));
+                    }
                     profile.map(|mut p| {
                         p.pid = pid;
                         p.started_unix_s = started;
@@ -340,6 +350,11 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
         &config.report,
         &recordings,
     );
+    if saved.is_some() {
+        for path in &scratch {
+            let _ = std::fs::remove_file(path);
+        }
+    }
     let code = output::finish(&report, &config.report);
     if let (Some(baseline), Some(run)) = (&config.baseline, saved) {
         crate::runs::compare_with_baseline(baseline, &run, config.report.format)?;

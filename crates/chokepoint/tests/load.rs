@@ -646,7 +646,8 @@ fn sigterm_stops_diagnose_mid_ramp_and_the_run_is_kept() {
         .spawn()
         .expect("chokepoint runs");
     std::thread::sleep(std::time::Duration::from_millis(5000));
-    common::send_signal("-TERM", child.id());
+    let pid = child.id();
+    common::send_signal("-TERM", pid);
     let output = child.wait_with_output().expect("chokepoint ends");
     let stderr = String::from_utf8_lossy(&output.stderr);
     let report: serde_json::Value =
@@ -660,4 +661,11 @@ fn sigterm_stops_diagnose_mid_ramp_and_the_run_is_kept() {
     assert!((2..5).contains(&steps), "the steps before the signal: {steps}");
     assert!(run_dir.path().join("evidence.json").is_file(), "the run is kept");
     assert!(run_dir.path().join("report.json").is_file(), "the run is kept");
+    // The spans, recorded in the temporary folder as they came, are in the run and only there.
+    let spans = format!("chokepoint-diagnose-{pid}.otlp");
+    assert!(run_dir.path().join(&spans).is_file(), "the spans are kept");
+    assert!(
+        !std::env::temp_dir().join(&spans).exists(),
+        "the temporary recording is removed"
+    );
 }
