@@ -167,14 +167,14 @@ pub fn analyse(evidence: &Evidence) -> Outcome {
     }
 }
 
-/// Requests of the loaded endpoint needed to read the quickest tenth's time from the traces.
+/// Requests of the loaded endpoint needed to read their in-process time's lower quartile.
 const MIN_IN_PROCESS_REQUESTS: u64 = 20;
 
 /// The ramp's limits learn from the traces how long the loaded endpoint's requests ran in their
-/// own process outside their calls — the quickest tenth's time (`in_process_ms_p10`), the work of
-/// a request that waited for nothing — which bounds what a request costs the service's CPU once
-/// what it waits on is gone, better than CPU per request measured at the few requests/s a
-/// limit allows (which carries the idle process's wakeups).
+/// own process outside their calls — the lower quartile (`in_process_ms_p25`), the work of a
+/// request that barely waited — which bounds what a request costs the service's CPU once what it
+/// waits on is gone, better than CPU per request measured at the few requests/s a limit allows
+/// (which carries the idle process's wakeups).
 fn join_in_process_time(
     findings: &mut [Finding],
     traces: &chokepoint_evidence::TraceAggregates,
@@ -185,7 +185,7 @@ fn join_in_process_time(
     else {
         return;
     };
-    let Some(p10) = endpoint.in_process.quantile_ms(0.1).filter(|ms| *ms > 0.0) else {
+    let Some(quartile) = endpoint.in_process.quantile_ms(0.25).filter(|ms| *ms > 0.0) else {
         return;
     };
     for finding in findings
@@ -195,7 +195,7 @@ fn join_in_process_time(
         finding
             .evidence
             .metrics
-            .insert("in_process_ms_p10".to_owned(), impact::round(p10));
+            .insert("in_process_ms_p25".to_owned(), impact::round(quartile));
     }
 }
 
@@ -638,8 +638,8 @@ mod tests {
             .iter()
             .find(|f| matches!(f.impact, Impact::Limit(_)))
             .expect("the CPU caps the ramp");
-        let p10 = limit.evidence.metrics.get("in_process_ms_p10").copied();
-        assert!(p10.is_some_and(|ms| (ms - 15.0).abs() < 0.1), "{p10:?}");
+        let quartile = limit.evidence.metrics.get("in_process_ms_p25").copied();
+        assert!(quartile.is_some_and(|ms| (ms - 15.0).abs() < 0.1), "{quartile:?}");
         // A ramp whose endpoint the traces do not have learns nothing.
         let elsewhere = fixture.replace("8000/compute", "8000/elsewhere");
         let outcome = analyse(&crate::evidence_from_fixture(&elsewhere).expect("fixture"));
@@ -647,7 +647,7 @@ mod tests {
             outcome
                 .findings
                 .iter()
-                .all(|f| !f.evidence.metrics.contains_key("in_process_ms_p10"))
+                .all(|f| !f.evidence.metrics.contains_key("in_process_ms_p25"))
         );
     }
 }

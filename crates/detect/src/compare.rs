@@ -145,7 +145,8 @@ pub struct PredictionCheck {
     pub predicted_rps: f64,
     /// Capacity the second run measured.
     pub measured_rps: f64,
-    /// `measured / predicted − 1`.
+    /// How far the prediction was from the capacity measured, as a share of it:
+    /// `predicted / measured − 1` (positive: it promised more than came).
     pub error: f64,
     /// Whether the second run's ramp reached a limit (a capacity finding, or throughput that
     /// stopped rising before the last step); `false`: its capacity is the most it carried, a
@@ -261,7 +262,7 @@ pub fn compare(a: (&Evidence, &Outcome), b: (&Evidence, &Outcome)) -> Comparison
         (Some(gain), Some(change)) => Some(PredictionCheck {
             predicted_rps: gain.capacity_after_fix_rps,
             measured_rps: change.after,
-            error: round(change.after / gain.capacity_after_fix_rps.max(1e-9) - 1.0),
+            error: round(gain.capacity_after_fix_rps / change.after.max(1e-9) - 1.0),
             at_limit: outcome_b.verdict.limit.is_some()
                 || evidence_b
                     .load
@@ -352,6 +353,26 @@ mod tests {
         assert!(!same.bottleneck.moved);
         assert_eq!(same.worst_regression(), 0.0);
         assert!(same.plans.is_empty());
+    }
+
+    #[test]
+    fn a_prediction_is_checked_against_the_capacity_measured_after() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let read = |p: &str| std::fs::read_to_string(dir.join(p)).expect("fixture");
+        let before = run(&read(
+            "lock-contention/positive-load-and-db-requests-queue-on-a-row.json",
+        ));
+        let after = run(&read("cpu-saturation/positive-gil-bound-handler.json"));
+        let predicted = before.1.verdict.predicted_gain.clone().expect("a prediction");
+        let check = compare((&before.0, &before.1), (&after.0, &after.1))
+            .prediction
+            .expect("checked");
+        assert_eq!(check.predicted_rps, predicted.capacity_after_fix_rps);
+        assert_eq!(check.measured_rps, 45.2);
+        // It promised more than came: positive, as a share of what was measured.
+        assert_eq!(check.error, round(predicted.capacity_after_fix_rps / 45.2 - 1.0));
+        assert!(check.error > 0.0);
+        assert!(check.at_limit, "the second ramp reached the CPU's limit");
     }
 
     #[test]

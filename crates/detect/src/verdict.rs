@@ -200,16 +200,16 @@ fn predict_pool_doubled(limit: &Finding) -> Option<PredictedGain> {
 
 /// What one request costs the target's CPU once it runs at capacity, in ms, and how it is known:
 /// the least CPU per request a step measured or, less when the traces have it, the in-process
-/// time of the endpoint's quickest tenth of requests — at the few requests/s a limit allows, the
+/// time of the endpoint's requests' lower quartile — at the few requests/s a limit allows, the
 /// CPU per request also carries the idle process's wakeups (twice the cost at 200/s, measured).
 fn cpu_per_request(limit: &Finding) -> Option<(f64, String)> {
     let metrics = &limit.evidence.metrics;
     let measured = metrics.get("cpu_ms_per_request").copied().filter(|c| *c > 0.0)?;
-    match metrics.get("in_process_ms_p10").copied().filter(|c| *c > 0.0) {
+    match metrics.get("in_process_ms_p25").copied().filter(|c| *c > 0.0) {
         Some(traced) if traced < measured => Some((
             traced,
             format!(
-                "{traced:.1} ms per request (the in-process time of the quickest tenth of its requests in the traces, \
+                "{traced:.1} ms per request (the lower quartile of its requests' in-process time in the traces, \
                  outside their calls; the ramp measured {measured:.1} ms of CPU per request at its load)"
             ),
         )),
@@ -542,21 +542,22 @@ mod tests {
             "{:?}",
             gain.assumptions
         );
-        // The traces' quickest tenth ran 4 ms in the process: 250 requests/s, and it says why.
-        serial.evidence.metrics.insert("in_process_ms_p10".into(), 4.0);
+        // A quarter of the traced requests ran 4 ms or less in the process: 250 requests/s, and
+        // it says why.
+        serial.evidence.metrics.insert("in_process_ms_p25".into(), 4.0);
         let gain = decide(&mut vec![serial.clone(), lock.clone()])
             .predicted_gain
             .expect("a prediction");
         assert_eq!(gain.capacity_after_fix_rps, 250.0);
         assert!(
-            gain.assumptions
-                .iter()
-                .any(|a| a.contains("4.0 ms per request (the in-process time of the quickest tenth")),
+            gain.assumptions.iter().any(
+                |a| a.contains("4.0 ms per request (the lower quartile of its requests' in-process time")
+            ),
             "{:?}",
             gain.assumptions
         );
         // A slower in-process time than the CPU measured is not taken: 125 again.
-        serial.evidence.metrics.insert("in_process_ms_p10".into(), 30.0);
+        serial.evidence.metrics.insert("in_process_ms_p25".into(), 30.0);
         let gain = decide(&mut vec![serial.clone(), lock.clone()])
             .predicted_gain
             .expect("a prediction");

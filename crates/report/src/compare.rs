@@ -109,7 +109,7 @@ pub fn render_comparison(report: &ComparisonReport, markdown: bool) -> String {
     if let Some(prediction) = &c.prediction {
         let _ = writeln!(
             out,
-            "Predicted {} after the fix; measured {}{} ({} off the prediction).",
+            "Predicted {} after the fix; measured {}{} (the prediction {} off it).",
             rate(prediction.predicted_rps),
             rate(prediction.measured_rps),
             if prediction.at_limit {
