@@ -268,6 +268,19 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
             ));
         }
     }
+    // Started after the step before its first, the recording saw no step when the ramp stopped
+    // there: it holds the idle tail, not the limit.
+    let profiled_steps = run.steps.len().saturating_sub(profile_from);
+    let recorder = match recorder {
+        Some((out, _, started)) if profiled_steps == 0 => {
+            let _ = started.and_then(chokepoint_profile::Recorder::stop);
+            if config.profile.as_ref().is_some_and(|p| p.out.is_none()) {
+                let _ = std::fs::remove_file(out);
+            }
+            None
+        }
+        recorder => recorder,
+    };
     let profile = match (&config.profile, recorder) {
         (None, _) => None,
         (Some(_), None) => {
@@ -301,10 +314,9 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
                         Severity::Info,
                         "--profile",
                         format!(
-                            "py-spy sampled the target at 100 Hz during the top {} step(s); measured on the testbed \
+                            "py-spy sampled the target at 100 Hz during the top {profiled_steps} step(s); measured on the testbed \
                              (scripts/bench-diagnose.sh, 2 cores), sampling cost a CPU-bound Python service {OBSERVER_COST_PERCENT} % \
-                             of its capacity: the capacity above may be low by about that much",
-                            total - profile_from
+                             of its capacity: the capacity above may be low by about that much"
                         ),
                     ));
                     // A recording of our own in a run that is saved lives on in the run alone.
@@ -313,8 +325,7 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
                             Severity::Info,
                             out.display().to_string(),
                             format!(
-                                "the profile of the top {} step(s) is kept here: `chokepoint profile {}` analyses it again",
-                                total - profile_from,
+                                "the profile of the top {profiled_steps} step(s) is kept here: `chokepoint profile {}` analyses it again",
                                 out.display()
                             ),
                         ));

@@ -669,3 +669,56 @@ fn sigterm_stops_diagnose_mid_ramp_and_the_run_is_kept() {
         "the temporary recording is removed"
     );
 }
+
+#[test]
+fn a_ramp_that_stops_before_its_profiled_steps_says_nothing_was_profiled() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let server = Server::start("blocking");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let run_dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("http://127.0.0.1:{}/", server.port);
+    // Two steps: py-spy starts after the first, which breaks an objective no server meets, so
+    // the ramp ends there — the recording would hold only the idle tail.
+    let child = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .current_dir(&root)
+        .args(["diagnose", &url, "--concurrency", "1,2", "--step-duration", "1s"])
+        .args([
+            "--slo",
+            "p99<0.001ms",
+            "--py-spy",
+            ".venv/bin/py-spy",
+            "--no-traces",
+        ])
+        .args([
+            "--run-dir",
+            run_dir.path().to_str().expect("UTF-8"),
+            "--format",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("chokepoint runs");
+    let pid = child.id();
+    let output = child.wait_with_output().expect("chokepoint ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(
+        report["load"]["steps"].as_array().map(Vec::len),
+        Some(1),
+        "{report:#}"
+    );
+    assert!(
+        report["profile"].is_null(),
+        "no profile of the idle tail: {report:#}"
+    );
+    let notes = report["notes"].to_string();
+    assert!(notes.contains("nothing was profiled"), "{notes}");
+    assert!(!notes.contains("py-spy sampled the target"), "{notes}");
+    let recording = format!("chokepoint-load-profile-{}-{pid}.raw", server.child.id());
+    assert!(
+        !std::env::temp_dir().join(&recording).exists(),
+        "{recording} is removed"
+    );
+}
