@@ -533,6 +533,15 @@ mod tests {
         let p10 = orders.in_process.quantile_ms(0.1).expect("kept");
         assert!((p10 - 11.0).abs() < 0.1, "{p10}");
         assert!(crate::traces::endpoint_of_url(&traces, "http://127.0.0.1:8000/orders").is_none());
+        assert!(
+            crate::traces::route_matches("orders/<int:id>/", "/orders/42/"),
+            "Django's"
+        );
+        assert!(
+            crate::traces::route_matches("/orders/:id", "/orders/42"),
+            "Express's"
+        );
+        assert!(crate::traces::route_matches("/", "/"));
         assert!(crate::traces::endpoint_of_url(&traces, "http://127.0.0.1:8000/orders/42/items").is_none());
     }
 }

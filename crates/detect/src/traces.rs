@@ -140,8 +140,9 @@ pub(crate) fn endpoint_of_url<'a>(traces: &'a TraceAggregates, url: &str) -> Opt
 }
 
 /// Whether `path` is one of the paths `route` names.
-fn route_matches(route: &str, path: &str) -> bool {
-    let trim = |s: &'_ str| s.trim_end_matches('/').to_owned();
+pub(crate) fn route_matches(route: &str, path: &str) -> bool {
+    // Django's routes come without their leading slash (`orders/<int:id>/`).
+    let trim = |s: &'_ str| s.trim_matches('/').to_owned();
     let (route, path) = (trim(route), trim(path));
     route.split('/').count() == path.split('/').count()
         && route.split('/').zip(path.split('/')).all(|(template, segment)| {
