@@ -642,6 +642,14 @@ def check_diagnose(chokepoint, env):
         failures.append(f"diagnose /n-plus-one/bad: the N+1 is not named ({detectors})")
     if not {"load ramp", "OTLP"} <= sources or "profile" not in bad or "database" not in bad:
         failures.append(f"diagnose /n-plus-one/bad: a source is missing: {sorted(sources)}, profile {'profile' in bad}")
+    # The spans and the profile, recorded in the temporary folder as they came, are kept in the
+    # run and only there.
+    kept = json.loads((runs / "bad" / "run.json").read_text())["attachments"]
+    if not any(k.endswith(".otlp") for k in kept) or not any(k.endswith(".raw") for k in kept):
+        failures.append(f"diagnose /n-plus-one/bad: the recordings are not kept in the run: {kept}")
+    left = [k for k in kept if (Path(tempfile.gettempdir()) / k).exists() or not (runs / "bad" / k).is_file()]
+    if left:
+        failures.append(f"diagnose /n-plus-one/bad: recordings left in {tempfile.gettempdir()} or missing from the run: {left}")
     # `diagnose --baseline` kept the comparison with the run; `compare` says the same.
     comparison = json.loads((runs / "fixed" / "compare.json").read_text())
     out = subprocess.run([chokepoint, "compare", str(runs / "bad"), str(runs / "fixed"), "--format", "json"],

@@ -469,6 +469,10 @@ impl SpanReceiver {
             )
         });
         if spans == 0 {
+            // Nothing to keep: the empty recording goes.
+            if let Some(path) = &self.recording {
+                let _ = std::fs::remove_file(path);
+            }
             notes.push(Note::new(
                 Severity::Warning,
                 "receiver",

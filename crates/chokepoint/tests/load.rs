@@ -661,9 +661,9 @@ fn sigterm_stops_diagnose_mid_ramp_and_the_run_is_kept() {
     assert!((2..5).contains(&steps), "the steps before the signal: {steps}");
     assert!(run_dir.path().join("evidence.json").is_file(), "the run is kept");
     assert!(run_dir.path().join("report.json").is_file(), "the run is kept");
-    // The spans, recorded in the temporary folder as they came, are in the run and only there.
+    // No service sent spans: the recording, opened in the temporary folder, is not left there.
+    // (Spans that came are kept in the run and only there: the testbed's e2e checks that.)
     let spans = format!("chokepoint-diagnose-{pid}.otlp");
-    assert!(run_dir.path().join(&spans).is_file(), "the spans are kept");
     assert!(
         !std::env::temp_dir().join(&spans).exists(),
         "the temporary recording is removed"
