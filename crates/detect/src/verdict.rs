@@ -199,9 +199,9 @@ fn predict_pool_doubled(limit: &Finding) -> Option<PredictedGain> {
 }
 
 /// What one request costs the target's CPU once it runs at capacity, in ms, and how it is known:
-/// the least CPU per request a step measured or, less when the traces have it, the in-process
-/// time of the endpoint's requests' lower quartile — at the few requests/s a limit allows, the
-/// CPU per request also carries the idle process's wakeups (twice the cost at 200/s, measured).
+/// the least CPU per request a step measured or, less when the traces have it, the lower
+/// quartile of the endpoint's in-process time — at the few requests/s a limit allows, the CPU
+/// per request also carries the idle process's wakeups (twice the cost at 200/s, measured).
 fn cpu_per_request(limit: &Finding) -> Option<(f64, String)> {
     let metrics = &limit.evidence.metrics;
     let measured = metrics.get("cpu_ms_per_request").copied().filter(|c| *c > 0.0)?;
