@@ -224,7 +224,16 @@ async fn existing_columns(client: &Client, relation: &str, candidates: &[String]
         .await
         .unwrap_or_default();
     let names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-    candidates.iter().filter(|c| names.contains(c)).cloned().collect()
+    // An expression (`upper(body)`) is kept when the column inside it is the relation's.
+    let column = |candidate: &str| match candidate.split_once('(') {
+        Some((_, inner)) => inner.trim_end_matches(')').to_owned(),
+        None => candidate.to_owned(),
+    };
+    candidates
+        .iter()
+        .filter(|c| names.contains(&column(c)))
+        .cloned()
+        .collect()
 }
 
 /// Whether an existing index of `relation` already leads with `column`.
@@ -314,7 +323,7 @@ pub async fn explain(client: &Client, snapshot: &mut PgSnapshot, queries: Vec<St
                 ..IndexCheck::default()
             };
             for pattern in parsed.patterns_of(relation) {
-                let columns = existing_columns(client, relation, std::slice::from_ref(&pattern.column)).await;
+                let columns = existing_columns(client, relation, &[pattern.expression()]).await;
                 if !columns.is_empty() {
                     snapshot.index_checks.push(IndexCheck {
                         columns,

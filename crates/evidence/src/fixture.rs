@@ -153,6 +153,9 @@ pub struct FixtureSpan {
     /// Attributes.
     #[serde(default)]
     pub attrs: BTreeMap<String, AttrValue>,
+    /// The instrumentation scope (`opentelemetry.instrumentation.django`).
+    #[serde(default)]
+    pub scope: Option<String>,
 }
 
 fn one() -> u32 {
@@ -219,6 +222,7 @@ impl FixtureTrace {
                         .map(|(k, v)| (crate::attr_key(k), v.clone()))
                         .collect(),
                     status_error: false,
+                    scope: template.scope.as_deref().map(Into::into),
                 });
             }
         }

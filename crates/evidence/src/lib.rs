@@ -21,6 +21,7 @@
 //!     end_unix_nano: 20_000_000,
 //!     attributes: vec![("http.route".into(), AttrValue::from("/orders"))],
 //!     status_error: false,
+//!     scope: None,
 //! };
 //! let trace = Trace { trace_id: TraceId(7), spans: vec![root], continued: false };
 //! assert_eq!(trace.spans[0].attr_str("http.route"), Some("/orders"));
@@ -48,9 +49,12 @@ pub use pg::{
 };
 pub use profile::{Frame, Profile, ProfileBuilder, Stack};
 pub use span::{AttrKey, AttrValue, Span, SpanId, SpanKind, Trace, TraceId, attr_key, attr_key_owned};
-pub use taxonomy::{DetectorId, Fingerprint, HttpTarget, Resource, Scope, Subject};
+pub use taxonomy::{Anchor, DetectorId, Fingerprint, HttpTarget, Resource, Scope, Subject};
 pub use time::Window;
-pub use traces::{EXAMPLE_TRACES, EndpointAggregate, ObservedGroup, Stat, TraceAggregates, TracesSummary};
+pub use traces::{
+    EXAMPLE_TRACES, EndpointAggregate, MAX_INSTRUMENTATION_SCOPES, MAX_STATEMENTS_PER_ENDPOINT,
+    ObservedGroup, Stat, StatementUse, TraceAggregates, TracesSummary,
+};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -115,6 +119,14 @@ impl Evidence {
             EvidenceKind::Database => self.database.is_some(),
             EvidenceKind::Profile => self.profile.is_some(),
         }
+    }
+
+    /// When the profile was taken, as (start, end) in seconds since the Unix epoch, when it is
+    /// stamped.
+    pub fn profile_window(&self) -> Option<(f64, f64)> {
+        let profile = self.profile.as_ref()?;
+        (profile.started_unix_s > 0.0)
+            .then(|| (profile.started_unix_s, profile.started_unix_s + profile.wall_s()))
     }
 
     /// The wall-clock span all the evidence covers, when any of it is stamped.

@@ -314,6 +314,10 @@ pub struct LoadRun {
     /// The target process sampled, if any.
     #[serde(default)]
     pub target_pid: Option<u32>,
+    /// The sampled process's command line (`gunicorn -w 4 app:app`), arguments joined by spaces
+    /// and clipped: which server runs the service, for advice in its terms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_command: Option<String>,
     /// The steps in order.
     pub steps: Vec<LoadStep>,
     /// Why the ramp stopped (the breaking condition, a safety bound, or the last step).
@@ -359,6 +363,7 @@ mod tests {
             host_cores: 2.0,
             started_unix_s: 0.0,
             target_pid: None,
+            target_command: None,
             steps: Vec::new(),
             stopped_because: StopReason::LastStep,
             breaking_step: None,

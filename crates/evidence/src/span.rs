@@ -320,9 +320,21 @@ pub struct Span {
     /// Whether the span's status is an error.
     #[serde(default)]
     pub status_error: bool,
+    /// The instrumentation scope that recorded it (`opentelemetry.instrumentation.django`): which
+    /// framework, ORM or driver the service speaks. Shared by the spans of one scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Arc<str>>,
 }
 
 impl Span {
+    /// The instrumentation scope that recorded the span: OTLP's scope, or the tag Jaeger and
+    /// Zipkin exports carry it in (`otel.scope.name`, formerly `otel.library.name`).
+    pub fn instrumentation(&self) -> Option<&str> {
+        self.scope
+            .as_deref()
+            .or_else(|| self.attr_str_any(&["otel.scope.name", "otel.library.name"]))
+    }
+
     /// The value of the first attribute named `key`.
     pub fn attr(&self, key: &str) -> Option<&AttrValue> {
         self.attributes.iter().find_map(|(k, v)| (k == key).then_some(v))

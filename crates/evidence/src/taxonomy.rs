@@ -259,6 +259,174 @@ pub enum Subject {
     },
 }
 
+/// An identity by which one kind of evidence sees the same cause as another: the line a profile's
+/// frame runs, a span's `code.*` attributes point at and a source scan reads; the statement a
+/// span executes, `pg_stat_statements` counts and a SQL literal on a profiled line holds; the
+/// endpoint a trace serves and a load ramp requests. Findings carry them, and findings that
+/// share one — and whose detectors name the same problem — are one cause.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Anchor {
+    /// A place in the code.
+    Code {
+        /// The file, as the evidence names it (absolute, or relative to a package or a root).
+        file: String,
+        /// The line, when known.
+        line: Option<u32>,
+        /// The function.
+        function: String,
+    },
+    /// A statement, by the fingerprint of its normalized text.
+    Statement {
+        /// The fingerprint.
+        fingerprint: Fingerprint,
+    },
+    /// An endpoint of a service.
+    Endpoint {
+        /// The `service.name`.
+        service: String,
+        /// The HTTP method, when the endpoint has one.
+        method: Option<String>,
+        /// The route (`/orders/{id}`), or the entry span's name.
+        route: String,
+    },
+    /// An outgoing HTTP call.
+    HttpCall(HttpTarget),
+    /// A lock on a relation (or its rows).
+    Lock {
+        /// The relation, `schema.table` or `table`.
+        relation: String,
+    },
+    /// A table.
+    Relation {
+        /// `schema.table` or `table`.
+        name: String,
+    },
+}
+
+impl Anchor {
+    /// The endpoint anchor of an endpoint scope (`GET /orders/{id}` split into method and route).
+    pub fn endpoint(service: &str, endpoint: &str) -> Anchor {
+        let (method, route) = match endpoint.split_once(' ') {
+            Some((method, route)) if !method.is_empty() && method.chars().all(|c| c.is_ascii_uppercase()) => {
+                (Some(method.to_owned()), route.trim().to_owned())
+            }
+            _ => (None, endpoint.to_owned()),
+        };
+        Anchor::Endpoint {
+            service: service.to_owned(),
+            method,
+            route,
+        }
+    }
+
+    /// Whether the anchor names one thing a cause can be about, rather than a place where many
+    /// causes live (an endpoint runs many statements; two findings there are not one cause for
+    /// it).
+    pub fn is_specific(&self) -> bool {
+        !matches!(self, Anchor::Endpoint { .. })
+    }
+
+    /// Whether two anchors name the same thing, each evidence kind written its own way: a file
+    /// path absolute in one and relative in the other, a relation with and without its schema.
+    pub fn meets(&self, other: &Anchor) -> bool {
+        match (self, other) {
+            (
+                Anchor::Code {
+                    file: a,
+                    line: la,
+                    function: fa,
+                },
+                Anchor::Code {
+                    file: b,
+                    line: lb,
+                    function: fb,
+                },
+            ) => {
+                same_file(a, b)
+                    && match (la, lb) {
+                        (Some(la), Some(lb)) => la == lb,
+                        _ => bare_function(fa) == bare_function(fb),
+                    }
+            }
+            (Anchor::Statement { fingerprint: a }, Anchor::Statement { fingerprint: b }) => a == b,
+            (
+                Anchor::Endpoint {
+                    service: sa,
+                    method: ma,
+                    route: ra,
+                },
+                Anchor::Endpoint {
+                    service: sb,
+                    method: mb,
+                    route: rb,
+                },
+            ) => {
+                sa == sb
+                    && ra.trim_matches('/') == rb.trim_matches('/')
+                    && (ma.is_none() || mb.is_none() || ma == mb)
+            }
+            (Anchor::HttpCall(a), Anchor::HttpCall(b)) => a == b,
+            (Anchor::Lock { relation: a }, Anchor::Lock { relation: b })
+            | (Anchor::Relation { name: a }, Anchor::Relation { name: b })
+            | (Anchor::Lock { relation: a }, Anchor::Relation { name: b })
+            | (Anchor::Relation { name: a }, Anchor::Lock { relation: b }) => same_relation(a, b),
+            _ => false,
+        }
+    }
+}
+
+/// Whether two paths name one file: equal, or one ends with the other at a `/` (py-spy writes
+/// `/srv/app/views.py`, a span `app/views.py`, a scan `views.py` from its root).
+fn same_file(a: &str, b: &str) -> bool {
+    let (long, short) = if a.len() >= b.len() { (a, b) } else { (b, a) };
+    !short.is_empty()
+        && long.ends_with(short)
+        && (long.len() == short.len()
+            || short.starts_with('/')
+            || long.as_bytes()[long.len() - short.len() - 1] == b'/')
+}
+
+/// A function's name without its class or enclosing function (`Orders.get` → `get`).
+fn bare_function(name: &str) -> &str {
+    name.rsplit(['.', ':']).next().unwrap_or(name)
+}
+
+/// Whether two relation names are one table: `public.users`, `users`, `users (rows)`, quoted.
+fn same_relation(a: &str, b: &str) -> bool {
+    let bare = |name: &str| {
+        let name = name.split(" (").next().unwrap_or(name).trim().replace('"', "");
+        name.rsplit('.').next().unwrap_or(&name).to_owned()
+    };
+    let (a, b) = (bare(a), bare(b));
+    !a.is_empty() && a == b
+}
+
+impl fmt::Display for Anchor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Anchor::Code {
+                file,
+                line: Some(line),
+                function,
+            } => write!(f, "{function} ({file}:{line})"),
+            Anchor::Code { file, function, .. } => write!(f, "{function} ({file})"),
+            Anchor::Statement { fingerprint } => write!(f, "statement {fingerprint}"),
+            Anchor::Endpoint {
+                service,
+                method,
+                route,
+            } => match method {
+                Some(method) => write!(f, "{service}: {method} {route}"),
+                None => write!(f, "{service}: {route}"),
+            },
+            Anchor::HttpCall(call) => write!(f, "{call}"),
+            Anchor::Lock { relation } => write!(f, "lock on {relation}"),
+            Anchor::Relation { name } => f.write_str(name),
+        }
+    }
+}
+
 /// Where a finding was seen: an endpoint of a service, a database, a load target.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -301,6 +469,15 @@ impl Scope {
         }
     }
 
+    /// The scope with its service, for an endpoint: `GET /orders (shop)`; else its label. Two
+    /// services with the same route stay two endpoints.
+    pub fn qualified(&self) -> String {
+        match self {
+            Scope::Endpoint { service, endpoint } => format!("{endpoint} ({service})"),
+            other => other.label(),
+        }
+    }
+
     /// Who: the service, `postgresql shop`, `pid 4242`.
     pub fn owner(&self) -> String {
         match self {
@@ -336,6 +513,47 @@ mod tests {
         }
         assert_eq!(DetectorId::NPlusOne.as_str(), "n-plus-one");
         assert_eq!(DetectorId::parse("n-plus-two"), None);
+    }
+
+    #[test]
+    fn anchors_meet_across_the_ways_each_evidence_writes_them() {
+        let code = |file: &str, line: Option<u32>, function: &str| Anchor::Code {
+            file: file.into(),
+            line,
+            function: function.into(),
+        };
+        let frame = code("/srv/shop/app/views.py", Some(84), "orders_bad");
+        assert!(frame.meets(&code("app/views.py", Some(84), "orders_bad")));
+        assert!(frame.meets(&code("views.py", Some(84), "x")), "the line decides");
+        assert!(!frame.meets(&code("views.py", Some(85), "orders_bad")));
+        assert!(
+            !frame.meets(&code("myviews.py", Some(84), "orders_bad")),
+            "not at a /"
+        );
+        assert!(frame.meets(&code("app/views.py", None, "Orders.orders_bad")));
+        let endpoint = Anchor::endpoint("shop", "GET /orders/{id}");
+        assert_eq!(
+            endpoint,
+            Anchor::Endpoint {
+                service: "shop".into(),
+                method: Some("GET".into()),
+                route: "/orders/{id}".into()
+            }
+        );
+        assert!(endpoint.meets(&Anchor::endpoint("shop", "/orders/{id}/")));
+        assert!(!endpoint.meets(&Anchor::endpoint("billing", "GET /orders/{id}")));
+        assert!(!endpoint.meets(&Anchor::endpoint("shop", "POST /orders/{id}")));
+        assert!(!endpoint.is_specific() && frame.is_specific());
+        let lock = Anchor::Lock {
+            relation: "accounts (rows)".into(),
+        };
+        assert!(lock.meets(&Anchor::Relation {
+            name: "public.accounts".into()
+        }));
+        let json = serde_json::to_value(&endpoint).expect("serializes");
+        assert_eq!(json["kind"], "endpoint");
+        let back: Anchor = serde_json::from_value(json).expect("reads back");
+        assert_eq!(back, endpoint);
     }
 
     #[test]

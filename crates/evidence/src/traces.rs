@@ -81,6 +81,10 @@ pub struct ObservedGroup {
     pub metrics: BTreeMap<String, Stat>,
     /// Traces that showed it.
     pub examples: Vec<TraceId>,
+    /// The call that led to it, as first observed: the statement that loaded the parent rows of
+    /// an N+1 (its foreign-key column names the relation to load with them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub related: Option<Subject>,
 }
 
 impl ObservedGroup {
@@ -98,8 +102,50 @@ impl ObservedGroup {
                 self.examples.push(example);
             }
         }
+        if self.related.is_none() {
+            self.related = other.related;
+        }
     }
 }
+
+/// Statements kept per endpoint: past it, the lightest (by time) are dropped.
+pub const MAX_STATEMENTS_PER_ENDPOINT: usize = 32;
+
+/// A statement an endpoint's requests run: how often, how long, and where in the request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StatementUse {
+    /// Its fingerprint.
+    pub fingerprint: crate::Fingerprint,
+    /// Its normalized text (literals as `?`), clipped to 300 characters.
+    pub text: String,
+    /// Requests that ran it.
+    pub requests: u64,
+    /// Times it ran.
+    pub calls: u64,
+    /// Its time in all, in ms.
+    pub time_ms: f64,
+    /// When it started, in ms after its request's start (its first run in each request).
+    pub offset_ms: Stat,
+}
+
+impl StatementUse {
+    /// Adds another count of the same statement.
+    pub fn merge(&mut self, other: &StatementUse) {
+        self.requests += other.requests;
+        self.calls += other.calls;
+        self.time_ms += other.time_ms;
+        self.offset_ms.merge(other.offset_ms);
+    }
+
+    /// Its mean time per call, in ms.
+    pub fn mean_ms(&self) -> f64 {
+        self.time_ms / self.calls.max(1) as f64
+    }
+}
+
+/// Instrumentation scopes kept per endpoint: a service is recorded by a handful (its framework,
+/// its ORM or driver, its HTTP client).
+pub const MAX_INSTRUMENTATION_SCOPES: usize = 8;
 
 /// One endpoint of one service: its requests, their time, and what the detectors observed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -117,6 +163,18 @@ pub struct EndpointAggregate {
     /// was kept.
     #[serde(default, skip_serializing_if = "LatencyHistogram::is_empty")]
     pub in_process: LatencyHistogram,
+    /// The instrumentation scopes that recorded its requests' spans
+    /// (`opentelemetry.instrumentation.django`, `…psycopg2`), sorted, at most
+    /// [`MAX_INSTRUMENTATION_SCOPES`]: the framework, ORM and driver it speaks. Absent in runs
+    /// saved before it was kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instrumentation: Vec<String>,
+    /// The statements its requests run, in the order they start (at most
+    /// [`MAX_STATEMENTS_PER_ENDPOINT`], the heaviest): how the database's findings find the
+    /// endpoint that runs their statement, and a lock its holding transaction. Absent in runs
+    /// saved before it was kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub statements: Vec<StatementUse>,
     /// What the detectors observed, by detector and subject.
     pub groups: Vec<ObservedGroup>,
 }

@@ -12,7 +12,7 @@ mod sampler;
 pub use generator::{RequestError, SetupError, StepResult, Target, Tls, run_closed, run_open};
 pub use metrics::{MetricsStep, SCRAPE_EVERY, Scraper};
 pub use ramp::{RampConfig, Sampling, Slo, StopRules, run};
-pub use sampler::{SAMPLE_EVERY, Sampler, pid_listening_on};
+pub use sampler::{SAMPLE_EVERY, Sampler, command_line, pid_listening_on};
 
 /// Entry points for the fuzz targets (`fuzz/`, built with `--cfg fuzzing`): the readers of what
 /// a server sends, without a socket.

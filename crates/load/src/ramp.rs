@@ -226,6 +226,7 @@ pub async fn run(
         host_cores: std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64),
         started_unix_s,
         target_pid: sampling.target_pid,
+        target_command: sampling.target_pid.and_then(crate::sampler::command_line),
         steps,
         stopped_because,
         breaking_step,

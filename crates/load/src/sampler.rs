@@ -21,6 +21,17 @@ pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 /// bucket of the kernel's established table (262,144 on a 24 GiB host, about 4 ms of CPU).
 const PEERS_EVERY_NTH_SAMPLE: u64 = 5;
 
+/// The longest command line kept, in characters.
+const MAX_COMMAND_CHARS: usize = 300;
+
+/// A process's command line, arguments joined by spaces and clipped: which server runs the
+/// service (`gunicorn -w 4 app:app`, `uvicorn main:app`, `python serve.py`).
+pub fn command_line(pid: u32) -> Option<String> {
+    let args = Process::new(i32::try_from(pid).ok()?).ok()?.cmdline().ok()?;
+    let line: String = args.join(" ").chars().take(MAX_COMMAND_CHARS).collect();
+    (!line.is_empty()).then_some(line)
+}
+
 /// The process listening on `port` (IPv4 or IPv6), if this user can see it.
 pub fn pid_listening_on(port: u16) -> Option<u32> {
     let mut inodes = Vec::new();

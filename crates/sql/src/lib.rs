@@ -41,7 +41,30 @@ pub struct ColumnUse {
     pub column: String,
     /// How the statement uses it.
     pub role: Role,
+    /// The function it is compared through, when it is (`lower(email) = lower($1)`: `lower`):
+    /// only an index on that expression serves it.
+    pub function: Option<String>,
 }
+
+impl ColumnUse {
+    /// What an index on it indexes: the column, or the expression (`lower(email)`).
+    pub fn expression(&self) -> String {
+        expression(&self.column, self.function.as_deref())
+    }
+}
+
+/// A column, or a function of it, as an index names it.
+fn expression(column: &str, function: Option<&str>) -> String {
+    match function {
+        Some(function) => format!("{function}({column})"),
+        None => column.to_owned(),
+    }
+}
+
+/// Functions a framework wraps a column in for a case-insensitive comparison (Django's
+/// `iexact`, `icontains`: `UPPER(col::text) LIKE UPPER(…)`), which an index on the expression
+/// serves.
+const CASE_FUNCTIONS: &[&str] = &["upper", "lower"];
 
 /// The kind of a pattern filter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +103,15 @@ pub struct PatternUse {
     pub column: String,
     /// The operator.
     pub kind: PatternKind,
+    /// The function the column is matched through (`UPPER(body) LIKE UPPER($1)`: `upper`).
+    pub function: Option<String>,
+}
+
+impl PatternUse {
+    /// What a trigram index on it indexes: the column, or the expression (`upper(body)`).
+    pub fn expression(&self) -> String {
+        expression(&self.column, self.function.as_deref())
+    }
 }
 
 /// A statement's `LIMIT`.
@@ -107,6 +139,9 @@ pub struct Parsed {
     pub patterns: Vec<PatternUse>,
     /// The top-level `LIMIT`, if any.
     pub limit: Option<Limit>,
+    /// The columns a `SELECT` returns by name (`SELECT b.id, b.author_id FROM books b`), each
+    /// with its table: a parent query's foreign keys name the relations loaded after it.
+    pub selected: Vec<(Option<String>, String)>,
 }
 
 /// The most columns a proposed index gets.
@@ -142,6 +177,11 @@ pub fn parse(query: &str) -> Result<Parsed, String> {
             })
             .collect(),
         limit: walker.limit,
+        selected: walker
+            .selected
+            .into_iter()
+            .map(|(table, column)| (resolve(table), column))
+            .collect(),
     })
 }
 
@@ -204,8 +244,9 @@ impl Parsed {
         uses.sort_by_key(|c| c.role);
         let mut columns: Vec<String> = Vec::new();
         for used in uses {
-            if !columns.contains(&used.column) && columns.len() < MAX_INDEX_COLUMNS {
-                columns.push(used.column.clone());
+            let expression = used.expression();
+            if !columns.contains(&expression) && columns.len() < MAX_INDEX_COLUMNS {
+                columns.push(expression);
             }
             // Columns after a range cannot use the index's order.
             if used.role == Role::Range {
@@ -230,6 +271,7 @@ struct Walker {
     columns: Vec<ColumnUse>,
     patterns: Vec<PatternUse>,
     limit: Option<Limit>,
+    selected: Vec<(Option<String>, String)>,
 }
 
 impl Walker {
@@ -262,6 +304,13 @@ impl Walker {
     }
 
     fn select(&mut self, select: &pg_query::protobuf::SelectStmt) {
+        for target in &select.target_list {
+            if let Some(NodeEnum::ResTarget(target)) = target.node.as_ref()
+                && let Some(column) = target.val.as_deref().and_then(column_of)
+            {
+                self.selected.push(column);
+            }
+        }
         for from in &select.from_clause {
             self.relation_item(from);
         }
@@ -270,7 +319,7 @@ impl Walker {
         }
         for sort in &select.sort_clause {
             if let Some(NodeEnum::SortBy(by)) = sort.node.as_ref()
-                && let Some(column) = by.node.as_deref().and_then(column_of)
+                && let Some(column) = by.node.as_deref().and_then(column_or_case_function)
             {
                 self.push(column, Role::Order);
             }
@@ -320,13 +369,13 @@ impl Walker {
                 }
             }
             Some(NodeEnum::NullTest(test)) => {
-                if let Some(column) = test.arg.as_deref().and_then(column_of) {
-                    self.push(column, Role::Equality);
+                if let Some((table, column)) = test.arg.as_deref().and_then(column_of) {
+                    self.push((table, column, None), Role::Equality);
                 }
             }
             Some(NodeEnum::AExpr(expr)) => {
-                let left = expr.lexpr.as_deref().and_then(column_of);
-                let right = expr.rexpr.as_deref().and_then(column_of);
+                let left = expr.lexpr.as_deref().and_then(column_or_case_function);
+                let right = expr.rexpr.as_deref().and_then(column_or_case_function);
                 let operator = expr.name.iter().find_map(|n| match n.node.as_ref() {
                     Some(NodeEnum::String(s)) => Some(s.sval.as_str()),
                     _ => None,
@@ -344,8 +393,13 @@ impl Walker {
                     }
                     _ => None,
                 };
-                if let (Some(kind), Some((table, column))) = (pattern, left.clone()) {
-                    self.patterns.push(PatternUse { table, column, kind });
+                if let (Some(kind), Some((table, column, function))) = (pattern, left.clone()) {
+                    self.patterns.push(PatternUse {
+                        table,
+                        column,
+                        kind,
+                        function,
+                    });
                     return;
                 }
                 let role = match (kind, operator) {
@@ -370,8 +424,13 @@ impl Walker {
         }
     }
 
-    fn push(&mut self, (table, column): (Option<String>, String), role: Role) {
-        self.columns.push(ColumnUse { table, column, role });
+    fn push(&mut self, (table, column, function): (Option<String>, String, Option<String>), role: Role) {
+        self.columns.push(ColumnUse {
+            table,
+            column,
+            role,
+            function,
+        });
     }
 }
 
@@ -400,6 +459,26 @@ fn limit_of(node: &Node) -> Option<Limit> {
         },
         NodeEnum::TypeCast(cast) => limit_of(cast.arg.as_deref()?),
         _ => None,
+    }
+}
+
+/// A column reference, or a case function of one (`UPPER("t"."body"::text)`), through casts: its
+/// qualifier, name and the function.
+fn column_or_case_function(node: &Node) -> Option<(Option<String>, String, Option<String>)> {
+    match node.node.as_ref()? {
+        NodeEnum::TypeCast(cast) => column_or_case_function(cast.arg.as_deref()?),
+        NodeEnum::FuncCall(call) if call.args.len() == 1 => {
+            let name = call.funcname.iter().rev().find_map(|n| match n.node.as_ref() {
+                Some(NodeEnum::String(s)) => Some(s.sval.to_ascii_lowercase()),
+                _ => None,
+            })?;
+            if !CASE_FUNCTIONS.contains(&name.as_str()) {
+                return None;
+            }
+            let (table, column) = column_of(&call.args[0])?;
+            Some((table, column, Some(name)))
+        }
+        _ => column_of(node).map(|(table, column)| (table, column, None)),
     }
 }
 
@@ -532,6 +611,45 @@ mod tests {
         assert_eq!(like("'smi%'").index_columns("users"), ["name"]);
         let ilike = parse("SELECT id FROM users WHERE email ILIKE $1").expect("parses");
         assert_eq!(ilike.patterns[0].kind, PatternKind::Ilike);
+    }
+
+    #[test]
+    fn a_column_a_framework_wraps_in_a_case_function_is_indexed_on_the_expression() {
+        // Django's `body__icontains`.
+        let parsed = parse_normalized(
+            r#"SELECT "dj_review"."id" FROM "dj_review" WHERE UPPER("dj_review"."body"::text) LIKE UPPER(?) LIMIT ?"#,
+        )
+        .expect("parses");
+        let patterns = parsed.patterns_of("public.dj_review");
+        assert_eq!(patterns.len(), 1, "{parsed:?}");
+        assert_eq!(patterns[0].expression(), "upper(body)");
+        assert_eq!(patterns[0].kind, PatternKind::Like);
+        // Django's `email__iexact`, as many write it by hand.
+        let parsed = parse("SELECT id FROM users WHERE lower(email) = lower($1)").expect("parses");
+        assert_eq!(parsed.index_columns("users"), ["lower(email)"]);
+        // Any other function is no candidate.
+        assert!(
+            parse("SELECT id FROM users WHERE md5(email) = $1")
+                .expect("parses")
+                .index_columns("users")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_select_list_names_the_columns_it_returns() {
+        let parsed = parse(
+            r#"SELECT "dj_book"."id", "dj_book"."title", "dj_book"."author_id" FROM "dj_book" ORDER BY "dj_book"."id" LIMIT 50"#,
+        )
+        .expect("parses");
+        assert_eq!(
+            parsed.selected,
+            [
+                (Some("dj_book".to_owned()), "id".to_owned()),
+                (Some("dj_book".to_owned()), "title".to_owned()),
+                (Some("dj_book".to_owned()), "author_id".to_owned())
+            ]
+        );
     }
 
     #[test]

@@ -224,6 +224,7 @@ mod tests {
             end_unix_nano: 1,
             attributes: Vec::new(),
             status_error: false,
+            scope: None,
         }
     }
 

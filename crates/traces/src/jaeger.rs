@@ -146,6 +146,7 @@ impl JaegerSpan {
             end_unix_nano: start_unix_nano.saturating_add(self.duration.saturating_mul(1000)),
             attributes,
             status_error,
+            scope: None,
         };
         ids::mark(&mut span, &derived);
         Ok((trace_id, span))

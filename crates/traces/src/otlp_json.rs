@@ -43,11 +43,22 @@ struct Resource<'a> {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct ScopeSpans {
+    /// The instrumentation that recorded the spans (`instrumentationLibrary` before OTLP 0.19).
+    #[serde(default, alias = "instrumentation_library", alias = "instrumentationLibrary")]
+    scope: Option<ScopeName>,
     /// Each span is made into chokepoint's span as it is read (its service is set once the
     /// resource is known); a bad one keeps its reason, to be said if the document is emitted.
     #[serde(default)]
     spans: Vec<ReadSpan>,
+}
+
+/// An instrumentation scope's name.
+#[derive(Deserialize)]
+struct ScopeName {
+    #[serde(default)]
+    name: String,
 }
 
 /// A span as read: ready, or what was wrong with it.
@@ -128,11 +139,18 @@ impl Request<'_> {
                 .scope_spans
                 .into_iter()
                 .chain(resource_spans.instrumentation_library_spans);
-            for ReadSpan(span) in scopes.flat_map(|scope| scope.spans) {
-                let (trace_id, mut span) = span?;
-                span.service = Arc::clone(&service);
-                sink(trace_id, span);
-                count += 1;
+            for scope in scopes {
+                let name: Option<Arc<str>> = scope
+                    .scope
+                    .filter(|scope| !scope.name.is_empty())
+                    .map(|scope| scope.name.into());
+                for ReadSpan(span) in scope.spans {
+                    let (trace_id, mut span) = span?;
+                    span.service = Arc::clone(&service);
+                    span.scope = name.clone();
+                    sink(trace_id, span);
+                    count += 1;
+                }
             }
         }
         Ok(count)
@@ -177,6 +195,7 @@ impl JsonSpan<'_> {
                 end_unix_nano: self.end_time_unix_nano,
                 attributes: self.attributes,
                 status_error: self.status.is_some_and(|s| s.code.0),
+                scope: None,
             },
         ))
     }

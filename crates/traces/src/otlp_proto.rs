@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chokepoint_evidence::{AttrValue, Span, SpanId, SpanKind, TraceId, attr_key_owned};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Status, span, status};
 use prost::Message as _;
@@ -30,63 +30,71 @@ pub(crate) fn emit_request(
     let mut count = 0;
     for resource_spans in request.resource_spans {
         let service = service_name(resource_spans.resource.as_ref());
-        for span in resource_spans.scope_spans.into_iter().flat_map(|s| s.spans) {
-            let trace_id = TraceId::from_bytes(&span.trace_id).ok_or_else(|| {
-                format!(
-                    "span {:?} has a trace id of {} bytes, not 16",
-                    span.name,
-                    span.trace_id.len()
-                )
-            })?;
-            let span_id = SpanId::from_bytes(&span.span_id).ok_or_else(|| {
-                format!(
-                    "span {:?} has a span id of {} bytes, not 8",
-                    span.name,
-                    span.span_id.len()
-                )
-            })?;
-            let parent_span_id = if span.parent_span_id.is_empty() {
-                None
-            } else {
-                Some(SpanId::from_bytes(&span.parent_span_id).ok_or_else(|| {
-                    format!(
-                        "span {:?} has a parent span id of {} bytes, not 8",
-                        span.name,
-                        span.parent_span_id.len()
-                    )
-                })?)
-            };
-            let kind = match span::SpanKind::try_from(span.kind) {
-                Ok(span::SpanKind::Server) => SpanKind::Server,
-                Ok(span::SpanKind::Client) => SpanKind::Client,
-                Ok(span::SpanKind::Producer) => SpanKind::Producer,
-                Ok(span::SpanKind::Consumer) => SpanKind::Consumer,
-                _ => SpanKind::Internal,
-            };
-            let status_error = span
-                .status
+        for scope_spans in resource_spans.scope_spans {
+            let scope: Option<Arc<str>> = scope_spans
+                .scope
                 .as_ref()
-                .is_some_and(|s| s.code == status::StatusCode::Error as i32);
-            let attributes = span
-                .attributes
-                .into_iter()
-                .filter_map(|kv| Some((attr_key_owned(kv.key), attr_from_proto(kv.value?)?)))
-                .collect();
-            sink(
-                trace_id,
-                Span {
-                    span_id,
-                    parent_span_id,
-                    name: span.name,
-                    kind,
-                    service: Arc::clone(&service),
-                    start_unix_nano: span.start_time_unix_nano,
-                    end_unix_nano: span.end_time_unix_nano,
-                    attributes,
-                    status_error,
-                },
-            );
-            count += 1;
+                .filter(|scope| !scope.name.is_empty())
+                .map(|scope| scope.name.as_str().into());
+            for span in scope_spans.spans {
+                let trace_id = TraceId::from_bytes(&span.trace_id).ok_or_else(|| {
+                    format!(
+                        "span {:?} has a trace id of {} bytes, not 16",
+                        span.name,
+                        span.trace_id.len()
+                    )
+                })?;
+                let span_id = SpanId::from_bytes(&span.span_id).ok_or_else(|| {
+                    format!(
+                        "span {:?} has a span id of {} bytes, not 8",
+                        span.name,
+                        span.span_id.len()
+                    )
+                })?;
+                let parent_span_id = if span.parent_span_id.is_empty() {
+                    None
+                } else {
+                    Some(SpanId::from_bytes(&span.parent_span_id).ok_or_else(|| {
+                        format!(
+                            "span {:?} has a parent span id of {} bytes, not 8",
+                            span.name,
+                            span.parent_span_id.len()
+                        )
+                    })?)
+                };
+                let kind = match span::SpanKind::try_from(span.kind) {
+                    Ok(span::SpanKind::Server) => SpanKind::Server,
+                    Ok(span::SpanKind::Client) => SpanKind::Client,
+                    Ok(span::SpanKind::Producer) => SpanKind::Producer,
+                    Ok(span::SpanKind::Consumer) => SpanKind::Consumer,
+                    _ => SpanKind::Internal,
+                };
+                let status_error = span
+                    .status
+                    .as_ref()
+                    .is_some_and(|s| s.code == status::StatusCode::Error as i32);
+                let attributes = span
+                    .attributes
+                    .into_iter()
+                    .filter_map(|kv| Some((attr_key_owned(kv.key), attr_from_proto(kv.value?)?)))
+                    .collect();
+                sink(
+                    trace_id,
+                    Span {
+                        span_id,
+                        parent_span_id,
+                        name: span.name,
+                        kind,
+                        service: Arc::clone(&service),
+                        start_unix_nano: span.start_time_unix_nano,
+                        end_unix_nano: span.end_time_unix_nano,
+                        attributes,
+                        status_error,
+                        scope: scope.clone(),
+                    },
+                );
+                count += 1;
+            }
         }
     }
     Ok(count)
@@ -146,7 +154,7 @@ pub fn encode_request<'a>(spans: impl IntoIterator<Item = (TraceId, &'a Span)>) 
                         }],
                         ..Default::default()
                     }),
-                    scope_spans: vec![ScopeSpans::default()],
+                    scope_spans: Vec::new(),
                     schema_url: String::new(),
                 });
                 resource_spans.len() - 1
@@ -159,7 +167,26 @@ pub fn encode_request<'a>(spans: impl IntoIterator<Item = (TraceId, &'a Span)>) 
             SpanKind::Producer => span::SpanKind::Producer,
             SpanKind::Consumer => span::SpanKind::Consumer,
         };
-        resource_spans[index].scope_spans[0]
+        // One scope per instrumentation, so the scope a span was recorded by reads back.
+        let scopes = &mut resource_spans[index].scope_spans;
+        let name = span.scope.as_deref().unwrap_or("");
+        let at = match scopes
+            .iter()
+            .position(|s| s.scope.as_ref().map_or("", |scope| scope.name.as_str()) == name)
+        {
+            Some(at) => at,
+            None => {
+                scopes.push(ScopeSpans {
+                    scope: (!name.is_empty()).then(|| InstrumentationScope {
+                        name: name.to_owned(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                });
+                scopes.len() - 1
+            }
+        };
+        scopes[at]
             .spans
             .push(opentelemetry_proto::tonic::trace::v1::Span {
                 trace_id: trace_id.to_bytes().to_vec(),

@@ -181,6 +181,7 @@ impl ZipkinSpan {
                 .map(|(k, v)| (attr_key_owned(k), AttrValue::Str(v)))
                 .collect(),
             status_error,
+            scope: None,
         };
         ids::mark(&mut span, &derived);
         Ok((trace_id, span))
