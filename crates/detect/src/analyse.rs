@@ -18,8 +18,12 @@ use crate::registry::{Conclusion, DETECTORS, Detector, Estimate, Reads};
 use crate::usl::UslFit;
 use crate::verdict::{self, Verdict};
 
-/// A database window shorter than this is too little traffic to judge, in seconds.
+/// A database window shorter than this is too little traffic to judge, in seconds (unless it
+/// watched a whole load ramp, whose traffic is the point).
 const MIN_DATABASE_WINDOW_S: f64 = 60.0;
+/// A sampled profile with fewer busy samples than this is too little to judge (half a second of
+/// one busy thread at py-spy's 100 Hz); a measured one, with less busy time than this many ms.
+const MIN_PROFILE_BUSY: u64 = 50;
 
 /// What the analysis concluded from the evidence.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -56,9 +60,24 @@ pub struct Outcome {
 /// assert!(outcome.skipped.iter().any(|s| s.detector.as_str() == "n-plus-one"));
 /// ```
 pub fn analyse(evidence: &Evidence) -> Outcome {
-    let database = evidence.database.as_ref().map(DbView::new);
-    let curve = evidence.load.as_ref().map(Curve::of);
-    let profile = evidence.profile.as_ref().map(ProfileView::new);
+    let stack = crate::stack::Stack::of_evidence(evidence);
+    let database = evidence
+        .database
+        .as_ref()
+        .map(|snapshot| DbView::new(snapshot, evidence.traces.as_ref()));
+    let curve = evidence.load.as_ref().map(|run| {
+        Curve::of(run).map(|curve| {
+            curve.beside(
+                evidence.database.as_ref().and_then(|d| d.activity.as_ref()),
+                stack,
+            )
+        })
+    });
+    let profile = evidence
+        .profile
+        .as_ref()
+        .map(|p| ProfileView::new(p, crate::joins::profiled_cpu_cores(evidence)));
+    let profile_too_small = profile.as_ref().and_then(too_small);
     let mut findings = Vec::new();
     let mut skipped = Vec::new();
     let mut below_noise_gate = 0;
@@ -84,6 +103,7 @@ pub fn analyse(evidence: &Evidence) -> Outcome {
                         detector,
                         traces,
                         database.as_ref(),
+                        stack,
                         &mut findings,
                         &mut below_noise_gate,
                     );
@@ -117,6 +137,10 @@ pub fn analyse(evidence: &Evidence) -> Outcome {
                 }
                 Reads::Profile(_) => {
                     let Some(profile) = &profile else { continue };
+                    if let Some(reason) = &profile_too_small {
+                        missing.push(reason.clone());
+                        continue;
+                    }
                     judged = true;
                     if let Some(conclusion) = detector.check_profile(profile) {
                         findings.push(profile_finding(detector, profile, conclusion));
@@ -131,10 +155,27 @@ pub fn analyse(evidence: &Evidence) -> Outcome {
             });
         }
     }
-    if let (Some(traces), Some(run)) = (&evidence.traces, &evidence.load) {
-        join_in_process_time(&mut findings, traces, run);
+    if let Some(traces) = &evidence.traces {
+        crate::joins::place_on_endpoints(&mut findings, traces);
+        if let Some(run) = &evidence.load {
+            crate::joins::anchor_loaded_endpoint(&mut findings, traces, run);
+            crate::joins::in_process_time(&mut findings, traces, run);
+        }
+    }
+    if let Some(view) = profile.as_ref().filter(|_| profile_too_small.is_none()) {
+        let endpoint = crate::joins::profiled_endpoint(evidence);
+        if let Some(endpoint) = &endpoint {
+            for finding in findings
+                .iter_mut()
+                .filter(|f| matches!(f.scope, Scope::Process { .. }))
+            {
+                finding.anchors.push(endpoint.clone());
+            }
+        }
+        crate::joins::profile_costs(&mut findings, view, endpoint.as_ref());
     }
     let mut findings = crate::rank::merge(findings);
+    crate::joins::assign_ids(&mut findings);
     let verdict = verdict::decide(&mut findings);
     let mut notes = Vec::new();
     if let Some(run) = &evidence.load {
@@ -145,7 +186,16 @@ pub fn analyse(evidence: &Evidence) -> Outcome {
         notes.extend(bounded_note(&traces.summary));
     }
     if let Some(db) = &evidence.database {
-        notes.extend(database_window_note(db));
+        notes.extend(database_window_note(db, evidence.load.as_ref()));
+    }
+    if let Some(reason) = &profile_too_small {
+        notes.push(Note::new(
+            Severity::Warning,
+            "profile",
+            format!("{reason}: its detectors did not judge it — profile longer, or while the service is under load"),
+        ));
+    } else if let Some(view) = &profile {
+        notes.extend(waiting_note(view));
     }
     let usl = evidence.load.as_ref().and_then(crate::usl::fit_ramp);
     let step_sessions = match (
@@ -167,48 +217,17 @@ pub fn analyse(evidence: &Evidence) -> Outcome {
     }
 }
 
-/// Requests of the loaded endpoint needed to read their in-process time's lower quartile.
-const MIN_IN_PROCESS_REQUESTS: u64 = 20;
-
-/// The ramp's limits learn from the traces how long the loaded endpoint's requests ran in their
-/// own process outside their calls — the lower quartile (`in_process_ms_p25`), the work of a
-/// request that barely waited — which bounds what a request costs the service's CPU once what it
-/// waits on is gone, better than CPU per request measured at the few requests/s a limit allows
-/// (which carries the idle process's wakeups).
-fn join_in_process_time(
-    findings: &mut [Finding],
-    traces: &chokepoint_evidence::TraceAggregates,
-    run: &chokepoint_evidence::LoadRun,
-) {
-    let Some(endpoint) = crate::traces::endpoint_of_url(traces, &run.url)
-        .filter(|endpoint| endpoint.requests >= MIN_IN_PROCESS_REQUESTS)
-    else {
-        return;
-    };
-    let Some(quartile) = endpoint.in_process.quantile_ms(0.25).filter(|ms| *ms > 0.0) else {
-        return;
-    };
-    for finding in findings
-        .iter_mut()
-        .filter(|f| matches!(f.impact, Impact::Limit(_)) && matches!(f.scope, Scope::Target { .. }))
-    {
-        finding
-            .evidence
-            .metrics
-            .insert("in_process_ms_p25".to_owned(), impact::round(quartile));
-    }
-}
-
 /// The trace detector's conclusions, one per (endpoint, subject) past the noise gate.
 fn conclude_traces(
     detector: &dyn Detector,
     traces: &chokepoint_evidence::TraceAggregates,
     database: Option<&DbView<'_>>,
+    stack: crate::stack::Stack,
     findings: &mut Vec<Finding>,
     below_gate: &mut u64,
 ) {
     let window_s = traces.summary.window_s();
-    for (endpoint, view) in crate::traces::groups(detector, traces, database, below_gate) {
+    for (endpoint, view) in crate::traces::groups(detector, traces, database, stack, below_gate) {
         let Some(mut conclusion) = detector.conclude(&view) else {
             continue;
         };
@@ -502,13 +521,19 @@ fn finding(
         evidence.metrics.insert(name.to_owned(), impact::round(value));
     }
     evidence.items.extend(conclusion.items);
+    let subject = conclusion.subject.unwrap_or(subject);
+    let anchors = crate::joins::anchors(&scope, &subject, &evidence.items);
     Finding {
+        // Given once the findings are merged (`joins::assign_ids`).
+        id: String::new(),
         detector: detector.meta().id,
         title: conclusion.title,
-        subject: conclusion.subject.unwrap_or(subject),
+        subject,
         location: conclusion.location.unwrap_or(location),
+        anchors,
         scope,
         impact,
+        costs: Vec::new(),
         evidence,
         confidence: conclusion.confidence,
         fix: conclusion.fix,
@@ -565,10 +590,68 @@ fn bounded_note(summary: &chokepoint_evidence::TracesSummary) -> Option<Note> {
     })
 }
 
-/// The note for a database window too short to judge.
-fn database_window_note(db: &chokepoint_evidence::PgSnapshot) -> Option<Note> {
+/// Why a profile is too small to judge, when it is: its busy samples and the count needed.
+fn too_small(view: &ProfileView<'_>) -> Option<String> {
+    if view.profile.sampled {
+        (view.busy < MIN_PROFILE_BUSY).then(|| {
+            format!(
+                "a profile of {} busy sample(s) ({} in all): at least {MIN_PROFILE_BUSY} are needed to judge",
+                view.busy, view.total
+            )
+        })
+    } else {
+        let busy_ms = view.busy as f64 * view.seconds_per_count() * 1e3;
+        (busy_ms < MIN_PROFILE_BUSY as f64).then(|| {
+            format!("a profile of {busy_ms:.1} ms of measured busy time: at least {MIN_PROFILE_BUSY} ms are needed to judge")
+        })
+    }
+}
+
+/// Busy samples on the CPU below this share are said: the rest waited.
+const ON_CPU_SHARE_TO_SAY: f64 = 0.7;
+
+/// The note for a profile whose busy threads the measured CPU does not bear out: most of what
+/// the sampler saw as busy waited in calls it cannot see into, or for the GIL.
+fn waiting_note(view: &ProfileView<'_>) -> Option<Note> {
+    let on_cpu = view.on_cpu_share().filter(|s| *s < ON_CPU_SHARE_TO_SAY)?;
+    let busy_threads = view.busy as f64 * view.seconds_per_count() / view.wall_s().max(1e-9);
+    let waiting = view.waiting_in_calls as f64 / view.busy.max(1) as f64;
+    Some(Note::new(
+        Severity::Info,
+        "profile",
+        format!(
+            "the profiled threads were busy {busy_threads:.1} per second while the process used {:.2} cores: about {:.0} % of \
+             the busy samples waited — {:.0} % of them inside calls the sampler cannot see into (a database driver's socket, \
+             a sleep, a file) — so the profile's shares are of threads' time, not CPU, and no CPU finding rests on them",
+            view.cpu_cores.unwrap_or(0.0),
+            (1.0 - on_cpu) * 100.0,
+            waiting * 100.0
+        ),
+    ))
+}
+
+/// The note for a database window too short to judge: not when it watched a whole ramp beside
+/// it, whose traffic is what it was for.
+fn database_window_note(
+    db: &chokepoint_evidence::PgSnapshot,
+    run: Option<&chokepoint_evidence::LoadRun>,
+) -> Option<Note> {
     if db.window_s <= 0.0 || db.window_s >= MIN_DATABASE_WINDOW_S {
         return None;
+    }
+    if let (Some(run), Some(activity)) = (run, db.activity.as_ref()) {
+        let ramp = run
+            .steps
+            .first()
+            .zip(run.steps.last())
+            .map(|(first, last)| (first.started_unix_s, last.started_unix_s + last.duration_s));
+        let watched = (
+            activity.started_unix_s,
+            activity.started_unix_s + activity.duration_s,
+        );
+        if ramp.is_some_and(|(from, to)| watched.0 <= from + 1.0 && watched.1 >= to - 1.0) {
+            return None;
+        }
     }
     let covered = if db.activity.is_some() {
         "the watch covered"

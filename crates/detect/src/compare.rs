@@ -3,7 +3,7 @@
 //! a predicted gain happened, and where the bottleneck moved. Pure: it reads two evidence bundles
 //! and their outcomes.
 
-use chokepoint_evidence::{DetectorId, Evidence};
+use chokepoint_evidence::{DetectorId, Evidence, Scope};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -22,7 +22,9 @@ pub struct Comparison {
     pub capacity: Option<Change>,
     /// Latency at the loads both ramps offered, step by step.
     pub equal_load: Vec<StepChange>,
-    /// Every finding of either run, matched by detector, scope and location.
+    /// Every finding of either run, matched by its id (detector, scope, what it is about) or,
+    /// failing that, as one cause seen from another angle (a shared anchor, detectors that name
+    /// the same problem, the same scope).
     pub findings: Vec<FindingChange>,
     /// The bottleneck before and after, in words, and whether it moved.
     pub bottleneck: BottleneckMove,
@@ -112,10 +114,12 @@ pub enum Status {
 /// A finding matched across the runs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FindingChange {
+    /// The finding's id in the first run (in the second, for a new one).
+    pub id: String,
     /// The detector.
     pub detector: DetectorId,
-    /// The scope, in words.
-    pub scope: String,
+    /// Where it was seen: an endpoint of a service, a database, a load target.
+    pub scope: Scope,
     /// Where, in words.
     pub location: String,
     /// What became of it.
@@ -154,14 +158,20 @@ pub struct PredictionCheck {
     pub at_limit: bool,
 }
 
-/// The key findings are matched on: detector, scope and location — a limit's location is the
-/// load at its knee, which a fix moves, so a limit is matched on detector and scope.
-fn key(finding: &Finding) -> (DetectorId, String, String) {
-    let location = match finding.impact {
-        Impact::Limit(_) => String::new(),
-        Impact::Consumer(_) => finding.location.clone(),
-    };
-    (finding.detector, finding.scope.label(), location)
+/// The finding of `others` that is `finding` in the other run: the same id (detector, scope and
+/// what it is about), else one cause seen from another angle — a slow statement in one run, the
+/// index that explains it in the other; a limit by detector and scope alone (its knee moves with
+/// the fix).
+fn matching<'a>(finding: &Finding, others: &'a [Finding]) -> Option<&'a Finding> {
+    others.iter().find(|f| f.id == finding.id).or_else(|| {
+        others.iter().find(|f| {
+            f.scope == finding.scope
+                && (crate::rank::one_cause(f, finding)
+                    || (matches!(f.impact, Impact::Limit(_))
+                        && matches!(finding.impact, Impact::Limit(_))
+                        && f.detector == finding.detector))
+        })
+    })
 }
 
 /// A finding's size: a consumer's recoverable time per second, a limit's capacity.
@@ -217,7 +227,7 @@ pub fn compare(a: (&Evidence, &Outcome), b: (&Evidence, &Outcome)) -> Comparison
     }
     let mut findings = Vec::new();
     for finding in &outcome_a.findings {
-        let matched = outcome_b.findings.iter().find(|f| key(f) == key(finding));
+        let matched = matching(finding, &outcome_b.findings);
         let before = size(finding);
         let (status, after) = match matched {
             None => (Status::Fixed, None),
@@ -235,8 +245,9 @@ pub fn compare(a: (&Evidence, &Outcome), b: (&Evidence, &Outcome)) -> Comparison
             }
         };
         findings.push(FindingChange {
+            id: finding.id.clone(),
             detector: finding.detector,
-            scope: finding.scope.label(),
+            scope: finding.scope.clone(),
             location: finding.location.clone(),
             status,
             before: Some(before),
@@ -244,10 +255,11 @@ pub fn compare(a: (&Evidence, &Outcome), b: (&Evidence, &Outcome)) -> Comparison
         });
     }
     for finding in &outcome_b.findings {
-        if !outcome_a.findings.iter().any(|f| key(f) == key(finding)) {
+        if matching(finding, &outcome_a.findings).is_none() {
             findings.push(FindingChange {
+                id: finding.id.clone(),
                 detector: finding.detector,
-                scope: finding.scope.label(),
+                scope: finding.scope.clone(),
                 location: finding.location.clone(),
                 status: Status::New,
                 before: None,

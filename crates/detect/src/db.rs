@@ -3,8 +3,8 @@
 //! statements to the database's own.
 
 use chokepoint_evidence::{
-    CandidateCost, Fingerprint, IndexCheck, IndexMethod, PgSnapshot, StatementPlan, StatementStat, Subject,
-    TableStat, TraceAggregates,
+    CandidateCost, EndpointAggregate, Fingerprint, IndexCheck, IndexMethod, PgSnapshot, StatementPlan,
+    StatementStat, Subject, TableStat, TraceAggregates,
 };
 use hashbrown::HashMap;
 
@@ -41,11 +41,16 @@ pub(crate) struct DbView<'a> {
     pub(crate) statements: Vec<StatementView<'a>>,
     /// All the statements' time, in ms.
     pub(crate) total_ms: f64,
+    /// The traces read beside the snapshot, when there were any: which endpoint runs a statement,
+    /// and what else its requests run around it.
+    pub(crate) traces: Option<&'a TraceAggregates>,
     by_fingerprint: HashMap<Fingerprint, usize>,
+    /// Statements the watch saw sessions wait on a lock in.
+    lock_waiting: Vec<Fingerprint>,
 }
 
 impl<'a> DbView<'a> {
-    pub(crate) fn new(snapshot: &'a PgSnapshot) -> DbView<'a> {
+    pub(crate) fn new(snapshot: &'a PgSnapshot, traces: Option<&'a TraceAggregates>) -> DbView<'a> {
         let total_ms: f64 = snapshot.statements.iter().map(|s| s.total_ms).sum();
         let waiting: Vec<Fingerprint> = snapshot
             .activity
@@ -88,8 +93,36 @@ impl<'a> DbView<'a> {
             snapshot,
             statements,
             total_ms,
+            traces,
             by_fingerprint,
+            lock_waiting: waiting,
         }
+    }
+
+    /// Whether the watch saw sessions wait on a lock while running this statement.
+    pub(crate) fn waits_on_locks(&self, fingerprint: Fingerprint) -> bool {
+        self.lock_waiting.contains(&fingerprint)
+    }
+
+    /// The endpoint whose traced requests run `statement` (normalized as the traces normalize
+    /// it) for the most time, when the traces were read.
+    pub(crate) fn endpoint_running(&self, statement: &str) -> Option<&'a EndpointAggregate> {
+        let fingerprint = sql::normalize(statement).fingerprint;
+        let traces = self.traces?;
+        traces
+            .endpoints
+            .iter()
+            .filter_map(|e| {
+                Some((
+                    e,
+                    e.statements
+                        .iter()
+                        .find(|s| s.fingerprint == fingerprint)?
+                        .time_ms,
+                ))
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(e, _)| e)
     }
 
     /// The database's statement with this fingerprint (as the traces' normalizer computes it).

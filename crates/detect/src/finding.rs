@@ -8,13 +8,20 @@
 
 use std::collections::BTreeMap;
 
-use chokepoint_evidence::{CandidateCost, DetectorId, IndexMethod, Resource, Scope, Subject, TraceId};
+use chokepoint_evidence::{
+    Anchor, CandidateCost, DetectorId, EvidenceKind, IndexMethod, Resource, Scope, Subject, TraceId,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// One problem found, its cost, its evidence and its fix.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Finding {
+    /// A stable id, 16 hex digits: a hash of the detector, the scope and what the finding is
+    /// about (a statement's fingerprint, a call, a lock, a code place without its line; nothing
+    /// for a limit) — never of text. The same cause keeps its id across runs; `compare` matches
+    /// on it.
+    pub id: String,
     /// The detector id (`n-plus-one`, `slow-query`, …): see `chokepoint detectors`.
     pub detector: DetectorId,
     /// One sentence with the numbers.
@@ -25,8 +32,16 @@ pub struct Finding {
     pub subject: Subject,
     /// The subject in words, for reading (the typed `subject` is what tools should match on).
     pub location: String,
+    /// The identities by which every kind of evidence sees this cause: the code that runs it, the
+    /// statement, the endpoint, the call, the lock, the relation. Findings of detectors that name
+    /// the same problem and share one of these (an endpoint aside) are one cause.
+    pub anchors: Vec<Anchor>,
     /// What fixing it gives back.
     pub impact: Impact,
+    /// What the cause uses of other resources than its impact's, as another kind of evidence
+    /// measured it: the service's CPU a profile puts on the lines that run its statement. A limit
+    /// on such a resource counts it among its consumers.
+    pub costs: Vec<Cost>,
     /// What it was concluded from.
     pub evidence: FindingEvidence,
     /// How sure the detector is that the problem is there.
@@ -153,6 +168,24 @@ pub struct Consumption {
     /// The common currency: seconds of service time recoverable per second of observed traffic
     /// (`saved_ms_total` / the evidence's wall-clock span). Consumers are ranked by it.
     pub recoverable_s_per_s: f64,
+}
+
+/// A resource a cause uses beyond its impact's, as one kind of evidence measured it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Cost {
+    /// The resource.
+    pub resource: Resource,
+    /// The cause's share of what the evidence saw of the resource (0–1): for the CPU, of a
+    /// profile's busy samples.
+    pub share: f64,
+    /// Seconds of the resource per second of the evidence.
+    pub s_per_s: f64,
+    /// How it was reached.
+    pub basis: Basis,
+    /// The kind of evidence that measured it.
+    pub seen_by: EvidenceKind,
+    /// How it was joined to the cause, for the reader.
+    pub how: String,
 }
 
 /// How an impact estimate was reached, strongest first.
@@ -319,6 +352,23 @@ pub enum EvidenceItem {
         blocker_transaction_ms: f64,
         /// Samples that showed the wait.
         samples: u64,
+    },
+    /// The transaction that holds a lock, as the traces of the endpoint that runs it show one of
+    /// its requests: the statements from the one that takes the lock on, and how long the lock is
+    /// held — how much of that outside any statement (the service's own work, or a call made
+    /// while the transaction is open).
+    Transaction {
+        /// The service.
+        service: String,
+        /// The endpoint whose requests run it.
+        endpoint: String,
+        /// Its statements from the one that takes the lock, in the order they start, normalized.
+        statements: Vec<String>,
+        /// From the end of the statement that takes the lock to the end of the last one, per
+        /// request, in ms: how long it holds the lock.
+        held_ms: f64,
+        /// Of that, the time outside any statement, per request, in ms.
+        outside_statements_ms: f64,
     },
     /// A hot frame of a profile: where the time of the finding goes.
     HotFrame {

@@ -24,12 +24,14 @@ mod detectors;
 mod finding;
 mod fixture;
 mod impact;
+mod joins;
 mod load;
 mod profile;
 mod rank;
 mod registry;
 mod request;
 pub mod sql;
+mod stack;
 mod trace_analysis;
 mod traces;
 mod usl;
@@ -42,7 +44,7 @@ pub use compare::{
 };
 pub use db::statements_to_explain;
 pub use finding::{
-    Basis, Confidence, Consumption, EvidenceItem, Finding, FindingEvidence, Impact, Limit, PlanReason,
+    Basis, Confidence, Consumption, Cost, EvidenceItem, Finding, FindingEvidence, Impact, Limit, PlanReason,
     Sample, SampleUnit, Skipped,
 };
 pub use fixture::evidence_from_fixture;
@@ -52,7 +54,7 @@ pub use registry::{Meta, detectors, find_detector};
 pub use trace_analysis::TraceAnalysis;
 pub use traces::{MIN_AFFECTED_REQUESTS, MIN_AFFECTED_SHARE, SMALL_SAMPLE};
 pub use usl::UslFit;
-pub use verdict::{PredictedGain, Verdict};
+pub use verdict::{LimitConsumer, PredictedGain, Verdict};
 
 /// The traces' statement normalizer (literals out, a fingerprint), on any text: for the fuzz
 /// targets, which must reach it without the rest of the analysis.

@@ -19,6 +19,12 @@ const GENERATOR_BUSY: f64 = 0.9;
 /// How far throughput × latency may stray from the concurrency before a step is suspect.
 const LITTLES_LAW_TOLERANCE: f64 = 0.2;
 
+/// Sessions waiting on a lock at a ramp's knee and past it, on average, that make the lock its
+/// limit…
+pub(crate) const LOCK_QUEUE_SESSIONS: f64 = 0.5;
+/// …as a share of the active sessions there.
+pub(crate) const LOCK_QUEUE_SHARE: f64 = 0.5;
+
 /// What a load detector needs of a ramp beyond a knee to read.
 #[derive(Debug)]
 pub(crate) struct LoadNeed {
@@ -40,6 +46,12 @@ pub(crate) const TARGET_SAMPLED: LoadNeed = LoadNeed {
     met: |curve| curve.low.target.is_some(),
 };
 
+/// The database's sessions watched beside the ramp (`--pg`).
+pub(crate) const DATABASE_WATCHED: LoadNeed = LoadNeed {
+    what: "database sessions watched beside the ramp (--pg)",
+    met: |curve| curve.database.is_some(),
+};
+
 /// A ramp read for its shape.
 pub(crate) struct Curve<'a> {
     /// The ramp.
@@ -52,6 +64,11 @@ pub(crate) struct Curve<'a> {
     pub(crate) knee_index: usize,
     /// The highest throughput of any step, in requests per second.
     pub(crate) capacity_rps: f64,
+    /// The database's sessions, sampled beside the ramp (`--pg`), when a watch ran: who waited
+    /// on locks while the steps ran.
+    pub(crate) database: Option<&'a Activity>,
+    /// What the service is built with, for advice in its terms.
+    pub(crate) stack: crate::stack::Stack,
 }
 
 impl<'a> Curve<'a> {
@@ -71,6 +88,8 @@ impl<'a> Curve<'a> {
             knee: steps[knee_index],
             knee_index,
             capacity_rps,
+            database: None,
+            stack: crate::stack::Stack::default(),
         };
         if generator_limited(run, curve.knee) {
             return Err(
@@ -79,6 +98,57 @@ impl<'a> Curve<'a> {
             );
         }
         Ok(curve)
+    }
+
+    /// The curve with what ran beside it: the database's watch, and the service's stack.
+    pub(crate) fn beside(mut self, database: Option<&'a Activity>, stack: crate::stack::Stack) -> Curve<'a> {
+        self.database = database;
+        self.stack = stack;
+        self
+    }
+
+    /// The database sessions of each step with answers, from the watch beside the ramp: `None`
+    /// for a step the watch did not cover.
+    pub(crate) fn step_sessions(&self) -> Vec<Option<StepSessions>> {
+        let Some(activity) = self.database else {
+            return Vec::new();
+        };
+        let joined = step_sessions(self.run, activity);
+        (0..self.run.steps.len())
+            .map(|i| joined.iter().find(|s| s.step == i).copied())
+            .collect()
+    }
+
+    /// Sessions waiting on a lock at the knee and past it, on average, with the active ones:
+    /// requests queued on a database lock while throughput stopped rising. `None` without a
+    /// watch over those steps.
+    pub(crate) fn lock_waits_at_plateau(&self) -> Option<(f64, f64)> {
+        let sessions = self.step_sessions();
+        let answered: Vec<usize> = (0..self.run.steps.len())
+            .filter(|&i| self.run.steps[i].requests > 0)
+            .collect();
+        let at: Vec<StepSessions> = answered
+            .iter()
+            .skip(self.knee_index)
+            .filter_map(|&i| sessions.get(i).copied().flatten())
+            .collect();
+        if at.is_empty() {
+            return None;
+        }
+        let n = at.len() as f64;
+        Some((
+            at.iter().map(|s| s.lock_waiting).sum::<f64>() / n,
+            at.iter().map(|s| s.active).sum::<f64>() / n,
+        ))
+    }
+
+    /// Whether requests queued on a database lock while throughput stopped rising: at the knee
+    /// and past it, half the active sessions or more waited on a lock, half a session at least —
+    /// the lock serializes them, whatever else the ramp alone would take the limit for.
+    pub(crate) fn queued_on_a_lock(&self) -> bool {
+        self.lock_waits_at_plateau().is_some_and(|(waiting, active)| {
+            waiting >= LOCK_QUEUE_SESSIONS && waiting >= LOCK_QUEUE_SHARE * active.max(waiting)
+        })
     }
 
     /// CPU the target spent per request, in ms, if it was sampled: the least a step measured.
@@ -260,6 +330,7 @@ mod tests {
             host_cores: 2.0,
             started_unix_s: 1_700_000_000.0,
             target_pid: None,
+            target_command: None,
             steps,
             stopped_because: StopReason::LastStep,
             breaking_step: None,

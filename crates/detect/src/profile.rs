@@ -235,6 +235,12 @@ const PACKAGES: &[&str] = &[
     "botocore",
 ];
 
+/// The module path of a file, as the category table reads it (`json/encoder.py`,
+/// `django/db/models/query.py`).
+pub(crate) fn module_of(file: &str) -> &str {
+    module_path(file).0
+}
+
 /// The module path of a file: after `site-packages/`, `dist-packages/` or `lib/pythonX.Y/`,
 /// else as written (`json/encoder.py`).
 fn module_path(file: &str) -> (&str, Option<Origin>) {
@@ -352,6 +358,7 @@ fn category_by_name(frame: &Frame) -> Option<Category> {
         first,
         "sqlalchemy" | "psycopg" | "psycopg2" | "psycopg_pool" | "asyncpg"
     ) || module.starts_with("django/db")
+        || is_database_instrumentation(module)
     {
         return Some(Category::Database);
     }
@@ -361,6 +368,29 @@ fn category_by_name(frame: &Frame) -> Option<Category> {
         return Some(Category::HttpClient);
     }
     None
+}
+
+/// OpenTelemetry's database instrumentations wrap the driver's calls: their frames are where a
+/// thread waits for the database (`CursorTracer.traced_execution` calling psycopg2's C
+/// `execute`).
+fn is_database_instrumentation(module: &str) -> bool {
+    module
+        .strip_prefix("opentelemetry/instrumentation/")
+        .is_some_and(|rest| {
+            [
+                "dbapi/",
+                "psycopg2/",
+                "psycopg/",
+                "asyncpg/",
+                "sqlalchemy/",
+                "pymysql/",
+                "mysql/",
+                "sqlite3/",
+                "aiopg/",
+            ]
+            .iter()
+            .any(|driver| rest.starts_with(driver))
+        })
 }
 
 /// The category a line of application code shows by what it calls (C functions a sampler does
@@ -381,6 +411,16 @@ fn category_by_source(source: &str) -> Option<Category> {
         Some(Category::RegexCompile)
     } else if calls("time.sleep(") {
         Some(Category::Sleep)
+    } else if calls(".execute(")
+        || calls(".executemany(")
+        || calls(".fetchall(")
+        || calls(".fetchone(")
+        || calls(".fetchmany(")
+        || calls(".commit()")
+    {
+        // A DB-API driver written in C (psycopg2): the line is where the thread waits for the
+        // database.
+        Some(Category::Database)
     } else if calls("os.fsync(") || calls(".flush()") && code.contains("log") {
         Some(Category::Logging)
     } else if calls("open(") || calls(".read(") || calls(".write(") || calls(".readlines(") {
@@ -401,6 +441,11 @@ fn waits(leaf: Option<&Frame>) -> bool {
         "threading.py" => matches!(name, "wait" | "_wait_for_tstate_lock" | "join" | "acquire"),
         "queue.py" => matches!(name, "get" | "_get" | "wait"),
         "socket.py" | "socketserver.py" => matches!(name, "accept" | "serve_forever"),
+        // Servers' own loops waiting for connections: waitress's asyncore `select`, gunicorn's
+        // arbiter and sync workers.
+        "waitress/wasyncore.py" => matches!(name, "poll" | "poll2" | "loop"),
+        "gunicorn/arbiter.py" => matches!(name, "sleep" | "run"),
+        "gunicorn/workers/sync.py" => matches!(name, "wait" | "run_for_multiple" | "run_for_one"),
         "concurrent/futures/thread.py" => name == "_worker",
         "multiprocessing/connection.py" => matches!(name, "wait" | "poll" | "_poll"),
         _ => {
@@ -467,39 +512,21 @@ pub(crate) struct ProfileView<'a> {
     /// (category, calling frame, leaf frame).
     pub(crate) loop_samples: u64,
     pub(crate) loop_blocked: HashMap<(Category, Option<u32>), Tally>,
-    /// The web framework whose frames the profile shows, for fixes in its terms.
-    pub(crate) framework: Option<Framework>,
-}
-
-/// A web framework, as its frames show it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Framework {
-    FastApi,
-    Flask,
-    Django,
-    DjangoRest,
-}
-
-/// The framework of a profile: the most specific one whose package has frames.
-fn framework(profile: &Profile) -> Option<Framework> {
-    let mut seen = (false, false, false, false);
-    for frame in &profile.frames {
-        let (module, _) = module_path(&frame.file);
-        match first_component(module) {
-            "fastapi" | "starlette" => seen.0 = true,
-            "flask" | "werkzeug" => seen.1 = true,
-            "django" => seen.2 = true,
-            "rest_framework" => seen.3 = true,
-            _ => {}
-        }
-    }
-    match seen {
-        (true, ..) => Some(Framework::FastApi),
-        (_, _, _, true) => Some(Framework::DjangoRest),
-        (_, _, true, _) => Some(Framework::Django),
-        (_, true, ..) => Some(Framework::Flask),
-        _ => None,
-    }
+    /// Samples of event-loop threads waiting for work (in the selector).
+    pub(crate) loop_idle: u64,
+    /// Busy samples of event-loop threads whose leaf is an application line in no category, per
+    /// line: a call the sampler cannot see into, or Python computing.
+    pub(crate) loop_opaque: HashMap<u32, u64>,
+    /// What the service is built with, for fixes in its terms.
+    pub(crate) stack: crate::stack::Stack,
+    /// The CPU the sampler of a load ramp measured for the profiled process over the profile's
+    /// time, in cores, when one ran beside it: what the busy samples really cost.
+    pub(crate) cpu_cores: Option<f64>,
+    /// Busy samples whose leaf is a call that waits rather than computes — a sleep, a database
+    /// driver or an HTTP client waiting on its socket, a file read — counted when the measured
+    /// CPU says the busy threads mostly waited.
+    pub(crate) waiting_in_calls: u64,
+    infos: Vec<FrameInfo>,
 }
 
 /// What the table says of one frame, worked out once per distinct frame.
@@ -538,7 +565,9 @@ fn frame_infos(profile: &Profile) -> Vec<FrameInfo> {
 }
 
 impl<'a> ProfileView<'a> {
-    pub(crate) fn new(profile: &'a Profile) -> ProfileView<'a> {
+    /// The profile read for the detectors; `cpu_cores` is the CPU a ramp's sampler measured for
+    /// the process over the profile's time, when one ran beside it.
+    pub(crate) fn new(profile: &'a Profile, cpu_cores: Option<f64>) -> ProfileView<'a> {
         let infos = frame_infos(profile);
         let loop_threads: Vec<u32> = {
             let mut threads: Vec<u32> = profile
@@ -563,7 +592,12 @@ impl<'a> ProfileView<'a> {
             app_uncategorized: HashMap::new(),
             loop_samples: 0,
             loop_blocked: HashMap::new(),
-            framework: framework(profile),
+            loop_idle: 0,
+            loop_opaque: HashMap::new(),
+            stack: crate::stack::Stack::from_profile(profile),
+            cpu_cores,
+            waiting_in_calls: 0,
+            infos: Vec::new(),
         };
         for stack in &profile.stacks {
             view.total += stack.count;
@@ -572,10 +606,13 @@ impl<'a> ProfileView<'a> {
                 view.loop_samples += stack.count;
             }
             if stack.frames.last().is_none_or(|&f| infos[f as usize].waits) {
+                if on_loop {
+                    view.loop_idle += stack.count;
+                }
                 continue;
             }
             view.busy += stack.count;
-            let classified = classify(&infos, stack);
+            let classified = classify(profile, &infos, stack);
             let app_leaf = stack
                 .frames
                 .iter()
@@ -595,6 +632,10 @@ impl<'a> ProfileView<'a> {
             let Some(found) = classified else {
                 if let Some(app) = app_leaf {
                     *view.app_uncategorized.entry(app).or_default() += stack.count;
+                    let leaf_is_app = stack.frames.last() == Some(&app);
+                    if on_loop && leaf_is_app {
+                        *view.loop_opaque.entry(app).or_default() += stack.count;
+                    }
                 }
                 continue;
             };
@@ -610,14 +651,46 @@ impl<'a> ProfileView<'a> {
                 .category_frames
                 .entry((found.category, found.frame))
                 .or_default());
-            if on_loop && blocks(profile, stack, found.category) {
+            let waits_in_call = blocks(profile, stack, &found);
+            if waits_in_call {
+                view.waiting_in_calls += stack.count;
+            }
+            if on_loop && waits_in_call {
                 add(view
                     .loop_blocked
                     .entry((found.category, found.caller))
                     .or_default());
             }
         }
+        view.infos = infos;
         view
+    }
+
+    /// The busy stacks (a thread doing something, not waiting for work).
+    pub(crate) fn busy_stacks(&self) -> impl Iterator<Item = &'a Stack> + '_ {
+        self.profile.stacks.iter().filter(|stack| {
+            stack
+                .frames
+                .last()
+                .is_some_and(|&f| !self.infos[f as usize].waits)
+        })
+    }
+
+    /// Whether a frame is the application's own code.
+    pub(crate) fn is_application(&self, frame: u32) -> bool {
+        self.infos
+            .get(frame as usize)
+            .is_some_and(|info| info.origin == Origin::Application)
+    }
+
+    /// The share of the busy samples that ran on a CPU, when a sampler measured the process's
+    /// CPU over the profile: busy thread-seconds above the cores it used were threads waiting —
+    /// in a C call the sampler cannot see into (a driver's socket read, a lock, a sleep) or for
+    /// the GIL. `None` without a measurement.
+    pub(crate) fn on_cpu_share(&self) -> Option<f64> {
+        let cores = self.cpu_cores?;
+        let busy_threads = self.busy as f64 * self.seconds_per_count() / self.wall_s().max(1e-9);
+        (busy_threads > 0.0).then(|| (cores / busy_threads).min(1.0))
     }
 
     /// Seconds one count stands for.
@@ -677,16 +750,30 @@ impl<'a> ProfileView<'a> {
 
 /// The category of a stack: its leaf-most frame with one, by name, or by the line an
 /// application frame (or a sort key's lambda) runs.
-fn classify(infos: &[FrameInfo], stack: &Stack) -> Option<Classified> {
+fn classify(profile: &Profile, infos: &[FrameInfo], stack: &Stack) -> Option<Classified> {
     let frames = &stack.frames;
     let info = |f: u32| &infos[f as usize];
     let app = |f: u32| info(f).origin == Origin::Application;
+    // A `<lambda>` called on its caller's own line is a key function a builtin calls — `sorted`,
+    // `list.sort`, `min`, `max` — which a sampler does not see: its line's text says so, or,
+    // without the source, its place does.
+    let key_lambda = |depth: usize| {
+        let f = frames[depth];
+        info(f).lambda
+            && (info(f).by_source == Some(Category::Sorting)
+                || (info(f).by_source.is_none()
+                    && depth > 0
+                    && same_place(
+                        &profile.frames[frames[depth - 1] as usize],
+                        &profile.frames[f as usize],
+                    )))
+    };
     for (depth, &f) in frames.iter().enumerate().rev() {
         let leaf = depth + 1 == frames.len();
         let (category, inferred) = match (info(f).by_name, info(f).by_source) {
             (Some(category), _) => (category, false),
             (None, Some(category)) if leaf => (category, true),
-            (None, Some(Category::Sorting)) if info(f).lambda => (Category::Sorting, true),
+            _ if key_lambda(depth) => (Category::Sorting, true),
             _ => continue,
         };
         // Only the application's own file I/O counts, and only at the leaf.
@@ -707,10 +794,7 @@ fn classify(infos: &[FrameInfo], stack: &Stack) -> Option<Classified> {
             });
         }
         // The ORM's attribute reads inside a sort key (`key=lambda e: e.score`) are the sort's.
-        let (category, depth, inferred) = match frames[..depth]
-            .iter()
-            .rposition(|&f| info(f).lambda && info(f).by_source == Some(Category::Sorting))
-        {
+        let (category, depth, inferred) = match (0..depth).rev().find(|&d| key_lambda(d)) {
             Some(key) if category == Category::Database => (Category::Sorting, key, true),
             _ => (category, depth, inferred),
         };
@@ -732,17 +816,25 @@ fn classify(infos: &[FrameInfo], stack: &Stack) -> Option<Classified> {
     None
 }
 
+/// Whether two frames stand on the same line of the same file.
+fn same_place(a: &Frame, b: &Frame) -> bool {
+    a.line > 0 && a.line == b.line && a.file == b.file
+}
+
 /// Whether a busy stack of an event-loop thread is blocked in a call rather than computing:
 /// sleeping, file I/O, or a synchronous client waiting on its socket.
-fn blocks(profile: &Profile, stack: &Stack, category: Category) -> bool {
-    match category {
+fn blocks(profile: &Profile, stack: &Stack, found: &Classified) -> bool {
+    match found.category {
         Category::Sleep | Category::FileIo => true,
+        // Told from the line that calls a C driver: the thread waits in it.
+        Category::HttpClient | Category::Database if found.inferred => true,
         Category::HttpClient | Category::Database => profile.frames_of(stack).last().is_some_and(|leaf| {
             let (module, _) = module_path(&leaf.file);
             matches!(module, "socket.py" | "ssl.py" | "selectors.py")
                 || module.starts_with("http/client")
                 || module.starts_with("urllib3/")
                 || module.starts_with("psycopg2/")
+                || is_database_instrumentation(module)
                 || leaf.function.contains("recv")
                 || leaf.function.contains("connect")
         }),
@@ -962,7 +1054,13 @@ impl Hot<'_> {
                 view.busy as f64 * view.seconds_per_count()
             )
         }];
-        if self.inferred {
+        if self.inferred && self.place().source.is_none() && self.category == Category::Sorting {
+            assumptions.push(
+                "sorting was told from a `<lambda>` called on its caller's own line — a sort or min/max key; the builtin \
+                 that calls it is invisible to a sampler (with `--source` the line itself would say)"
+                    .into(),
+            );
+        } else if self.inferred {
             assumptions.push(format!(
                 "{} was told from the source line (a sampler sees Python frames only)",
                 self.category.describe()

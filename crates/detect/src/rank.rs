@@ -1,61 +1,101 @@
-//! One cause, one finding, then the order: findings that are about the same thing from different
-//! angles are merged, keeping the best-proven; the rest are ordered by what fixing each gives
-//! back. Reads nothing but the findings.
+//! One cause, one finding, then the order: findings that see the same cause from different
+//! angles — different detectors, different kinds of evidence — are merged, keeping the
+//! best-proven; the rest are ordered by what fixing each gives back. Reads nothing but the
+//! findings.
 //!
-//! Two findings are one cause when they are about the same [`Subject`](chokepoint_evidence::Subject)
-//! (a statement by fingerprint, a call, a peer), seen in compatible scopes (the same endpoint, or
-//! one of them database-wide), and their detectors name the same problem: the same id, or
-//! `slow-query` and `missing-index` (a statement slow because an index is missing). The kept
-//! finding is the strongest — its impact proven before measured before assumed, then the more
-//! specific scope (an endpoint over a database), then the higher confidence, then the larger
-//! impact — and the others become [`EvidenceItem::Corroboration`]s in its evidence.
+//! Two findings are one cause when their detectors name the same problem (the same id, or one
+//! declares the other in its `same_cause`: a statement slow because an index is missing, the
+//! profiled line that runs an N+1's statement) and they share a specific [`Anchor`] — the same
+//! statement, code place, call, lock or relation — in scopes that can hold one cause (an
+//! endpoint holds only its own findings; a database, a profile or a ramp sees every endpoint).
+//! Which detectors name the same problem is declared by the detectors; nothing here lists them.
+//!
+//! A limit (the resource a load ramp found capping throughput) is never merged: it is what the
+//! other findings are attributed to, not one of them.
+//!
+//! The kept finding is the strongest — its impact proven before measured before assumed, then the
+//! more specific scope, then the higher confidence, then the larger impact — and the others
+//! become [`EvidenceItem::Corroboration`]s in its evidence, their anchors and costs its own.
 
 use std::cmp::Ordering;
 
-use chokepoint_evidence::{DetectorId, Scope};
+use chokepoint_evidence::{Anchor, EvidenceKind, Scope};
 
-use crate::finding::{EvidenceItem, Finding, Impact};
+use crate::finding::{Cost, EvidenceItem, Finding, Impact};
+use crate::registry::same_problem;
 
 /// Merges findings about the same cause; the result is ordered strongest first.
 pub(crate) fn merge(mut findings: Vec<Finding>) -> Vec<Finding> {
     findings.sort_by(stronger);
     let mut kept: Vec<Finding> = Vec::with_capacity(findings.len());
     for finding in findings {
-        match kept.iter_mut().find(|k| same_cause(k, &finding)) {
+        match kept.iter_mut().find(|k| one_cause(k, &finding)) {
             Some(keeper) => fold(keeper, finding),
             None => kept.push(finding),
         }
     }
+    // A keeper that took in another angle may now meet a finding kept before it did (a slow
+    // statement folded into its unbounded result meets the index that explains it): fold until
+    // nothing more is one cause, whatever order the findings came in.
+    while let Some((i, j)) = (0..kept.len())
+        .flat_map(|i| (i + 1..kept.len()).map(move |j| (i, j)))
+        .find(|&(i, j)| one_cause(&kept[i], &kept[j]))
+    {
+        let other = kept.remove(j);
+        fold(&mut kept[i], other);
+    }
     kept
 }
 
-/// Whether two detectors name the same problem.
-fn same_problem(a: DetectorId, b: DetectorId) -> bool {
-    use DetectorId::{MissingIndex, SlowQuery};
-    a == b || matches!((a, b), (SlowQuery, MissingIndex) | (MissingIndex, SlowQuery))
+/// Whether two findings are one cause: neither is a limit, their detectors name the same
+/// problem, their scopes can hold one cause, and they share a specific anchor.
+pub(crate) fn one_cause(a: &Finding, b: &Finding) -> bool {
+    matches!(a.impact, Impact::Consumer(_))
+        && matches!(b.impact, Impact::Consumer(_))
+        && detectors_of(a).any(|x| detectors_of(b).any(|y| same_problem(x, y)))
+        && compatible(a, b)
+        && shares_anchor(a, b)
 }
 
-/// Whether two scopes can hold one cause: the same, or one of them a whole database.
-fn compatible(a: &Scope, b: &Scope) -> bool {
-    a == b || matches!(a, Scope::Database { .. }) || matches!(b, Scope::Database { .. })
+/// A finding's detector and those of the angles folded into it: a slow statement folded into its
+/// unbounded result still meets the index that explains it.
+fn detectors_of(finding: &Finding) -> impl Iterator<Item = chokepoint_evidence::DetectorId> + '_ {
+    std::iter::once(finding.detector).chain(finding.evidence.items.iter().filter_map(|item| match item {
+        EvidenceItem::Corroboration { detector, .. } => Some(*detector),
+        _ => None,
+    }))
 }
 
-/// A load ramp's limit and a profile of the same process, by the same detector: the ramp says
-/// the resource caps throughput, the profile which code uses it (`cpu-saturation`,
-/// `blocking-call`). One cause, whatever code the profile names.
-fn ramp_and_its_profile(a: &Finding, b: &Finding) -> bool {
-    let pids = |target: &Scope, process: &Scope| match (target, process) {
-        (Scope::Target { pid, .. }, Scope::Process { pid: profiled }) => {
-            profiled.is_none() || pid == profiled
-        }
-        _ => false,
-    };
-    a.detector == b.detector && (pids(&a.scope, &b.scope) || pids(&b.scope, &a.scope))
+/// Whether the two share an anchor that names one thing (not only an endpoint).
+pub(crate) fn shares_anchor(a: &Finding, b: &Finding) -> bool {
+    a.anchors
+        .iter()
+        .filter(|x| x.is_specific())
+        .any(|x| b.anchors.iter().any(|y| x.meets(y)))
 }
 
-fn same_cause(a: &Finding, b: &Finding) -> bool {
-    (same_problem(a.detector, b.detector) && a.subject == b.subject && compatible(&a.scope, &b.scope))
-        || ramp_and_its_profile(a, b)
+/// Whether two findings' scopes can hold one cause. An endpoint's finding is about that endpoint
+/// alone: the other must be of the same endpoint, or seen where every endpoint is (a database, a
+/// profile, a ramp) and not placed on another endpoint by a join.
+fn compatible(a: &Finding, b: &Finding) -> bool {
+    match (&a.scope, &b.scope) {
+        (Scope::Endpoint { .. }, Scope::Endpoint { .. }) => a.scope == b.scope,
+        (Scope::Endpoint { service, endpoint }, _) => placed_on(b, service, endpoint),
+        (_, Scope::Endpoint { service, endpoint }) => placed_on(a, service, endpoint),
+        _ => true,
+    }
+}
+
+/// Whether a finding seen outside any endpoint may be this endpoint's: it names no endpoint, or
+/// this one among those it names.
+fn placed_on(finding: &Finding, service: &str, endpoint: &str) -> bool {
+    let this = Anchor::endpoint(service, endpoint);
+    let mut named = finding
+        .anchors
+        .iter()
+        .filter(|x| matches!(x, Anchor::Endpoint { .. }))
+        .peekable();
+    named.peek().is_none() || named.any(|x| x.meets(&this))
 }
 
 /// How specific a scope is: an endpoint names the code path, a database does not.
@@ -77,9 +117,58 @@ fn stronger(a: &Finding, b: &Finding) -> Ordering {
         .then_with(|| by_impact(a, b))
 }
 
-/// Folds `other` into `keeper`: its view becomes a corroboration, its typed evidence is kept,
-/// and the confidence is the higher of the two.
+/// Folds `other` into `keeper`: its view becomes a corroboration, its typed evidence, anchors and
+/// costs are kept — the resource its own impact used becomes a cost of the keeper's when it is
+/// another (the CPU a profile saw the N+1's line burn) — and the confidence is the higher of the
+/// two.
 fn fold(keeper: &mut Finding, other: Finding) {
+    if let Impact::Consumer(c) = &other.impact
+        && c.resource != keeper.impact.resource()
+    {
+        let seen_by = if other.evidence.sample.unit.is_profile() {
+            EvidenceKind::Profile
+        } else {
+            match other.scope {
+                Scope::Endpoint { .. } => EvidenceKind::Traces,
+                Scope::Database { .. } => EvidenceKind::Database,
+                Scope::Target { .. } => EvidenceKind::Load,
+                Scope::Process { .. } => EvidenceKind::Profile,
+            }
+        };
+        add_cost(
+            keeper,
+            Cost {
+                resource: c.resource,
+                share: c.share_of_scope_time,
+                s_per_s: c.recoverable_s_per_s,
+                basis: c.basis,
+                seen_by,
+                how: format!("{}: {}", other.detector, other.title),
+            },
+        );
+    }
+    // The other angle's remedy, when the database proved it another one: a statement both
+    // unbounded and sorting on disk wants its LIMIT and, if every row is needed, the memory to
+    // sort them.
+    let proved = other.evidence.items.iter().any(|item| match item {
+        EvidenceItem::Plan { reasons, .. } => !reasons.is_empty(),
+        EvidenceItem::Index { .. } => true,
+        _ => false,
+    });
+    if other.detector != keeper.detector && proved && !same_remedy(keeper, &other) {
+        keeper.fix = format!(
+            "{} Also, as {} sees it: {}",
+            keeper.fix, other.detector, other.fix
+        );
+    }
+    for cost in other.costs {
+        add_cost(keeper, cost);
+    }
+    for anchor in other.anchors {
+        if !keeper.anchors.contains(&anchor) {
+            keeper.anchors.push(anchor);
+        }
+    }
     keeper.evidence.items.push(EvidenceItem::Corroboration {
         detector: other.detector,
         scope: other.scope,
@@ -95,9 +184,27 @@ fn fold(keeper: &mut Finding, other: Finding) {
     keeper.confidence = keeper.confidence.max(other.confidence);
 }
 
+/// Whether two fixes are one remedy: the same text, or the same index created.
+fn same_remedy(a: &Finding, b: &Finding) -> bool {
+    let index = |fix: &str| {
+        fix.find("CREATE INDEX")
+            .map(|at| fix[at..].split(';').next().unwrap_or_default().to_owned())
+    };
+    a.fix == b.fix || a.fix.contains(&b.fix) || index(&a.fix).is_some_and(|i| index(&b.fix) == Some(i))
+}
+
+/// Adds a cost, one per resource: the larger share stands when two kinds saw it.
+pub(crate) fn add_cost(finding: &mut Finding, cost: Cost) {
+    match finding.costs.iter_mut().find(|c| c.resource == cost.resource) {
+        Some(existing) if existing.share >= cost.share => {}
+        Some(existing) => *existing = cost,
+        None => finding.costs.push(cost),
+    }
+}
+
 /// The order of findings of one kind by what fixing each gives back: limits by the latency they
 /// add at the highest load then the lower capacity; consumers by recoverable service time per
-/// second, then total saving; then by name, so the order is stable.
+/// second, then total saving; then by id, so the order is stable.
 pub(crate) fn by_impact(a: &Finding, b: &Finding) -> Ordering {
     let primary = match (&a.impact, &b.impact) {
         (Impact::Limit(x), Impact::Limit(y)) => y

@@ -27,6 +27,10 @@ pub struct Meta {
     pub doc: &'static [&'static str],
     /// The evidence it reads.
     pub(crate) reads: &'static [Reads],
+    /// The other detectors whose findings name the same problem as its own when they share an
+    /// anchor (a statement slow because an index is missing; the profiled line that runs an
+    /// N+1's statement): the ranker folds them into one finding, the strongest proof kept.
+    pub same_cause: &'static [DetectorId],
 }
 
 impl Meta {
@@ -44,6 +48,18 @@ impl Meta {
     pub fn reads(&self) -> Vec<(EvidenceKind, &'static str)> {
         self.reads.iter().map(|r| (r.kind(), r.what())).collect()
     }
+}
+
+/// Whether `a` declares `b`'s findings the same cause as its own ([`Meta::same_cause`]).
+pub(crate) fn declares(a: DetectorId, b: DetectorId) -> bool {
+    detectors()
+        .find(|meta| meta.id == a)
+        .is_some_and(|meta| meta.same_cause.contains(&b))
+}
+
+/// Whether two detectors name the same problem: the same id, or one declares the other.
+pub(crate) fn same_problem(a: DetectorId, b: DetectorId) -> bool {
+    a == b || declares(a, b) || declares(b, a)
 }
 
 /// One kind of evidence a detector reads, and what it needs of it to judge.
@@ -231,7 +247,8 @@ macro_rules! detector {
         pub(crate) struct $name:ident {
             id: $id:ident,
             summary: $summary:literal,
-            reads: [$($reads:expr),* $(,)?] $(,)?
+            reads: [$($reads:expr),* $(,)?],
+            same_cause: [$($same:ident),* $(,)?] $(,)?
         }
     ) => {
         $(#[doc = $doc])*
@@ -243,6 +260,7 @@ macro_rules! detector {
                 summary: $summary,
                 doc: &[$($doc),*],
                 reads: &[$($reads),*],
+                same_cause: &[$(chokepoint_evidence::DetectorId::$same),*],
             };
         }
 
@@ -325,6 +343,28 @@ mod tests {
                 meta.id
             );
         }
+    }
+
+    #[test]
+    fn same_cause_declarations_name_other_detectors_once() {
+        for meta in detectors() {
+            for (i, other) in meta.same_cause.iter().enumerate() {
+                assert_ne!(*other, meta.id, "{}: declares itself", meta.id);
+                assert!(
+                    !meta.same_cause[i + 1..].contains(other),
+                    "{}: declares {other} twice",
+                    meta.id
+                );
+                assert!(
+                    detectors().any(|m| m.id == *other),
+                    "{}: declares {other}, which is not registered",
+                    meta.id
+                );
+            }
+        }
+        assert!(same_problem(DetectorId::SlowQuery, DetectorId::MissingIndex));
+        assert!(same_problem(DetectorId::MissingIndex, DetectorId::SlowQuery));
+        assert!(!same_problem(DetectorId::NPlusOne, DetectorId::LargePayload));
     }
 
     #[test]

@@ -430,6 +430,7 @@ mod tests {
                 .map(|(k, v)| (chokepoint_evidence::attr_key(k), AttrValue::from(*v)))
                 .collect(),
             status_error: false,
+            scope: None,
         }
     }
 

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chokepoint_evidence::{
-    EXAMPLE_TRACES, EndpointAggregate, LatencyHistogram, ObservedGroup, Stat, Subject, Trace,
-    TraceAggregates, TraceId, TracesSummary, Window,
+    EXAMPLE_TRACES, EndpointAggregate, Fingerprint, LatencyHistogram, MAX_INSTRUMENTATION_SCOPES,
+    MAX_STATEMENTS_PER_ENDPOINT, ObservedGroup, Stat, StatementUse, Subject, Trace, TraceAggregates, TraceId,
+    TracesSummary, Window,
 };
 use hashbrown::HashMap;
 use hdrhistogram::Histogram;
@@ -35,6 +36,8 @@ pub(crate) struct Observation {
     pub(crate) occurrences: u64,
     /// Per-request numbers, aggregated into `<name>_mean` and `<name>_max`.
     pub(crate) metrics: Vec<(&'static str, f64)>,
+    /// The call that led to it (the statement that loaded an N+1's parent rows), when known.
+    pub(crate) related: Option<Subject>,
 }
 
 /// Collects one detector's observations of one request.
@@ -70,6 +73,7 @@ struct Group {
     latency_saved_ns: u128,
     metrics: BTreeMap<&'static str, Stat>,
     examples: Vec<TraceId>,
+    related: Option<Subject>,
 }
 
 impl Group {
@@ -80,6 +84,9 @@ impl Group {
         self.latency_saved_ns += other.latency_saved_ns;
         if self.location.is_none() {
             self.location = other.location;
+        }
+        if self.related.is_none() {
+            self.related = other.related;
         }
         for (name, stat) in other.metrics {
             self.metrics.entry(name).or_default().merge(stat);
@@ -109,6 +116,12 @@ struct EndpointEntry {
     time_ns: u128,
     /// Each request's time outside its calls, in µs.
     in_process: Option<Histogram<u64>>,
+    /// The instrumentation scopes its requests' spans were recorded by.
+    scopes: Vec<Arc<str>>,
+    /// The statements its requests run, by fingerprint.
+    statements: HashMap<Fingerprint, StatementUse>,
+    /// Statements dropped to keep [`MAX_STATEMENTS_PER_ENDPOINT`].
+    dropped_statements: u64,
     groups: Vec<HashMap<Subject, Group>>,
     /// Groups dropped to keep [`MAX_SUBJECTS`].
     dropped: u64,
@@ -147,9 +160,48 @@ impl EndpointEntry {
             .saturating_record(in_process_ns / 1_000);
     }
 
+    /// Keeps an instrumentation scope, up to [`MAX_INSTRUMENTATION_SCOPES`].
+    fn add_scope(&mut self, scope: &Arc<str>) {
+        if self.scopes.len() < MAX_INSTRUMENTATION_SCOPES
+            && !self.scopes.iter().any(|s| Arc::ptr_eq(s, scope) || s == scope)
+        {
+            self.scopes.push(Arc::clone(scope));
+        }
+    }
+
+    /// Counts a statement's use by one request; past [`MAX_STATEMENTS_PER_ENDPOINT`], the
+    /// lightest quarter is dropped.
+    fn add_statement(&mut self, used: StatementUse) {
+        if let Some(existing) = self.statements.get_mut(&used.fingerprint) {
+            existing.merge(&used);
+            return;
+        }
+        if self.statements.len() >= MAX_STATEMENTS_PER_ENDPOINT {
+            let mut light: Vec<(u64, Fingerprint)> = self
+                .statements
+                .values()
+                .map(|s| (s.time_ms.to_bits(), s.fingerprint))
+                .collect();
+            let quarter = light.len() / 4;
+            light.select_nth_unstable_by_key(quarter, |(weight, _)| *weight);
+            for (_, fingerprint) in &light[..=quarter] {
+                self.statements.remove(fingerprint);
+            }
+            self.dropped_statements += quarter as u64 + 1;
+        }
+        self.statements.insert(used.fingerprint, used);
+    }
+
     fn merge(&mut self, other: EndpointEntry) {
         self.requests += other.requests;
         self.time_ns += other.time_ns;
+        for scope in &other.scopes {
+            self.add_scope(scope);
+        }
+        self.dropped_statements += other.dropped_statements;
+        for (_, used) in other.statements {
+            self.add_statement(used);
+        }
         match (&mut self.in_process, other.in_process) {
             (Some(ours), Some(theirs)) => {
                 // Same bounds on both sides: adding cannot fail.
@@ -164,6 +216,43 @@ impl EndpointEntry {
             }
         }
     }
+}
+
+/// The statements one request runs, each once with its calls, time and first start.
+fn statement_uses(request: &crate::request::Request<'_>) -> Vec<StatementUse> {
+    let start = request.root_span().start_unix_nano;
+    let mut uses: Vec<StatementUse> = Vec::new();
+    for &i in &request.local {
+        let Some(statement) = request.statement(i) else {
+            continue;
+        };
+        let span = request.span(i);
+        let took_ms = span.duration_nano() as f64 / 1e6;
+        let offset_ms = span.start_unix_nano.saturating_sub(start) as f64 / 1e6;
+        match uses.iter_mut().find(|u| u.fingerprint == statement.fingerprint) {
+            Some(used) => {
+                used.calls += 1;
+                used.time_ms += took_ms;
+                if offset_ms < used.offset_ms.sum {
+                    used.offset_ms = Stat::default();
+                    used.offset_ms.add(offset_ms);
+                }
+            }
+            None => {
+                let mut offset = Stat::default();
+                offset.add(offset_ms);
+                uses.push(StatementUse {
+                    fingerprint: statement.fingerprint,
+                    text: statement.normalized.chars().take(300).collect(),
+                    requests: 1,
+                    calls: 1,
+                    time_ms: took_ms,
+                    offset_ms: offset,
+                });
+            }
+        }
+    }
+    uses
 }
 
 /// Two significant digits up to an hour: about 25 kB per endpoint.
@@ -300,6 +389,15 @@ impl TraceAnalysis {
             }
             let entry = endpoint_entry(&mut self.endpoints, &root.service, &request.endpoint);
             entry.add_request(root.duration_nano(), request.in_process_ns());
+            for scope in std::iter::once(request.root)
+                .chain(request.local.iter().copied())
+                .filter_map(|i| request.span(i).scope.as_ref())
+            {
+                entry.add_scope(scope);
+            }
+            for used in statement_uses(&request) {
+                entry.add_statement(used);
+            }
             for (d, detector) in trace_detectors() {
                 observations.clear();
                 detector.observe(
@@ -320,6 +418,7 @@ impl TraceAnalysis {
                         latency_saved_ns: 0,
                         metrics: BTreeMap::new(),
                         examples: vec![trace.trace_id],
+                        related: o.related.clone(),
                     });
                     group.occurrences += o.occurrences;
                     group.saved_ns += u128::from(o.saved_ns);
@@ -373,7 +472,7 @@ impl TraceAnalysis {
         let mut dropped_subjects = 0;
         for (service, by_name) in self.endpoints {
             for (endpoint, entry) in by_name {
-                dropped_subjects += entry.dropped;
+                dropped_subjects += entry.dropped + entry.dropped_statements;
                 let mut groups = Vec::new();
                 for (d, by_subject) in entry.groups.into_iter().enumerate() {
                     let id = DETECTORS[d].meta().id;
@@ -394,6 +493,7 @@ impl TraceAnalysis {
                                 .map(|(name, stat)| (name.to_owned(), stat))
                                 .collect(),
                             examples: group.examples,
+                            related: group.related,
                         });
                     }
                 }
@@ -408,6 +508,21 @@ impl TraceAnalysis {
                         .as_ref()
                         .map(LatencyHistogram::from_hdr)
                         .unwrap_or_default(),
+                    instrumentation: {
+                        let mut scopes: Vec<String> = entry.scopes.iter().map(|s| s.to_string()).collect();
+                        scopes.sort();
+                        scopes
+                    },
+                    statements: {
+                        let mut statements: Vec<StatementUse> = entry.statements.into_values().collect();
+                        statements.sort_by(|a, b| {
+                            a.offset_ms
+                                .mean()
+                                .total_cmp(&b.offset_ms.mean())
+                                .then(a.fingerprint.cmp(&b.fingerprint))
+                        });
+                        statements
+                    },
                     groups,
                 });
             }

@@ -1,28 +1,51 @@
 //! The verdict: which finding is *the* bottleneck. When a load ramp named the resource that caps
-//! throughput (a limit), the bottleneck is what consumes most of that resource — the limit says
-//! where the ceiling is, its top consumer what to fix — or the limit itself when nothing seen
-//! consumes it. Without a limit, it is the consumer whose fix gives back the most service time.
-//! Computed from the findings alone.
+//! throughput (a limit), the limit stays the limit and the bottleneck is what consumes most of
+//! that resource — the limit says where the ceiling is, its top consumer what to fix — or the
+//! limit itself when nothing seen consumes it. A finding consumes the limit's resource by its own
+//! impact (a worker held through database time) or by a cost another kind of evidence joined to
+//! it (the service's CPU a profile saw on the lines that run an N+1's statement). Without a limit,
+//! the bottleneck is the consumer whose fix gives back the most service time. Computed from the
+//! findings alone.
 
 use chokepoint_evidence::{Resource, Subject};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::finding::{Finding, Impact};
+use crate::finding::{EvidenceItem, Finding, Impact, SampleUnit};
 use crate::rank::by_impact;
 
 /// The verdict, as indices into the ranked findings.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Verdict {
-    /// The bottleneck: always the first finding when there is one.
+    /// The bottleneck: always the first finding when there is one — the limit's top consumer,
+    /// or the limit itself when nothing seen consumes it.
     pub bottleneck: Option<usize>,
     /// The finding that names the resource capping throughput, when a load ramp showed one.
     pub limit: Option<usize>,
-    /// Findings that consume the limit's resource, most first.
-    pub consumers: Vec<usize>,
+    /// Findings that consume the limit's resource, the largest share first.
+    pub consumers: Vec<LimitConsumer>,
     /// What fixing the bottleneck is predicted to give (`chokepoint diagnose`); not predicted
     /// otherwise.
     pub predicted_gain: Option<PredictedGain>,
+}
+
+impl Verdict {
+    /// The consumers' findings, the largest share first.
+    pub fn consumer_findings(&self) -> Vec<usize> {
+        self.consumers.iter().map(|c| c.finding).collect()
+    }
+}
+
+/// A finding that consumes the limit's resource, and how much of it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LimitConsumer {
+    /// Index into the findings.
+    pub finding: usize,
+    /// The share of the limit's demand per request (its D) that fixing it removes (0–1), when
+    /// it can be put per request.
+    pub share_of_limit: Option<f64>,
+    /// How the share was reached.
+    pub how: Option<String>,
 }
 
 /// A capacity predicted after a fix, and how.
@@ -38,9 +61,10 @@ pub struct PredictedGain {
 
 /// Whether work on `consumer` holds `limit`: a worker waits through database time, lock waits,
 /// the wire, downstream calls and connection setup; database time is spent partly waiting on
-/// locks; the host's CPU runs the service's CPU and a database on the same host; requests that never overlap (an event loop held) look the same from a ramp as requests
-/// queued one at a time on a lock, so lock waits explain that limit too; every other resource is
-/// consumed only by work on itself.
+/// locks; the host's CPU runs the service's CPU and a database on the same host; requests that
+/// never overlap (an event loop held) look the same from a ramp as requests queued one at a time
+/// on a lock, so lock waits explain that limit too; every other resource is consumed only by work
+/// on itself.
 pub(crate) fn consumes(limit: Resource, consumer: Resource) -> bool {
     use Resource::*;
     limit == consumer
@@ -52,6 +76,13 @@ pub(crate) fn consumes(limit: Resource, consumer: Resource) -> bool {
             HostCpu => matches!(consumer, Cpu | Database),
             _ => false,
         }
+}
+
+/// Whether a finding consumes the limited resource, by its impact or by a cost joined to it.
+fn consumes_limit(limit: Resource, finding: &Finding) -> bool {
+    matches!(finding.impact, Impact::Consumer(_))
+        && (consumes(limit, finding.impact.resource())
+            || finding.costs.iter().any(|c| consumes(limit, c.resource)))
 }
 
 /// Orders `findings` — the bottleneck first, then the limit, then its other consumers, then the
@@ -66,33 +97,41 @@ pub(crate) fn decide(findings: &mut Vec<Finding>) -> Verdict {
         };
     };
     let resource = findings[limit_at].impact.resource();
-    let consumers: Vec<usize> = findings
+    let mut consumers: Vec<(usize, Option<(f64, String)>)> = findings
         .iter()
         .enumerate()
-        .filter(|(_, f)| matches!(f.impact, Impact::Consumer(_)) && consumes(resource, f.impact.resource()))
-        .map(|(i, _)| i)
+        .filter(|(_, f)| consumes_limit(resource, f))
+        .map(|(i, f)| {
+            (
+                i,
+                removed(f, &findings[limit_at]).map(|(ms, how)| (share_of(ms, &findings[limit_at]), how)),
+            )
+        })
         .collect();
+    // The largest share of the limit first; those that cannot be put per request after, in the
+    // order of what they give back.
+    consumers.sort_by(|(a, x), (b, y)| match (x, y) {
+        (Some((x, _)), Some((y, _))) => y.total_cmp(x).then(a.cmp(b)),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.cmp(b),
+    });
     let mut order: Vec<usize> = Vec::with_capacity(findings.len());
-    match consumers.first() {
-        Some(&top) => {
-            order.push(top);
-            order.push(limit_at);
-            order.extend(consumers.iter().skip(1));
-        }
-        None => order.push(limit_at),
+    if let Some(&(top, _)) = consumers.first() {
+        order.push(top);
     }
-    // The limit alone, located by a profile of the same process (its hot frames): predict from
-    // the share of the busy time the profile puts in the code it names.
-    let alone = consumers.is_empty();
+    order.push(limit_at);
+    order.extend(consumers.iter().skip(1).map(|(i, _)| *i));
     let rest: Vec<usize> = (0..findings.len()).filter(|i| !order.contains(i)).collect();
     order.extend(rest);
     let mut taken: Vec<Option<Finding>> = std::mem::take(findings).into_iter().map(Some).collect();
     findings.extend(order.iter().filter_map(|&i| taken[i].take()));
+    let alone = consumers.is_empty();
     let limit = if alone { 0 } else { 1 };
     let predicted_gain = if alone {
-        predict_located(&findings[0]).or_else(|| predict_pool_doubled(&findings[0]))
+        predict_pool_doubled(&findings[0])
     } else {
-        predict(findings)
+        predict(&findings[0], &findings[1])
     };
     if let (Some(gain), Impact::Limit(l)) = (&predicted_gain, &mut findings[limit].impact) {
         l.capacity_after_fix_rps = Some(gain.capacity_after_fix_rps);
@@ -100,10 +139,35 @@ pub(crate) fn decide(findings: &mut Vec<Finding>) -> Verdict {
     Verdict {
         bottleneck: Some(0),
         limit: Some(limit),
-        consumers: (0..consumers.len())
-            .map(|i| if i == 0 { 0 } else { i + 1 })
+        consumers: consumers
+            .into_iter()
+            .enumerate()
+            .map(|(rank, (_, share))| {
+                let (share_of_limit, how) = match share {
+                    Some((share, how)) => (Some(crate::impact::round(share)), Some(how)),
+                    None => (None, None),
+                };
+                LimitConsumer {
+                    finding: if rank == 0 { 0 } else { rank + 1 },
+                    share_of_limit,
+                    how,
+                }
+            })
             .collect(),
         predicted_gain,
+    }
+}
+
+/// `removed` ms of the limit's demand as a share of it (at most 1).
+fn share_of(removed_ms: f64, limit: &Finding) -> f64 {
+    match limit
+        .impact
+        .limit()
+        .and_then(|l| l.demand_ms_per_request)
+        .filter(|d| *d > 0.0)
+    {
+        Some(demand) => (removed_ms / demand).min(1.0),
+        None => 0.0,
     }
 }
 
@@ -111,61 +175,82 @@ pub(crate) fn decide(findings: &mut Vec<Finding>) -> Verdict {
 /// prediction beyond 10× is not one.
 const MAX_REMOVED_SHARE: f64 = 0.9;
 
-/// The capacity after fixing what a limit's profile located: the limit's demand D per request,
-/// of which the profile's hottest code takes `share_of_busy`; fixing that code removes that share
-/// of D (a blocked call's share of the event loop, a function's own share of the CPU).
-fn predict_located(limit: &Finding) -> Option<PredictedGain> {
-    let Impact::Limit(l) = &limit.impact else {
+/// What fixing `consumer` removes of the limit's demand D per request, in ms, and how that was
+/// reached: a profile's share of the busy time (or of the event loop's) times D — or, for a loop
+/// whose ramp measured the wait itself, that wait; a cost another kind of evidence joined to the
+/// consumer on the limited resource, times D; a trace finding's saving per affected request × the
+/// share affected; a lock that serializes requests, all of it. `None` when it cannot be put per
+/// request.
+fn removed(consumer: &Finding, limit: &Finding) -> Option<(f64, String)> {
+    let (Impact::Consumer(c), Impact::Limit(l)) = (&consumer.impact, &limit.impact) else {
         return None;
     };
     let demand = l.demand_ms_per_request.filter(|d| *d > 0.0)?;
-    let (frame, share) = limit.evidence.items.iter().find_map(|item| match item {
-        crate::finding::EvidenceItem::HotFrame {
-            function,
-            file,
-            line,
-            share_of_busy,
-            ..
-        } => Some((format!("{function} ({file}:{line})"), *share_of_busy)),
-        _ => None,
-    })?;
-    if share <= 0.0 {
-        return None;
+    if c.resource == Resource::Locks
+        && matches!(
+            l.resource,
+            Resource::EventLoop | Resource::Workers | Resource::Locks
+        )
+    {
+        return Some((
+            demand,
+            "requests queue one at a time on the lock: all of D".to_owned(),
+        ));
     }
-    // A ramp that measured the wait itself (blocking-call: latency less CPU, per request) says
-    // what removing the located calls removes better than a profile's share of all threads.
-    let (removed, how) = match limit.evidence.metrics.get("waiting_ms").filter(|w| **w > 0.0) {
-        Some(&waiting) => (
-            waiting,
-            format!("the {waiting:.1} ms each request waits in them (the ramp's latency less its CPU)"),
-        ),
-        None => (demand * share, format!("{:.0} % of D", share * 100.0)),
-    };
-    let removed = removed.min(demand * MAX_REMOVED_SHARE);
-    let mut after = l.capacity_rps * demand / (demand - removed);
-    let mut assumptions = Vec::new();
-    if l.resource != Resource::Cpu {
-        after = cpu_bound(limit, after, &mut assumptions);
-    }
-    Some(PredictedGain {
-        capacity_rps: crate::impact::round(l.capacity_rps),
-        capacity_after_fix_rps: crate::impact::round(after),
-        assumptions: [vec![
+    let sample = consumer.evidence.sample;
+    let own = consumes(l.resource, c.resource);
+    let joined = consumer
+        .costs
+        .iter()
+        .filter(|cost| consumes(l.resource, cost.resource))
+        .max_by(|a, b| a.share.total_cmp(&b.share));
+    if own && sample.unit.is_profile() {
+        // A ramp that measured the wait itself (blocking-call: latency less CPU, per request) says
+        // what removing the located calls removes better than a profile's share of all threads.
+        if let Some(&waiting) = limit.evidence.metrics.get("waiting_ms").filter(|w| **w > 0.0) {
+            return Some((
+                waiting.min(demand),
+                format!(
+                    "the {waiting:.1} ms each request waits in the calls (the ramp's latency less its CPU)"
+                ),
+            ));
+        }
+        return Some((
+            demand * c.share_of_scope_time,
             format!(
-                "{} bounds throughput at 1/D per unit: D = {demand:.1} ms of it per request, {:.0} requests/s measured",
-                l.resource.describe(),
-                l.capacity_rps
+                "its share of the profile's busy time ({:.0} %) of D",
+                c.share_of_scope_time * 100.0
             ),
+        ));
+    }
+    if let Some(cost) = joined.filter(|_| !own || l.resource == Resource::Cpu) {
+        return Some((
+            demand * cost.share,
             format!(
-                "the profile puts {:.0} % of the busy time in {frame}: fixing it removes {removed:.1} ms of D ({how})",
+                "its share of {} as {} measured it, {:.0} % — {} — of D",
+                cost.resource.describe(),
+                cost.seen_by.noun(),
+                cost.share * 100.0,
+                cost.how
+            ),
+        ));
+    }
+    if own && sample.unit == SampleUnit::Requests {
+        let share = if sample.total > 0 {
+            sample.affected as f64 / sample.total as f64
+        } else {
+            1.0
+        };
+        return Some((
+            c.saved_ms_per_request * share,
+            format!(
+                "{:.1} ms per affected request × {:.0} % of requests affected",
+                c.saved_ms_per_request,
                 share * 100.0
             ),
-        ],
-        assumptions,
-        vec!["`chokepoint compare` after the fix checks the prediction".into()],
-        ]
-        .concat(),
-    })
+        ));
+    }
+    None
 }
 
 /// A pool of workers that caps throughput, with nothing seen holding them longer than they
@@ -235,9 +320,10 @@ fn cpu_bound(limit: &Finding, after: f64, assumptions: &mut Vec<String>) -> f64 
     bound
 }
 
-/// Requests queued on one lock (the bottleneck) that serializes them (the limit: the event loop
-/// or the workers, never overlapping): once the lock is not held across slow work nothing
-/// serializes them, and the target's CPU bounds throughput next.
+/// Requests queued on one lock (the bottleneck) that serializes them (the limit: the lock itself,
+/// or the event loop or the workers a ramp alone takes it for, never overlapping): once the lock
+/// is not held across slow work nothing serializes them, and the target's CPU bounds throughput
+/// next.
 fn predict_lock_released(consumer: &Finding, limit: &Finding) -> Option<PredictedGain> {
     let Impact::Limit(l) = &limit.impact else {
         return None;
@@ -247,7 +333,7 @@ fn predict_lock_released(consumer: &Finding, limit: &Finding) -> Option<Predicte
         _ => consumer.location.clone(),
     };
     let mut assumptions = vec![format!(
-        "{} takes one request at a time: {:.0} requests/s measured, each queued on {held}",
+        "{} let one request through at a time: {:.0} requests/s measured, each queued on {held}",
         l.resource.describe(),
         l.capacity_rps,
     )];
@@ -267,47 +353,24 @@ fn predict_lock_released(consumer: &Finding, limit: &Finding) -> Option<Predicte
     })
 }
 
-/// The capacity after fixing the bottleneck (`findings[0]`), which consumes the limit
-/// (`findings[1]`): with the limiting resource's service demand D per request, throughput is at
-/// most 1/D per unit of it; removing x of D raises that bound by D / (D − x). x is the
-/// bottleneck's saving per request averaged over the requests (a trace finding: per affected
-/// request × the share affected; a load finding: per request), or for a profile its share of the
-/// busy time times D. `None` when the limit has no demand or the saving cannot be put per request.
-fn predict(findings: &[Finding]) -> Option<PredictedGain> {
-    let (consumer, limit) = (findings.first()?, findings.get(1)?);
+/// The capacity after fixing the bottleneck `consumer`, which consumes `limit`: with the limiting
+/// resource's service demand D per request, throughput is at most 1/D per unit of it; removing x
+/// of D raises that bound by D / (D − x) ([`removed`] says what x is). `None` when the limit has
+/// no demand or the saving cannot be put per request.
+fn predict(consumer: &Finding, limit: &Finding) -> Option<PredictedGain> {
     let (Impact::Consumer(c), Impact::Limit(l)) = (&consumer.impact, &limit.impact) else {
         return None;
     };
-    if c.resource == Resource::Locks && matches!(l.resource, Resource::EventLoop | Resource::Workers) {
+    if c.resource == Resource::Locks
+        && matches!(
+            l.resource,
+            Resource::EventLoop | Resource::Workers | Resource::Locks
+        )
+    {
         return predict_lock_released(consumer, limit);
     }
     let demand = l.demand_ms_per_request.filter(|d| *d > 0.0)?;
-    let sample = consumer.evidence.sample;
-    let (removed, mut how) = if sample.unit.is_profile() {
-        (
-            demand * c.share_of_scope_time,
-            format!(
-                "its share of the profile's busy time ({:.0} %) of the demand",
-                c.share_of_scope_time * 100.0
-            ),
-        )
-    } else if sample.unit == crate::finding::SampleUnit::Requests {
-        let share = if sample.total > 0 {
-            sample.affected as f64 / sample.total as f64
-        } else {
-            1.0
-        };
-        (
-            c.saved_ms_per_request * share,
-            format!(
-                "{:.1} ms per affected request × {:.0} % of requests affected",
-                c.saved_ms_per_request,
-                share * 100.0
-            ),
-        )
-    } else {
-        return None;
-    };
+    let (removed, mut how) = removed(consumer, limit)?;
     if removed <= 0.0 {
         return None;
     }
@@ -338,12 +401,12 @@ fn predict(findings: &[Finding]) -> Option<PredictedGain> {
         ),
         format!(
             "fixing {} removes {removed:.1} ms of D ({how})",
-            consumer.detector
+            consumer.location_or_detector()
         ),
     ];
-    // The host's CPU given back by another process: the service keeps its own CPU per request,
-    // which bounds it on its own cores.
-    if l.resource == Resource::HostCpu {
+    // Once the event loop, the workers or the host's CPU given back by another process stop
+    // waiting, the service keeps its own CPU per request, which bounds it on its own cores.
+    if l.resource != Resource::Cpu {
         after = cpu_bound(limit, after, &mut assumptions);
     }
     assumptions
@@ -355,17 +418,35 @@ fn predict(findings: &[Finding]) -> Option<PredictedGain> {
     })
 }
 
+impl Finding {
+    /// "n-plus-one", or "the code at handler (app.py:12)" for a finding a profile located.
+    fn location_or_detector(&self) -> String {
+        match self.evidence.items.iter().find_map(|item| match item {
+            EvidenceItem::HotFrame {
+                function, file, line, ..
+            } if self.evidence.sample.unit.is_profile() => Some(format!("{function} ({file}:{line})")),
+            _ => None,
+        }) {
+            Some(place) => format!("{} at {place}", self.detector),
+            None => self.detector.to_string(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chokepoint_evidence::{DetectorId, Scope};
 
     use super::*;
-    use crate::finding::{Basis, Confidence, Consumption, FindingEvidence, Limit, Sample, SampleUnit};
+    use crate::finding::{Basis, Confidence, Consumption, FindingEvidence, Limit, Sample};
 
     fn finding(detector: DetectorId, impact: Impact) -> Finding {
         Finding {
+            id: String::new(),
             detector,
             title: String::new(),
+            anchors: Vec::new(),
+            costs: Vec::new(),
             scope: Scope::Database {
                 database: "shop".into(),
             },
@@ -484,42 +565,109 @@ mod tests {
         );
     }
 
+    /// A profile's finding: `share` of the busy time of the loop or the CPU, located at a line.
+    fn profiled(detector: DetectorId, resource: Resource, share: f64) -> Finding {
+        let mut located = finding(detector, consumer(resource, share));
+        if let Impact::Consumer(c) = &mut located.impact {
+            c.share_of_scope_time = share;
+        }
+        located.scope = Scope::Process { pid: Some(7) };
+        located.evidence.sample.unit = SampleUnit::ProfileSamples;
+        located.evidence.items.push(EvidenceItem::HotFrame {
+            function: "handler".into(),
+            file: "app.py".into(),
+            line: 12,
+            source: None,
+            share_of_busy: share,
+            seconds: 3.0,
+            inferred_from_source: true,
+        });
+        located
+    }
+
     #[test]
-    fn a_limit_located_by_its_profile_predicts_from_the_located_share_and_the_next_limit() {
+    fn a_limit_located_by_its_profile_stays_the_limit_and_predicts_from_the_located_share() {
         let mut blocked = finding(DetectorId::BlockingCall, limit(Resource::EventLoop));
         if let Impact::Limit(l) = &mut blocked.impact {
             l.demand_ms_per_request = Some(40.0);
         }
-        blocked
-            .evidence
-            .items
-            .push(crate::finding::EvidenceItem::HotFrame {
-                function: "handler".into(),
-                file: "app.py".into(),
-                line: 12,
-                source: None,
-                share_of_busy: 0.75,
-                seconds: 3.0,
-                inferred_from_source: true,
-            });
-        let mut findings = vec![blocked.clone()];
-        let gain = decide(&mut findings).predicted_gain.expect("a prediction");
+        let located = profiled(DetectorId::BlockingCall, Resource::EventLoop, 0.75);
+        let mut findings = vec![blocked.clone(), located.clone()];
+        let verdict = decide(&mut findings);
+        // The ramp's limit is never merged away: the profile's finding consumes it.
+        assert_eq!(verdict.limit, Some(1));
+        assert_eq!(verdict.consumer_findings(), [0]);
+        assert_eq!(verdict.consumers[0].share_of_limit, Some(0.75));
+        assert!(findings[0].evidence.sample.unit.is_profile());
         // 30 of the 40 ms removed: 4× the capacity.
-        assert_eq!(gain.capacity_after_fix_rps, 80.0);
+        assert_eq!(
+            verdict
+                .predicted_gain
+                .expect("a prediction")
+                .capacity_after_fix_rps,
+            80.0
+        );
         // A ramp that measured the wait (35 of the 40 ms): removing it leaves 5 ms, 8×.
         let mut waited = blocked.clone();
         waited.evidence.metrics.insert("waiting_ms".into(), 35.0);
-        let gain = decide(&mut vec![waited]).predicted_gain.expect("a prediction");
+        let gain = decide(&mut vec![waited, located.clone()])
+            .predicted_gain
+            .expect("a prediction");
         assert_eq!(gain.capacity_after_fix_rps, 160.0);
         // With 20 ms of CPU per request, one core stops it at 50 requests/s first.
         blocked.evidence.metrics.insert("cpu_ms_per_request".into(), 20.0);
-        let mut findings = vec![blocked];
-        let gain = decide(&mut findings).predicted_gain.expect("a prediction");
+        let gain = decide(&mut vec![blocked, located])
+            .predicted_gain
+            .expect("a prediction");
         assert_eq!(gain.capacity_after_fix_rps, 50.0);
         assert!(
             gain.assumptions.iter().any(|a| a.contains("the CPU bounds it")),
             "{:?}",
             gain.assumptions
+        );
+    }
+
+    #[test]
+    fn a_cause_whose_cpu_a_profile_measured_consumes_a_cpu_limit() {
+        let mut cpu = finding(DetectorId::CpuSaturation, limit(Resource::Cpu));
+        if let Impact::Limit(l) = &mut cpu.impact {
+            l.demand_ms_per_request = Some(10.0);
+        }
+        // Database time from the traces, and 60 % of the profile's busy samples on its lines.
+        let mut n_plus_one = finding(DetectorId::NPlusOne, consumer(Resource::Database, 0.2));
+        n_plus_one.costs.push(crate::finding::Cost {
+            resource: Resource::Cpu,
+            share: 0.6,
+            s_per_s: 0.5,
+            basis: Basis::Measured,
+            seen_by: chokepoint_evidence::EvidenceKind::Profile,
+            how: "the profiled lines hold its statement".into(),
+        });
+        let other = profiled(DetectorId::CpuSaturation, Resource::Cpu, 0.2);
+        let unrelated = finding(DetectorId::SlowQuery, consumer(Resource::Database, 0.9));
+        let mut findings = vec![cpu, other, unrelated, n_plus_one];
+        let verdict = decide(&mut findings);
+        assert_eq!(findings[0].detector, DetectorId::NPlusOne, "{findings:#?}");
+        assert_eq!(
+            findings[verdict.limit.expect("a limit")].detector,
+            DetectorId::CpuSaturation
+        );
+        let shares: Vec<_> = verdict.consumers.iter().map(|c| c.share_of_limit).collect();
+        assert_eq!(shares, [Some(0.6), Some(0.2)]);
+        // The database time alone consumes no CPU limit.
+        assert!(
+            !verdict
+                .consumer_findings()
+                .iter()
+                .any(|&i| findings[i].detector == DetectorId::SlowQuery)
+        );
+        // 6 of the 10 ms: 2.5× the capacity.
+        assert_eq!(
+            verdict
+                .predicted_gain
+                .expect("a prediction")
+                .capacity_after_fix_rps,
+            50.0
         );
     }
 
@@ -617,7 +765,7 @@ mod tests {
         );
         assert_eq!(verdict.bottleneck, Some(0));
         assert_eq!(verdict.limit, Some(1));
-        assert_eq!(verdict.consumers, [0, 2]);
+        assert_eq!(verdict.consumer_findings(), [0, 2]);
     }
 
     #[test]

@@ -175,7 +175,7 @@ pub fn render_comparison(report: &ComparisonReport, markdown: bool) -> String {
                 "| {} | {} | {} | {} | {} | {} |",
                 status_word(f.status),
                 f.detector,
-                f.scope,
+                f.scope.qualified(),
                 f.location
                     .replace('|', "\\|")
                     .chars()

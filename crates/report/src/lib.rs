@@ -15,7 +15,7 @@
 //! let outcome = analyse(&evidence);
 //! let report = Report::new("traces", evidence, outcome, Vec::new(), Vec::new());
 //! assert!(render_text(&report, false).contains("No spans were analysed"));
-//! assert!(render_json(&report).contains("\"schema_version\": 2"));
+//! assert!(render_json(&report).contains("\"schema_version\": 3"));
 //! ```
 
 mod chart;
@@ -41,8 +41,11 @@ use serde::{Deserialize, Serialize};
 
 /// The version of the JSON contract. Version 2 (chokepoint 0.2) gave every command one shape:
 /// `run`, `verdict`, typed `scope`, `subject` and `impact` in findings, sections per evidence
-/// kind, and `notes` in place of `problems` and `warnings`.
-pub const SCHEMA_VERSION: u32 = 2;
+/// kind, and `notes` in place of `problems` and `warnings`. Version 3 gave findings a stable
+/// `id`, their `anchors` and the `costs` other evidence measured, and the verdict's `consumers`
+/// their share of the limit (`{finding, share_of_limit, how}` in place of bare indices);
+/// `compare`'s findings carry their `id` and typed `scope`.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The report: the JSON output's top level, and what every renderer reads.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -404,6 +407,21 @@ pub(crate) fn item_lines(finding: &Finding) -> Vec<(&'static str, String)> {
                     format!("`{waiting}` waits{on} behind `{blocker}` ({blocker_state}), {samples} session samples"),
                 )
             }
+            EvidenceItem::Transaction {
+                service,
+                endpoint,
+                statements,
+                held_ms,
+                outside_statements_ms,
+            } => (
+                "transaction",
+                format!(
+                    "{endpoint} ({service}) holds it {} per request, {} of it outside any statement: {}",
+                    duration(*held_ms),
+                    duration(*outside_statements_ms),
+                    statements.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(" → ")
+                ),
+            ),
             EvidenceItem::HotFrame {
                 function,
                 file,

@@ -42,6 +42,7 @@ detector! {
         id: BandwidthLimit,
         summary: "throughput capped by the bytes the link can carry",
         reads: [Reads::Load(TARGET_SAMPLED)],
+        same_cause: [],
     }
 }
 

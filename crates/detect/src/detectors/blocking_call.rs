@@ -51,7 +51,84 @@ detector! {
         id: BlockingCall,
         summary: "a blocking call stalls the event loop, so requests never overlap",
         reads: [Reads::Load(TARGET_SAMPLED), Reads::Profile("an event loop's blocked samples")],
+        same_cause: [],
     }
+}
+
+/// The event loop's samples that a handler's one line holds, with no call seen under it, to
+/// infer a blocking call there…
+const MIN_HELD_SHARE: f64 = 0.5;
+/// …when the loop reaches its selector (waiting for work) in fewer of them than this.
+const MAX_IDLE_SHARE: f64 = 0.05;
+
+/// An event-loop thread whose samples sit on one line of the application and never reach the
+/// selector — while the process's CPU, when a ramp measured it, stayed low: a call there blocks
+/// the loop, which the sampler cannot see into (a C call: `time.sleep`, a socket read, a file),
+/// told without the source. Python computing there would hold the loop too, but burn a core.
+fn held_on_one_line(profile: &ProfileView<'_>) -> Option<Conclusion> {
+    let loop_samples = profile.loop_samples;
+    if loop_samples == 0 || profile.loop_idle as f64 > MAX_IDLE_SHARE * loop_samples as f64 {
+        return None;
+    }
+    if profile.cpu_cores.is_some_and(|cores| cores >= LOW_CPU) {
+        return None;
+    }
+    let (&line, &count) = profile
+        .loop_opaque
+        .iter()
+        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))?;
+    let share = count as f64 / loop_samples as f64;
+    if share < MIN_HELD_SHARE || !profile.enough(count) {
+        return None;
+    }
+    let place = profile.frame(line);
+    let seconds = count as f64 * profile.seconds_per_count();
+    let (subject, location) = crate::profile::code_subject(place);
+    let mut conclusion = Conclusion::new(
+        Resource::EventLoop,
+        Basis::Assumed,
+        Estimate::Profile {
+            saved_s: seconds,
+            share,
+            affected: count,
+            busy: loop_samples,
+        },
+        format!(
+            "The event loop sits on one line, {place}, in {} of its samples and never waits for work: a call there blocks it",
+            crate::detectors::percent(share)
+        ),
+        format!(
+            "At {place}: the call on that line does not await — make it (`await asyncio.sleep(…)`, `httpx.AsyncClient`, an \
+             async driver, `await asyncio.to_thread(…)` for file I/O and sync libraries), or declare the endpoint with plain \
+             `def` so the framework runs it in its thread pool."
+        ),
+        Confidence::Medium,
+    )
+    .assume(vec![
+        format!(
+            "told from the loop thread without the source: {} of its samples sit on this line and {} reach the selector, as \
+             a blocking call's do (a sampler does not see into C calls); `--source` would read what the line calls",
+            crate::detectors::percent(share),
+            crate::detectors::percent(profile.loop_idle as f64 / loop_samples as f64)
+        ),
+        "an awaited call frees the loop for other requests: all the blocked time is given back".into(),
+    ])
+    .metrics(vec![
+        ("blocked_share_of_loop", share),
+        ("blocked_s", seconds),
+        ("profile_s", profile.wall_s()),
+    ])
+    .about(subject, location);
+    conclusion.items = vec![EvidenceItem::HotFrame {
+        function: place.function.clone(),
+        file: place.file.clone(),
+        line: place.line,
+        source: place.source.clone(),
+        share_of_busy: crate::impact::round(share),
+        seconds: crate::impact::round(seconds),
+        inferred_from_source: false,
+    }];
+    Some(conclusion)
 }
 
 /// Share of the loop thread's samples blocked in calls that is flagged.
@@ -67,7 +144,7 @@ impl Detector for BlockingCall {
         let blocked: u64 = profile.loop_blocked.values().map(|t| t.count).sum();
         let share = blocked as f64 / profile.loop_samples.max(1) as f64;
         if share < MIN_BLOCKED_SHARE || !profile.enough(blocked) {
-            return None;
+            return held_on_one_line(profile);
         }
         let mut calls: Vec<_> = profile.loop_blocked.iter().collect();
         calls.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(b.0)));
@@ -181,15 +258,39 @@ impl Detector for BlockingCall {
         if second.host_cpu_busy >= HOST_SATURATED {
             return None; // the host had no CPU left for a second request: cpu-saturation's case
         }
+        if curve.queued_on_a_lock() {
+            return None; // requests queued on a database lock: lock-contention's case
+        }
         let last = steps.last()?;
+        // A service on threads or processes has no event loop to hold: something else lets one
+        // request through at a time.
+        let threaded = curve.stack.server.is_some_and(|server| !server.event_loop());
         let title = format!(
-            "Requests never overlap: {:.0} requests/s at concurrency {} and {:.0} at {}, each waiting {:.0} ms for {cpu_ms:.1} ms of CPU — a blocking call holds the event loop",
-            first.throughput_rps, first.offered, last.throughput_rps, last.offered, curve.low.latency.mean_ms,
+            "Requests never overlap: {:.0} requests/s at concurrency {} and {:.0} at {}, each waiting {:.0} ms for {cpu_ms:.1} ms of CPU — {}",
+            first.throughput_rps,
+            first.offered,
+            last.throughput_rps,
+            last.offered,
+            curve.low.latency.mean_ms,
+            if threaded {
+                "something serializes the workers: a lock, or one worker"
+            } else {
+                "a blocking call holds the event loop"
+            },
         );
-        let fix = "Find the blocking call inside `async def` and make it yield: `await asyncio.sleep(...)` instead of \
-                   `time.sleep`, `httpx.AsyncClient` instead of `requests`, `await asyncio.to_thread(...)` around file I/O \
-                   and sync drivers — or declare the endpoint with plain `def` so it runs in the thread pool."
-            .to_owned();
+        let fix = match curve.stack.server.filter(|_| threaded) {
+            Some(server) => format!(
+                "The service runs on {}, whose workers should overlap: find what lets one request through at a time — a \
+                 database row locked across the request (`chokepoint diagnose … --pg` watches the locks), a Python lock \
+                 around shared state, or a single worker ({}).",
+                server.name(),
+                server.workers_setting()
+            ),
+            None => "Find the blocking call inside `async def` and make it yield: `await asyncio.sleep(...)` instead of \
+                     `time.sleep`, `httpx.AsyncClient` instead of `requests`, `await asyncio.to_thread(...)` around file I/O \
+                     and sync drivers — or declare the endpoint with plain `def` so it runs in the thread pool."
+                .to_owned(),
+        };
         Some(
             Conclusion::new(
                 Resource::EventLoop,

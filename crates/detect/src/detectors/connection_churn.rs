@@ -67,6 +67,7 @@ detector! {
             Reads::Load(RAMP),
             Reads::Database(WATCH),
         ],
+        same_cause: [],
     }
 }
 
@@ -109,6 +110,7 @@ impl Detector for ConnectionChurn {
                     database,
                 },
                 location: None,
+                related: None,
                 saved_ns: total_ns,
                 latency_saved_ns: total_ns,
                 occurrences: connects.max(checkouts.min(1)),

@@ -34,8 +34,11 @@ detector! {
     /// it covers (a Python process runs one thread at a time), the application functions with
     /// the most busy samples of their own — not explained by a category another detector names
     /// (serialization, logging, regex compilation, sorting, the database, HTTP clients) — and
-    /// the most inclusive ones. With a load ramp of the same process, the ramp's limit carries
-    /// them.
+    /// the most inclusive ones. With a load ramp of the same process, the profile's finding is
+    /// what consumes the ramp's limit — and a profile's busy threads are not a CPU in use when
+    /// the ramp's sampler measured the process under the saturated share of its cores over the
+    /// profile's time: they waited, in calls the sampler cannot see into or for the GIL, and no
+    /// CPU finding rests on them.
     ///
     /// # Known false positives
     ///
@@ -51,6 +54,7 @@ detector! {
         id: CpuSaturation,
         summary: "throughput capped by the target's CPU",
         reads: [Reads::Load(TARGET_SAMPLED), Reads::Profile("busy samples of application code")],
+        same_cause: [NPlusOne, SlowQuery, UnboundedResult, InMemorySort, SlowSerialization, RegexPerRequest, SyncLogging],
     }
 }
 
@@ -128,6 +132,13 @@ impl Detector for CpuSaturation {
         if busy_share < PROFILE_BUSY {
             return None;
         }
+        // Threads busy in the samples are not a CPU in use when the process's measured CPU says
+        // otherwise: they waited — in calls the sampler cannot see into, or for the GIL.
+        if let Some(cores) = profile.cpu_cores
+            && cores < SATURATED_SHARE * usable_cores(cores)
+        {
+            return None;
+        }
         let mut own: Vec<(u32, u64)> = profile.app_uncategorized.iter().map(|(f, c)| (*f, *c)).collect();
         own.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         let &(hottest, count) = own.first()?;
@@ -146,11 +157,15 @@ impl Detector for CpuSaturation {
         );
         let fix = format!(
             "Make {} cheaper — a closed form, a cache, or precomputing what does not change per request — or move the work \
-             out of the request; then run as many processes as cores (`uvicorn --workers N`) so the service uses them all.",
+             out of the request; then run as many processes as cores ({}) so the service uses them all.",
             match &frame.source {
                 Some(source) => format!("{frame}: `{}`", clip(source, 80)),
                 None => frame.to_string(),
-            }
+            },
+            profile.stack.server.map_or_else(
+                || "gunicorn or uvicorn `--workers N`".to_owned(),
+                |s| s.processes_setting(2.0)
+            )
         );
         let (subject, location) = crate::profile::code_subject(frame);
         let tally = |count: u64| crate::profile::Tally { count, inferred: 0 };
@@ -208,11 +223,17 @@ impl Detector for CpuSaturation {
                 String::new()
             },
         );
+        let processes = match curve.stack.server {
+            Some(server) => server.processes_setting(curve.run.host_cores),
+            None => format!(
+                "{0:.0} processes (gunicorn `--workers {0:.0}`, uvicorn `--workers {0:.0}`)",
+                curve.run.host_cores
+            ),
+        };
         let fix = format!(
             "Cut the {cpu_ms:.1} ms of CPU each request costs — profile it (`chokepoint load … --profile`, or \
-             `chokepoint profile --pid`) and cache, precompute or move the hot work out of the request — or run {} processes \
-             (`uvicorn --workers {}` / gunicorn) so the service uses every core: capacity is cores ÷ CPU per request.",
-            curve.run.host_cores, curve.run.host_cores
+             `chokepoint profile --pid`) and cache, precompute or move the hot work out of the request — or run {processes} \
+             so the service uses every core: capacity is cores ÷ CPU per request."
         );
         Some(
             Conclusion::new(

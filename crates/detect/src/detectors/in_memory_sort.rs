@@ -42,6 +42,7 @@ detector! {
         id: InMemorySort,
         summary: "large sets sorted in Python instead of by the database",
         reads: [Reads::Profile("sorting frames")],
+        same_cause: [],
     }
 }
 

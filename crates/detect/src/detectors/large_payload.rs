@@ -47,6 +47,7 @@ detector! {
         id: LargePayload,
         summary: "large HTTP bodies sent without compression",
         reads: [Reads::Traces("HTTP span carrying a body size (http.response.body.size)")],
+        same_cause: [],
     }
 }
 
@@ -159,6 +160,7 @@ fn observe_body(
     out.push(Observation {
         subject: Subject::ResponseBody { call },
         location: Some(location()),
+        related: None,
         saved_ns,
         latency_saved_ns: saved_ns,
         occurrences: 1,

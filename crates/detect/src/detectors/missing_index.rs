@@ -51,6 +51,7 @@ detector! {
         id: MissingIndex,
         summary: "a statement scans a table where an index would halve its cost or better",
         reads: [Reads::Database(STATEMENTS)],
+        same_cause: [SlowQuery],
     }
 }
 

@@ -9,6 +9,7 @@ use crate::finding::{Basis, Confidence};
 use crate::profile::{Category, ProfileView};
 use crate::registry::{Conclusion, Detector, Estimate, Reads, detector};
 use crate::request::Request;
+use crate::stack::{Orm, Stack};
 use crate::trace_analysis::{Observation, Observer};
 use crate::traces::GroupView;
 
@@ -68,6 +69,7 @@ detector! {
             Reads::Database(STATEMENTS),
             Reads::Profile("ORM lazy-load frames"),
         ],
+        same_cause: [],
     }
 }
 
@@ -149,6 +151,28 @@ pub(crate) fn repeated_calls<'a>(
     groups
 }
 
+/// The statement that loaded the parent rows of a loop: the last one under the same owner
+/// before the loop's first repeat, not housekeeping. Its foreign-key columns name the relation
+/// the loop loads one row at a time.
+fn parent_query(request: &Request<'_>, owner: usize, first: usize) -> Option<Subject> {
+    let before = request.span(first).start_unix_nano;
+    request
+        .local
+        .iter()
+        .copied()
+        .filter(|&i| i != first && request.span(i).start_unix_nano < before)
+        .filter(|&i| request.owner(i) == Some(owner))
+        .filter_map(|i| Some((request.span(i).start_unix_nano, request.statement(i)?)))
+        .filter(|(_, statement)| {
+            !is_housekeeping_statement(&statement.normalized)
+                && request
+                    .statement(first)
+                    .is_none_or(|f| f.fingerprint != statement.fingerprint)
+        })
+        .max_by_key(|(start, _)| *start)
+        .map(|(_, statement)| statement.subject())
+}
+
 /// Share of a profile's busy time in ORM lazy loading that is flagged.
 const MIN_LAZY_LOAD_SHARE: f64 = 0.1;
 
@@ -179,11 +203,12 @@ impl Detector for NPlusOne {
         let mut seen = 0;
         let groups = repeated_calls(request, &mut seen);
         out.evaluated_many(seen);
-        for ((_, key), mut calls) in groups {
+        for ((owner, key), mut calls) in groups {
             if calls.len() < MIN_REPEATS {
                 continue;
             }
             calls.sort_by_key(|&i| request.span(i).start_unix_nano);
+            let related = parent_query(request, owner, calls[0]);
             let spans: Vec<_> = calls.iter().map(|&i| request.span(i)).collect();
             let calls_ns: u64 = spans.iter().map(|s| s.duration_nano()).sum();
             let starts = local_starts.get_or_insert_with(|| {
@@ -219,6 +244,7 @@ impl Detector for NPlusOne {
             out.push(Observation {
                 subject,
                 location: None,
+                related,
                 saved_ns: cost_ns - batched_ns,
                 latency_saved_ns: wall_ns.saturating_sub(batched_ns),
                 occurrences: calls.len() as u64,
@@ -258,7 +284,7 @@ impl Detector for NPlusOne {
                 group.location
             )
         } else {
-            batch_query_fix(group.location)
+            batch_query_fix(group.location, group.group.related.as_ref(), group.stack)
         };
         let mut assumptions = vec![
             format!(
@@ -360,48 +386,256 @@ impl Detector for NPlusOne {
     }
 }
 
-/// The concrete fix for a repeated statement: the batched query and the ORM calls that emit it.
-/// The table and the column it looks up by come from PostgreSQL's own parse of the statement
-/// (aliases resolved); the SQL lexer's reading is the fallback.
-fn batch_query_fix(normalized: &str) -> String {
+/// The relation an N+1 loads one row at a time, as its statement and the parent query before it
+/// show it.
+#[derive(Debug, PartialEq)]
+struct Relation {
+    /// The table the repeats read.
+    table: String,
+    /// The column they look it up by.
+    column: Option<String>,
+    /// The parent rows' table, when known.
+    parent: Option<String>,
+    /// The relation's name on the parent: its foreign key without `_id` (`author_id` → `author`)
+    /// for a to-one relation, the child's name for a to-many one.
+    name: String,
+    /// Whether each parent row has one of these (it holds the foreign key) or many (they hold it).
+    to_one: bool,
+}
+
+/// Reads the relation: a lookup by `id` is to-one — the parent query's foreign-key column that
+/// names this table says which relation; a lookup by `<parent>_id` is to-many. PostgreSQL's own
+/// parse of the statements (aliases resolved); the SQL lexer's reading is the fallback.
+fn relation_of(normalized: &str, related: Option<&Subject>) -> Option<Relation> {
     let (table, column) = match chokepoint_sql::parse_normalized(normalized) {
         Ok(parsed) => {
-            let table = parsed.tables.first().cloned();
-            let column = table.as_ref().and_then(|t| {
-                parsed
-                    .columns
-                    .iter()
-                    .filter(|c| c.role == chokepoint_sql::Role::Equality)
-                    .find(|c| {
-                        c.table
-                            .as_ref()
-                            .is_none_or(|q| q == t || t.ends_with(&format!(".{q}")))
-                    })
-                    .map(|c| c.column.clone())
-            });
+            let table = parsed.tables.first().cloned()?;
+            let column = parsed
+                .columns
+                .iter()
+                .filter(|c| c.role == chokepoint_sql::Role::Equality)
+                .find(|c| {
+                    c.table
+                        .as_ref()
+                        .is_none_or(|q| *q == table || table.ends_with(&format!(".{q}")))
+                })
+                .map(|c| c.column.clone());
             (table, column)
         }
         Err(_) => {
             let statement = crate::sql::normalize(normalized);
             (
-                statement.tables.first().cloned(),
+                statement.tables.first().cloned()?,
                 statement.filter_columns.first().cloned(),
             )
         }
     };
-    let table = table.unwrap_or_else(|| "the related table".to_owned());
-    match column {
-        Some(column) => format!(
-            "Load all the `{table}` rows in one query — `… FROM {table} WHERE {column} IN (…)` or `= ANY(:ids)` — \
-             instead of one `{}` per parent row. SQLAlchemy: `.options(selectinload(Parent.{table}))` on the \
-             parent query; Django: `.prefetch_related(\"{table}\")` (or `select_related` for a to-one relation).",
+    let parent_query = match related {
+        Some(Subject::Statement { text, .. }) => chokepoint_sql::parse_normalized(text).ok(),
+        _ => None,
+    };
+    let bare = |name: &str| {
+        name.rsplit('.')
+            .next()
+            .unwrap_or(name)
+            .trim_matches('"')
+            .to_owned()
+    };
+    match column.as_deref() {
+        Some(key) if key.ends_with("_id") => Some(Relation {
+            name: model_name(&bare(&table)),
+            parent: parent_query
+                .as_ref()
+                .and_then(|p| p.tables.first().cloned())
+                .or_else(|| Some(key.trim_end_matches("_id").to_owned())),
+            table,
+            column,
+            to_one: false,
+        }),
+        _ => {
+            // A lookup by the key: the parent rows hold the foreign key. Which one: the parent
+            // query's `*_id` column whose name ends this table's (`author_id` for `dj_author`),
+            // else its only one.
+            let foreign_keys: Vec<String> = parent_query
+                .as_ref()
+                .map(|p| {
+                    p.selected
+                        .iter()
+                        .filter(|(_, c)| c.ends_with("_id"))
+                        .map(|(_, c)| c.trim_end_matches("_id").to_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let own = bare(&table);
+            let singular = singular(&model_name(&own));
+            let name = foreign_keys
+                .iter()
+                .find(|fk| {
+                    own.ends_with(fk.as_str()) || singular.ends_with(fk.as_str()) || fk.ends_with(&singular)
+                })
+                .or_else(|| (foreign_keys.len() == 1).then(|| &foreign_keys[0]))
+                .cloned()
+                .unwrap_or(singular);
+            Some(Relation {
+                parent: parent_query.and_then(|p| p.tables.first().cloned()),
+                table,
+                column,
+                name,
+                to_one: true,
+            })
+        }
+    }
+}
+
+/// A table's model name as a framework would have it: Django prefixes its tables with the app's
+/// label (`dj_author` → `author`); other ORMs name them after the model.
+fn model_name(table: &str) -> String {
+    table.trim_matches('"').to_owned()
+}
+
+/// A naive singular: `items` → `item`, `categories` → `category`.
+fn singular(name: &str) -> String {
+    if let Some(stem) = name.strip_suffix("ies") {
+        format!("{stem}y")
+    } else if name.ends_with("ss") {
+        name.to_owned()
+    } else {
+        name.strip_suffix('s').unwrap_or(name).to_owned()
+    }
+}
+
+/// `dj_book` → `Book`, `order_items` → `OrderItem`: the class an ORM would map a table to, for
+/// an example. Django's tables carry their app's label first (`app_model`), which is dropped.
+fn class_name(table: &str, django: bool) -> String {
+    let bare = table.rsplit('.').next().unwrap_or(table).trim_matches('"');
+    let bare = match bare.split_once('_') {
+        Some((_, model)) if django && !model.is_empty() => model,
+        _ => bare,
+    };
+    singular(bare)
+        .split('_')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .map(|first| first.to_uppercase().chain(chars).collect::<String>())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The concrete fix for a repeated statement, in the service's terms: the ORM its spans'
+/// instrumentation names (Django, SQLAlchemy, Hibernate, Active Record) and the relation its
+/// statement and the parent query show — or, for a driver called with SQL, the batched statement.
+/// Without a known ORM, each common one's call, named with the relation.
+fn batch_query_fix(normalized: &str, related: Option<&Subject>, stack: Stack) -> String {
+    let Some(relation) = relation_of(normalized, related) else {
+        return format!(
+            "Run `{}` once per request instead of once per item: hoist it out of the loop, or load what it reads together \
+             with the parent rows.",
+            clip(normalized, 60)
+        );
+    };
+    let table = &relation.table;
+    let django_tables = stack.orm == Some(Orm::Django);
+    let parent_class = relation
+        .parent
+        .as_deref()
+        .map(|p| class_name(p, django_tables))
+        .unwrap_or_else(|| "Parent".to_owned());
+    let name = if django_tables && !relation.to_one {
+        // Django's reverse accessor of a foreign key: `<model>_set`, unless a related_name says
+        // otherwise.
+        format!("{}_set", class_name(table, true).to_ascii_lowercase())
+    } else {
+        relation.name.clone()
+    };
+
+    // The driver's own placeholder when it is one the spans name (psycopg's `%s`).
+    let ids = if stack.orm == Some(Orm::Driver) {
+        "%s"
+    } else {
+        ":ids"
+    };
+    let batched = match &relation.column {
+        Some(column) => {
+            format!("`… FROM {table} WHERE {column} = ANY({ids})` with the ids of all the parent rows")
+        }
+        None => format!("one `… FROM {table} WHERE … IN (…)` for all the parent rows"),
+    };
+    let parents = relation
+        .parent
+        .as_deref()
+        .map_or_else(|| "the parent rows".to_owned(), |p| format!("the `{p}` rows"));
+    match stack.orm {
+        Some(Orm::Django) => {
+            let call = if relation.to_one {
+                format!("select_related(\"{name}\")")
+            } else {
+                format!("prefetch_related(\"{name}\")")
+            };
+            format!(
+                "Load the related rows with {parents} in {}: `.{call}` on the queryset that loads them \
+                 (`{parent_class}.objects.{call}`){} — instead of one `{}` per row.",
+                if relation.to_one {
+                    "one query (a JOIN)"
+                } else {
+                    "one more query"
+                },
+                if relation.to_one {
+                    ""
+                } else {
+                    "; with a related_name, use that"
+                },
+                clip(normalized, 60)
+            )
+        }
+        Some(Orm::SqlAlchemy) => {
+            let loader = if relation.to_one {
+                "joinedload"
+            } else {
+                "selectinload"
+            };
+            format!(
+                "Load `{parent_class}.{name}` with {parents}: `.options({loader}({parent_class}.{name}))` on the query that \
+                 loads them (or `lazy=\"selectin\"` on the relationship) — instead of one `{}` per row.",
+                clip(normalized, 60)
+            )
+        }
+        Some(Orm::Hibernate) => format!(
+            "Fetch `{name}` with {parents}: `JOIN FETCH` in the query (or an `@EntityGraph`, or `@BatchSize` on the \
+             association) — instead of one `{}` per row.",
+            clip(normalized, 60)
+        ),
+        Some(Orm::ActiveRecord) => format!(
+            "Preload `{name}` with {parents}: `.includes(:{name})` — instead of one `{}` per row.",
+            clip(normalized, 60)
+        ),
+        Some(Orm::Driver) => format!(
+            "The service runs this SQL itself: fetch {} for all {parents} in one statement — {batched}, or a JOIN in the \
+             query that loads them — instead of one `{}` per row.",
+            if relation.to_one {
+                "the related row"
+            } else {
+                "the related rows"
+            },
             clip(normalized, 60)
         ),
         None => format!(
-            "Run `{}` once per request instead of once per item: hoist it out of the loop, or load what it \
-             reads together with the parent rows (SQLAlchemy `selectinload`/`joinedload`, Django \
-             `prefetch_related`).",
-            clip(normalized, 60)
+            "Load the `{table}` rows for all {parents} in one query — {batched} — instead of one `{}` per row. \
+             SQLAlchemy: `.options({}({parent_class}.{name}))`; Django: `.{}(\"{name}\")`.",
+            clip(normalized, 60),
+            if relation.to_one {
+                "joinedload"
+            } else {
+                "selectinload"
+            },
+            if relation.to_one {
+                "select_related"
+            } else {
+                "prefetch_related"
+            },
         ),
     }
 }
@@ -414,3 +648,70 @@ const DB_MAX_ROWS_PER_CALL: f64 = 1.5;
 const DB_MAX_MEAN_MS: f64 = 1.0;
 /// The share of the lookups' time batching removes: ten or more per query, nine tenths.
 const DB_BATCHED_SAVING: f64 = 0.9;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::Framework;
+
+    fn django() -> Stack {
+        Stack::from_scopes([
+            "opentelemetry.instrumentation.django",
+            "opentelemetry.instrumentation.psycopg2",
+        ])
+    }
+
+    fn statement(text: &str) -> Subject {
+        crate::sql::normalize(text).subject()
+    }
+
+    #[test]
+    fn a_django_to_one_lookup_is_fixed_with_select_related_named_by_the_foreign_key() {
+        let parent = statement(
+            r#"SELECT "dj_book"."id", "dj_book"."title", "dj_book"."author_id" FROM "dj_book" ORDER BY "dj_book"."id" ASC LIMIT 50"#,
+        );
+        let repeat = crate::sql::normalize(
+            r#"SELECT "dj_author"."id", "dj_author"."name" FROM "dj_author" WHERE "dj_author"."id" = %s LIMIT 21"#,
+        )
+        .normalized;
+        assert_eq!(django().framework, Some(Framework::Django));
+        let fix = batch_query_fix(&repeat, Some(&parent), django());
+        assert!(fix.contains(r#"select_related("author")"#), "{fix}");
+        assert!(fix.contains("Book.objects"), "{fix}");
+        assert!(
+            !fix.contains("selectinload") && !fix.contains("dj_author\")"),
+            "{fix}"
+        );
+    }
+
+    #[test]
+    fn a_to_many_lookup_speaks_the_orm_the_spans_name() {
+        let repeat = crate::sql::normalize("SELECT sku, qty FROM items WHERE order_id = %s").normalized;
+        let parent = statement("SELECT id, total FROM orders WHERE id BETWEEN %s AND %s ORDER BY id");
+        let sqlalchemy = Stack::from_scopes(["opentelemetry.instrumentation.sqlalchemy"]);
+        let fix = batch_query_fix(&repeat, Some(&parent), sqlalchemy);
+        assert!(fix.contains("selectinload(Order.items)"), "{fix}");
+        assert!(!fix.contains("prefetch_related"), "{fix}");
+        let flask = Stack::from_scopes([
+            "opentelemetry.instrumentation.flask",
+            "opentelemetry.instrumentation.psycopg2",
+        ]);
+        let fix = batch_query_fix(&repeat, Some(&parent), flask);
+        assert!(
+            fix.contains("order_id = ANY(%s)") && fix.contains("JOIN"),
+            "{fix}"
+        );
+        assert!(
+            !fix.contains("selectinload") && !fix.contains("prefetch_related"),
+            "{fix}"
+        );
+        let fix = batch_query_fix(&repeat, Some(&parent), django());
+        assert!(fix.contains(r#"prefetch_related("item_set")"#), "{fix}");
+        // Nothing names the ORM: each common one's call, with the relation's name.
+        let fix = batch_query_fix(&repeat, None, Stack::default());
+        assert!(
+            fix.contains("selectinload(") && fix.contains("prefetch_related(\"items\")"),
+            "{fix}"
+        );
+    }
+}

@@ -45,6 +45,7 @@ detector! {
         id: NetworkLatency,
         summary: "calls whose time goes to the wire rather than to the service called",
         reads: [Reads::Traces("client span whose downstream server span is in the same trace")],
+        same_cause: [],
     }
 }
 
@@ -79,6 +80,7 @@ impl Detector for NetworkLatency {
                         service: server.service.to_string(),
                     },
                     location: None,
+                    related: None,
                     saved_ns,
                     latency_saved_ns: saved_ns,
                     occurrences: u64::from(far),

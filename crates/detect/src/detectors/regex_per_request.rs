@@ -39,6 +39,7 @@ detector! {
         id: RegexPerRequest,
         summary: "patterns compiled on every request",
         reads: [Reads::Profile("regex compilation frames")],
+        same_cause: [],
     }
 }
 

@@ -49,6 +49,7 @@ detector! {
         id: SequentialCalls,
         summary: "independent calls awaited one after another instead of concurrently",
         reads: [Reads::Traces("HTTP GET or SQL SELECT client spans")],
+        same_cause: [],
     }
 }
 
@@ -112,6 +113,7 @@ impl Detector for SequentialCalls {
             out.push(Observation {
                 subject: Subject::CallSequence { calls },
                 location: Some(location),
+                related: None,
                 saved_ns,
                 latency_saved_ns: saved_ns,
                 occurrences: ordered.len() as u64,

@@ -1,6 +1,6 @@
 //! `slow-query`: statements that take long, absolutely or relative to their request.
 
-use chokepoint_evidence::Resource;
+use chokepoint_evidence::{Resource, Subject};
 
 use crate::db::{STATEMENTS, StatementView, create_index};
 use crate::detectors::{clip, ns, percent};
@@ -63,6 +63,7 @@ detector! {
             Reads::Traces("database spans with a statement"),
             Reads::Database(STATEMENTS),
         ],
+        same_cause: [MissingIndex, LockContention, UnboundedResult],
     }
 }
 
@@ -98,6 +99,7 @@ impl Detector for SlowQuery {
             out.push(Observation {
                 subject: statement.subject(),
                 location: None,
+                related: None,
                 saved_ns,
                 latency_saved_ns: saved_ns,
                 occurrences: 1,
@@ -115,6 +117,14 @@ impl Detector for SlowQuery {
     }
 
     fn conclude(&self, group: &GroupView<'_>) -> Option<Conclusion> {
+        // Slow only because it waits on a lock the database watch saw it wait on, with nothing
+        // slow in its plan: that is lock-contention's finding, not a plan problem.
+        if let (Some(database), Subject::Statement { fingerprint, .. }) = (group.database, group.subject())
+            && database.waits_on_locks(*fingerprint)
+            && group.db_statement().is_none_or(|s| s.plan_reasons().is_empty())
+        {
+            return None;
+        }
         let mean_ms = group.mean("statement_ms");
         let mut title = format!(
             "`{}` takes {mean_ms:.0} ms on average (max {:.0} ms), {} of {} in {} of {} requests",
@@ -284,8 +294,8 @@ fn index_hints(normalized: &str) -> String {
                 "a trigram index for its `{}` on {} — `CREATE EXTENSION IF NOT EXISTS pg_trgm; CREATE INDEX CONCURRENTLY ON \
                  {table} USING gin ({} gin_trgm_ops);` (no B-tree serves that pattern)",
                 pattern.kind.operator(),
-                pattern.column,
-                pattern.column
+                pattern.expression(),
+                pattern.expression()
             ));
         }
         // `id` is the primary key by every ORM's convention: already indexed.

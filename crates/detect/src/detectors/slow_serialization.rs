@@ -4,8 +4,9 @@ use chokepoint_evidence::Resource;
 
 use crate::detectors::percent;
 use crate::finding::Basis;
-use crate::profile::{Category, Framework, ProfileView};
+use crate::profile::{Category, ProfileView};
 use crate::registry::{Conclusion, Detector, Reads, detector};
+use crate::stack::Framework;
 
 detector! {
     /// # What it detects
@@ -46,6 +47,7 @@ detector! {
         id: SlowSerialization,
         summary: "serialization takes much of the busy time",
         reads: [Reads::Profile("serialization frames")],
+        same_cause: [],
     }
 }
 
@@ -75,7 +77,7 @@ impl Detector for SlowSerialization {
             "At {}: serialize with `orjson.dumps(…)` ({}){}; \
              serialize once and cache a document that does not change between requests.",
             hot.place_text(),
-            match profile.framework {
+            match profile.stack.framework {
                 Some(Framework::FastApi) => "FastAPI: `default_response_class=ORJSONResponse`",
                 Some(Framework::Flask) =>
                     "Flask: `Response(orjson.dumps(data), mimetype=\"application/json\")`, or an orjson `app.json` provider",
@@ -83,7 +85,7 @@ impl Detector for SlowSerialization {
                     "Django REST framework: an orjson renderer in `DEFAULT_RENDERER_CLASSES`",
                 Some(Framework::Django) =>
                     "Django: `HttpResponse(orjson.dumps(data), content_type=\"application/json\")`",
-                None => "FastAPI: `ORJSONResponse`; Flask and Django: a response of `orjson.dumps(data)`",
+                _ => "FastAPI: `ORJSONResponse`; Flask and Django: a response of `orjson.dumps(data)`",
             },
             if extras.is_empty() {
                 String::new()

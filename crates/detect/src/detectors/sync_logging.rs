@@ -40,6 +40,7 @@ detector! {
         id: SyncLogging,
         summary: "logging writes synchronously on the request path",
         reads: [Reads::Profile("logging handler frames")],
+        same_cause: [],
     }
 }
 

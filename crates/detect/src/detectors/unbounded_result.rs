@@ -46,6 +46,7 @@ detector! {
             Reads::Traces("database span carrying a row count (db.response.returned_rows)"),
             Reads::Database(STATEMENTS),
         ],
+        same_cause: [],
     }
 }
 
@@ -95,6 +96,7 @@ impl Detector for UnboundedResult {
             out.push(Observation {
                 subject: statement.subject(),
                 location: None,
+                related: None,
                 saved_ns,
                 latency_saved_ns: saved_ns,
                 occurrences: 1,

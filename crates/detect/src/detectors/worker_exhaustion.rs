@@ -40,6 +40,7 @@ detector! {
         id: WorkerExhaustion,
         summary: "throughput capped by a pool of busy, mostly idle workers",
         reads: [Reads::Load(TARGET_SAMPLED)],
+        same_cause: [],
     }
 }
 
@@ -58,18 +59,35 @@ impl Detector for WorkerExhaustion {
         if curve.knee.host_cpu_busy >= crate::load::HOST_SATURATED {
             return None; // the workers wait on a host whose CPU is used up: cpu-saturation's case
         }
+        if curve.queued_on_a_lock() {
+            return None; // requests serialized by a database lock: lock-contention's case
+        }
         let service_ms = curve.low.latency.mean_ms;
         let workers = (curve.capacity_rps * service_ms / 1e3).round().max(2.0);
+        let threads = curve.knee.target.as_ref().map(|t| t.threads).filter(|t| *t > 0.0);
         let title = format!(
-            "Throughput plateaus at {:.0} requests/s from {} with the CPU mostly idle ({cores:.2} cores): about {workers:.0} workers, each busy {service_ms:.0} ms per request",
+            "Throughput plateaus at {:.0} requests/s from {} with the CPU mostly idle ({cores:.2} cores): about {workers:.0} requests in service at a time, each {service_ms:.0} ms{}",
             curve.capacity_rps,
             offered(curve.run, curve.knee.offered),
+            threads.map_or_else(String::new, |t| format!(", in a process of {t:.0} threads")),
         );
+        let pools = match curve.stack.server {
+            Some(server) => format!(
+                "{} — and the database pool the handlers take connections from",
+                server.workers_setting()
+            ),
+            None => "the server's workers or threads (gunicorn `--workers`/`--threads`, waitress `threads=`, uvicorn's \
+                     thread pool for sync endpoints, `anyio.to_thread.current_default_thread_limiter().total_tokens`) \
+                     and the database pool (SQLAlchemy `pool_size`/`max_overflow`, psycopg2's pool `maxconn`)"
+                .to_owned(),
+        };
+        let make_async = match curve.stack.server {
+            Some(server) if !server.event_loop() => "shorten what each request waits on",
+            _ => "make the slow call async (`async def` with httpx / asyncpg) or shorter",
+        };
         let fix = format!(
-            "The service runs about {workers:.0} requests at a time (capacity {:.0}/s × {service_ms:.0} ms, Little's law) and \
-             they wait rather than compute: make the slow call async (`async def` with httpx / asyncpg) or shorter, or raise \
-             the pool that caps it — Starlette's thread pool (`anyio.to_thread.current_default_thread_limiter().total_tokens`), \
-             gunicorn `--threads`, SQLAlchemy `pool_size`/`max_overflow` — to what the load needs.",
+            "About {workers:.0} requests are in service at a time (capacity {:.0}/s × {service_ms:.0} ms, Little's law) and \
+             they wait rather than compute: {make_async}, or raise the pool that caps it — {pools} — to what the load needs.",
             curve.capacity_rps
         );
         Some(
@@ -86,6 +104,8 @@ impl Detector for WorkerExhaustion {
             .assume(vec![
                 "the low-load latency is the time a worker is held per request".into(),
                 "a downstream that is itself saturated looks the same: check its resources".into(),
+                "no database lock serialized the requests (with --pg, the watch would have shown sessions waiting on it)"
+                    .into(),
             ])
             .metrics(vec![
                 ("cpu_cores_at_knee", cores),
