@@ -227,6 +227,7 @@ fn trace(rng: &mut Rng, number: u64, out: &mut Vec<(TraceId, Span)>) -> bool {
                 end_unix_nano: at + duration,
                 attributes,
                 status_error: false,
+                scope: None,
             },
         ));
         next_id += 1;
@@ -265,6 +266,7 @@ fn trace(rng: &mut Rng, number: u64, out: &mut Vec<(TraceId, Span)>) -> bool {
                 ),
             ]),
             status_error: false,
+            scope: None,
         },
     ));
     route == "/orders"

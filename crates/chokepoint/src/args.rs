@@ -533,12 +533,20 @@ impl DiagnoseArgs {
             })));
         }
         // Every source the machine allows: a profile when the target is local and py-spy is there
-        // and none was given.
-        load.profile = !no_profile
-            && recorded.profile_files.is_empty()
-            && !load.no_pid
-            && chokepoint_profile::find_py_spy(load.py_spy.as_deref()).is_ok();
+        // and none was given — and when py-spy is not there, the report says what that costs.
+        let wants_profile = !no_profile && recorded.profile_files.is_empty() && !load.no_pid;
+        let py_spy = chokepoint_profile::find_py_spy(load.py_spy.as_deref());
+        load.profile = wants_profile && py_spy.is_ok();
+        let missing_profiler = match py_spy {
+            Err(error) if wants_profile => Some(chokepoint_evidence::Note::new(
+                chokepoint_evidence::Severity::Warning,
+                "--profile",
+                format!("{error}; {WITHOUT_PROFILE} (--no-profile runs without it knowingly)"),
+            )),
+            _ => None,
+        };
         let mut config = load.validate()?;
+        config.notes.extend(missing_profiler);
         config.command = "diagnose";
         config.baseline = baseline;
         if !no_traces && recorded.trace_files.is_empty() {
@@ -728,7 +736,14 @@ pub(crate) struct LoadConfig {
     pub(crate) baseline: Option<PathBuf>,
     /// `diagnose`: evidence recorded before, joined with the ramp.
     pub(crate) recorded: Recorded,
+    /// What validating the arguments found to say in the report: a source `diagnose` would use
+    /// and cannot (py-spy missing).
+    pub(crate) notes: Vec<chokepoint_evidence::Note>,
 }
+
+/// What a verdict lacks without a profile, for the warning that says py-spy is missing.
+pub(crate) const WITHOUT_PROFILE: &str = "the verdict lacks the profile: which code burns the CPU, what holds the \
+     event loop, which line runs a slow or repeated statement — a limit is then named without the code that consumes it";
 
 /// What each request of a ramp is.
 #[derive(Debug)]
@@ -904,6 +919,7 @@ impl LoadArgs {
             record_spans: None,
             baseline: None,
             recorded: Recorded::default(),
+            notes: Vec::new(),
             profile: self.profile.then_some(LoadProfileConfig {
                 out: self.profile_out,
                 py_spy: self.py_spy,

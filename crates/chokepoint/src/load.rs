@@ -93,6 +93,9 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
         shape.stop.model,
         config.url
     );
+    for note in &config.notes {
+        eprintln!("chokepoint: warning: {}: {}", note.source, note.message);
+    }
     let interrupted = Arc::new(AtomicBool::new(false));
     {
         let interrupted = Arc::clone(&interrupted);
@@ -183,7 +186,7 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
         Some(watch) => Some(watch.finish().await),
         None => None,
     };
-    let mut notes = Vec::new();
+    let mut notes = config.notes.clone();
     let mut inputs = vec![Input {
         source: run.url.clone(),
         format: Some("load ramp".into()),
@@ -338,9 +341,16 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
                 }
                 Err(error) => {
                     notes.push(Note::new(
-                        Severity::Error,
+                        if config.command == "diagnose" {
+                            Severity::Warning
+                        } else {
+                            Severity::Error
+                        },
                         "--profile",
-                        format!("{error}; the ramp's findings stand without it"),
+                        format!(
+                            "{error}; the ramp's findings stand without it, and {}",
+                            crate::args::WITHOUT_PROFILE
+                        ),
                     ));
                     None
                 }

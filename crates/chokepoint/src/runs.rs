@@ -24,8 +24,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::args::{ReportConfig, SaveConfig};
 
-/// The layout version of a run folder.
-const LAYOUT: u32 = 1;
+/// The layout version of a run folder. Layout 2 (chokepoint 0.1, with anchors): the traces'
+/// endpoints keep the statements they run and the instrumentation scopes that recorded them, a
+/// ramp the target's command line. Layout 1 runs read as they are: what they lack is absent (a
+/// database finding stays on its database, fixes name every ORM), and the report says so.
+const LAYOUT: u32 = 2;
 
 /// `run.json`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -186,6 +189,24 @@ pub(crate) struct SavedRun {
     pub(crate) evidence: Evidence,
 }
 
+impl SavedRun {
+    /// What reading a run of an older layout leaves out, when it is one.
+    pub(crate) fn older_layout(&self, dir: &Path) -> Option<Note> {
+        (self.meta.layout < LAYOUT).then(|| {
+            Note::new(
+                Severity::Info,
+                dir.display().to_string(),
+                format!(
+                    "saved in run layout {} (this chokepoint writes {LAYOUT}): its traces lack the statements each endpoint \
+                     runs and the instrumentation that recorded them, so its database findings stay on the database and its \
+                     fixes do not know the framework",
+                    self.meta.layout
+                ),
+            )
+        })
+    }
+}
+
 /// Reads a run folder (or its `run.json`).
 pub(crate) fn load(path: &Path) -> anyhow::Result<SavedRun> {
     let dir = if path.file_name().is_some_and(|n| n == "run.json") {
@@ -233,7 +254,9 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
 /// `chokepoint report RUN`: the saved run analysed again with today's detectors.
 pub(crate) fn show(path: &Path, config: &ReportConfig) -> anyhow::Result<u8> {
     let run = load(path)?;
+    let older = run.older_layout(path);
     let mut notes = run.meta.notes;
+    notes.extend(older);
     if run.meta.chokepoint_version != env!("CARGO_PKG_VERSION") {
         notes.push(Note::new(
             Severity::Info,
@@ -259,6 +282,11 @@ pub(crate) fn compare(
 ) -> anyhow::Result<u8> {
     let a = load(before)?;
     let b = load(after)?;
+    for (run, dir) in [(&a, before), (&b, after)] {
+        if let Some(note) = run.older_layout(dir) {
+            eprintln!("chokepoint: {}: {}", note.source, note.message);
+        }
+    }
     let outcome_a = chokepoint_detect::analyse(&a.evidence);
     let outcome_b = chokepoint_detect::analyse(&b.evidence);
     let comparison = chokepoint_detect::compare((&a.evidence, &outcome_a), (&b.evidence, &outcome_b));

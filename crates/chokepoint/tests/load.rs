@@ -722,3 +722,51 @@ fn a_ramp_that_stops_before_its_profiled_steps_says_nothing_was_profiled() {
         "{recording} is removed"
     );
 }
+
+#[test]
+fn diagnose_without_py_spy_says_what_the_verdict_lacks_and_how_to_install_it() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let server = Server::start("cpu");
+    // A machine without py-spy: not on PATH (only the system's own programs), no ./.venv here.
+    let elsewhere = tempfile::tempdir().expect("temp dir");
+    let url = format!("http://127.0.0.1:{}/", server.port);
+    let output = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .current_dir(elsewhere.path())
+        .env("PATH", "/usr/bin:/bin")
+        .args([
+            "diagnose",
+            &url,
+            "--concurrency",
+            "1,2",
+            "--step-duration",
+            "1s",
+            "--no-traces",
+        ])
+        .args(["--run-dir", elsewhere.path().join("run").to_str().expect("UTF-8")])
+        .args(["--format", "json"])
+        .output()
+        .expect("chokepoint runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("warning: --profile: py-spy is not installed")
+            && stderr.contains("pip install py-spy"),
+        "said before the ramp, with the install command: {stderr}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    let warning = report["notes"]
+        .as_array()
+        .expect("notes")
+        .iter()
+        .find(|n| n["source"] == "--profile")
+        .unwrap_or_else(|| panic!("no note on the profile: {report:#}"));
+    assert_eq!(warning["severity"], "warning", "{warning:#}");
+    let message = warning["message"].as_str().expect("message");
+    assert!(message.contains("pip install py-spy"), "{message}");
+    assert!(message.contains("the verdict lacks the profile"), "{message}");
+    // Profiling was not run, and its detectors say why they did not judge.
+    assert!(report.get("profile").is_none_or(|p| p.is_null()), "{report:#}");
+    // The ramp's verdict stands without it: a warning, not an error.
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(bottleneck(&report), "cpu-saturation", "{report:#}");
+}

@@ -288,3 +288,55 @@ fn sigterm_stops_a_recording_and_reports_what_was_recorded() {
     assert!(out.is_file(), "the partial recording is kept");
     drop(workload);
 }
+
+#[test]
+fn a_profile_of_five_samples_is_skipped_with_its_count_not_judged_clean() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("tiny.raw");
+    // Five busy samples of a sort, far too few to judge anything by.
+    std::fs::write(
+        &path,
+        "MainThread;run (app.py:3);handler (app.py:12);<lambda> (app.py:12) 5\n",
+    )
+    .expect("write");
+    let output = chokepoint(&["profile", path.to_str().expect("UTF-8"), "--format", "json"]);
+    assert_exit(&output, 0);
+    let report = json(&output);
+    assert!(
+        report["findings"].as_array().expect("findings").is_empty(),
+        "{report:#}"
+    );
+    let skipped: Vec<(&str, &str)> = report["skipped"]
+        .as_array()
+        .expect("skipped")
+        .iter()
+        .map(|s| {
+            (
+                s["detector"].as_str().unwrap_or(""),
+                s["reason"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    for id in [
+        "in-memory-sort",
+        "cpu-saturation",
+        "slow-serialization",
+        "blocking-call",
+    ] {
+        let reason = skipped
+            .iter()
+            .find(|(d, _)| *d == id)
+            .map(|(_, r)| *r)
+            .unwrap_or_else(|| panic!("{id} is not skipped: {skipped:?}"));
+        assert!(
+            reason.contains("a profile of 5 busy sample(s)") && reason.contains("at least 50"),
+            "{id}: {reason}"
+        );
+    }
+    let said = notes(&report, "warning");
+    assert!(
+        said.iter()
+            .any(|n| n.contains("5 busy sample") && n.contains("profile longer")),
+        "{said:?}"
+    );
+}

@@ -257,3 +257,126 @@ fn a_run_folder_on_a_full_disk_is_an_error_and_the_report_is_still_printed() {
         "{report:#}"
     );
 }
+
+/// A run folder of spans written as a fixture's trace templates.
+fn run_from_traces(dir: &Path, traces: &str) {
+    let evidence =
+        chokepoint_detect::evidence_from_fixture(&format!(r#"{{"traces": [{traces}]}}"#)).expect("evidence");
+    std::fs::create_dir_all(dir).expect("dir");
+    std::fs::write(
+        dir.join("evidence.json"),
+        serde_json::to_vec(&evidence).expect("json"),
+    )
+    .expect("write");
+    let meta = serde_json::json!({
+        "layout": 2, "chokepoint_version": env!("CARGO_PKG_VERSION"), "command": "traces", "label": "t",
+        "created": "2026-01-01T00:00:00Z", "inputs": [], "notes": [], "attachments": []
+    });
+    std::fs::write(dir.join("run.json"), meta.to_string()).expect("write");
+}
+
+/// Eight requests of `service`'s `GET /orders`, each loading 20 orders' items one at a time.
+fn orders_n_plus_one(service: &str) -> String {
+    format!(
+        r#"{{"repeat": 8, "spans": [
+          {{"id": "root", "kind": "server", "service": "{service}", "name": "GET /orders", "end_ms": 120,
+            "attrs": {{"http.route": "/orders", "http.request.method": "GET"}}}},
+          {{"id": "q", "parent": "root", "kind": "client", "service": "{service}", "start_ms": 5, "end_ms": 9,
+            "times": 20, "every_ms": 5,
+            "attrs": {{"db.system": "postgresql", "db.statement": "SELECT * FROM items WHERE order_id = 7"}}}}
+        ]}}"#
+    )
+}
+
+#[test]
+fn two_services_with_the_same_route_stay_two_endpoints_through_compare() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    // Before: the shop and the billing service each run the same N+1 on `GET /orders`; after,
+    // only billing does.
+    run_from_traces(
+        &a,
+        &format!("{},{}", orders_n_plus_one("shop"), orders_n_plus_one("billing")),
+    );
+    run_from_traces(&b, &orders_n_plus_one("billing"));
+    let output = chokepoint(&["compare", path(&a), path(&b), "--format", "json"]);
+    assert_exit(&output, 0);
+    let comparison = json(&output);
+    let status_of = |service: &str| -> Vec<String> {
+        comparison["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .filter(|f| f["detector"] == "n-plus-one" && f["scope"]["service"] == service)
+            .map(|f| f["status"].as_str().expect("status").to_owned())
+            .collect()
+    };
+    assert_eq!(status_of("shop"), ["fixed"], "{comparison:#}");
+    // Billing's is matched with its own (its size per second of traffic moves with the shorter
+    // window): neither fixed nor new.
+    let billing = status_of("billing");
+    assert!(
+        billing.len() == 1 && billing[0] != "fixed" && billing[0] != "new",
+        "{billing:?}: {comparison:#}"
+    );
+    let text = chokepoint(&["compare", path(&a), path(&b)]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("| fixed | n-plus-one | GET /orders (shop) |"),
+        "{text}"
+    );
+    assert!(text.contains("| n-plus-one | GET /orders (billing) |"), "{text}");
+}
+
+#[test]
+fn a_run_saved_by_the_previous_layout_is_read_and_compared() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let old = root().join("crates/chokepoint/tests/data/layout-1");
+    // The same example analysed by this chokepoint, against the run an earlier one saved.
+    let new = dir.path().join("new");
+    let output = chokepoint(&[
+        "traces",
+        "examples/testbed.otlp",
+        "--run-dir",
+        path(&new),
+        "--quiet",
+    ]);
+    assert_exit(&output, 0);
+    let output = chokepoint(&[
+        "compare",
+        path(&old.join("traces")),
+        path(&new),
+        "--format",
+        "json",
+    ]);
+    assert_exit(&output, 0);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("saved in run layout 1"), "{stderr}");
+    let comparison = json(&output);
+    let findings = comparison["findings"].as_array().expect("findings");
+    assert!(!findings.is_empty());
+    // The same spans: every finding matched, none fixed or new.
+    for finding in findings {
+        assert_eq!(finding["status"], "unchanged", "{finding:#}");
+    }
+    assert_eq!(comparison["bottleneck"]["moved"], false, "{comparison:#}");
+    // A diagnose run of the earlier layout (a ramp, spans, the database, a profile) reads too,
+    // and `report` says what it lacks.
+    let output = chokepoint(&["report", path(&old.join("diagnose-hot-row")), "--format", "json"]);
+    assert_exit(&output, 0);
+    let report = json(&output);
+    let said = common::notes(&report, "info");
+    assert!(
+        said.iter().any(|n| n.contains("saved in run layout 1")),
+        "{said:?}"
+    );
+    // Its ramp, read today: the lock it queued on is the limit.
+    assert!(
+        report["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .any(|f| f["detector"] == "lock-contention" && f["impact"]["kind"] == "limit"),
+        "{report:#}"
+    );
+}
