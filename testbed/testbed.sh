@@ -91,9 +91,10 @@ up() {
   down >/dev/null 2>&1 || true
   ensure_packages
   "$root/scripts/setup-python.sh"
-  local pg_port app_port downstream_port proxy_port otlp_port shaped_port pg_far_port
+  local pg_port app_port downstream_port proxy_port otlp_port shaped_port pg_far_port flask_port django_port
   pg_port=$(free_port); app_port=$(free_port); downstream_port=$(free_port)
   proxy_port=$(free_port); otlp_port=$(free_port); shaped_port=$(free_port); pg_far_port=$(free_port)
+  flask_port=$(free_port); django_port=$(free_port)
   local shaped=0
   if [ "$(id -u)" = 0 ] && setup_netns 2>"$state/netns.log"; then
     shaped=1
@@ -139,6 +140,8 @@ PG_PORT=$pg_port
 DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:$pg_port/shop
 DATABASE_FAR_URL=postgresql+psycopg://postgres@127.0.0.1:$pg_far_port/shop
 APP_URL=http://127.0.0.1:$app_port
+FLASK_URL=http://127.0.0.1:$flask_port
+DJANGO_URL=http://127.0.0.1:$django_port
 DOWNSTREAM_URL=http://127.0.0.1:$downstream_port
 DOWNSTREAM_FAR_URL=http://127.0.0.1:$proxy_port
 OTLP_PORT=$otlp_port
@@ -158,18 +161,24 @@ ENV
   start_bg proxy "$venv/bin/python" delay_proxy.py --listen "$proxy_port" --target "$downstream_port" --connect-delay-ms 30
   start_bg pg-far "$venv/bin/python" delay_proxy.py --listen "$pg_far_port" --target "$pg_port" --round-trip-delay-ms 5
   start_bg app "$venv/bin/python" -m uvicorn app:app --host 127.0.0.1 --port "$app_port" --no-access-log
+  (cd "$root/testbed/flask_shop" && exec "$venv/bin/python" app.py "$flask_port") >"$state/flask.log" 2>&1 &
+  echo $! >"$state/flask.pid"
+  (cd "$root/testbed/django_shop" && exec "$venv/bin/python" serve.py "$django_port") >"$state/django.log" 2>&1 &
+  echo $! >"$state/django.pid"
   if [ "$shaped" = 1 ]; then
     start_bg app-shaped "$venv/bin/python" -m uvicorn app:app --host "$host_ip" --port "$shaped_port" --no-access-log
   fi
   wait_http "$DOWNSTREAM_URL/health"
   wait_http "$APP_URL/health"
+  wait_http "$FLASK_URL/health"
+  wait_http "$DJANGO_URL/health"
   wait_http "$DOWNSTREAM_FAR_URL/health"
   if [ "$shaped" = 1 ]; then wait_http "http://$host_ip:$shaped_port/health"; fi
-  log "up: app $APP_URL, downstream $DOWNSTREAM_URL (far: $DOWNSTREAM_FAR_URL), PostgreSQL port $pg_port; env in $state/env"
+  log "up: app $APP_URL, Flask $FLASK_URL, Django $DJANGO_URL, downstream $DOWNSTREAM_URL (far: $DOWNSTREAM_FAR_URL), PostgreSQL port $pg_port; env in $state/env"
 }
 
 down() {
-  for name in app app-shaped proxy pg-far downstream; do
+  for name in app app-shaped flask django proxy pg-far downstream; do
     if [ -f "$state/$name.pid" ]; then
       kill "$(cat "$state/$name.pid")" 2>/dev/null || true
       rm -f "$state/$name.pid"
@@ -185,7 +194,7 @@ down() {
 
 status() {
   local ok=0
-  for name in app proxy downstream; do
+  for name in app flask django proxy downstream; do
     if [ -f "$state/$name.pid" ] && kill -0 "$(cat "$state/$name.pid")" 2>/dev/null; then
       echo "$name: running (pid $(cat "$state/$name.pid"))"
     else
