@@ -255,7 +255,7 @@ fn conclude_traces(
             service: endpoint.service.clone(),
             endpoint: endpoint.endpoint.clone(),
         };
-        findings.push(finding(
+        let mut found = finding(
             detector,
             scope,
             group.subject.clone(),
@@ -273,7 +273,14 @@ fn conclude_traces(
                 items: Vec::new(),
             },
             conclusion,
-        ));
+        );
+        // The code that ran it, when its spans said.
+        if let Some(code) = &group.code
+            && !found.anchors.contains(code)
+        {
+            found.anchors.push(code.clone());
+        }
+        findings.push(found);
     }
 }
 
@@ -616,16 +623,24 @@ fn waiting_note(view: &ProfileView<'_>) -> Option<Note> {
     let on_cpu = view.on_cpu_share().filter(|s| *s < ON_CPU_SHARE_TO_SAY)?;
     let busy_threads = view.busy as f64 * view.seconds_per_count() / view.wall_s().max(1e-9);
     let waiting = view.waiting_in_calls as f64 / view.busy.max(1) as f64;
+    let inside = if waiting >= 0.01 {
+        format!(
+            " ({:.0} % of the busy samples stand in calls the sampler cannot see into: a database driver's socket, a sleep, \
+             a file)",
+            waiting * 100.0
+        )
+    } else {
+        String::new()
+    };
     Some(Note::new(
         Severity::Info,
         "profile",
         format!(
             "the profiled threads were busy {busy_threads:.1} per second while the process used {:.2} cores: about {:.0} % of \
-             the busy samples waited — {:.0} % of them inside calls the sampler cannot see into (a database driver's socket, \
-             a sleep, a file) — so the profile's shares are of threads' time, not CPU, and no CPU finding rests on them",
+             the busy samples waited — in C calls or for the GIL{inside} — so the profile's shares are of threads' time, not \
+             CPU, and no CPU finding rests on them",
             view.cpu_cores.unwrap_or(0.0),
             (1.0 - on_cpu) * 100.0,
-            waiting * 100.0
         ),
     ))
 }
@@ -732,5 +747,101 @@ mod tests {
                 .iter()
                 .all(|f| !f.evidence.metrics.contains_key("in_process_ms_p25"))
         );
+    }
+}
+
+#[cfg(test)]
+mod joins_tests {
+    use chokepoint_evidence::{Anchor, DetectorId, Resource};
+
+    use super::*;
+
+    /// Ten requests of `GET /orders`, each loading 20 orders' items one at a time, the handler's
+    /// span carrying `code` attributes; and a profile of the process whose hottest line, in that
+    /// handler, is the ORM's lazy load.
+    fn orders(code: &str) -> String {
+        format!(
+            r#"{{"traces": [{{"repeat": 10, "spans": [
+              {{"id": "root", "kind": "server", "name": "GET /orders", "end_ms": 140,
+                "attrs": {{"http.route": "/orders", "http.request.method": "GET"}}}},
+              {{"id": "handler", "parent": "root", "kind": "internal", "name": "list_orders", "start_ms": 1, "end_ms": 139,
+                "attrs": {{{code}}}}},
+              {{"id": "q", "parent": "handler", "kind": "client", "start_ms": 10, "end_ms": 14, "times": 20, "every_ms": 5,
+                "attrs": {{"db.system": "postgresql", "db.statement": "SELECT items.id FROM items WHERE items.order_id = 7"}}}}
+            ]}}],
+            "profile": {{"rate_hz": 100, "duration_s": 10, "stacks": [
+              {{"stack": "run (app.py:3);list_orders (/srv/shop/views.py:42);LazyLoader._load_for_state (sqlalchemy/orm/strategies.py:900);execute (psycopg/cursor.py:700)", "count": 300}},
+              {{"stack": "run (app.py:3);list_orders (/srv/shop/views.py:44);dumps (json/__init__.py:231)", "count": 100}},
+              {{"stack": "run (app.py:3);other (/srv/shop/other.py:9)", "count": 100}}
+            ]}}}}"#
+        )
+    }
+
+    #[test]
+    fn a_spans_code_attributes_join_the_traced_n_plus_one_to_its_profiled_line() {
+        for code in [
+            r#""code.filepath": "shop/views.py", "code.lineno": 42, "code.function": "list_orders""#,
+            r#""code.file.path": "/app/shop/views.py", "code.line.number": 42, "code.function.name": "shop.views.list_orders""#,
+        ] {
+            let outcome = analyse(&crate::evidence_from_fixture(&orders(code)).expect("fixture"));
+            let n_plus_one: Vec<&Finding> = outcome
+                .findings
+                .iter()
+                .filter(|f| f.detector == DetectorId::NPlusOne)
+                .collect();
+            assert_eq!(
+                n_plus_one.len(),
+                1,
+                "one cause, one finding: {:#?}",
+                outcome.findings
+            );
+            let found = n_plus_one[0];
+            assert!(
+                matches!(found.scope, Scope::Endpoint { .. }) && !found.evidence.sample.unit.is_profile(),
+                "the traced finding carries it: {found:#?}"
+            );
+            assert!(
+                found
+                    .anchors
+                    .iter()
+                    .any(|a| matches!(a, Anchor::Code { line: Some(42), .. })),
+                "{:?}",
+                found.anchors
+            );
+            // The profile's lazy loads are its CPU: 300 of 500 busy samples.
+            let cpu = found
+                .costs
+                .iter()
+                .find(|c| c.resource == Resource::Cpu)
+                .expect("a CPU cost");
+            assert!((cpu.share - 0.6).abs() < 1e-6, "{cpu:?}");
+            assert!(
+                found.evidence.items.iter().any(|i| matches!(
+                    i,
+                    crate::finding::EvidenceItem::Corroboration {
+                        detector: DetectorId::NPlusOne,
+                        ..
+                    }
+                )),
+                "the profile's view of it is folded in"
+            );
+        }
+    }
+
+    #[test]
+    fn a_profiled_line_elsewhere_does_not_join_the_traced_n_plus_one() {
+        let outcome = analyse(
+            &crate::evidence_from_fixture(&orders(
+                r#""code.filepath": "shop/views.py", "code.lineno": 80, "code.function": "list_orders""#,
+            ))
+            .expect("fixture"),
+        );
+        let n_plus_one: Vec<&Finding> = outcome
+            .findings
+            .iter()
+            .filter(|f| f.detector == DetectorId::NPlusOne)
+            .collect();
+        assert_eq!(n_plus_one.len(), 2, "two angles, no anchor in common");
+        assert!(n_plus_one.iter().all(|f| f.costs.is_empty()));
     }
 }

@@ -471,6 +471,12 @@ fn is_loop_frame(frame: &Frame) -> bool {
     }
 }
 
+/// The event loop's samples that one line of the application holds, with no call seen under it,
+/// to infer a blocking call there…
+pub(crate) const LOOP_HELD_SHARE: f64 = 0.5;
+/// …when the loop reaches its selector (waiting for work) in fewer of them than this.
+pub(crate) const LOOP_IDLE_SHARE: f64 = 0.05;
+
 /// A category seen in a stack, and the frames around it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Classified {
@@ -681,6 +687,26 @@ impl<'a> ProfileView<'a> {
         self.infos
             .get(frame as usize)
             .is_some_and(|info| info.origin == Origin::Application)
+    }
+
+    /// An event-loop thread held on one line of the application: the line (its frame) and its
+    /// samples, when one leaf line in no category holds [`LOOP_HELD_SHARE`] of the loop's samples,
+    /// the loop reaches its selector in fewer than [`LOOP_IDLE_SHARE`] of them, and the process's
+    /// CPU, when a ramp measured it, stayed under half a core. A call there blocks the loop — one
+    /// the sampler cannot see into (`time.sleep`, a socket read, a C library).
+    pub(crate) fn loop_held_on_one_line(&self) -> Option<(u32, u64)> {
+        let loop_samples = self.loop_samples;
+        if loop_samples == 0 || self.loop_idle as f64 > LOOP_IDLE_SHARE * loop_samples as f64 {
+            return None;
+        }
+        if self.cpu_cores.is_some_and(|cores| cores >= 0.5) {
+            return None;
+        }
+        let (&line, &count) = self
+            .loop_opaque
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))?;
+        (count as f64 >= LOOP_HELD_SHARE * loop_samples as f64 && self.enough(count)).then_some((line, count))
     }
 
     /// The share of the busy samples that ran on a CPU, when a sampler measured the process's

@@ -4,7 +4,7 @@
 use hashbrown::HashMap;
 use std::sync::Arc;
 
-use chokepoint_evidence::{HttpTarget, Span, SpanId, SpanKind, Trace};
+use chokepoint_evidence::{Anchor, AttrValue, HttpTarget, Span, SpanId, SpanKind, Trace};
 
 use crate::sql::Statement;
 
@@ -218,6 +218,25 @@ impl<'a> Request<'a> {
         self.index.parent[i]
     }
 
+    /// The code that ran span `i`, from the `code.*` attributes of it or of the nearest span
+    /// above it in the request that has them — the current semantic conventions
+    /// (`code.file.path`, `code.line.number`, `code.function.name`) or the older ones
+    /// (`code.filepath`, `code.lineno`, `code.namespace` + `code.function`).
+    pub(crate) fn code_near(&self, i: usize) -> Option<Anchor> {
+        let mut at = Some(i);
+        while let Some(span) = at {
+            if let Some(code) = code_of(self.span(span)) {
+                return Some(code);
+            }
+            at = if span == self.root {
+                None
+            } else {
+                self.parent(span)
+            };
+        }
+        None
+    }
+
     /// The parent that "owns" a call: its parent, skipping connection-pool and connect spans,
     /// so queries interleaved with pool checkouts still group under the handler.
     pub(crate) fn owner(&self, i: usize) -> Option<usize> {
@@ -227,6 +246,36 @@ impl<'a> Request<'a> {
         }
         Some(parent)
     }
+}
+
+/// A span's code location, from its `code.*` attributes, current convention first.
+fn code_of(span: &Span) -> Option<Anchor> {
+    let file = span.attr_str_any(&["code.file.path", "code.filepath"]);
+    let line = span
+        .attr("code.line.number")
+        .or_else(|| span.attr("code.lineno"))
+        .and_then(AttrValue::as_f64)
+        .filter(|l| *l >= 1.0 && *l <= f64::from(u32::MAX))
+        .map(|l| l as u32);
+    let function = match (
+        span.attr_str("code.function.name"),
+        span.attr_str("code.function"),
+    ) {
+        (Some(qualified), _) => Some(qualified.to_owned()),
+        (None, Some(function)) => Some(match span.attr_str("code.namespace") {
+            Some(namespace) => format!("{namespace}.{function}"),
+            None => function.to_owned(),
+        }),
+        (None, None) => None,
+    };
+    if file.is_none() && function.is_none() {
+        return None;
+    }
+    Some(Anchor::Code {
+        file: file.unwrap_or_default().to_owned(),
+        line,
+        function: function.unwrap_or_default(),
+    })
 }
 
 fn endpoint_name(span: &Span, is_root: bool) -> String {

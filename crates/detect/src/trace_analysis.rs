@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chokepoint_evidence::{
-    EXAMPLE_TRACES, EndpointAggregate, Fingerprint, LatencyHistogram, MAX_INSTRUMENTATION_SCOPES,
+    Anchor, EXAMPLE_TRACES, EndpointAggregate, Fingerprint, LatencyHistogram, MAX_INSTRUMENTATION_SCOPES,
     MAX_STATEMENTS_PER_ENDPOINT, ObservedGroup, Stat, StatementUse, Subject, Trace, TraceAggregates, TraceId,
     TracesSummary, Window,
 };
@@ -38,6 +38,8 @@ pub(crate) struct Observation {
     pub(crate) metrics: Vec<(&'static str, f64)>,
     /// The call that led to it (the statement that loaded an N+1's parent rows), when known.
     pub(crate) related: Option<Subject>,
+    /// The code that ran it, when a span says (`code.*` attributes).
+    pub(crate) code: Option<Anchor>,
 }
 
 /// Collects one detector's observations of one request.
@@ -74,6 +76,7 @@ struct Group {
     metrics: BTreeMap<&'static str, Stat>,
     examples: Vec<TraceId>,
     related: Option<Subject>,
+    code: Option<Anchor>,
 }
 
 impl Group {
@@ -87,6 +90,9 @@ impl Group {
         }
         if self.related.is_none() {
             self.related = other.related;
+        }
+        if self.code.is_none() {
+            self.code = other.code;
         }
         for (name, stat) in other.metrics {
             self.metrics.entry(name).or_default().merge(stat);
@@ -419,6 +425,7 @@ impl TraceAnalysis {
                         metrics: BTreeMap::new(),
                         examples: vec![trace.trace_id],
                         related: o.related.clone(),
+                        code: o.code.clone(),
                     });
                     group.occurrences += o.occurrences;
                     group.saved_ns += u128::from(o.saved_ns);
@@ -494,6 +501,7 @@ impl TraceAnalysis {
                                 .collect(),
                             examples: group.examples,
                             related: group.related,
+                            code: group.code,
                         });
                     }
                 }

@@ -378,3 +378,41 @@ fn a_sequential_scan_gets_the_index_it_lacks_or_fresh_statistics_when_it_has_one
     assert!(fix.contains("ANALYZE public.orders;"), "{fix}");
     assert!(!fix.contains("CREATE INDEX"), "{fix}");
 }
+
+#[test]
+fn busy_threads_are_cpu_only_when_the_measured_cpu_bears_them_out() {
+    let path = fixture_dir().join("cpu-saturation/negative-py-spy-busy-threads-the-ramp-measured-idle.json");
+    let with_ramp = evidence(&path);
+    // The same profile alone: four threads busy every second look like a saturated CPU.
+    let alone = Evidence {
+        load: None,
+        ..with_ramp.clone()
+    };
+    let outcome = analyse(&alone);
+    assert!(
+        outcome
+            .findings
+            .iter()
+            .any(|f| f.detector == DetectorId::CpuSaturation),
+        "{:#?}",
+        outcome.findings
+    );
+    // Beside the ramp that measured 0.3 cores over the same seconds, they waited: no CPU
+    // finding, and the report says why.
+    let outcome = analyse(&with_ramp);
+    assert!(
+        outcome
+            .findings
+            .iter()
+            .all(|f| f.detector != DetectorId::CpuSaturation),
+        "{:#?}",
+        outcome.findings
+    );
+    let said: Vec<&str> = outcome.notes.iter().map(|n| n.message.as_str()).collect();
+    assert!(
+        said.iter()
+            .any(|n| n.contains("while the process used 0.32 cores")
+                && n.contains("no CPU finding rests on them")),
+        "{said:?}"
+    );
+}

@@ -61,6 +61,10 @@ pub struct FixtureProfile {
     /// Seconds it covers (default: the busiest thread's samples ÷ the rate).
     #[serde(default)]
     pub duration_s: f64,
+    /// When it began, in seconds since the Unix epoch (default 0: unknown), to line it up with
+    /// a load ramp's steps.
+    #[serde(default)]
+    pub started_unix_s: f64,
     /// The stacks.
     pub stacks: Vec<FixtureStack>,
     /// Source lines by `file:line`.
@@ -106,7 +110,7 @@ impl FixtureProfile {
                 .collect();
             builder.add(thread, frames, stack.count);
         }
-        builder.finish(self.duration_s, 0.0)
+        builder.finish(self.duration_s, self.started_unix_s)
     }
 }
 

@@ -215,8 +215,11 @@ macro_rules! known_keys {
 
 known_keys! {
     "client.address",
+    "code.file.path",
     "code.filepath",
     "code.function",
+    "code.function.name",
+    "code.line.number",
     "code.lineno",
     "code.namespace",
     "db.connection_string",

@@ -376,15 +376,23 @@ impl Anchor {
     }
 }
 
-/// Whether two paths name one file: equal, or one ends with the other at a `/` (py-spy writes
-/// `/srv/app/views.py`, a span `app/views.py`, a scan `views.py` from its root).
+/// Whether two paths name one file: equal, one ending with the other at a `/` (py-spy writes
+/// `/srv/app/views.py`, a span `app/views.py`, a scan `views.py` from its root), or two absolute
+/// paths that end alike in their last two components (`/app/shop/views.py` in the container that
+/// exported the span, `/srv/shop/views.py` on the host py-spy ran on).
 fn same_file(a: &str, b: &str) -> bool {
     let (long, short) = if a.len() >= b.len() { (a, b) } else { (b, a) };
-    !short.is_empty()
-        && long.ends_with(short)
+    if short.is_empty() {
+        return false;
+    }
+    let suffix = long.ends_with(short)
         && (long.len() == short.len()
             || short.starts_with('/')
-            || long.as_bytes()[long.len() - short.len() - 1] == b'/')
+            || long.as_bytes()[long.len() - short.len() - 1] == b'/');
+    fn tail(path: &str) -> Vec<&str> {
+        path.rsplit('/').take(2).collect()
+    }
+    suffix || (a.starts_with('/') && b.starts_with('/') && tail(a).len() == 2 && tail(a) == tail(b))
 }
 
 /// A function's name without its class or enclosing function (`Orders.get` → `get`).

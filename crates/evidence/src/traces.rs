@@ -85,6 +85,9 @@ pub struct ObservedGroup {
     /// an N+1 (its foreign-key column names the relation to load with them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub related: Option<Subject>,
+    /// The code that ran it, as first observed, when a span said (`code.*` attributes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<crate::Anchor>,
 }
 
 impl ObservedGroup {
@@ -104,6 +107,9 @@ impl ObservedGroup {
         }
         if self.related.is_none() {
             self.related = other.related;
+        }
+        if self.code.is_none() {
+            self.code = other.code;
         }
     }
 }

@@ -174,6 +174,19 @@ impl Report {
             .flatten()
     }
 
+    /// ", and takes 81 % of it": the bottleneck's share of the limit it explains, when the verdict
+    /// could put it per request.
+    pub fn share_of_limit_words(&self) -> String {
+        self.verdict
+            .consumers
+            .iter()
+            .find(|c| Some(c.finding) == self.verdict.bottleneck)
+            .and_then(|c| c.share_of_limit)
+            .map_or_else(String::new, |share| {
+                format!("; the bottleneck takes {} of it", percent(share))
+            })
+    }
+
     /// The predicted gain in one sentence, when the verdict made a prediction.
     pub fn prediction_sentence(&self) -> Option<String> {
         let gain = self.verdict.predicted_gain.as_ref()?;
@@ -345,14 +358,25 @@ pub(crate) fn evidence_line(finding: &Finding) -> String {
     line
 }
 
-/// The typed evidence of a finding, a line each: ("plan", "…").
+/// The typed evidence of a finding, a line each: ("plan", "…"); first the resources other
+/// evidence saw it use ("uses": the share of a profile's busy samples on its lines).
 pub(crate) fn item_lines(finding: &Finding) -> Vec<(&'static str, String)> {
     use chokepoint_detect::EvidenceItem;
-    finding
-        .evidence
-        .items
-        .iter()
-        .map(|item| match item {
+    let costs = finding.costs.iter().map(|cost| {
+        (
+            "uses",
+            format!(
+                "{} of {} as {} measured it ({}): {}",
+                percent(cost.share),
+                cost.resource.describe(),
+                cost.seen_by.noun(),
+                cost.basis.as_str(),
+                cost.how
+            ),
+        )
+    });
+    costs
+        .chain(finding.evidence.items.iter().map(|item| match item {
             EvidenceItem::Plan {
                 database,
                 cost,
@@ -455,7 +479,7 @@ pub(crate) fn item_lines(finding: &Finding) -> Vec<(&'static str, String)> {
                 "also",
                 format!("{detector} ({}, {}): {title}", scope.label(), basis.as_str()),
             ),
-        })
+        }))
         .collect()
 }
 

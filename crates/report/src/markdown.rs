@@ -17,9 +17,10 @@ pub fn render_markdown(report: &Report) -> String {
             if let Some(limit) = report.limit() {
                 let _ = writeln!(
                     out,
-                    "It explains the limit: `{}` — {}\n",
+                    "It explains the limit: `{}` — {}{}\n",
                     limit.detector,
-                    cell(&limit.title)
+                    cell(&limit.title),
+                    report.share_of_limit_words()
                 );
             }
             if let Some(prediction) = report.prediction_sentence() {

@@ -67,8 +67,10 @@ pub fn render_text(report: &Report, color: bool) -> String {
             if let Some(limit) = report.limit() {
                 let _ = writeln!(
                     out,
-                    "  {label}explains{label:#}  the limit: {} — {}",
-                    limit.detector, limit.title
+                    "  {label}explains{label:#}  the limit: {} — {}{}",
+                    limit.detector,
+                    limit.title,
+                    report.share_of_limit_words()
                 );
             }
             if let Some(prediction) = report.prediction_sentence() {

@@ -33,8 +33,16 @@ detector! {
     /// asyncio event loop's thread running a callback whose stack is blocked — in `time.sleep`
     /// (seen as the line that calls it), a synchronous HTTP client or database driver waiting on
     /// its socket, or the application's own file I/O — for at least 10 % of the loop's samples
-    /// and 20 samples. The finding names the call and its line; with a load ramp of the same
-    /// process, the two are one finding.
+    /// and 20 samples. The finding names the call and its line, and consumes the ramp's limit
+    /// when a ramp of the same process ran. Without the source, a loop thread whose samples sit
+    /// on one line of the application (half of them or more, in no category) and almost never
+    /// reach the selector (under 5 %) is held by a call there the sampler cannot see into — told
+    /// so, unless the ramp measured the process's CPU at half a core or more.
+    ///
+    /// A ramp alone cannot tell a held loop from requests queued on a database lock: when the
+    /// watch beside it saw the sessions queue on one (`--pg`), the limit is `lock-contention`'s;
+    /// and a service on threads or processes (waitress, gunicorn) is told what serializes its
+    /// workers, not about an event loop it does not have.
     ///
     /// # Known false positives
     ///
@@ -55,32 +63,14 @@ detector! {
     }
 }
 
-/// The event loop's samples that a handler's one line holds, with no call seen under it, to
-/// infer a blocking call there…
-const MIN_HELD_SHARE: f64 = 0.5;
-/// …when the loop reaches its selector (waiting for work) in fewer of them than this.
-const MAX_IDLE_SHARE: f64 = 0.05;
-
 /// An event-loop thread whose samples sit on one line of the application and never reach the
 /// selector — while the process's CPU, when a ramp measured it, stayed low: a call there blocks
 /// the loop, which the sampler cannot see into (a C call: `time.sleep`, a socket read, a file),
-/// told without the source. Python computing there would hold the loop too, but burn a core.
+/// told without the source ([`ProfileView::loop_held_on_one_line`]).
 fn held_on_one_line(profile: &ProfileView<'_>) -> Option<Conclusion> {
+    let (line, count) = profile.loop_held_on_one_line()?;
     let loop_samples = profile.loop_samples;
-    if loop_samples == 0 || profile.loop_idle as f64 > MAX_IDLE_SHARE * loop_samples as f64 {
-        return None;
-    }
-    if profile.cpu_cores.is_some_and(|cores| cores >= LOW_CPU) {
-        return None;
-    }
-    let (&line, &count) = profile
-        .loop_opaque
-        .iter()
-        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))?;
     let share = count as f64 / loop_samples as f64;
-    if share < MIN_HELD_SHARE || !profile.enough(count) {
-        return None;
-    }
     let place = profile.frame(line);
     let seconds = count as f64 * profile.seconds_per_count();
     let (subject, location) = crate::profile::code_subject(place);

@@ -111,6 +111,7 @@ impl Detector for ConnectionChurn {
                 },
                 location: None,
                 related: None,
+                code: None,
                 saved_ns: total_ns,
                 latency_saved_ns: total_ns,
                 occurrences: connects.max(checkouts.min(1)),

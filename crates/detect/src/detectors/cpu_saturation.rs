@@ -34,7 +34,8 @@ detector! {
     /// it covers (a Python process runs one thread at a time), the application functions with
     /// the most busy samples of their own — not explained by a category another detector names
     /// (serialization, logging, regex compilation, sorting, the database, HTTP clients) — and
-    /// the most inclusive ones. With a load ramp of the same process, the profile's finding is
+    /// the most inclusive ones — unless that line holds an event loop that never waits for work
+    /// (blocking-call's case). With a load ramp of the same process, the profile's finding is
     /// what consumes the ramp's limit — and a profile's busy threads are not a CPU in use when
     /// the ramp's sampler measured the process under the saturated share of its cores over the
     /// profile's time: they waited, in calls the sampler cannot see into or for the GIL, and no
@@ -142,6 +143,14 @@ impl Detector for CpuSaturation {
         let mut own: Vec<(u32, u64)> = profile.app_uncategorized.iter().map(|(f, c)| (*f, *c)).collect();
         own.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         let &(hottest, count) = own.first()?;
+        // An event loop held on that one line, never waiting for work: a call blocks it there
+        // (blocking-call's case), whatever the sampler counts as busy.
+        if profile
+            .loop_held_on_one_line()
+            .is_some_and(|(line, _)| line == hottest)
+        {
+            return None;
+        }
         let share = count as f64 / profile.busy.max(1) as f64;
         if share < MIN_FUNCTION_SHARE || !profile.enough(count) {
             return None;

@@ -26,7 +26,9 @@ detector! {
     /// # Evidence used
     ///
     /// A profile (`chokepoint profile`), with the source at hand to read the calling line
-    /// (`--source DIR`, or the paths in the profile).
+    /// (`--source DIR`, or the paths in the profile). Without the source, a `<lambda>` called on
+    /// its caller's own line is told for a sort (or min/max) key — the builtin that calls it is
+    /// invisible to a sampler — and the finding says it was inferred.
     ///
     /// # Known false positives
     ///

@@ -161,6 +161,7 @@ fn observe_body(
         subject: Subject::ResponseBody { call },
         location: Some(location()),
         related: None,
+        code: None,
         saved_ns,
         latency_saved_ns: saved_ns,
         occurrences: 1,

@@ -55,12 +55,21 @@ detector! {
     /// (`?page=`, `?offset=`) are known in advance and are. Transaction control and pool
     /// pings (`BEGIN`, `SELECT 1`) are ignored.
     ///
+    /// With a profile of the same process, the lines that run the repeated statement (a SQL
+    /// literal on the line, the span's `code.*` attributes, or — the profile covering a ramp of
+    /// this endpoint — the lines whose frames make the ORM's lazy loads) put the CPU it costs the
+    /// service on the finding: what a CPU limit is attributed to.
+    ///
     /// # Typical fix
     ///
-    /// Load the related rows in one query: SQLAlchemy `selectinload(Parent.children)` or
-    /// `joinedload`, Django `prefetch_related` / `select_related`, or a hand-written
-    /// `WHERE parent_id = ANY(:ids)`. For HTTP, call a batch endpoint with all ids, or at least
-    /// issue the calls concurrently.
+    /// Load the related rows in one query, said in the service's own terms: the ORM its spans'
+    /// instrumentation (or its profile's frames) name, and the relation read from the statement
+    /// that loaded the parent rows — its foreign-key column (`author_id` → `author`), not the
+    /// table's name. Django `select_related("author")` for a to-one relation,
+    /// `prefetch_related("review_set")` for a to-many one; SQLAlchemy `joinedload(Book.author)` or
+    /// `selectinload(Order.items)`; Hibernate `JOIN FETCH`; Active Record `.includes(:author)`;
+    /// a driver called with SQL, one `WHERE order_id = ANY(%s)` or a JOIN. For HTTP, call a batch
+    /// endpoint with all ids, or at least issue the calls concurrently.
     pub(crate) struct NPlusOne {
         id: NPlusOne,
         summary: "the same statement or HTTP call repeated once per item in one request",
@@ -245,6 +254,7 @@ impl Detector for NPlusOne {
                 subject,
                 location: None,
                 related,
+                code: request.code_near(calls[0]),
                 saved_ns: cost_ns - batched_ns,
                 latency_saved_ns: wall_ns.saturating_sub(batched_ns),
                 occurrences: calls.len() as u64,

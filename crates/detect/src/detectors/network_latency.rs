@@ -81,6 +81,7 @@ impl Detector for NetworkLatency {
                     },
                     location: None,
                     related: None,
+                    code: None,
                     saved_ns,
                     latency_saved_ns: saved_ns,
                     occurrences: u64::from(far),

@@ -114,6 +114,7 @@ impl Detector for SequentialCalls {
                 subject: Subject::CallSequence { calls },
                 location: Some(location),
                 related: None,
+                code: None,
                 saved_ns,
                 latency_saved_ns: saved_ns,
                 occurrences: ordered.len() as u64,

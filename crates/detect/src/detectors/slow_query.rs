@@ -43,10 +43,16 @@ detector! {
     /// statement's `LIMIT` explains the difference: a generic plan's `LIMIT $2` is not a
     /// mis-estimate).
     ///
+    /// A statement the database watch saw sessions wait on a lock in, with nothing slow in its
+    /// plan, is not slow: its time is the lock's (`lock-contention` names the transaction that
+    /// holds it). A pattern a framework matches through a function (Django's `icontains`:
+    /// `UPPER(col::text) LIKE UPPER(…)`) gets its index on that expression
+    /// (`gin (upper(col) gin_trgm_ops)`), as does a `lower(col) = lower(…)` comparison.
+    ///
     /// # Known false positives
     ///
     /// Reports and batch jobs that are slow by design; statements slow only because of a lock
-    /// wait (that is `lock-contention`: check `pg_stat_activity`). The saving assumes the plan
+    /// wait the watch did not sample (that is `lock-contention`: check `pg_stat_activity`). The saving assumes the plan
     /// can be fixed; prove it with `EXPLAIN (ANALYZE, BUFFERS)` before acting.
     ///
     /// # Typical fix
@@ -100,6 +106,7 @@ impl Detector for SlowQuery {
                 subject: statement.subject(),
                 location: None,
                 related: None,
+                code: request.code_near(i),
                 saved_ns,
                 latency_saved_ns: saved_ns,
                 occurrences: 1,

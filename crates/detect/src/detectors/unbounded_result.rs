@@ -97,6 +97,7 @@ impl Detector for UnboundedResult {
                 subject: statement.subject(),
                 location: None,
                 related: None,
+                code: request.code_near(i),
                 saved_ns,
                 latency_saved_ns: saved_ns,
                 occurrences: 1,

@@ -23,8 +23,13 @@ detector! {
     /// # Evidence used
     ///
     /// `chokepoint load`'s steps and the target's CPU. Flagged when throughput rose past the
-    /// first step, then stopped, with the target under half of the cores it can use; the pool
-    /// size is inferred by Little's law: capacity × low-load latency.
+    /// first step, then stopped, with the target under half of the cores it can use; the
+    /// requests in service at a time are inferred by Little's law (capacity × low-load latency)
+    /// and said beside the threads the process runs. Not when the database watched beside the
+    /// ramp saw the requests queue on a lock: Little's law says nothing of requests a lock
+    /// serializes (that limit is `lock-contention`'s). The fix names the server the process
+    /// runs (its frames, its command line): waitress `threads=`, gunicorn `--workers`/`--threads`,
+    /// uvicorn and Starlette's thread pool — never another's.
     ///
     /// # Known false positives
     ///
@@ -34,8 +39,9 @@ detector! {
     /// # Typical fix
     ///
     /// Make the waiting cheaper or shorter — async calls instead of sync ones, a faster
-    /// downstream — or size the pool to the load: Starlette's thread pool (40 by default),
-    /// gunicorn `--threads`, SQLAlchemy `pool_size` + `max_overflow`.
+    /// downstream — or size the pool to the load, in the server's terms: waitress `threads=`,
+    /// gunicorn `--threads`, Starlette's thread pool (40 by default); and the database pool
+    /// (SQLAlchemy `pool_size` + `max_overflow`, psycopg2's `maxconn`).
     pub(crate) struct WorkerExhaustion {
         id: WorkerExhaustion,
         summary: "throughput capped by a pool of busy, mostly idle workers",
