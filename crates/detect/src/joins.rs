@@ -326,10 +326,6 @@ pub(crate) fn profiled_cpu_cores(evidence: &Evidence) -> Option<f64> {
     (covered >= 0.5 * (to - from)).then(|| weighted / covered)
 }
 
-/// A measured CPU under this share of the cores the process can use is a process that waits: its
-/// profile's busy samples are no CPU cost.
-const IDLE_CPU_SHARE: f64 = 0.5;
-
 /// Busy samples a profile put on the lines of a finding, and the lines.
 struct LineCost {
     frames: Vec<u32>,
@@ -464,9 +460,7 @@ fn attach(finding: &mut Finding, view: &ProfileView<'_>, cost: LineCost) {
     let mut how = cost.how;
     // A process whose measured CPU stayed low spent its busy samples waiting: the lines are the
     // cause's, their samples no CPU it burned.
-    let waited = view
-        .cpu_cores
-        .is_some_and(|cores| cores < IDLE_CPU_SHARE * crate::load::usable_cores(cores));
+    let waited = view.waited();
     if let Some(on_cpu) = view.on_cpu_share().filter(|s| *s < 0.9) {
         how.push_str(&format!(
             "; the process used {:.2} cores while its threads were busy {:.1} per second: {:.0} % of the busy samples ran \

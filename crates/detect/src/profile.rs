@@ -471,6 +471,10 @@ fn is_loop_frame(frame: &Frame) -> bool {
     }
 }
 
+/// A process measured under this share of the cores it can use over a profile's seconds spent
+/// its busy samples waiting.
+pub(crate) const WAITING_CPU_SHARE: f64 = 0.5;
+
 /// The event loop's samples that one line of the application holds, with no call seen under it,
 /// to infer a blocking call there…
 pub(crate) const LOOP_HELD_SHARE: f64 = 0.5;
@@ -707,6 +711,13 @@ impl<'a> ProfileView<'a> {
             .iter()
             .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))?;
         (count as f64 >= LOOP_HELD_SHARE * loop_samples as f64 && self.enough(count)).then_some((line, count))
+    }
+
+    /// Whether the ramp's sampler measured the process under [`WAITING_CPU_SHARE`] of the cores
+    /// it can use over the profile's seconds: its busy samples waited, and are no CPU.
+    pub(crate) fn waited(&self) -> bool {
+        self.cpu_cores
+            .is_some_and(|cores| cores < WAITING_CPU_SHARE * crate::load::usable_cores(cores))
     }
 
     /// The share of the busy samples that ran on a CPU, when a sampler measured the process's

@@ -25,7 +25,11 @@ detector! {
     ///
     /// `chokepoint load`'s steps: throughput at each step, the target's CPU (all its threads and
     /// child processes, from `/proc`) and the host's CPU. Flagged when, at the knee, the target
-    /// uses at least 85 % of the cores it can use (rounded to whole cores, at least one), or the
+    /// uses at least 85 % of the cores it can use (rounded to whole cores, at least one) — in a
+    /// closed ramp, counting the time its threads were runnable and waited for a core (a host
+    /// shared with the database and the generator): one connection can keep a GIL-bound process
+    /// wanting a whole core between its database round trips, and the ramp plateau from its
+    /// first step — or the
     /// host is at least 90 % busy. In the second case, when the target is not saturated, the
     /// limit is the host's CPU (other processes take it: a database on the same host), and the
     /// database's findings are what consumes it.
@@ -39,7 +43,8 @@ detector! {
     /// what consumes the ramp's limit — and a profile's busy threads are not a CPU in use when
     /// the ramp's sampler measured the process under the saturated share of its cores over the
     /// profile's time: they waited, in calls the sampler cannot see into or for the GIL, and no
-    /// CPU finding rests on them.
+    /// CPU finding rests on them (under half of the cores it can use: a process that saturates
+    /// its CPU in the ramp's top steps measures less over a profile that also covers a lighter one).
     ///
     /// # Known false positives
     ///
@@ -135,9 +140,7 @@ impl Detector for CpuSaturation {
         }
         // Threads busy in the samples are not a CPU in use when the process's measured CPU says
         // otherwise: they waited — in calls the sampler cannot see into, or for the GIL.
-        if let Some(cores) = profile.cpu_cores
-            && cores < SATURATED_SHARE * usable_cores(cores)
-        {
+        if profile.waited() {
             return None;
         }
         let mut own: Vec<(u32, u64)> = profile.app_uncategorized.iter().map(|(f, c)| (*f, *c)).collect();
@@ -212,8 +215,18 @@ impl Detector for CpuSaturation {
 
     fn check_load(&self, curve: &Curve<'_>) -> Option<Conclusion> {
         let cores = curve.plateau_cpu_cores()?;
+        // The cores it wanted: those it used, and the time its threads were runnable and waited
+        // for one (a host shared with the database and the generator). One connection can keep a
+        // GIL-bound process wanting a whole core between its database round trips, so a closed
+        // ramp plateaus from its first step.
+        let wanted = match curve.run.model {
+            chokepoint_evidence::LoadModel::Closed => curve.knee_cpu_wanted().unwrap_or(cores).max(cores),
+            chokepoint_evidence::LoadModel::Open => cores,
+        };
+        // The cores it can use are those it used, rounded: a GIL-bound process's eight runnable
+        // threads want more than the one core they share.
         let usable = usable_cores(cores);
-        let process_saturated = cores >= SATURATED_SHARE * usable;
+        let process_saturated = wanted >= SATURATED_SHARE * usable;
         let host_saturated = curve.knee.host_cpu_busy >= HOST_SATURATED;
         if !(process_saturated || host_saturated) {
             return None;
@@ -223,9 +236,14 @@ impl Detector for CpuSaturation {
             return host_saturated_by_others(curve, cores);
         }
         let title = format!(
-            "Throughput stops at {:.0} requests/s at {} with the target's CPU saturated: {cores:.2} cores busy{}, {cpu_ms:.1} ms of CPU per request",
+            "Throughput stops at {:.0} requests/s at {} with the target's CPU saturated: {cores:.2} cores busy{}{}, {cpu_ms:.1} ms of CPU per request",
             curve.capacity_rps,
             offered(curve.run, curve.knee.offered),
+            if wanted > cores + 0.05 {
+                format!(" (its threads waited for a core besides: {wanted:.2} wanted)")
+            } else {
+                String::new()
+            },
             if host_saturated {
                 format!(", host {} busy", percent(curve.knee.host_cpu_busy))
             } else {
@@ -260,7 +278,7 @@ impl Detector for CpuSaturation {
                 },
             )
             .assume(vec![
-                format!("the target can use {usable:.0} core(s): its CPU at the knee or past it, rounded"),
+                format!("the target can use {usable:.0} core(s): the CPU it used where throughput stopped, rounded"),
                 "the generator's own CPU did not starve the target (see the step table)".into(),
             ])
             .metrics(vec![
