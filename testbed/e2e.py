@@ -766,13 +766,17 @@ def check_flask_n_plus_one(chokepoint, env):
             print(f"           consumed by n-plus-one ({share and round(share * 100)} % of the CPU): {top['title'][:80]}…")
     if len(set(seen)) != 1:
         failures.append(f"/orders/bad: the bottleneck changed between runs: {seen}")
-    fixed = diagnose_flask(chokepoint, env, "/orders/fixed", runs / "fixed")
-    if any(f["detector"] == "n-plus-one" for f in fixed["findings"]):
-        failures.append("/orders/fixed: the fixed twin still shows n-plus-one")
-    else:
-        others = ", ".join(f["detector"] for f in fixed["findings"]) or "none"
-        print(f"    fixed: no n-plus-one (findings: {others})")
-    return failures
+    return failures + fixed_twin_clean(chokepoint, env, "/orders/fixed", "n-plus-one", runs)
+
+
+def fixed_twin_clean(chokepoint, env, route, detector, runs):
+    """`diagnose` on a Flask fixed twin: `detector` must not be found (failures, else none)."""
+    fixed = diagnose_flask(chokepoint, env, route, runs / "fixed")
+    if any(f["detector"] == detector for f in fixed["findings"]):
+        return [f"{route}: the fixed twin still shows {detector}"]
+    others = ", ".join(f["detector"] for f in fixed["findings"]) or "none"
+    print(f"    fixed: no {detector} (findings: {others})")
+    return []
 
 
 def check_flask_hot_row(chokepoint, env):
@@ -808,13 +812,7 @@ def check_flask_hot_row(chokepoint, env):
         print(f"    bad:   {limit['title'][:100]}…")
         print(f"           held {t['held_ms']:.1f} ms per request, {t['outside_statements_ms']:.1f} ms outside "
               f"{' → '.join(s[:40] for s in t['statements'])}")
-    fixed = diagnose_flask(chokepoint, env, "/transfer/fixed", runs / "fixed")
-    if any(f["detector"] == "lock-contention" for f in fixed["findings"]):
-        failures.append("/transfer/fixed: the fixed twin still shows lock-contention")
-    else:
-        others = ", ".join(f["detector"] for f in fixed["findings"]) or "none"
-        print(f"    fixed: no lock-contention (findings: {others})")
-    return failures
+    return failures + fixed_twin_clean(chokepoint, env, "/transfer/fixed", "lock-contention", runs)
 
 
 def check_django(chokepoint, env):

@@ -12,22 +12,33 @@ fn path(p: &Path) -> &str {
     p.to_str().expect("UTF-8 path")
 }
 
-/// A run folder holding a detector fixture's evidence, as `--save` writes one.
+/// A run folder holding `evidence`, as `--save` writes one for `command`, by chokepoint `version`
+/// in `layout`.
+fn run_folder(
+    dir: &Path,
+    evidence: &chokepoint_evidence::Evidence,
+    (layout, version): (u32, &str),
+    command: &str,
+) {
+    std::fs::create_dir_all(dir).expect("dir");
+    std::fs::write(
+        dir.join("evidence.json"),
+        serde_json::to_vec(evidence).expect("json"),
+    )
+    .expect("write");
+    let meta = serde_json::json!({
+        "layout": layout, "chokepoint_version": version, "command": command, "label": command,
+        "created": "2026-01-01T00:00:00Z", "inputs": [], "notes": [], "attachments": []
+    });
+    std::fs::write(dir.join("run.json"), meta.to_string()).expect("write");
+}
+
+/// A run folder holding a detector fixture's evidence, saved by an older chokepoint.
 fn run_from_fixture(dir: &Path, fixture: &str, command: &str) {
     let text =
         std::fs::read_to_string(root().join("crates/detect/tests/fixtures").join(fixture)).expect("fixture");
     let evidence = chokepoint_detect::evidence_from_fixture(&text).expect("evidence");
-    std::fs::create_dir_all(dir).expect("dir");
-    std::fs::write(
-        dir.join("evidence.json"),
-        serde_json::to_vec(&evidence).expect("json"),
-    )
-    .expect("write");
-    let meta = serde_json::json!({
-        "layout": 1, "chokepoint_version": "0.0.1", "command": command, "label": fixture,
-        "created": "2026-01-01T00:00:00Z", "inputs": [], "notes": [], "attachments": []
-    });
-    std::fs::write(dir.join("run.json"), meta.to_string()).expect("write");
+    run_folder(dir, &evidence, (1, "0.0.1"), command);
 }
 
 #[test]
@@ -258,21 +269,11 @@ fn a_run_folder_on_a_full_disk_is_an_error_and_the_report_is_still_printed() {
     );
 }
 
-/// A run folder of spans written as a fixture's trace templates.
+/// A run folder of spans written as a fixture's trace templates, saved by this chokepoint.
 fn run_from_traces(dir: &Path, traces: &str) {
     let evidence =
         chokepoint_detect::evidence_from_fixture(&format!(r#"{{"traces": [{traces}]}}"#)).expect("evidence");
-    std::fs::create_dir_all(dir).expect("dir");
-    std::fs::write(
-        dir.join("evidence.json"),
-        serde_json::to_vec(&evidence).expect("json"),
-    )
-    .expect("write");
-    let meta = serde_json::json!({
-        "layout": 2, "chokepoint_version": env!("CARGO_PKG_VERSION"), "command": "traces", "label": "t",
-        "created": "2026-01-01T00:00:00Z", "inputs": [], "notes": [], "attachments": []
-    });
-    std::fs::write(dir.join("run.json"), meta.to_string()).expect("write");
+    run_folder(dir, &evidence, (2, env!("CARGO_PKG_VERSION")), "traces");
 }
 
 /// Eight requests of `service`'s `GET /orders`, each loading 20 orders' items one at a time.

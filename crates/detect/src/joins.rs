@@ -225,6 +225,18 @@ pub(crate) fn endpoints_running(
     found
 }
 
+/// The statements a finding's anchors name.
+fn statements_of(finding: &Finding) -> Vec<Fingerprint> {
+    finding
+        .anchors
+        .iter()
+        .filter_map(|a| match a {
+            Anchor::Statement { fingerprint } => Some(*fingerprint),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Endpoints named on one finding at most.
 const MAX_ENDPOINT_ANCHORS: usize = 5;
 
@@ -237,14 +249,7 @@ pub(crate) fn place_on_endpoints(findings: &mut [Finding], traces: &TraceAggrega
         if !matches!(finding.scope, Scope::Database { .. }) {
             continue;
         }
-        let statements: Vec<Fingerprint> = finding
-            .anchors
-            .iter()
-            .filter_map(|a| match a {
-                Anchor::Statement { fingerprint } => Some(*fingerprint),
-                _ => None,
-            })
-            .collect();
+        let statements = statements_of(finding);
         let mut running: Vec<(&str, &str, f64)> = Vec::new();
         for fingerprint in statements {
             for found in endpoints_running(traces, fingerprint) {
@@ -374,14 +379,7 @@ pub(crate) fn profile_costs(findings: &mut [Finding], view: &ProfileView<'_>, en
         if !receives_costs(finding) {
             continue;
         }
-        let statements: Vec<Fingerprint> = finding
-            .anchors
-            .iter()
-            .filter_map(|a| match a {
-                Anchor::Statement { fingerprint } => Some(*fingerprint),
-                _ => None,
-            })
-            .collect();
+        let statements = statements_of(finding);
         let code: Vec<&Anchor> = finding
             .anchors
             .iter()
