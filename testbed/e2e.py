@@ -80,12 +80,14 @@ def get(url, timeout=60):
         return response.status
 
 
-def analyse(chokepoint, env, routes, requests=REQUESTS, out=None):
-    """Runs `chokepoint listen` while `routes` are exercised; returns its JSON report."""
+def analyse(chokepoint, env, routes, requests=REQUESTS, out=None, base=None):
+    """Runs `chokepoint listen` while `routes` of `base` (the FastAPI shop by default) are
+    exercised; returns its JSON report."""
+    base = base or env["APP_URL"]
     record = ["--out", str(out)] if out else []
     # Spans a load scenario left in the service's export queue go nowhere (no listener yet), not
     # into this scenario's evidence.
-    get(env["APP_URL"] + "/__flush")
+    get(base + "/__flush")
     listen = subprocess.Popen(
         [chokepoint, "listen", "--http", f"127.0.0.1:{env['OTLP_PORT']}", "--grpc", "off", "--format", "json", *record],
         stdout=subprocess.PIPE,
@@ -99,9 +101,10 @@ def analyse(chokepoint, env, routes, requests=REQUESTS, out=None):
     try:
         for route in routes:
             for _ in range(requests):
-                get(env["APP_URL"] + route)
-        get(env["APP_URL"] + "/__flush")
-        get(env["DOWNSTREAM_URL"] + "/__flush")
+                get(base + route)
+        get(base + "/__flush")
+        if base == env["APP_URL"]:
+            get(env["DOWNSTREAM_URL"] + "/__flush")
     finally:
         listen.send_signal(signal.SIGINT)
     out, err = listen.communicate(timeout=60)
@@ -829,7 +832,7 @@ def check_django(chokepoint, env):
         psql(env, "SELECT pg_stat_statements_reset()")
         with tempfile.TemporaryDirectory() as tmp:
             recording = Path(tmp) / "django.otlp"
-            listen_while(chokepoint, env, env["DJANGO_URL"], routes, recording)
+            analyse(chokepoint, env, routes, out=recording, base=env["DJANGO_URL"])
             report = run_json([chokepoint, "traces", str(recording), "--pg", pg, "--format", "json"])
         findings = report["findings"]
         on = lambda endpoint: [f for f in findings if f["scope"].get("endpoint") == endpoint]
@@ -857,28 +860,6 @@ def check_django(chokepoint, env):
             else:
                 print("    fixed:   no finding on the fixed twins")
     return failures
-
-
-def listen_while(chokepoint, env, base, routes, out, requests=REQUESTS):
-    """`chokepoint listen --out` while `routes` of `base` are exercised; the service flushed."""
-    get(base + "/__flush")  # what an earlier scenario left in its export queue goes nowhere
-    listen = subprocess.Popen(
-        [chokepoint, "listen", "--http", f"127.0.0.1:{env['OTLP_PORT']}", "--grpc", "off", "--format", "json",
-         "--out", str(out)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    banner = listen.stderr.readline()
-    if "listening" not in banner:
-        listen.kill()
-        raise RuntimeError(f"chokepoint listen did not start: {banner}{listen.stderr.read()}")
-    try:
-        for route in routes:
-            for _ in range(requests):
-                get(base + route)
-        get(base + "/__flush")
-    finally:
-        listen.send_signal(signal.SIGINT)
-    listen.communicate(timeout=60)
 
 
 def load_report(chokepoint, env, route, ramp):

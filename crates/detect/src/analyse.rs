@@ -15,6 +15,7 @@ use crate::impact;
 use crate::load::{Curve, StepSessions};
 use crate::profile::{ProfileSummary, ProfileView};
 use crate::registry::{Conclusion, DETECTORS, Detector, Estimate, Reads};
+use crate::stack::ServiceStack;
 use crate::usl::UslFit;
 use crate::verdict::{self, Verdict};
 
@@ -60,7 +61,7 @@ pub struct Outcome {
 /// assert!(outcome.skipped.iter().any(|s| s.detector.as_str() == "n-plus-one"));
 /// ```
 pub fn analyse(evidence: &Evidence) -> Outcome {
-    let stack = crate::stack::Stack::of_evidence(evidence);
+    let stack = stack_of(evidence);
     let database = evidence
         .database
         .as_ref()
@@ -217,12 +218,57 @@ pub fn analyse(evidence: &Evidence) -> Outcome {
     }
 }
 
+/// The stack of the service the evidence is about: its profile's frames, its process's
+/// command line, and the scopes of the endpoint a ramp loaded (or, without a ramp, of every
+/// endpoint when the traces hold one service).
+fn stack_of(evidence: &Evidence) -> ServiceStack {
+    let from_profile = evidence
+        .profile
+        .as_ref()
+        .map(crate::profile::stack_of)
+        .unwrap_or_default();
+    let from_command = evidence
+        .load
+        .as_ref()
+        .and_then(|run| run.target_command.as_deref())
+        .map(ServiceStack::from_command)
+        .unwrap_or_default();
+    let from_traces = evidence
+        .traces
+        .as_ref()
+        .map_or_else(ServiceStack::default, |traces| {
+            let loaded = evidence
+                .load
+                .as_ref()
+                .and_then(|run| crate::traces::endpoint_of_url(traces, &run.url));
+            match loaded {
+                Some(endpoint) => {
+                    ServiceStack::from_scopes(endpoint.instrumentation.iter().map(String::as_str))
+                }
+                None => {
+                    let first = traces.endpoints.first().map(|e| &e.service);
+                    if traces.endpoints.iter().all(|e| Some(&e.service) == first) {
+                        ServiceStack::from_scopes(
+                            traces
+                                .endpoints
+                                .iter()
+                                .flat_map(|e| e.instrumentation.iter().map(String::as_str)),
+                        )
+                    } else {
+                        ServiceStack::default()
+                    }
+                }
+            }
+        });
+    from_traces.or(from_profile).or(from_command)
+}
+
 /// The trace detector's conclusions, one per (endpoint, subject) past the noise gate.
 fn conclude_traces(
     detector: &dyn Detector,
     traces: &chokepoint_evidence::TraceAggregates,
     database: Option<&DbView<'_>>,
-    stack: crate::stack::Stack,
+    stack: crate::stack::ServiceStack,
     findings: &mut Vec<Finding>,
     below_gate: &mut u64,
 ) {

@@ -58,14 +58,8 @@ pub(crate) fn anchors(scope: &Scope, subject: &Subject, items: &[EvidenceItem]) 
                 }
             }
             EvidenceItem::HotFrame {
-                function,
-                file,
-                line,
-                source,
-                ..
-            } if matches!(subject, Subject::Code { file: f, line: l, .. } if f == file && *l == Some(*line)) =>
-            {
-                let _ = function;
+                file, line, source, ..
+            } if matches!(subject, Subject::Code { file: f, line: l, .. } if f == file && *l == Some(*line)) => {
                 for fingerprint in source.as_deref().map(sql_literals).unwrap_or_default() {
                     push(&mut anchors, Anchor::Statement { fingerprint });
                 }

@@ -68,7 +68,7 @@ pub(crate) struct Curve<'a> {
     /// on locks while the steps ran.
     pub(crate) database: Option<&'a Activity>,
     /// What the service is built with, for advice in its terms.
-    pub(crate) stack: crate::stack::Stack,
+    pub(crate) stack: crate::stack::ServiceStack,
 }
 
 impl<'a> Curve<'a> {
@@ -89,7 +89,7 @@ impl<'a> Curve<'a> {
             knee_index,
             capacity_rps,
             database: None,
-            stack: crate::stack::Stack::default(),
+            stack: crate::stack::ServiceStack::default(),
         };
         if generator_limited(run, curve.knee) {
             return Err(
@@ -101,7 +101,11 @@ impl<'a> Curve<'a> {
     }
 
     /// The curve with what ran beside it: the database's watch, and the service's stack.
-    pub(crate) fn beside(mut self, database: Option<&'a Activity>, stack: crate::stack::Stack) -> Curve<'a> {
+    pub(crate) fn beside(
+        mut self,
+        database: Option<&'a Activity>,
+        stack: crate::stack::ServiceStack,
+    ) -> Curve<'a> {
         self.database = database;
         self.stack = stack;
         self

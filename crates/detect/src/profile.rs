@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::finding::{Basis, Confidence, EvidenceItem};
 use crate::registry::{Conclusion, Estimate};
+use crate::stack::{Framework, Orm, Server, ServiceStack};
 
 /// What a frame is doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -234,12 +235,6 @@ const PACKAGES: &[&str] = &[
     "boto3",
     "botocore",
 ];
-
-/// The module path of a file, as the category table reads it (`json/encoder.py`,
-/// `django/db/models/query.py`).
-pub(crate) fn module_of(file: &str) -> &str {
-    module_path(file).0
-}
 
 /// The module path of a file: after `site-packages/`, `dist-packages/` or `lib/pythonX.Y/`,
 /// else as written (`json/encoder.py`).
@@ -528,7 +523,7 @@ pub(crate) struct ProfileView<'a> {
     /// line: a call the sampler cannot see into, or Python computing.
     pub(crate) loop_opaque: HashMap<u32, u64>,
     /// What the service is built with, for fixes in its terms.
-    pub(crate) stack: crate::stack::Stack,
+    pub(crate) stack: ServiceStack,
     /// The CPU the sampler of a load ramp measured for the profiled process over the profile's
     /// time, in cores, when one ran beside it: what the busy samples really cost.
     pub(crate) cpu_cores: Option<f64>,
@@ -537,6 +532,62 @@ pub(crate) struct ProfileView<'a> {
     /// CPU says the busy threads mostly waited.
     pub(crate) waiting_in_calls: u64,
     infos: Vec<FrameInfo>,
+}
+
+/// The stack a profile's frames show: the packages its stacks run.
+pub(crate) fn stack_of(profile: &Profile) -> ServiceStack {
+    let mut stack = ServiceStack::default();
+    // The most specific framework whose package has frames: FastAPI runs on Starlette, Django
+    // REST framework on Django.
+    let (mut fastapi, mut rest, mut django, mut flask) = (false, false, false, false);
+    let mut seen = |module: &str| {
+        let first = module.split('/').next().unwrap_or(module);
+        match first {
+            "rest_framework" => rest = true,
+            "django" => {
+                django = true;
+                if module.starts_with("django/db/models") {
+                    stack.orm = Some(Orm::Django);
+                }
+            }
+            "fastapi" | "starlette" => fastapi = true,
+            "flask" | "werkzeug" if !module.starts_with("werkzeug/serving") => flask = true,
+            "sqlalchemy" if module.starts_with("sqlalchemy/orm") => stack.orm = Some(Orm::SqlAlchemy),
+            "psycopg" | "psycopg2" | "asyncpg" if stack.orm.is_none() => stack.orm = Some(Orm::Driver),
+            "waitress" => stack.server = Some(Server::Waitress),
+            "gunicorn" => stack.server = Some(Server::Gunicorn),
+            "uvicorn" => {
+                stack.server.get_or_insert(Server::Uvicorn);
+            }
+            "hypercorn" => {
+                stack.server.get_or_insert(Server::Hypercorn);
+            }
+            _ if module.starts_with("werkzeug/serving") || module.starts_with("django/core/servers") => {
+                stack.server.get_or_insert(Server::Development);
+            }
+            _ => {}
+        }
+    };
+    for frame in &profile.frames {
+        seen(module_path(&frame.file).0);
+    }
+    stack.framework = if fastapi {
+        Some(Framework::FastApi)
+    } else if rest {
+        Some(Framework::DjangoRest)
+    } else if django {
+        Some(Framework::Django)
+    } else if flask {
+        Some(Framework::Flask)
+    } else {
+        None
+    };
+    // A Django profile reaches its driver through the ORM: the driver's frames are not a
+    // choice to call it directly.
+    if stack.framework == Some(Framework::Django) && stack.orm == Some(Orm::Driver) {
+        stack.orm = Some(Orm::Django);
+    }
+    stack
 }
 
 /// What the table says of one frame, worked out once per distinct frame.
@@ -604,7 +655,7 @@ impl<'a> ProfileView<'a> {
             loop_blocked: HashMap::new(),
             loop_idle: 0,
             loop_opaque: HashMap::new(),
-            stack: crate::stack::Stack::from_profile(profile),
+            stack: stack_of(profile),
             cpu_cores,
             waiting_in_calls: 0,
             infos: Vec::new(),

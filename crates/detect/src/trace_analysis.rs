@@ -224,10 +224,34 @@ impl EndpointEntry {
     }
 }
 
+/// A statement as one request runs it: its calls, time and first start.
+struct RequestStatement<'a> {
+    statement: &'a Statement,
+    calls: u64,
+    time_ms: f64,
+    offset_ms: f64,
+}
+
+impl RequestStatement<'_> {
+    /// The use it counts, its text written out (only when its endpoint first sees it).
+    fn into_use(self) -> StatementUse {
+        let mut offset_ms = Stat::default();
+        offset_ms.add(self.offset_ms);
+        StatementUse {
+            fingerprint: self.statement.fingerprint,
+            text: self.statement.normalized.chars().take(300).collect(),
+            requests: 1,
+            calls: self.calls,
+            time_ms: self.time_ms,
+            offset_ms,
+        }
+    }
+}
+
 /// The statements one request runs, each once with its calls, time and first start.
-fn statement_uses(request: &crate::request::Request<'_>) -> Vec<StatementUse> {
+fn statement_uses<'a>(request: &crate::request::Request<'a>) -> Vec<RequestStatement<'a>> {
     let start = request.root_span().start_unix_nano;
-    let mut uses: Vec<StatementUse> = Vec::new();
+    let mut uses: Vec<RequestStatement<'a>> = Vec::new();
     for &i in &request.local {
         let Some(statement) = request.statement(i) else {
             continue;
@@ -235,27 +259,21 @@ fn statement_uses(request: &crate::request::Request<'_>) -> Vec<StatementUse> {
         let span = request.span(i);
         let took_ms = span.duration_nano() as f64 / 1e6;
         let offset_ms = span.start_unix_nano.saturating_sub(start) as f64 / 1e6;
-        match uses.iter_mut().find(|u| u.fingerprint == statement.fingerprint) {
+        match uses
+            .iter_mut()
+            .find(|u| u.statement.fingerprint == statement.fingerprint)
+        {
             Some(used) => {
                 used.calls += 1;
                 used.time_ms += took_ms;
-                if offset_ms < used.offset_ms.sum {
-                    used.offset_ms = Stat::default();
-                    used.offset_ms.add(offset_ms);
-                }
+                used.offset_ms = used.offset_ms.min(offset_ms);
             }
-            None => {
-                let mut offset = Stat::default();
-                offset.add(offset_ms);
-                uses.push(StatementUse {
-                    fingerprint: statement.fingerprint,
-                    text: statement.normalized.chars().take(300).collect(),
-                    requests: 1,
-                    calls: 1,
-                    time_ms: took_ms,
-                    offset_ms: offset,
-                });
-            }
+            None => uses.push(RequestStatement {
+                statement,
+                calls: 1,
+                time_ms: took_ms,
+                offset_ms,
+            }),
         }
     }
     uses
@@ -402,7 +420,15 @@ impl TraceAnalysis {
                 entry.add_scope(scope);
             }
             for used in statement_uses(&request) {
-                entry.add_statement(used);
+                match entry.statements.get_mut(&used.statement.fingerprint) {
+                    Some(known) => {
+                        known.requests += 1;
+                        known.calls += used.calls;
+                        known.time_ms += used.time_ms;
+                        known.offset_ms.add(used.offset_ms);
+                    }
+                    None => entry.add_statement(used.into_use()),
+                }
             }
             for (d, detector) in trace_detectors() {
                 observations.clear();

@@ -6,7 +6,7 @@ use chokepoint_evidence::{EndpointAggregate, ObservedGroup, Subject, TraceAggreg
 
 use crate::db::{DbView, StatementView};
 use crate::registry::Detector;
-use crate::stack::Stack;
+use crate::stack::ServiceStack;
 
 /// A finding needs this many affected requests, so one odd trace among many does not make a
 /// finding — or half of its endpoint's requests, when the endpoint has too few for an outlier to
@@ -36,7 +36,7 @@ pub(crate) struct GroupView<'a> {
     pub(crate) database: Option<&'a DbView<'a>>,
     /// What the endpoint's service is built with: its spans' instrumentation scopes, then what
     /// the rest of the evidence says.
-    pub(crate) stack: Stack,
+    pub(crate) stack: ServiceStack,
 }
 
 impl<'a> GroupView<'a> {
@@ -85,7 +85,7 @@ pub(crate) fn groups<'a>(
     detector: &'a dyn Detector,
     traces: &'a TraceAggregates,
     database: Option<&'a DbView<'a>>,
-    stack: Stack,
+    stack: ServiceStack,
     below_gate: &'a mut u64,
 ) -> impl Iterator<Item = (&'a EndpointAggregate, GroupView<'a>)> + 'a {
     let id = detector.meta().id;
@@ -114,7 +114,8 @@ pub(crate) fn groups<'a>(
                     endpoint_requests: endpoint.requests,
                     saved_ms_per_request: group.saved_ms / group.requests.max(1) as f64,
                     database,
-                    stack: Stack::from_scopes(endpoint.instrumentation.iter().map(String::as_str)).or(stack),
+                    stack: ServiceStack::from_scopes(endpoint.instrumentation.iter().map(String::as_str))
+                        .or(stack),
                 },
             ))
         })

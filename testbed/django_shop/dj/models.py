@@ -20,20 +20,22 @@ class Book(models.Model):
         managed = False
 
 
-class Review(models.Model):
+class ReviewFields(models.Model):
     book = models.ForeignKey(Book, on_delete=models.CASCADE)
     body = models.TextField()
 
+    class Meta:
+        abstract = True
+
+
+class Review(ReviewFields):
     class Meta:
         db_table = "dj_review"
         managed = False
 
 
-class IndexedReview(models.Model):
+class IndexedReview(ReviewFields):
     """The same reviews, with a trigram index on `upper(body)` (seed.sql)."""
-
-    book = models.ForeignKey(Book, on_delete=models.CASCADE)
-    body = models.TextField()
 
     class Meta:
         db_table = "dj_review_indexed"

@@ -176,7 +176,7 @@ impl Detector for CpuSaturation {
             },
             profile.stack.server.map_or_else(
                 || "gunicorn or uvicorn `--workers N`".to_owned(),
-                |s| s.processes_setting(2.0)
+                |s| s.processes_setting(None)
             )
         );
         let (subject, location) = crate::profile::code_subject(frame);
@@ -251,7 +251,7 @@ impl Detector for CpuSaturation {
             },
         );
         let processes = match curve.stack.server {
-            Some(server) => server.processes_setting(curve.run.host_cores),
+            Some(server) => server.processes_setting(Some(curve.run.host_cores)),
             None => format!(
                 "{0:.0} processes (gunicorn `--workers {0:.0}`, uvicorn `--workers {0:.0}`)",
                 curve.run.host_cores

@@ -9,7 +9,7 @@ use crate::finding::{Basis, Confidence};
 use crate::profile::{Category, ProfileView};
 use crate::registry::{Conclusion, Detector, Estimate, Reads, detector};
 use crate::request::Request;
-use crate::stack::{Orm, Stack};
+use crate::stack::{Orm, ServiceStack};
 use crate::trace_analysis::{Observation, Observer};
 use crate::traces::GroupView;
 
@@ -453,7 +453,7 @@ fn relation_of(normalized: &str, related: Option<&Subject>) -> Option<Relation> 
     };
     match column.as_deref() {
         Some(key) if key.ends_with("_id") => Some(Relation {
-            name: model_name(&bare(&table)),
+            name: bare(&table),
             parent: parent_query
                 .as_ref()
                 .and_then(|p| p.tables.first().cloned())
@@ -477,7 +477,7 @@ fn relation_of(normalized: &str, related: Option<&Subject>) -> Option<Relation> 
                 })
                 .unwrap_or_default();
             let own = bare(&table);
-            let singular = singular(&model_name(&own));
+            let singular = singular(&own);
             let name = foreign_keys
                 .iter()
                 .find(|fk| {
@@ -495,12 +495,6 @@ fn relation_of(normalized: &str, related: Option<&Subject>) -> Option<Relation> 
             })
         }
     }
-}
-
-/// A table's model name as a framework would have it: Django prefixes its tables with the app's
-/// label (`dj_author` → `author`); other ORMs name them after the model.
-fn model_name(table: &str) -> String {
-    table.trim_matches('"').to_owned()
 }
 
 /// A naive singular: `items` → `item`, `categories` → `category`.
@@ -539,7 +533,7 @@ fn class_name(table: &str, django: bool) -> String {
 /// instrumentation names (Django, SQLAlchemy, Hibernate, Active Record) and the relation its
 /// statement and the parent query show — or, for a driver called with SQL, the batched statement.
 /// Without a known ORM, each common one's call, named with the relation.
-fn batch_query_fix(normalized: &str, related: Option<&Subject>, stack: Stack) -> String {
+fn batch_query_fix(normalized: &str, related: Option<&Subject>, stack: ServiceStack) -> String {
     let Some(relation) = relation_of(normalized, related) else {
         return format!(
             "Run `{}` once per request instead of once per item: hoist it out of the loop, or load what it reads together \
@@ -664,8 +658,8 @@ mod tests {
     use super::*;
     use crate::stack::Framework;
 
-    fn django() -> Stack {
-        Stack::from_scopes([
+    fn django() -> ServiceStack {
+        ServiceStack::from_scopes([
             "opentelemetry.instrumentation.django",
             "opentelemetry.instrumentation.psycopg2",
         ])
@@ -698,11 +692,11 @@ mod tests {
     fn a_to_many_lookup_speaks_the_orm_the_spans_name() {
         let repeat = crate::sql::normalize("SELECT sku, qty FROM items WHERE order_id = %s").normalized;
         let parent = statement("SELECT id, total FROM orders WHERE id BETWEEN %s AND %s ORDER BY id");
-        let sqlalchemy = Stack::from_scopes(["opentelemetry.instrumentation.sqlalchemy"]);
+        let sqlalchemy = ServiceStack::from_scopes(["opentelemetry.instrumentation.sqlalchemy"]);
         let fix = batch_query_fix(&repeat, Some(&parent), sqlalchemy);
         assert!(fix.contains("selectinload(Order.items)"), "{fix}");
         assert!(!fix.contains("prefetch_related"), "{fix}");
-        let flask = Stack::from_scopes([
+        let flask = ServiceStack::from_scopes([
             "opentelemetry.instrumentation.flask",
             "opentelemetry.instrumentation.psycopg2",
         ]);
@@ -718,7 +712,7 @@ mod tests {
         let fix = batch_query_fix(&repeat, Some(&parent), django());
         assert!(fix.contains(r#"prefetch_related("item_set")"#), "{fix}");
         // Nothing names the ORM: each common one's call, with the relation's name.
-        let fix = batch_query_fix(&repeat, None, Stack::default());
+        let fix = batch_query_fix(&repeat, None, ServiceStack::default());
         assert!(
             fix.contains("selectinload(") && fix.contains("prefetch_related(\"items\")"),
             "{fix}"
