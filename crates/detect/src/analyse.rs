@@ -684,9 +684,14 @@ fn waiting_note(view: &ProfileView<'_>) -> Option<Note> {
         format!(
             "the profiled threads were busy {busy_threads:.1} per second while the process used {:.2} cores: about {:.0} % of \
              the busy samples waited — in C calls or for the GIL{inside} — so the profile's shares are of threads' time, not \
-             CPU, and no CPU finding rests on them",
+             CPU{}",
             view.cpu_cores.unwrap_or(0.0),
             (1.0 - on_cpu) * 100.0,
+            if view.waited() {
+                ", and no CPU finding rests on them"
+            } else {
+                ": a line's share of the CPU is read from them as an estimate"
+            },
         ),
     ))
 }
