@@ -330,6 +330,17 @@ fn conclude_traces(
     }
 }
 
+/// What a prediction reads of a load limit: the detector's own, and the target's CPU against its
+/// rate and the cores it can use, from the curve.
+fn limit_inputs(curve: &Curve<'_>, conclusion: &Conclusion) -> crate::finding::LimitInputs {
+    let mut inputs = conclusion.inputs.clone();
+    inputs.cpu = inputs.cpu.or_else(|| curve.cpu_cost());
+    inputs.usable_cores = inputs
+        .usable_cores
+        .or_else(|| curve.plateau_cpu_cores().map(crate::load::usable_cores));
+    inputs
+}
+
 fn load_finding(detector: &dyn Detector, curve: &Curve<'_>, conclusion: Conclusion) -> Finding {
     let run = curve.run;
     let impact = match conclusion.estimate {
@@ -346,8 +357,15 @@ fn load_finding(detector: &dyn Detector, curve: &Curve<'_>, conclusion: Conclusi
             conclusion.basis,
             curve,
             demand_ms_per_request,
+            limit_inputs(curve, &conclusion),
         )),
-        _ => Impact::Limit(impact::limit(conclusion.resource, conclusion.basis, curve, None)),
+        _ => Impact::Limit(impact::limit(
+            conclusion.resource,
+            conclusion.basis,
+            curve,
+            None,
+            limit_inputs(curve, &conclusion),
+        )),
     };
     let mut metrics = BTreeMap::new();
     metrics.insert("capacity_rps".to_owned(), impact::round(curve.capacity_rps));

@@ -272,7 +272,7 @@ pub fn compare(a: (&Evidence, &Outcome), b: (&Evidence, &Outcome)) -> Comparison
     let moved = before != after;
     let prediction = match (&outcome_a.verdict.predicted_gain, &capacity) {
         (Some(gain), Some(change)) => Some(PredictionCheck {
-            predicted_rps: gain.capacity_after_fix_rps,
+            predicted_rps: round(gain.capacity_after_fix_rps),
             measured_rps: change.after,
             error: round(gain.capacity_after_fix_rps / change.after.max(1e-9) - 1.0),
             at_limit: outcome_b.verdict.limit.is_some()

@@ -111,22 +111,167 @@ pub struct Limit {
     /// How the numbers were reached.
     pub basis: Basis,
     /// The highest throughput measured, in requests per second: the capacity the limit allows.
+    #[serde(serialize_with = "rounded")]
     pub capacity_rps: f64,
     /// The load at which throughput stopped rising (concurrency, or requests per second offered).
     pub knee_offered: f64,
     /// The time each request takes of the limiting resource (its service demand D; capacity is
     /// at most 1/D per unit of it), in ms, when it is known.
+    #[serde(serialize_with = "rounded_opt")]
     pub demand_ms_per_request: Option<f64>,
     /// The median latency the limit adds at the highest load measured: the median there less
     /// the median at the lowest load, in ms.
+    #[serde(serialize_with = "rounded")]
     pub queueing_ms: f64,
     /// The capacity predicted once the limit is lifted, in requests per second (when a
     /// prediction is made).
+    #[serde(serialize_with = "rounded_opt")]
     pub capacity_after_fix_rps: Option<f64>,
     /// The latency objective the ramp was given (`--slo`), when a step missed it: where, and
     /// the queueing the limit added there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slo_missed: Option<SloMissed>,
+    /// What a prediction reads of the limit beside its capacity and demand.
+    #[serde(default)]
+    pub inputs: Box<LimitInputs>,
+}
+
+/// What a prediction reads of a limit beside its capacity and demand: typed, with units, kept
+/// unrounded until rendered. Each is `None` when the evidence did not measure it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LimitInputs {
+    /// The target's CPU as a function of its throughput: a fixed part and a part per request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuCost>,
+    /// The cores the target can use: those it used where throughput stopped, rounded.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "rounded_opt"
+    )]
+    pub usable_cores: Option<f64>,
+    /// Requests in service at a time where throughput stopped (Little's law): the workers, or
+    /// the pool, that cap it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "rounded_opt"
+    )]
+    pub workers: Option<f64>,
+    /// What each request waits, outside the CPU, while it holds what serializes requests, in ms.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "rounded_opt"
+    )]
+    pub waiting_ms_per_request: Option<f64>,
+    /// The host's CPU per request used beside the target and the load generator (a database on
+    /// the same host), in ms.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "rounded_opt"
+    )]
+    pub other_cpu_ms_per_request: Option<f64>,
+    /// The link the responses crossed, when it caps throughput.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<LinkCost>,
+}
+
+/// The target's CPU as a function of its rate: `fixed_cores + marginal_ms_per_request × rate`.
+/// At the few requests per second a limit allows, a process's wakeups and background threads
+/// weigh on each request; only the marginal part scales with the rate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CpuCost {
+    /// Cores used whatever the rate.
+    #[serde(serialize_with = "rounded")]
+    pub fixed_cores: f64,
+    /// CPU each request adds, in ms.
+    #[serde(serialize_with = "rounded")]
+    pub marginal_ms_per_request: f64,
+    /// The marginal cost's range over the spread of what it was read from, in ms (low, high).
+    #[serde(serialize_with = "rounded_pair")]
+    pub marginal_range_ms: [f64; 2],
+    /// How it was read.
+    pub basis: CpuCostBasis,
+}
+
+/// How a [`CpuCost`] was read.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CpuCostBasis {
+    /// A line fitted across the ramp's steps up to the knee (cores against throughput).
+    Fit {
+        /// Steps fitted.
+        steps: u32,
+    },
+    /// The least CPU per request a step measured, all of it taken as marginal: the steps did not
+    /// span enough rates to fit a line.
+    LeastStep {
+        /// Steps read.
+        steps: u32,
+    },
+    /// The lower quartile of the endpoint's in-process time in its traces, outside its calls:
+    /// the steps ran at one rate, where the process's fixed cost weighs on every request.
+    Traced {
+        /// Requests it was read from.
+        requests: u64,
+    },
+}
+
+impl CpuCostBasis {
+    /// How it was read, in words.
+    pub fn describe(&self) -> String {
+        match self {
+            CpuCostBasis::Fit { steps } => format!("a line fitted across {steps} steps up to the knee"),
+            CpuCostBasis::LeastStep { steps } => {
+                format!("the least CPU per request of {steps} steps (too close in rate to fit a line)")
+            }
+            CpuCostBasis::Traced { requests } => format!(
+                "the lower quartile of {requests} traced requests' in-process time, outside their calls (the steps ran \
+                 at one rate, where the process's fixed cost weighs on each request)"
+            ),
+        }
+    }
+}
+
+/// A link that caps throughput: what each response puts on it and what it carried.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LinkCost {
+    /// Bytes per response.
+    #[serde(serialize_with = "rounded")]
+    pub bytes_per_response: f64,
+    /// Bytes per second the link carried where throughput stopped.
+    #[serde(serialize_with = "rounded")]
+    pub bytes_per_s: f64,
+    /// The share of each response compression would cut, when the generator measured it (0–1).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "rounded_opt"
+    )]
+    pub compressible_share: Option<f64>,
+}
+
+/// Serializes a number rounded the way every number of a finding is.
+pub(crate) fn rounded<S: serde::Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(crate::impact::round(*value))
+}
+
+/// [`rounded`], for an optional number.
+pub(crate) fn rounded_opt<S: serde::Serializer>(
+    value: &Option<f64>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(value) => rounded(value, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// [`rounded`], for a range.
+pub(crate) fn rounded_pair<S: serde::Serializer>(value: &[f64; 2], serializer: S) -> Result<S::Ok, S::Error> {
+    [crate::impact::round(value[0]), crate::impact::round(value[1])].serialize(serializer)
 }
 
 /// A latency objective missed at a step of the ramp.

@@ -135,7 +135,14 @@ pub(crate) fn per_request(resource: Resource, basis: Basis, curve: &Curve<'_>, s
 
 /// A load ramp: the capacity the limit allows, and the median latency it adds at the highest
 /// load measured.
-pub(crate) fn limit(resource: Resource, basis: Basis, curve: &Curve<'_>, demand_ms: Option<f64>) -> Limit {
+/// Kept unrounded, as the predictions read them: rounded when rendered.
+pub(crate) fn limit(
+    resource: Resource,
+    basis: Basis,
+    curve: &Curve<'_>,
+    demand_ms: Option<f64>,
+    inputs: crate::finding::LimitInputs,
+) -> Limit {
     let queueing_ms = (curve.top().latency.p50_ms - curve.low.latency.p50_ms).max(0.0);
     let slo_missed = match curve.run.stopped_because {
         StopReason::Slo {
@@ -160,11 +167,12 @@ pub(crate) fn limit(resource: Resource, basis: Basis, curve: &Curve<'_>, demand_
     Limit {
         resource,
         basis,
-        capacity_rps: round(curve.capacity_rps),
+        capacity_rps: curve.capacity_rps,
         knee_offered: curve.knee.offered,
-        demand_ms_per_request: demand_ms.map(round),
-        queueing_ms: round(queueing_ms),
+        demand_ms_per_request: demand_ms,
+        queueing_ms,
         capacity_after_fix_rps: None,
         slo_missed,
+        inputs: Box::new(inputs),
     }
 }

@@ -18,7 +18,7 @@ use chokepoint_evidence::{
     Anchor, Evidence, EvidenceKind, Fingerprint, LoadRun, Scope, Subject, TraceAggregates,
 };
 
-use crate::finding::{Basis, Cost, EvidenceItem, Finding, Impact};
+use crate::finding::{Basis, Cost, CpuCost, CpuCostBasis, EvidenceItem, Finding, Impact};
 use crate::profile::{Category, ProfileView, Tally};
 
 /// The anchors a finding carries by where it was seen and what it is about: its endpoint, its
@@ -328,7 +328,10 @@ pub(crate) fn profiled_cpu_cores(evidence: &Evidence) -> Option<f64> {
 /// Busy samples a profile put on the lines of a finding, and the lines.
 struct LineCost {
     frames: Vec<u32>,
+    /// Busy samples of the stacks that run the lines.
     samples: u64,
+    /// Those of them that wait in a call out of the process.
+    calling: u64,
     how: String,
 }
 
@@ -435,40 +438,48 @@ fn receives_costs(finding: &Finding) -> bool {
 /// The busy samples of the stacks that run any of `frames`, each stack counted once.
 fn line_cost(view: &ProfileView<'_>, frames: Vec<u32>, how: String) -> LineCost {
     let wanted: HashSet<u32> = frames.iter().copied().collect();
-    let samples = view
+    let (mut samples, mut calling) = (0, 0);
+    for stack in view
         .busy_stacks()
         .filter(|stack| stack.frames.iter().any(|f| wanted.contains(f)))
-        .map(|stack| stack.count)
-        .sum();
-    LineCost { frames, samples, how }
+    {
+        samples += stack.count;
+        if view.calls_out(stack) {
+            calling += stack.count;
+        }
+    }
+    LineCost {
+        frames,
+        samples,
+        calling,
+        how,
+    }
 }
 
 fn attach(finding: &mut Finding, view: &ProfileView<'_>, cost: LineCost) {
     if cost.samples == 0 {
         return;
     }
-    let share = cost.samples as f64 / view.busy as f64;
-    let seconds = cost.samples as f64 * view.seconds_per_count();
-    let mut how = cost.how;
+    let (share, split) = view.cpu_share(cost.samples, cost.calling);
+    let mut how = cost.how.clone();
+    if let Some(split) = split {
+        how.push_str("; ");
+        how.push_str(&split);
+    }
     // A process whose measured CPU stayed low spent its busy samples waiting: the lines are the
     // cause's, their samples no CPU it burned.
     let waited = view.waited();
-    if let Some(on_cpu) = view.on_cpu_share().filter(|s| *s < 0.9) {
-        how.push_str(&format!(
-            "; the process used {:.2} cores while its threads were busy {:.1} per second: {:.0} % of the busy samples ran \
-             on a CPU, the rest waited in calls or for the GIL, taken alike",
-            view.cpu_cores.unwrap_or(0.0),
-            view.busy as f64 * view.seconds_per_count() / view.wall_s().max(1e-9),
-            on_cpu * 100.0
-        ));
-    }
     if !waited {
+        let s_per_s = match view.cpu_cores {
+            Some(cores) => share * cores,
+            None => cost.samples as f64 * view.seconds_per_count() / view.wall_s().max(1e-9),
+        };
         crate::rank::add_cost(
             finding,
             Cost {
                 resource: chokepoint_evidence::Resource::Cpu,
                 share: crate::impact::round(share),
-                s_per_s: crate::impact::round(seconds / view.wall_s().max(1e-9)),
+                s_per_s: crate::impact::round(s_per_s),
                 basis: Basis::Measured,
                 seen_by: EvidenceKind::Profile,
                 how,
@@ -530,12 +541,33 @@ pub(crate) fn in_process_time(findings: &mut [Finding], traces: &TraceAggregates
     };
     for finding in findings
         .iter_mut()
-        .filter(|f| matches!(f.impact, Impact::Limit(_)) && matches!(f.scope, Scope::Target { .. }))
+        .filter(|f| matches!(f.scope, Scope::Target { .. }))
     {
+        let Impact::Limit(limit) = &mut finding.impact else {
+            continue;
+        };
         finding
             .evidence
             .metrics
             .insert("in_process_ms_p25".to_owned(), crate::impact::round(quartile));
+        // A line fitted across rates already separates the fixed cost; a single rate's least
+        // CPU per request carries it, and the traces' quicker requests tell the marginal one —
+        // for a limit other than the CPU, which the process was not using up (a saturated
+        // process's in-process time is its wait for the CPU too).
+        if let Some(cpu) = &mut limit.inputs.cpu
+            && limit.resource != chokepoint_evidence::Resource::Cpu
+            && !matches!(cpu.basis, CpuCostBasis::Fit { .. })
+            && quartile < cpu.marginal_ms_per_request
+        {
+            *cpu = CpuCost {
+                fixed_cores: 0.0,
+                marginal_ms_per_request: quartile,
+                marginal_range_ms: [quartile, cpu.marginal_ms_per_request],
+                basis: CpuCostBasis::Traced {
+                    requests: endpoint.requests,
+                },
+            };
+        }
     }
 }
 

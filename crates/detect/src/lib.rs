@@ -44,8 +44,8 @@ pub use compare::{
 };
 pub use db::statements_to_explain;
 pub use finding::{
-    Basis, Confidence, Consumption, Cost, EvidenceItem, Finding, FindingEvidence, Impact, Limit, PlanReason,
-    Sample, SampleUnit, Skipped,
+    Basis, Confidence, Consumption, Cost, CpuCost, CpuCostBasis, EvidenceItem, Finding, FindingEvidence,
+    Impact, Limit, LimitInputs, LinkCost, PlanReason, Sample, SampleUnit, Skipped,
 };
 pub use fixture::evidence_from_fixture;
 pub use load::StepSessions;

@@ -4,6 +4,8 @@
 
 use chokepoint_evidence::{Activity, LoadModel, LoadRun, LoadStep, Note, Position, Severity};
 use schemars::JsonSchema;
+
+use crate::finding::{CpuCost, CpuCostBasis};
 use serde::{Deserialize, Serialize};
 
 /// Throughput must grow by this factor from one step to the next, or it has stopped rising.
@@ -185,6 +187,39 @@ impl<'a> Curve<'a> {
             .min_by(f64::total_cmp)
     }
 
+    /// The target's CPU against its rate, from the steps up to the knee (never past it, where a
+    /// saturated process's CPU per request is no longer a cost): a line `cores = fixed +
+    /// marginal × rate` fitted by least squares when at least [`FIT_STEPS`] steps span
+    /// [`FIT_SPAN`]× in rate, its slope's range ± two standard errors; otherwise the least CPU
+    /// per request a step measured, all of it marginal, its range the steps' spread. `None`
+    /// when the target was not sampled.
+    pub(crate) fn cpu_cost(&self) -> Option<CpuCost> {
+        let points: Vec<(f64, f64)> = self
+            .run
+            .steps
+            .iter()
+            .filter(|s| s.requests > 0 && s.throughput_rps > 0.0)
+            .take(self.knee_index + 1)
+            .filter_map(|s| Some((s.throughput_rps, s.target.as_ref()?.cpu_cores)))
+            .collect();
+        let per_request: Vec<f64> = points.iter().map(|(rate, cores)| cores * 1e3 / rate).collect();
+        let least = per_request.iter().copied().min_by(f64::total_cmp)?;
+        let most = per_request
+            .iter()
+            .copied()
+            .max_by(f64::total_cmp)
+            .unwrap_or(least);
+        let fitted = fit_line(&points).filter(|fit| fit.marginal_ms_per_request > 0.0);
+        Some(fitted.unwrap_or(CpuCost {
+            fixed_cores: 0.0,
+            marginal_ms_per_request: least,
+            marginal_range_ms: [least, most],
+            basis: CpuCostBasis::LeastStep {
+                steps: points.len() as u32,
+            },
+        }))
+    }
+
     /// CPU the target used at the knee, in cores.
     pub(crate) fn knee_cpu_cores(&self) -> Option<f64> {
         self.knee.target.as_ref().map(|t| t.cpu_cores)
@@ -243,6 +278,51 @@ pub(crate) const LARGE_RESPONSE_BYTES: f64 = 64.0 * 1024.0;
 /// Whether the responses at the knee are large enough that moving their bytes is the work.
 pub(crate) fn transfer_bound(curve: &Curve<'_>) -> bool {
     curve.knee.response_bytes_mean >= LARGE_RESPONSE_BYTES
+}
+
+/// Steps a line of CPU against rate needs…
+const FIT_STEPS: usize = 3;
+/// …spanning this ratio of rates.
+const FIT_SPAN: f64 = 2.0;
+
+/// A line through (requests/s, cores): least squares, or through the origin when the intercept
+/// comes out negative (a fixed cost below nothing is noise). `None` when the points do not span
+/// enough rates to tell a slope.
+fn fit_line(points: &[(f64, f64)]) -> Option<CpuCost> {
+    let n = points.len();
+    let (low, high) = points
+        .iter()
+        .fold((f64::INFINITY, 0.0_f64), |(l, h), (x, _)| (l.min(*x), h.max(*x)));
+    if n < FIT_STEPS || high < FIT_SPAN * low {
+        return None;
+    }
+    let nf = n as f64;
+    let mean_x = points.iter().map(|p| p.0).sum::<f64>() / nf;
+    let mean_y = points.iter().map(|p| p.1).sum::<f64>() / nf;
+    let sxx: f64 = points.iter().map(|p| (p.0 - mean_x).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mean_x) * (p.1 - mean_y)).sum();
+    let mut slope = sxy / sxx;
+    let mut intercept = mean_y - slope * mean_x;
+    let mut spread_x = sxx;
+    if intercept < 0.0 {
+        slope = points.iter().map(|p| p.0 * p.1).sum::<f64>() / points.iter().map(|p| p.0 * p.0).sum::<f64>();
+        intercept = 0.0;
+        spread_x = points.iter().map(|p| p.0 * p.0).sum();
+    }
+    let residuals: f64 = points
+        .iter()
+        .map(|p| (p.1 - intercept - slope * p.0).powi(2))
+        .sum();
+    let standard_error = (residuals / (nf - 2.0).max(1.0) / spread_x).sqrt();
+    Some(CpuCost {
+        fixed_cores: intercept,
+        marginal_ms_per_request: slope * 1e3,
+        marginal_range_ms: [
+            ((slope - 2.0 * standard_error) * 1e3).max(slope * 1e3 / 2.0),
+            (slope + 2.0 * standard_error) * 1e3,
+        ],
+        basis: CpuCostBasis::Fit { steps: n as u32 },
+    })
 }
 
 /// Cores a process's CPU use is measured against: one for a single-threaded (or GIL-bound)
@@ -430,5 +510,59 @@ mod tests {
         let curve = Curve::of(&run).expect("readable");
         let cpu_ms = curve.cpu_ms_per_request().expect("sampled");
         assert!((cpu_ms - 0.19 * 1e3 / 28.0).abs() < 1e-9, "{cpu_ms}");
+    }
+
+    #[test]
+    fn cpu_cost_separates_the_fixed_cost_from_the_marginal_one_below_the_knee() {
+        let sampled = |offered: f64, throughput_rps: f64, cpu_cores: f64| LoadStep {
+            target: Some(chokepoint_evidence::TargetSample {
+                cpu_cores,
+                ..Default::default()
+            }),
+            ..step(offered, 100.0 + offered, throughput_rps)
+        };
+        // 0.05 cores whatever the rate, 4 ms a request: 9 ms a request at 10/s, 4.25 at 200/s;
+        // the saturated step past the knee (0.9 cores at 205/s) is not read.
+        let run = run(vec![
+            sampled(10.0, 10.0, 0.09),
+            sampled(50.0, 50.0, 0.25),
+            sampled(100.0, 100.0, 0.45),
+            sampled(200.0, 200.0, 0.85),
+            sampled(400.0, 205.0, 0.9),
+        ]);
+        let curve = Curve::of(&run).expect("readable");
+        let cpu = curve.cpu_cost().expect("sampled");
+        assert_eq!(cpu.basis, CpuCostBasis::Fit { steps: 4 });
+        assert!((cpu.fixed_cores - 0.05).abs() < 1e-9, "{cpu:?}");
+        assert!((cpu.marginal_ms_per_request - 4.0).abs() < 1e-9, "{cpu:?}");
+        assert!(
+            cpu.marginal_range_ms[0] <= 4.0 && 4.0 <= cpu.marginal_range_ms[1],
+            "{cpu:?}"
+        );
+        // Steps too close in rate to fit: the least CPU per request, its range the steps' spread.
+        let run = run_of_one_rate();
+        let cpu = Curve::of(&run).expect("readable").cpu_cost().expect("sampled");
+        assert_eq!(cpu.basis, CpuCostBasis::LeastStep { steps: 2 });
+        assert!(
+            (cpu.marginal_ms_per_request - 0.2 * 1e3 / 28.0).abs() < 1e-9,
+            "{cpu:?}"
+        );
+        assert!((cpu.marginal_range_ms[1] - 10.0).abs() < 1e-9, "{cpu:?}");
+    }
+
+    /// A ramp whose steps ran at about one rate: the first step pays the fixed costs.
+    fn run_of_one_rate() -> LoadRun {
+        let sampled = |offered: f64, throughput_rps: f64, cpu_cores: f64| LoadStep {
+            target: Some(chokepoint_evidence::TargetSample {
+                cpu_cores,
+                ..Default::default()
+            }),
+            ..step(offered, 100.0 + offered, throughput_rps)
+        };
+        run(vec![
+            sampled(1.0, 25.0, 0.25),
+            sampled(2.0, 28.0, 0.2),
+            sampled(4.0, 27.0, 0.19),
+        ])
     }
 }

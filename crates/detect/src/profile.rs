@@ -531,6 +531,9 @@ pub(crate) struct ProfileView<'a> {
     /// driver or an HTTP client waiting on its socket, a file read — counted when the measured
     /// CPU says the busy threads mostly waited.
     pub(crate) waiting_in_calls: u64,
+    /// Busy samples waiting in calls out of the process, the event loop's socket calls too
+    /// ([`Self::calls_out`]).
+    pub(crate) calling: u64,
     infos: Vec<FrameInfo>,
 }
 
@@ -658,6 +661,7 @@ impl<'a> ProfileView<'a> {
             stack: stack_of(profile),
             cpu_cores,
             waiting_in_calls: 0,
+            calling: 0,
             infos: Vec::new(),
         };
         for stack in &profile.stacks {
@@ -673,6 +677,9 @@ impl<'a> ProfileView<'a> {
                 continue;
             }
             view.busy += stack.count;
+            if calls_out(profile, &infos, stack) {
+                view.calling += stack.count;
+            }
             let classified = classify(profile, &infos, stack);
             let app_leaf = stack
                 .frames
@@ -737,6 +744,14 @@ impl<'a> ProfileView<'a> {
         })
     }
 
+    /// Whether a busy stack waits in a call out of the process — a driver's socket read, an HTTP
+    /// call, a sleep, file I/O, an event loop's own socket reads and writes — rather than
+    /// running: a thread takes the GIL back there, after the call, so a GIL-bound process's
+    /// waiting shows on such stacks.
+    pub(crate) fn calls_out(&self, stack: &Stack) -> bool {
+        calls_out(self.profile, &self.infos, stack)
+    }
+
     /// Whether a frame is the application's own code.
     pub(crate) fn is_application(&self, frame: u32) -> bool {
         self.infos
@@ -779,6 +794,46 @@ impl<'a> ProfileView<'a> {
         let cores = self.cpu_cores?;
         let busy_threads = self.busy as f64 * self.seconds_per_count() / self.wall_s().max(1e-9);
         (busy_threads > 0.0).then(|| (cores / busy_threads).min(1.0))
+    }
+
+    /// The share of the CPU the process used over the profile that `samples` busy samples took,
+    /// `calling` of them waiting in calls out of it ([`Self::calls_out`]). Busy samples above
+    /// the cores it used waited — in calls, or for the GIL — and a thread waits for the GIL where
+    /// it takes it back, after a call: the samples that run code are taken as on a CPU (scaled
+    /// down only when they alone exceed the cores used), and the calls' samples share what is
+    /// left. Without a measured CPU, or with little waiting, their share of the busy samples; the
+    /// words say how it was split, when it was.
+    pub(crate) fn cpu_share(&self, samples: u64, calling: u64) -> (f64, Option<String>) {
+        let plain = samples as f64 / self.busy.max(1) as f64;
+        let Some(cores) = self.cpu_cores.filter(|c| *c > 0.0) else {
+            return (plain, None);
+        };
+        let Some(on_cpu) = self.on_cpu_share().filter(|s| *s < 0.9) else {
+            return (plain, None);
+        };
+        let threads_per_sample = self.seconds_per_count() / self.wall_s().max(1e-9);
+        let running = (self.busy - self.calling) as f64 * threads_per_sample;
+        let in_calls = self.calling as f64 * threads_per_sample;
+        let running_cpu = running.min(cores);
+        let calls_cpu = if in_calls > 0.0 { cores - running_cpu } else { 0.0 };
+        let cpu = (samples - calling) as f64 * threads_per_sample * (running_cpu / running.max(1e-9))
+            + calling as f64 * threads_per_sample * (calls_cpu / in_calls.max(1e-9));
+        let share = (cpu / cores).clamp(0.0, 1.0);
+        (
+            share,
+            Some(format!(
+                "the process used {cores:.2} cores while its threads were busy {:.1} per second ({:.0} % of the busy \
+                 samples on a CPU): the samples running code taken as on a CPU{}, the {in_calls:.2} threads waiting in \
+                 calls sharing the {calls_cpu:.2} cores left",
+                running + in_calls,
+                on_cpu * 100.0,
+                if running > cores {
+                    format!(" (scaled to the {cores:.2} cores)")
+                } else {
+                    String::new()
+                },
+            )),
+        )
     }
 
     /// Seconds one count stands for.
@@ -911,6 +966,33 @@ fn same_place(a: &Frame, b: &Frame) -> bool {
 
 /// Whether a busy stack of an event-loop thread is blocked in a call rather than computing:
 /// sleeping, file I/O, or a synchronous client waiting on its socket.
+/// [`ProfileView::calls_out`].
+fn calls_out(profile: &Profile, infos: &[FrameInfo], stack: &Stack) -> bool {
+    if classify(profile, infos, stack).is_some_and(|found| blocks(profile, stack, &found)) {
+        return true;
+    }
+    // A leaf that is a socket call by its name: a server's or a client's send and receive.
+    const SOCKET_CALLS: [&str; 7] = [
+        "send",
+        "sendall",
+        "recv",
+        "recv_into",
+        "readinto",
+        "accept",
+        "connect",
+    ];
+    profile.frames_of(stack).last().is_some_and(|leaf| {
+        let (module, _) = module_path(&leaf.file);
+        let name = leaf.function.rsplit('.').next().unwrap_or(&leaf.function);
+        matches!(module, "socket.py" | "ssl.py" | "selectors.py")
+            || SOCKET_CALLS.contains(&name)
+            || (module.starts_with("asyncio/")
+                && ["send", "recv", "write", "read", "accept"]
+                    .iter()
+                    .any(|verb| leaf.function.contains(verb)))
+    })
+}
+
 fn blocks(profile: &Profile, stack: &Stack, found: &Classified) -> bool {
     match found.category {
         Category::Sleep | Category::FileIo => true,

@@ -106,8 +106,11 @@ pub(crate) struct Conclusion {
     pub(crate) basis: Basis,
     pub(crate) estimate: Estimate,
     pub(crate) assumptions: Vec<String>,
-    /// Numbers beyond those the analysis adds, units in their names.
+    /// Numbers beyond those the analysis adds, units in their names: for the reader, never read
+    /// by a prediction.
     pub(crate) metrics: Vec<(&'static str, f64)>,
+    /// What a prediction reads of a limit, beside what the ramp's curve gives every limit.
+    pub(crate) inputs: crate::finding::LimitInputs,
     pub(crate) items: Vec<EvidenceItem>,
     /// What it is about, when the hook's input does not say (database-wide and load hooks).
     pub(crate) subject: Option<Subject>,
@@ -169,6 +172,7 @@ impl Conclusion {
             estimate,
             assumptions: Vec::new(),
             metrics: Vec::new(),
+            inputs: Default::default(),
             items: Vec::new(),
             subject: None,
             location: None,
@@ -184,6 +188,12 @@ impl Conclusion {
     /// With these numbers.
     pub(crate) fn metrics(mut self, metrics: Vec<(&'static str, f64)>) -> Conclusion {
         self.metrics = metrics;
+        self
+    }
+
+    /// With what a prediction reads of the limit.
+    pub(crate) fn inputs(mut self, inputs: crate::finding::LimitInputs) -> Conclusion {
+        self.inputs = inputs;
         self
     }
 

@@ -188,14 +188,26 @@ impl Report {
     }
 
     /// The predicted gain in one sentence, when the verdict made a prediction.
+    /// When a limit was measured but no gain predicted, what the prediction needs.
     pub fn prediction_sentence(&self) -> Option<String> {
-        let gain = self.verdict.predicted_gain.as_ref()?;
         let bottleneck = self.bottleneck()?;
+        let Some(gain) = self.verdict.predicted_gain.as_ref() else {
+            let needs = self
+                .verdict
+                .not_predicted
+                .as_ref()
+                .filter(|_| self.verdict.limit.is_some())?;
+            return Some(format!("No gain predicted: it needs {needs}."));
+        };
         Some(format!(
-            "Fixing {} should raise capacity from {} to about {} (predicted by the operational laws: {}).",
+            "Fixing {} should raise capacity from {} to about {} ({}–{}), then bounded by {} (predicted by the \
+             operational laws: {}).",
             bottleneck.detector,
             rate(gain.capacity_rps),
             rate(gain.capacity_after_fix_rps),
+            rate(gain.range_rps[0]),
+            rate(gain.range_rps[1]),
+            gain.bound_by.describe(),
             gain.assumptions.join("; ")
         ))
     }

@@ -3,7 +3,7 @@
 use crate::detectors::percent;
 use chokepoint_evidence::Resource;
 
-use crate::finding::{Basis, Confidence};
+use crate::finding::{Basis, Confidence, LimitInputs, LinkCost};
 use crate::load::{Curve, TARGET_SAMPLED, offered, transfer_bound, usable_cores};
 use crate::registry::{Conclusion, Detector, Estimate, Reads, detector};
 
@@ -100,7 +100,15 @@ impl Detector for BandwidthLimit {
                 ("response_bytes_mean", curve.knee.response_bytes_mean),
                 ("gzip_saving", saving.unwrap_or(0.0)),
                 ("cpu_cores_at_knee", cores),
-            ]),
+            ])
+            .inputs(LimitInputs {
+                link: Some(LinkCost {
+                    bytes_per_response: curve.knee.response_bytes_mean,
+                    bytes_per_s: link_mbit * 1e6 / 8.0,
+                    compressible_share: saving,
+                }),
+                ..LimitInputs::default()
+            }),
         )
     }
 }

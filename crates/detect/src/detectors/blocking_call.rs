@@ -2,7 +2,7 @@
 
 use chokepoint_evidence::Resource;
 
-use crate::finding::{Basis, Confidence, EvidenceItem};
+use crate::finding::{Basis, Confidence, EvidenceItem, LimitInputs};
 use crate::load::{Curve, HOST_SATURATED, TARGET_SAMPLED, usable_cores};
 use crate::profile::{Category, ProfileView};
 use crate::registry::{Conclusion, Detector, Estimate, Reads, detector};
@@ -303,7 +303,11 @@ impl Detector for BlockingCall {
                 ("cpu_cores_at_knee", cores),
                 ("cpu_ms_per_request", cpu_ms),
                 ("waiting_ms", curve.low.latency.mean_ms - cpu_ms),
-            ]),
+            ])
+            .inputs(LimitInputs {
+                waiting_ms_per_request: Some(curve.low.latency.mean_ms - cpu_ms).filter(|w| *w > 0.0),
+                ..LimitInputs::default()
+            }),
         )
     }
 }

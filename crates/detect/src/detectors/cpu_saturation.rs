@@ -3,7 +3,7 @@
 use crate::detectors::{clip, percent};
 use chokepoint_evidence::Resource;
 
-use crate::finding::{Basis, Confidence};
+use crate::finding::{Basis, Confidence, LimitInputs};
 use crate::load::{Curve, HOST_SATURATED, TARGET_SAMPLED, offered, usable_cores};
 use crate::profile::ProfileView;
 use crate::registry::{Conclusion, Detector, Estimate, Reads, detector};
@@ -122,7 +122,11 @@ fn host_saturated_by_others(curve: &Curve<'_>, cores: f64) -> Option<Conclusion>
             .into_iter()
             .chain(curve.cpu_ms_per_request().map(|ms| ("cpu_ms_per_request", ms)))
             .collect(),
-        ),
+        )
+        .inputs(LimitInputs {
+            other_cpu_ms_per_request: Some(other_ms),
+            ..LimitInputs::default()
+        }),
     )
 }
 
@@ -158,6 +162,9 @@ impl Detector for CpuSaturation {
         if share < MIN_FUNCTION_SHARE || !profile.enough(count) {
             return None;
         }
+        // Of the CPU the process used, the line's share: its samples run code, and the waiting
+        // for the GIL shows where other threads take it back, after their calls.
+        let (cpu_share, split) = profile.cpu_share(count, 0);
         let frame = profile.frame(hottest);
         let seconds = count as f64 * profile.seconds_per_count();
         let mut inclusive: Vec<(u32, u64)> = profile.app_inclusive.iter().map(|(f, c)| (*f, *c)).collect();
@@ -186,7 +193,7 @@ impl Detector for CpuSaturation {
             Basis::Assumed,
             Estimate::Profile {
                 saved_s: seconds,
-                share,
+                share: cpu_share,
                 affected: count,
                 busy: profile.busy,
             },
@@ -194,9 +201,15 @@ impl Detector for CpuSaturation {
             fix,
             if share >= 0.4 { Confidence::High } else { Confidence::Medium },
         )
-        .assume(vec![format!(
-            "the fix removes the function's own time ({seconds:.2} s of {busy_s:.2} s busy); what it calls stays"
-        )])
+        .assume(
+            std::iter::once(format!(
+                "the fix removes the function's own time ({seconds:.2} s of {busy_s:.2} s busy), {:.0} % of the CPU \
+                 the process used; what it calls stays",
+                cpu_share * 100.0
+            ))
+            .chain(split)
+            .collect(),
+        )
         .metrics(vec![("busy_share_of_profile", busy_share), ("share_of_busy", share), ("profile_s", wall_s)])
         .about(subject, location);
         conclusion.items = own

@@ -3,7 +3,7 @@
 
 use chokepoint_evidence::Resource;
 
-use crate::finding::{Basis, Confidence};
+use crate::finding::{Basis, Confidence, LimitInputs};
 use crate::load::{Curve, TARGET_SAMPLED, offered, usable_cores};
 use crate::registry::{Conclusion, Detector, Estimate, Reads, detector};
 
@@ -117,8 +117,11 @@ impl Detector for WorkerExhaustion {
                 ("cpu_cores_at_knee", cores),
                 ("inferred_workers", workers),
                 ("service_ms", service_ms),
-                ("cpu_ms_per_request", curve.cpu_ms_per_request().unwrap_or(0.0)),
-            ]),
+            ])
+            .inputs(LimitInputs {
+                workers: Some(workers),
+                ..LimitInputs::default()
+            }),
         )
     }
 }
