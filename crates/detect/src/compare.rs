@@ -147,6 +147,12 @@ pub struct BottleneckMove {
 pub struct PredictionCheck {
     /// Capacity the first run predicted after its fix, requests per second.
     pub predicted_rps: f64,
+    /// The prediction's range (low, high), requests per second.
+    #[serde(default)]
+    pub predicted_range_rps: [f64; 2],
+    /// Whether the capacity measured lies in that range.
+    #[serde(default)]
+    pub in_range: bool,
     /// Capacity the second run measured.
     pub measured_rps: f64,
     /// How far the prediction was from the capacity measured, as a share of it:
@@ -273,6 +279,8 @@ pub fn compare(a: (&Evidence, &Outcome), b: (&Evidence, &Outcome)) -> Comparison
     let prediction = match (&outcome_a.verdict.predicted_gain, &capacity) {
         (Some(gain), Some(change)) => Some(PredictionCheck {
             predicted_rps: round(gain.capacity_after_fix_rps),
+            predicted_range_rps: gain.range_rps.map(round),
+            in_range: (gain.range_rps[0]..=gain.range_rps[1]).contains(&change.after),
             measured_rps: change.after,
             error: round(gain.capacity_after_fix_rps / change.after.max(1e-9) - 1.0),
             at_limit: outcome_b.verdict.limit.is_some()

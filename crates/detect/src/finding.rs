@@ -225,7 +225,10 @@ impl CpuCostBasis {
         match self {
             CpuCostBasis::Fit { steps } => format!("a line fitted across {steps} steps up to the knee"),
             CpuCostBasis::LeastStep { steps } => {
-                format!("the least CPU per request of {steps} steps (too close in rate to fit a line)")
+                format!(
+                    "the least CPU per request of {steps} step{} (too few, or too close in rate, to fit a line)",
+                    if *steps == 1 { "" } else { "s" }
+                )
             }
             CpuCostBasis::Traced { requests } => format!(
                 "the lower quartile of {requests} traced requests' in-process time, outside their calls (the steps ran \
@@ -325,6 +328,10 @@ pub struct Cost {
     pub share: f64,
     /// Seconds of the resource per second of the evidence.
     pub s_per_s: f64,
+    /// The range the share may lie in (low, high), when the evidence bounds it rather than
+    /// measures it: a profile of a process whose threads waited for the GIL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_range: Option<[f64; 2]>,
     /// How it was reached.
     pub basis: Basis,
     /// The kind of evidence that measured it.

@@ -460,11 +460,12 @@ fn attach(finding: &mut Finding, view: &ProfileView<'_>, cost: LineCost) {
     if cost.samples == 0 {
         return;
     }
-    let (share, split) = view.cpu_share(cost.samples, cost.calling);
+    let split = view.cpu_share(cost.samples, cost.calling);
+    let share = split.share;
     let mut how = cost.how.clone();
-    if let Some(split) = split {
+    if let Some(words) = &split.how {
         how.push_str("; ");
-        how.push_str(&split);
+        how.push_str(words);
     }
     // A process whose measured CPU stayed low spent its busy samples waiting: the lines are the
     // cause's, their samples no CPU it burned.
@@ -480,6 +481,7 @@ fn attach(finding: &mut Finding, view: &ProfileView<'_>, cost: LineCost) {
                 resource: chokepoint_evidence::Resource::Cpu,
                 share: crate::impact::round(share),
                 s_per_s: crate::impact::round(s_per_s),
+                share_range: split.how.is_some().then(|| split.range.map(crate::impact::round)),
                 basis: Basis::Measured,
                 seen_by: EvidenceKind::Profile,
                 how,

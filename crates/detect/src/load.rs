@@ -398,20 +398,24 @@ pub(crate) fn step_sessions(run: &LoadRun, activity: &Activity) -> Vec<StepSessi
         .enumerate()
         .filter_map(|(step, s)| {
             let (start, end) = (s.started_unix_s, s.started_unix_s + s.duration_s);
-            let during: Vec<_> = activity
+            // Each second of the watch weighs by how much of it the step covers: the second a
+            // step ends in may lie mostly after it, when the requests are gone.
+            let during: Vec<(f64, _)> = activity
                 .timeline
                 .iter()
-                .filter(|second| second.unix_s + 1.0 > start && second.unix_s < end)
+                .map(|second| {
+                    let overlap = (end.min(second.unix_s + 1.0) - start.max(second.unix_s)).clamp(0.0, 1.0);
+                    (overlap, second)
+                })
+                .filter(|(overlap, _)| *overlap > 0.0)
                 .collect();
-            (!during.is_empty()).then(|| {
-                let n = during.len() as f64;
-                StepSessions {
-                    step,
-                    active: crate::impact::round(during.iter().map(|s| s.active).sum::<f64>() / n),
-                    lock_waiting: crate::impact::round(
-                        during.iter().map(|s| s.lock_waiting).sum::<f64>() / n,
-                    ),
-                }
+            let n: f64 = during.iter().map(|(w, _)| w).sum();
+            (n > 0.0).then(|| StepSessions {
+                step,
+                active: crate::impact::round(during.iter().map(|(w, s)| w * s.active).sum::<f64>() / n),
+                lock_waiting: crate::impact::round(
+                    during.iter().map(|(w, s)| w * s.lock_waiting).sum::<f64>() / n,
+                ),
             })
         })
         .collect()
@@ -470,10 +474,10 @@ mod tests {
         };
         let joined = step_sessions(&run, &activity);
         assert_eq!(joined.len(), 2);
-        // Step 1 runs 100.5–102.5: seconds 100, 101 and 102 overlap it.
+        // Step 1 runs 100.5–102.5: half of second 100, second 101, half of second 102.
         assert_eq!(joined[0].lock_waiting, 1.0);
-        // Step 2 runs 102.5–104.5: seconds 102 and 103.
-        assert_eq!(joined[1].lock_waiting, 3.0);
+        // Step 2 runs 102.5–104.5: half of second 102 and second 103 — (1 + 4) ÷ 1.5.
+        assert_eq!(joined[1].lock_waiting, 3.333);
     }
 
     #[test]

@@ -797,19 +797,25 @@ impl<'a> ProfileView<'a> {
     }
 
     /// The share of the CPU the process used over the profile that `samples` busy samples took,
-    /// `calling` of them waiting in calls out of it ([`Self::calls_out`]). Busy samples above
-    /// the cores it used waited — in calls, or for the GIL — and a thread waits for the GIL where
-    /// it takes it back, after a call: the samples that run code are taken as on a CPU (scaled
-    /// down only when they alone exceed the cores used), and the calls' samples share what is
-    /// left. Without a measured CPU, or with little waiting, their share of the busy samples; the
-    /// words say how it was split, when it was.
-    pub(crate) fn cpu_share(&self, samples: u64, calling: u64) -> (f64, Option<String>) {
+    /// `calling` of them waiting in calls out of it ([`Self::calls_out`]). Busy samples above the
+    /// cores it used waited — in calls, or for the GIL — and the samples cannot say where: taken
+    /// alike, the share is the samples' share of the busy ones; taken as all in the calls (a
+    /// thread takes the GIL back after its call), the samples that run code are on a CPU (scaled
+    /// down only when they alone exceed the cores used) and the calls' samples share what is
+    /// left. The two readings bound the share, and it is taken midway. Without a measured CPU, or
+    /// with little waiting, the samples' share of the busy ones.
+    pub(crate) fn cpu_share(&self, samples: u64, calling: u64) -> CpuShare {
         let plain = samples as f64 / self.busy.max(1) as f64;
+        let alike = CpuShare {
+            share: plain,
+            range: [plain, plain],
+            how: None,
+        };
         let Some(cores) = self.cpu_cores.filter(|c| *c > 0.0) else {
-            return (plain, None);
+            return alike;
         };
         let Some(on_cpu) = self.on_cpu_share().filter(|s| *s < 0.9) else {
-            return (plain, None);
+            return alike;
         };
         let threads_per_sample = self.seconds_per_count() / self.wall_s().max(1e-9);
         let running = (self.busy - self.calling) as f64 * threads_per_sample;
@@ -818,22 +824,22 @@ impl<'a> ProfileView<'a> {
         let calls_cpu = if in_calls > 0.0 { cores - running_cpu } else { 0.0 };
         let cpu = (samples - calling) as f64 * threads_per_sample * (running_cpu / running.max(1e-9))
             + calling as f64 * threads_per_sample * (calls_cpu / in_calls.max(1e-9));
-        let share = (cpu / cores).clamp(0.0, 1.0);
-        (
-            share,
-            Some(format!(
+        let in_the_calls = (cpu / cores).clamp(0.0, 1.0);
+        let range = [plain.min(in_the_calls), plain.max(in_the_calls)];
+        CpuShare {
+            share: (range[0] + range[1]) / 2.0,
+            range,
+            how: Some(format!(
                 "the process used {cores:.2} cores while its threads were busy {:.1} per second ({:.0} % of the busy \
-                 samples on a CPU): the samples running code taken as on a CPU{}, the {in_calls:.2} threads waiting in \
-                 calls sharing the {calls_cpu:.2} cores left",
+                 samples on a CPU), the samples cannot say where the rest waited: {:.0} % of the CPU with the waiting \
+                 taken alike, {:.0} % with it all in the calls ({in_calls:.2} threads in calls out of the process, \
+                 {running:.2} running code), taken midway",
                 running + in_calls,
                 on_cpu * 100.0,
-                if running > cores {
-                    format!(" (scaled to the {cores:.2} cores)")
-                } else {
-                    String::new()
-                },
+                plain * 100.0,
+                in_the_calls * 100.0,
             )),
-        )
+        }
     }
 
     /// Seconds one count stands for.
@@ -966,6 +972,17 @@ fn same_place(a: &Frame, b: &Frame) -> bool {
 
 /// Whether a busy stack of an event-loop thread is blocked in a call rather than computing:
 /// sleeping, file I/O, or a synchronous client waiting on its socket.
+/// Samples' share of the CPU a process used ([`ProfileView::cpu_share`]).
+#[derive(Clone, Debug)]
+pub(crate) struct CpuShare {
+    /// Midway between the bounds (0–1).
+    pub(crate) share: f64,
+    /// The bounds: the waiting taken alike, and all in the calls.
+    pub(crate) range: [f64; 2],
+    /// How it was split, when the process waited.
+    pub(crate) how: Option<String>,
+}
+
 /// [`ProfileView::calls_out`].
 fn calls_out(profile: &Profile, infos: &[FrameInfo], stack: &Stack) -> bool {
     if classify(profile, infos, stack).is_some_and(|found| blocks(profile, stack, &found)) {

@@ -141,6 +141,7 @@ fn fold(keeper: &mut Finding, other: Finding) {
                 resource: c.resource,
                 share: c.share_of_scope_time,
                 s_per_s: c.recoverable_s_per_s,
+                share_range: None,
                 basis: c.basis,
                 seen_by,
                 how: format!("{}: {}", other.detector, other.title),

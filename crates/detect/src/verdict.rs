@@ -149,7 +149,7 @@ pub(crate) fn decide(findings: &mut Vec<Finding>) -> Verdict {
     let alone = consumers.is_empty();
     let limit = if alone { 0 } else { 1 };
     let prediction = match (&findings[limit].impact, consumers.first()) {
-        (Impact::Limit(l), None) => predict_alone(l),
+        (Impact::Limit(l), None) => predict_alone(&findings[limit], l),
         (Impact::Limit(l), Some((_, removed))) => predict(&findings[0], removed.as_ref(), l),
         _ => Err(String::new()),
     };
@@ -183,6 +183,8 @@ pub(crate) fn decide(findings: &mut Vec<Finding>) -> Verdict {
 struct Removed {
     /// In ms per request.
     ms: f64,
+    /// Its range, when the evidence bounds it rather than measures it (low, high), in ms.
+    range_ms: Option<[f64; 2]>,
     /// As a share of D (at most 1).
     share: f64,
     /// How it was reached.
@@ -233,6 +235,7 @@ fn removed(consumer: &Finding, limit: &Finding) -> Option<Removed> {
     let of = |ms: f64, how: String| {
         Some(Removed {
             ms,
+            range_ms: None,
             share: (ms / demand).min(1.0),
             how,
         })
@@ -291,7 +294,13 @@ fn removed(consumer: &Finding, limit: &Finding) -> Option<Removed> {
                 cost.share * 100.0,
                 cost.how
             ),
-        );
+        )
+        .map(|removed| Removed {
+            range_ms: cost
+                .share_range
+                .map(|[low, high]| [demand * low * batched, demand * high * batched]),
+            ..removed
+        });
     }
     if own && sample.unit == SampleUnit::Requests {
         let share = if sample.total > 0 {
@@ -340,7 +349,7 @@ fn cpu_bound(limit: &Limit, assumptions: &mut Vec<String>) -> Option<Bound> {
         by: Resource::Cpu,
     };
     assumptions.push(format!(
-        "the CPU bounds it next at {:.0} requests/s ({:.0}–{:.0}): {:.2} ms of CPU per request ({:.2}–{:.2}, from {}) on \
+        "the CPU bounds it next at {:.0} requests/s ({:.0} to {:.0}): {:.2} ms of CPU per request ({:.2} to {:.2}, from {}) on \
          {cores:.0} core(s){}",
         bound.rps,
         bound.range[0],
@@ -385,17 +394,47 @@ fn gain(limit: &Limit, after: Bound, mut assumptions: Vec<String>) -> Result<Pre
 }
 
 /// A limit nothing seen consumes: a pool of workers is doubled; a full link carries compressed
-/// responses; for any other the fix is not known well enough to size.
-fn predict_alone(limit: &Limit) -> Result<PredictedGain, String> {
+/// responses; a lock is released; for any other the fix is not known well enough to size.
+fn predict_alone(finding: &Finding, limit: &Limit) -> Result<PredictedGain, String> {
     match limit.resource {
         Resource::Workers => predict_pool_doubled(limit),
         Resource::Link => predict_link(limit),
+        Resource::Locks => predict_lock_released(finding, limit),
+        Resource::EventLoop if limit.inputs.waiting_ms_per_request.is_some() => predict_wait_removed(limit),
         _ => Err(format!(
             "what consumes {}: the traces (`--otlp`), a profile (`--py-spy`) or the database (`--pg`) beside the ramp \
              would name it, and how much of it a fix removes",
             limit.resource.describe()
         )),
     }
+}
+
+/// Requests that never overlap, each waiting in a call the ramp measured (its latency less its
+/// CPU): once the call yields, the wait no longer holds the loop, and the CPU bounds it next.
+fn predict_wait_removed(limit: &Limit) -> Result<PredictedGain, String> {
+    let demand = limit.demand_ms_per_request.filter(|d| *d > 0.0).ok_or_else(|| {
+        "the time each request holds the event loop: a ramp whose first step is below the knee measures it".to_owned()
+    })?;
+    let waiting = limit
+        .inputs
+        .waiting_ms_per_request
+        .unwrap_or(0.0)
+        .min(demand * MAX_REMOVED_SHARE);
+    let rps = limit.capacity_rps * demand / (demand - waiting);
+    let mut assumptions = vec![format!(
+        "{} lets one request through at a time: {demand:.1} ms each, {waiting:.1} of them waiting in a call (the \
+         ramp's latency less its CPU); once the call yields, {rps:.0} requests/s",
+        limit.resource.describe()
+    )];
+    let mut after = Bound {
+        rps,
+        range: [rps, rps],
+        by: limit.resource,
+    };
+    if let Some(cpu) = cpu_bound(limit, &mut assumptions) {
+        after = after.min(cpu);
+    }
+    gain(limit, after, assumptions)
 }
 
 /// A pool of workers that caps throughput, with nothing seen holding them longer than they
@@ -572,7 +611,8 @@ fn predict(consumer: &Finding, removed: Option<&Removed>, limit: &Limit) -> Resu
                 .into(),
         );
     }
-    let at = |d: f64| limit.capacity_rps * d / (d - x).max(1e-9);
+    let at_removing = |d: f64, x: f64| limit.capacity_rps * d / (d - x).max(1e-9);
+    let at = |d: f64| at_removing(d, x);
     let mut assumptions = vec![
         format!(
             "{} bounds throughput at 1/D per unit: D = {demand:.2} ms of it per request{}, {:.0} requests/s measured",
@@ -589,17 +629,28 @@ fn predict(consumer: &Finding, removed: Option<&Removed>, limit: &Limit) -> Resu
             consumer.location_or_detector()
         ),
     ];
-    // The CPU's range: D read at the ends of its marginal cost's range, x held.
-    let range = match (&limit.inputs.cpu, limit.resource) {
+    // The range: D read at the ends of the CPU's marginal cost's range, and x at the ends of
+    // its own, when the evidence bounds it.
+    let demands = match (&limit.inputs.cpu, limit.resource) {
         (Some(cpu), Resource::Cpu) if cpu.marginal_ms_per_request > 0.0 => {
             let scale = |ms: f64| (demand * ms / cpu.marginal_ms_per_request).max(x * 1.05);
-            [
-                at(scale(cpu.marginal_range_ms[1])),
-                at(scale(cpu.marginal_range_ms[0])),
-            ]
+            [scale(cpu.marginal_range_ms[0]), scale(cpu.marginal_range_ms[1])]
         }
-        _ => [at(demand), at(demand)],
+        _ => [demand, demand],
     };
+    let removals = removed.range_ms.unwrap_or([x, x]);
+    let ends: Vec<f64> = demands
+        .iter()
+        .flat_map(|&d| {
+            removals
+                .iter()
+                .map(move |&r| at_removing(d, r.min(d * MAX_REMOVED_SHARE)))
+        })
+        .collect();
+    let range = [
+        ends.iter().copied().fold(f64::INFINITY, f64::min),
+        ends.iter().copied().fold(0.0, f64::max),
+    ];
     let mut after = Bound {
         rps: at(demand),
         range,
@@ -855,6 +906,7 @@ mod tests {
             resource: Resource::Cpu,
             share: 0.6,
             s_per_s: 0.5,
+            share_range: None,
             basis: Basis::Measured,
             seen_by: chokepoint_evidence::EvidenceKind::Profile,
             how: "the profiled lines hold its statement".into(),
@@ -949,19 +1001,29 @@ mod tests {
             "{:?}",
             gain.assumptions
         );
-        // Held 2 ms of its 10 outside them, the lock binds first at 125.
-        if let Some(EvidenceItem::Transaction {
-            outside_statements_ms,
-            ..
-        }) = lock.evidence.items.last_mut()
-        {
-            *outside_statements_ms = 2.0;
-        }
-        let gain = decide(&mut vec![serial.clone(), lock.clone()])
-            .predicted_gain
-            .expect("a prediction");
-        assert_eq!(gain.capacity_after_fix_rps, 125.0);
+        // Held 6 of its 10 ms outside them, the 4 ms that stay allow 250 requests/s; 8 of 13 ms
+        // outside, the 5 ms that stay bind first at 200.
+        let mut outside = |held: f64, outside: f64| {
+            if let Some(EvidenceItem::Transaction {
+                held_ms,
+                outside_statements_ms,
+                ..
+            }) = lock.evidence.items.last_mut()
+            {
+                (*held_ms, *outside_statements_ms) = (held, outside);
+            }
+            decide(&mut vec![serial.clone(), lock.clone()])
+                .predicted_gain
+                .expect("a prediction")
+        };
+        let gain = outside(13.0, 8.0);
+        assert_eq!(gain.capacity_after_fix_rps, 200.0);
         assert_eq!(gain.bound_by, Resource::Locks);
+        // Held mostly inside a statement (2 of its 10 ms outside), that statement leaves the
+        // transaction and what stays is not measured: the CPU bound.
+        let gain = outside(10.0, 2.0);
+        assert_eq!(gain.capacity_after_fix_rps, 250.0);
+        assert_eq!(gain.bound_by, Resource::Cpu);
         // Without the CPU measured there is no next bound to predict, and the verdict says what
         // would give one.
         inputs(&mut serial).cpu = None;

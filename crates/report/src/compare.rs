@@ -109,15 +109,18 @@ pub fn render_comparison(report: &ComparisonReport, markdown: bool) -> String {
     if let Some(prediction) = &c.prediction {
         let _ = writeln!(
             out,
-            "Predicted {} after the fix; measured {}{} (the prediction {} off it).",
+            "Predicted {} ({} to {}) after the fix; measured {}{} (the prediction {} off it, {} its range).",
             rate(prediction.predicted_rps),
+            rate(prediction.predicted_range_rps[0]),
+            rate(prediction.predicted_range_rps[1]),
             rate(prediction.measured_rps),
             if prediction.at_limit {
                 ""
             } else {
                 " or more (the ramp did not reach the new limit)"
             },
-            signed(prediction.error)
+            signed(prediction.error),
+            if prediction.in_range { "within" } else { "outside" }
         );
     }
     if !c.plans.is_empty() {

@@ -199,14 +199,18 @@ impl Report {
                 .filter(|_| self.verdict.limit.is_some())?;
             return Some(format!("No gain predicted: it needs {needs}."));
         };
+        let (low, high) = (rate(gain.range_rps[0]), rate(gain.range_rps[1]));
         Some(format!(
-            "Fixing {} should raise capacity from {} to about {} ({}–{}), then bounded by {} (predicted by the \
-             operational laws: {}).",
+            "Fixing {} should raise capacity from {} to about {}{}, then bounded by {} (predicted by the operational \
+             laws: {}).",
             bottleneck.detector,
             rate(gain.capacity_rps),
             rate(gain.capacity_after_fix_rps),
-            rate(gain.range_rps[0]),
-            rate(gain.range_rps[1]),
+            if low == high {
+                String::new()
+            } else {
+                format!(" ({low} to {high})")
+            },
             gain.bound_by.describe(),
             gain.assumptions.join("; ")
         ))

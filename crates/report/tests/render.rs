@@ -70,13 +70,22 @@ fn markdown_of_every_positive_fixture() {
     }
 }
 
+/// The JSON is the report's numbers rounded as rendered (the analysis keeps them whole): read
+/// back, it writes the same JSON, so nothing in it is lost to the schema.
 #[test]
 fn json_reads_back_as_the_same_report() {
     for path in fixtures() {
         let report = report(&path);
         let json = render_json(&report);
         let back: Report = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert_eq!(back, report, "{}", path.display());
+        assert_eq!(render_json(&back), json, "{}", path.display());
+        assert_eq!(back.findings.len(), report.findings.len(), "{}", path.display());
+        assert_eq!(
+            back.verdict.bottleneck,
+            report.verdict.bottleneck,
+            "{}",
+            path.display()
+        );
     }
 }
 

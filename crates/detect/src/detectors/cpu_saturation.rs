@@ -164,7 +164,8 @@ impl Detector for CpuSaturation {
         }
         // Of the CPU the process used, the line's share: its samples run code, and the waiting
         // for the GIL shows where other threads take it back, after their calls.
-        let (cpu_share, split) = profile.cpu_share(count, 0);
+        let split = profile.cpu_share(count, 0);
+        let cpu_share = split.share;
         let frame = profile.frame(hottest);
         let seconds = count as f64 * profile.seconds_per_count();
         let mut inclusive: Vec<(u32, u64)> = profile.app_inclusive.iter().map(|(f, c)| (*f, *c)).collect();
@@ -207,7 +208,7 @@ impl Detector for CpuSaturation {
                  the process used; what it calls stays",
                 cpu_share * 100.0
             ))
-            .chain(split)
+            .chain(split.how)
             .collect(),
         )
         .metrics(vec![("busy_share_of_profile", busy_share), ("share_of_busy", share), ("profile_s", wall_s)])
