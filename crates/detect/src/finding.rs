@@ -256,9 +256,21 @@ pub struct LinkCost {
     pub compressible_share: Option<f64>,
 }
 
+/// Rounds for output: 3 decimals from 1 up, 6 below, so JSON is stable and small numbers keep
+/// their digits.
+pub(crate) fn round(value: f64) -> f64 {
+    if value.abs() >= 1e12 {
+        value // no decimals left to round, and scaling it could overflow
+    } else if value.abs() >= 1.0 {
+        (value * 1e3).round() / 1e3
+    } else {
+        (value * 1e6).round() / 1e6
+    }
+}
+
 /// Serializes a number rounded the way every number of a finding is.
 pub(crate) fn rounded<S: serde::Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_f64(crate::impact::round(*value))
+    serializer.serialize_f64(round(*value))
 }
 
 /// [`rounded`], for an optional number.
@@ -274,7 +286,7 @@ pub(crate) fn rounded_opt<S: serde::Serializer>(
 
 /// [`rounded`], for a range.
 pub(crate) fn rounded_pair<S: serde::Serializer>(value: &[f64; 2], serializer: S) -> Result<S::Ok, S::Error> {
-    [crate::impact::round(value[0]), crate::impact::round(value[1])].serialize(serializer)
+    [round(value[0]), round(value[1])].serialize(serializer)
 }
 
 /// A latency objective missed at a step of the ramp.

@@ -1,5 +1,6 @@
 //! The impact arithmetic, in one place: how each kind of evidence turns a conclusion into a
-//! [`Limit`] or a [`Consumption`], and the one rounding rule every number of a finding follows.
+//! [`Limit`] or a [`Consumption`], rounding consumers' numbers by the one rule every number of a
+//! finding follows ([`crate::finding::round`]).
 //!
 //! Consumers share one currency — service time recoverable per second of observed traffic — so
 //! findings from traces, a database and a ramp can be ranked together; a limit is stated in
@@ -10,17 +11,7 @@ use chokepoint_evidence::{ObservedGroup, Resource, StatementStat, StopReason};
 use crate::finding::{Basis, Consumption, Limit, SloMissed};
 use crate::load::Curve;
 
-/// Rounds for output: 3 decimals from 1 up, 6 below, so JSON is stable and small numbers keep
-/// their digits.
-pub(crate) fn round(value: f64) -> f64 {
-    if value.abs() >= 1e12 {
-        value // no decimals left to round, and scaling it could overflow
-    } else if value.abs() >= 1.0 {
-        (value * 1e3).round() / 1e3
-    } else {
-        (value * 1e6).round() / 1e6
-    }
-}
+pub(crate) use crate::finding::round;
 
 /// Seconds per second, 0 without a window.
 fn per_second(saved_ms_total: f64, window_s: f64) -> f64 {

@@ -412,8 +412,8 @@ pub(crate) fn step_sessions(run: &LoadRun, activity: &Activity) -> Vec<StepSessi
             let n: f64 = during.iter().map(|(w, _)| w).sum();
             (n > 0.0).then(|| StepSessions {
                 step,
-                active: crate::impact::round(during.iter().map(|(w, s)| w * s.active).sum::<f64>() / n),
-                lock_waiting: crate::impact::round(
+                active: crate::finding::round(during.iter().map(|(w, s)| w * s.active).sum::<f64>() / n),
+                lock_waiting: crate::finding::round(
                     during.iter().map(|(w, s)| w * s.lock_waiting).sum::<f64>() / n,
                 ),
             })

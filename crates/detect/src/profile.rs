@@ -677,10 +677,13 @@ impl<'a> ProfileView<'a> {
                 continue;
             }
             view.busy += stack.count;
-            if calls_out(profile, &infos, stack) {
+            let classified = classify(profile, &infos, stack);
+            let waits_in_call = classified
+                .as_ref()
+                .is_some_and(|found| blocks(profile, stack, found));
+            if waits_in_call || socket_leaf(profile, stack) {
                 view.calling += stack.count;
             }
-            let classified = classify(profile, &infos, stack);
             let app_leaf = stack
                 .frames
                 .iter()
@@ -719,7 +722,6 @@ impl<'a> ProfileView<'a> {
                 .category_frames
                 .entry((found.category, found.frame))
                 .or_default());
-            let waits_in_call = blocks(profile, stack, &found);
             if waits_in_call {
                 view.waiting_in_calls += stack.count;
             }
@@ -985,10 +987,13 @@ pub(crate) struct CpuShare {
 
 /// [`ProfileView::calls_out`].
 fn calls_out(profile: &Profile, infos: &[FrameInfo], stack: &Stack) -> bool {
-    if classify(profile, infos, stack).is_some_and(|found| blocks(profile, stack, &found)) {
-        return true;
-    }
-    // A leaf that is a socket call by its name: a server's or a client's send and receive.
+    classify(profile, infos, stack).is_some_and(|found| blocks(profile, stack, &found))
+        || socket_leaf(profile, stack)
+}
+
+/// Whether a stack's leaf is a socket call: a server's or a client's send and receive, by its
+/// module or its name, an event loop's own reads and writes.
+fn socket_leaf(profile: &Profile, stack: &Stack) -> bool {
     const SOCKET_CALLS: [&str; 7] = [
         "send",
         "sendall",
