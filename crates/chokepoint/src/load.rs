@@ -312,7 +312,7 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
                     let (profile, profile_inputs, profile_notes) =
                         crate::profile::read_profiles(&[recording.path], 100, &settings.sources);
                     inputs.extend(profile_inputs);
-                    notes.extend(profile_notes);
+                    notes.extend(own_recording_notes(profile_notes, profile.is_some()));
                     notes.push(Note::new(
                         Severity::Info,
                         "--profile",
@@ -500,5 +500,56 @@ impl SpanReceiver {
             spans,
         };
         (traces, input, notes, self.recording.filter(|_| spans > 0))
+    }
+}
+
+/// The notes on a recording of our own. py-spy's non-blocking sampling reads a running process's
+/// memory, so a torn read can leave a line no reader can split; when the rest was read, those
+/// lines are one warning, not an error that fails the run.
+fn own_recording_notes(notes: Vec<Note>, read: bool) -> Vec<Note> {
+    if !read {
+        return notes;
+    }
+    let (torn, mut kept): (Vec<Note>, Vec<Note>) =
+        notes.into_iter().partition(|n| n.severity == Severity::Error);
+    if let Some(first) = torn.first() {
+        kept.push(Note::new(
+            Severity::Warning,
+            first.source.clone(),
+            format!(
+                "parts of py-spy's recording could not be read and were skipped (torn reads of the running process \
+                 by non-blocking sampling; the first, {}: {}); the other stacks are analysed",
+                first.position.as_ref().map_or_else(String::new, |p| p.to_string()),
+                first.message
+            ),
+        ));
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use chokepoint_evidence::Position;
+
+    use super::*;
+
+    #[test]
+    fn torn_lines_of_our_own_recording_warn_when_the_rest_was_read() {
+        let torn = |line| Note {
+            position: Some(Position::Line { line, column: 1 }),
+            ..Note::new(Severity::Error, "/tmp/p.raw", "expected `frame;frame;… count`")
+        };
+        let notes = vec![
+            torn(152),
+            torn(154),
+            Note::new(Severity::Info, "/tmp/p.raw", "read"),
+        ];
+        let read = own_recording_notes(notes.clone(), true);
+        assert!(read.iter().all(|n| n.severity != Severity::Error), "{read:?}");
+        let warning = read.iter().find(|n| n.severity == Severity::Warning).unwrap();
+        assert!(warning.message.contains("line 152"), "{}", warning.message);
+        // Nothing read at all stays an error.
+        let unread = own_recording_notes(notes, false);
+        assert_eq!(unread.iter().filter(|n| n.severity == Severity::Error).count(), 2);
     }
 }
