@@ -25,5 +25,6 @@ pub fn evidence_from_fixture(json: &str) -> Result<Evidence, String> {
         load: fixture.load,
         database: fixture.database,
         profile: fixture.profile.as_ref().map(|p| p.profile()),
+        source: fixture.source,
     })
 }

@@ -49,6 +49,9 @@ pub struct Fixture {
     /// A profile, as collapsed stacks.
     #[serde(default)]
     pub profile: Option<FixtureProfile>,
+    /// A scan of the source.
+    #[serde(default)]
+    pub source: Option<crate::SourceScan>,
 }
 
 /// A profile as collapsed stacks.

@@ -34,6 +34,7 @@ mod load;
 mod note;
 mod pg;
 mod profile;
+mod source;
 mod span;
 mod taxonomy;
 mod time;
@@ -48,6 +49,7 @@ pub use pg::{
     TableStat,
 };
 pub use profile::{Frame, Profile, ProfileBuilder, Stack};
+pub use source::{Certainty, Handler, Shape, SourceScan};
 pub use span::{AttrKey, AttrValue, Span, SpanId, SpanKind, Trace, TraceId, attr_key, attr_key_owned};
 pub use taxonomy::{Anchor, DetectorId, Fingerprint, HttpTarget, Resource, Scope, Subject};
 pub use time::Window;
@@ -72,6 +74,8 @@ pub struct Evidence {
     pub database: Option<PgSnapshot>,
     /// A profile of the service's process.
     pub profile: Option<Profile>,
+    /// What a scan of the service's source found.
+    pub source: Option<SourceScan>,
 }
 
 /// A kind of evidence.
@@ -86,6 +90,8 @@ pub enum EvidenceKind {
     Database,
     /// A profile of the service's process.
     Profile,
+    /// The service's source, scanned.
+    Source,
 }
 
 impl EvidenceKind {
@@ -96,6 +102,7 @@ impl EvidenceKind {
             EvidenceKind::Load => "a load ramp",
             EvidenceKind::Database => "PostgreSQL",
             EvidenceKind::Profile => "a profile",
+            EvidenceKind::Source => "the source",
         }
     }
 
@@ -106,6 +113,7 @@ impl EvidenceKind {
             EvidenceKind::Load => "no load ramp (chokepoint load)",
             EvidenceKind::Database => "no PostgreSQL evidence (chokepoint db, --pg)",
             EvidenceKind::Profile => "no profile (chokepoint profile)",
+            EvidenceKind::Source => "no source (chokepoint scan, --source)",
         }
     }
 }
@@ -118,6 +126,7 @@ impl Evidence {
             EvidenceKind::Load => self.load.is_some(),
             EvidenceKind::Database => self.database.is_some(),
             EvidenceKind::Profile => self.profile.is_some(),
+            EvidenceKind::Source => self.source.is_some(),
         }
     }
 
