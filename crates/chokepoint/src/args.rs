@@ -87,6 +87,10 @@ pub(crate) enum Command {
     /// burns the time: serialization, logging, regex compilation, sorting, a blocked event loop.
     #[command(after_help = EXAMPLES)]
     Profile(ProfileArgs),
+    /// Find the shapes of bottlenecks in Python source before they ship: blocking calls in
+    /// `async def`, N+1 loops, unbounded queries, sorts in memory, patterns compiled per request,
+    /// clients made per request, awaits one after another, logging that syncs per record.
+    Scan(ScanArgs),
     /// Show a saved run (`--save`) again, analysed with this version's detectors.
     #[command(after_help = EXAMPLES)]
     Report {
@@ -122,6 +126,62 @@ pub(crate) enum Command {
     Schema,
 }
 
+#[derive(Args, Debug)]
+pub(crate) struct ScanArgs {
+    /// Python files or folders (read recursively, `.gitignore` respected).
+    #[arg(required = true, value_name = "FILE|DIR")]
+    pub(crate) paths: Vec<PathBuf>,
+    /// Paths not to scan, as gitignore globs (repeatable): `--exclude 'scripts/**'`.
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) exclude: Vec<String>,
+    /// Scan virtual environments, migrations and tests too (skipped by default).
+    #[arg(long)]
+    pub(crate) no_default_excludes: bool,
+    /// Files larger than this are taken for generated code and skipped, in KiB.
+    #[arg(long, default_value_t = 1024, value_name = "KIB")]
+    pub(crate) max_file_size: u64,
+    /// A detector id not to report (repeatable).
+    #[arg(long, value_name = "ID")]
+    pub(crate) disable: Vec<String>,
+    #[command(flatten)]
+    pub(crate) report: ReportArgs,
+}
+
+/// A validated `scan` command.
+#[derive(Debug)]
+pub(crate) struct ScanConfig {
+    pub(crate) paths: Vec<PathBuf>,
+    pub(crate) options: chokepoint_scan::Options,
+    pub(crate) report: ReportConfig,
+}
+
+impl ScanArgs {
+    pub(crate) fn validate(self) -> anyhow::Result<ScanConfig> {
+        let mut disabled = Vec::new();
+        for id in &self.disable {
+            match DetectorId::parse(id) {
+                Some(id) => disabled.push(id),
+                None => bail!("--disable {id:?} is not a detector id (`chokepoint detectors` lists them)"),
+            }
+        }
+        if self.max_file_size == 0 {
+            bail!("--max-file-size is in KiB: a whole number above 0");
+        }
+        let mut report = self.report.validate()?;
+        report.fail_on_potential = true;
+        Ok(ScanConfig {
+            paths: self.paths,
+            options: chokepoint_scan::Options {
+                exclude: self.exclude,
+                default_excludes: !self.no_default_excludes,
+                max_file_bytes: self.max_file_size << 10,
+                disabled,
+            },
+            report,
+        })
+    }
+}
+
 /// Options shared by every command that reports findings.
 #[derive(Args, Debug)]
 pub(crate) struct ReportArgs {
@@ -147,6 +207,14 @@ pub(crate) struct ReportArgs {
     /// A label for the saved run's folder name (default: the command).
     #[arg(long, value_name = "TEXT")]
     pub(crate) label: Option<String>,
+    /// The service's source (repeatable): its Python is scanned, and what runs is joined to the
+    /// lines that cause it; a profile's frames are read from it when their paths are not found.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) source: Vec<PathBuf>,
+    /// With --fail-on: count the shapes found in the source that nothing measured too (`scan`
+    /// always counts them).
+    #[arg(long)]
+    pub(crate) fail_on_potential: bool,
 }
 
 /// Where to keep a run.
@@ -196,10 +264,6 @@ pub(crate) struct ProfileArgs {
     /// The py-spy to run (default: on PATH, else ./.venv/bin/py-spy).
     #[arg(long, value_name = "PATH")]
     pub(crate) py_spy: Option<PathBuf>,
-    /// Where the profiled code lives, to read the lines the profile names when its paths are
-    /// not found as written (repeatable).
-    #[arg(long, value_name = "DIR")]
-    pub(crate) source: Vec<PathBuf>,
     /// Also write a flame graph of the profile to this SVG file, frames coloured by category.
     #[arg(long, value_name = "FILE.svg")]
     pub(crate) flamegraph: Option<PathBuf>,
@@ -257,7 +321,7 @@ impl ProfileArgs {
                 py_spy: self.py_spy,
             }),
             rate_hz: self.rate,
-            sources: self.source,
+            sources: self.report.source.clone(),
             flamegraph: self.flamegraph,
             report: self.report.validate()?,
         })
@@ -417,9 +481,6 @@ pub(crate) struct LoadArgs {
     /// With --profile: the py-spy to run (default: on PATH, else ./.venv/bin/py-spy).
     #[arg(long, value_name = "PATH")]
     pub(crate) py_spy: Option<PathBuf>,
-    /// With --profile: where the target's code lives, to read the lines the profile names.
-    #[arg(long, value_name = "DIR")]
-    pub(crate) source: Vec<PathBuf>,
     #[command(flatten)]
     pub(crate) pg: PgArgs,
     #[command(flatten)]
@@ -516,7 +577,7 @@ impl DiagnoseArgs {
             trace_files,
             profile_files,
             profile_rate_hz: profile_rate,
-            sources: load.source.clone(),
+            sources: load.report.source.clone(),
         };
         if load.urls.is_empty() {
             if recorded.trace_files.is_empty() && recorded.profile_files.is_empty() && load.pg.pg.is_none() {
@@ -681,6 +742,10 @@ pub(crate) struct ReportConfig {
     pub(crate) color: bool,
     pub(crate) progress: bool,
     pub(crate) save: Option<SaveConfig>,
+    /// The service's source, scanned beside the other evidence.
+    pub(crate) sources: Vec<PathBuf>,
+    /// Whether --fail-on counts findings nothing measured.
+    pub(crate) fail_on_potential: bool,
 }
 
 /// Which findings make the exit code 1.
@@ -923,7 +988,7 @@ impl LoadArgs {
             profile: self.profile.then_some(LoadProfileConfig {
                 out: self.profile_out,
                 py_spy: self.py_spy,
-                sources: self.source,
+                sources: self.report.source.clone(),
             }),
             pg: self.pg.validate(),
             sampling: SamplingConfig {
@@ -986,6 +1051,8 @@ impl ReportArgs {
                 dir: self.run_dir,
                 label: self.label,
             }),
+            sources: self.source,
+            fail_on_potential: self.fail_on_potential,
         })
     }
 }

@@ -362,6 +362,7 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
         database: snapshot,
         profile: profile.or(joined.profile),
         traces,
+        source: None,
     };
     let (report, saved) = crate::runs::report(
         config.command,

@@ -9,6 +9,7 @@ mod load;
 mod output;
 mod profile;
 mod runs;
+mod scan;
 mod signals;
 mod traces;
 
@@ -39,6 +40,7 @@ fn main() -> ExitCode {
         Command::Diagnose(args) => args.validate().and_then(diagnose::run),
         Command::Db(args) => args.validate().and_then(db::run),
         Command::Profile(args) => args.validate().and_then(profile::run),
+        Command::Scan(args) => args.validate().and_then(scan::run),
         Command::Report { run, report } => report.validate().and_then(|config| runs::show(&run, &config)),
         Command::Compare {
             before,

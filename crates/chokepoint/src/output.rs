@@ -23,10 +23,16 @@ pub(crate) fn finish(report: &Report, config: &ReportConfig) -> u8 {
             eprintln!("{}: {note}", note.severity.as_str());
         }
     }
+    // A shape read in the source counts in `scan`, and elsewhere only when asked: a runtime
+    // report fails on what was measured (or a line joined to a measurement).
+    let counted = report
+        .findings
+        .iter()
+        .filter(|f| config.fail_on_potential || !matches!(f.impact, chokepoint_detect::Impact::Potential(_)));
     let failing = match &config.fail_on {
         FailOn::Never => false,
-        FailOn::Any => !report.findings.is_empty(),
-        FailOn::Ids(ids) => report.findings.iter().any(|f| ids.contains(&f.detector)),
+        FailOn::Any => counted.count() > 0,
+        FailOn::Ids(ids) => counted.into_iter().any(|f| ids.contains(&f.detector)),
     };
     if report.has_errors() {
         EXIT_BAD_INPUT

@@ -50,12 +50,20 @@ pub(crate) struct RunMeta {
 /// when it was saved.
 pub(crate) fn report(
     command: &str,
-    evidence: Evidence,
-    inputs: Vec<Input>,
+    mut evidence: Evidence,
+    mut inputs: Vec<Input>,
     mut notes: Vec<Note>,
     config: &ReportConfig,
     attachments: &[PathBuf],
 ) -> (Report, Option<PathBuf>) {
+    if evidence.source.is_none() && !config.sources.is_empty() {
+        evidence.source = Some(crate::scan::scan_sources(
+            &config.sources,
+            &Default::default(),
+            &mut inputs,
+            &mut notes,
+        ));
+    }
     let outcome = chokepoint_detect::analyse(&evidence);
     let Some(save) = &config.save else {
         return (Report::new(command, evidence, outcome, inputs, notes), None);
@@ -268,8 +276,18 @@ pub(crate) fn show(path: &Path, config: &ReportConfig) -> anyhow::Result<u8> {
             ),
         ));
     }
-    let outcome = chokepoint_detect::analyse(&run.evidence);
-    let report = Report::new(&run.meta.command, run.evidence, outcome, run.meta.inputs, notes);
+    let mut evidence = run.evidence;
+    let mut inputs = run.meta.inputs;
+    if !config.sources.is_empty() {
+        evidence.source = Some(crate::scan::scan_sources(
+            &config.sources,
+            &Default::default(),
+            &mut inputs,
+            &mut notes,
+        ));
+    }
+    let outcome = chokepoint_detect::analyse(&evidence);
+    let report = Report::new(&run.meta.command, evidence, outcome, inputs, notes);
     Ok(crate::output::finish(&report, config))
 }
 

@@ -147,6 +147,15 @@ pub fn analyse(evidence: &Evidence) -> Outcome {
                         findings.push(profile_finding(detector, profile, conclusion));
                     }
                 }
+                Reads::Source(_) => {
+                    let Some(scan) = &evidence.source else { continue };
+                    judged = true;
+                    for shape in &scan.shapes {
+                        if let Some(conclusion) = detector.check_source(shape) {
+                            findings.push(source_finding(detector, shape, conclusion));
+                        }
+                    }
+                }
             }
         }
         if !judged {
@@ -576,6 +585,48 @@ fn profile_finding(detector: &dyn Detector, view: &ProfileView<'_>, conclusion: 
         },
         conclusion,
     )
+}
+
+fn source_finding(
+    detector: &dyn Detector,
+    shape: &chokepoint_evidence::Shape,
+    conclusion: Conclusion,
+) -> Finding {
+    let sample = Sample {
+        affected: 1,
+        total: 1,
+        unit: SampleUnit::Lines,
+    };
+    let mut finding = finding(
+        detector,
+        Scope::Source {
+            file: shape.file.clone(),
+        },
+        chokepoint_evidence::Subject::Code {
+            file: shape.file.clone(),
+            line: Some(shape.line),
+            function: shape.function.clone(),
+        },
+        String::new(),
+        Impact::Potential(crate::finding::Potential {
+            resource: conclusion.resource,
+            per_request: shape.handler.is_some(),
+        }),
+        FindingEvidence {
+            sample,
+            occurrences: 1,
+            example_trace_ids: Vec::new(),
+            metrics: BTreeMap::new(),
+            items: Vec::new(),
+        },
+        conclusion,
+    );
+    for anchor in crate::source::anchors(shape) {
+        if !finding.anchors.contains(&anchor) {
+            finding.anchors.push(anchor);
+        }
+    }
+    finding
 }
 
 /// Puts a conclusion's words, numbers and items into a finding.

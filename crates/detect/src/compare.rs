@@ -185,6 +185,7 @@ fn size(finding: &Finding) -> f64 {
     match &finding.impact {
         Impact::Consumer(c) => c.recoverable_s_per_s,
         Impact::Limit(l) => l.capacity_rps,
+        Impact::Potential(_) => 0.0,
     }
 }
 

@@ -61,6 +61,19 @@ pub enum Impact {
     Limit(Limit),
     /// Time of a resource that the fix stops using.
     Consumer(Consumption),
+    /// A shape in the source that would use the resource if it runs: not measured, ranked after
+    /// every measured finding.
+    Potential(Potential),
+}
+
+/// A shape in the source, not measured: what it would use if it runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Potential {
+    /// The resource it would use.
+    pub resource: Resource,
+    /// Whether the line is in a request handler or a function one calls (else a script's, or
+    /// start-up's, or a helper no handler in its module was seen calling).
+    pub per_request: bool,
 }
 
 impl Impact {
@@ -69,6 +82,7 @@ impl Impact {
         match self {
             Impact::Limit(limit) => limit.resource,
             Impact::Consumer(consumption) => consumption.resource,
+            Impact::Potential(potential) => potential.resource,
         }
     }
 
@@ -77,6 +91,7 @@ impl Impact {
         match self {
             Impact::Limit(limit) => limit.basis,
             Impact::Consumer(consumption) => consumption.basis,
+            Impact::Potential(_) => Basis::Source,
         }
     }
 
@@ -84,7 +99,7 @@ impl Impact {
     pub fn consumption(&self) -> Option<&Consumption> {
         match self {
             Impact::Consumer(consumption) => Some(consumption),
-            Impact::Limit(_) => None,
+            Impact::Limit(_) | Impact::Potential(_) => None,
         }
     }
 
@@ -92,7 +107,7 @@ impl Impact {
     pub fn limit(&self) -> Option<&Limit> {
         match self {
             Impact::Limit(limit) => Some(limit),
-            Impact::Consumer(_) => None,
+            Impact::Consumer(_) | Impact::Potential(_) => None,
         }
     }
 
@@ -364,6 +379,8 @@ pub enum Basis {
     /// From an assumption about the fixed state, stated in the finding ("a fixed plan answers
     /// in about 1 ms").
     Assumed,
+    /// Read in the source, not measured.
+    Source,
 }
 
 impl Basis {
@@ -373,6 +390,7 @@ impl Basis {
             Basis::Proven => "proven",
             Basis::Measured => "measured",
             Basis::Assumed => "assumed",
+            Basis::Source => "source",
         }
     }
 }
@@ -404,6 +422,8 @@ pub enum SampleUnit {
     ProfileSamples,
     /// Milliseconds of a measured profile's (cProfile, pyinstrument) busy time.
     ProfileMs,
+    /// Lines of source.
+    Lines,
 }
 
 impl SampleUnit {
@@ -427,6 +447,8 @@ impl SampleUnit {
             SampleUnit::ProfileSamples if one => "busy profile sample",
             SampleUnit::ProfileSamples => "busy profile samples",
             SampleUnit::ProfileMs => "ms of measured busy time",
+            SampleUnit::Lines if one => "line of source",
+            SampleUnit::Lines => "lines of source",
         }
     }
 }

@@ -583,10 +583,11 @@ pub(crate) fn assign_ids(findings: &mut [Finding]) {
             Scope::Database { database } => format!("database\0{database}"),
             Scope::Target { url, .. } => format!("target\0{url}"),
             Scope::Process { .. } => "process".to_owned(),
+            Scope::Source { file } => format!("source\0{file}"),
         };
         let about = match finding.impact {
             Impact::Limit(_) => String::new(),
-            Impact::Consumer(_) => subject_key(&finding.subject),
+            Impact::Consumer(_) | Impact::Potential(_) => subject_key(&finding.subject),
         };
         let key = format!("{}\0{scope}\0{about}", finding.detector);
         finding.id = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(key.as_bytes()));

@@ -30,6 +30,7 @@ mod profile;
 mod rank;
 mod registry;
 mod request;
+mod source;
 pub mod sql;
 mod stack;
 mod trace_analysis;

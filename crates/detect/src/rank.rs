@@ -19,7 +19,7 @@
 
 use std::cmp::Ordering;
 
-use chokepoint_evidence::{Anchor, EvidenceKind, Scope};
+use chokepoint_evidence::{Anchor, EvidenceKind, Scope, Subject};
 
 use crate::finding::{Cost, EvidenceItem, Finding, Impact};
 use crate::registry::same_problem;
@@ -50,11 +50,25 @@ pub(crate) fn merge(mut findings: Vec<Finding>) -> Vec<Finding> {
 /// Whether two findings are one cause: neither is a limit, their detectors name the same
 /// problem, their scopes can hold one cause, and they share a specific anchor.
 pub(crate) fn one_cause(a: &Finding, b: &Finding) -> bool {
-    matches!(a.impact, Impact::Consumer(_))
-        && matches!(b.impact, Impact::Consumer(_))
+    !matches!(a.impact, Impact::Limit(_))
+        && !matches!(b.impact, Impact::Limit(_))
         && detectors_of(a).any(|x| detectors_of(b).any(|y| same_problem(x, y)))
         && compatible(a, b)
-        && shares_anchor(a, b)
+        && (shares_anchor(a, b) || on_its_route(a, b) || on_its_route(b, a))
+}
+
+/// Whether `line` is a shape in the source on the route `runtime` measured, of the same detector:
+/// the source names the route the handler serves, and one handler's N+1 is the N+1 its route's
+/// traces show. Two shapes of one route stay two (each is its own line).
+fn on_its_route(line: &Finding, runtime: &Finding) -> bool {
+    matches!(line.impact, Impact::Potential(_))
+        && !matches!(runtime.impact, Impact::Potential(_))
+        && line.detector == runtime.detector
+        && line
+            .anchors
+            .iter()
+            .filter(|x| matches!(x, Anchor::Endpoint { .. }))
+            .any(|x| runtime.anchors.iter().any(|y| x.meets(y)))
 }
 
 /// A finding's detector and those of the angles folded into it: a slow statement folded into its
@@ -102,7 +116,7 @@ fn placed_on(finding: &Finding, service: &str, endpoint: &str) -> bool {
 fn specificity(scope: &Scope) -> u8 {
     match scope {
         Scope::Endpoint { .. } => 2,
-        Scope::Target { .. } | Scope::Process { .. } => 1,
+        Scope::Target { .. } | Scope::Process { .. } | Scope::Source { .. } => 1,
         Scope::Database { .. } => 0,
     }
 }
@@ -133,6 +147,7 @@ fn fold(keeper: &mut Finding, other: Finding) {
                 Scope::Database { .. } => EvidenceKind::Database,
                 Scope::Target { .. } => EvidenceKind::Load,
                 Scope::Process { .. } => EvidenceKind::Profile,
+                Scope::Source { .. } => EvidenceKind::Source,
             }
         };
         add_cost(
@@ -161,6 +176,14 @@ fn fold(keeper: &mut Finding, other: Finding) {
             "{} Also, as {} sees it: {}",
             keeper.fix, other.detector, other.fix
         );
+    }
+    // The line in the source behind a measured finding, and its fix in the framework's words.
+    if let (Impact::Potential(_), false, Subject::Code { line: Some(_), .. }) = (
+        &other.impact,
+        matches!(keeper.impact, Impact::Potential(_)),
+        &other.subject,
+    ) {
+        keeper.fix = format!("{} At {}: {}", keeper.fix, other.location, other.fix);
     }
     for cost in other.costs {
         add_cost(keeper, cost);
@@ -216,8 +239,12 @@ pub(crate) fn by_impact(a: &Finding, b: &Finding) -> Ordering {
             .recoverable_s_per_s
             .total_cmp(&x.recoverable_s_per_s)
             .then_with(|| y.saved_ms_total.total_cmp(&x.saved_ms_total)),
-        (Impact::Limit(_), Impact::Consumer(_)) => Ordering::Less,
-        (Impact::Consumer(_), Impact::Limit(_)) => Ordering::Greater,
+        (Impact::Potential(x), Impact::Potential(y)) => y
+            .per_request
+            .cmp(&x.per_request)
+            .then_with(|| b.confidence.cmp(&a.confidence)),
+        (Impact::Limit(_), _) | (Impact::Consumer(_), Impact::Potential(_)) => Ordering::Less,
+        (_, Impact::Limit(_)) | (Impact::Potential(_), Impact::Consumer(_)) => Ordering::Greater,
     };
     primary.then_with(|| {
         (a.detector.as_str(), a.scope.label(), &a.location).cmp(&(

@@ -74,6 +74,8 @@ pub(crate) enum Reads {
     Database(DbNeed),
     /// A profile; the text names what the detector looks for in it.
     Profile(&'static str),
+    /// The service's source, scanned; the text names the shape it looks for.
+    Source(&'static str),
 }
 
 impl Reads {
@@ -83,6 +85,7 @@ impl Reads {
             Reads::Load(_) => EvidenceKind::Load,
             Reads::Database(_) => EvidenceKind::Database,
             Reads::Profile(_) => EvidenceKind::Profile,
+            Reads::Source(_) => EvidenceKind::Source,
         }
     }
 
@@ -91,7 +94,7 @@ impl Reads {
             Reads::Traces(what) => what,
             Reads::Load(need) => need.what,
             Reads::Database(need) => need.what,
-            Reads::Profile(what) => what,
+            Reads::Profile(what) | Reads::Source(what) => what,
         }
     }
 }
@@ -140,6 +143,8 @@ pub(crate) enum Estimate {
     Limit { demand_ms_per_request: Option<f64> },
     /// A load ramp: time each request of the knee step spends that the fix removes, in ms.
     PerRequest { saved_ms: f64 },
+    /// The source: not measured.
+    Potential,
     /// A profile: busy time the fix removes.
     Profile {
         /// Seconds removed over the profile.
@@ -246,6 +251,12 @@ pub(crate) trait Detector: Described + Sync {
     /// A profile.
     fn check_profile(&self, _profile: &ProfileView<'_>) -> Option<Conclusion> {
         None
+    }
+
+    /// A shape the source scan found: the scan names the detector, so every detector that reads
+    /// source takes its own shapes alike (`crate::source`).
+    fn check_source(&self, shape: &chokepoint_evidence::Shape) -> Option<Conclusion> {
+        (shape.detector == self.meta().id).then(|| crate::source::conclusion(shape))
     }
 }
 

@@ -111,9 +111,13 @@ pub(crate) fn decide(findings: &mut Vec<Finding>) -> Verdict {
     findings.sort_by(by_impact);
     let limit = findings.iter().position(|f| matches!(f.impact, Impact::Limit(_)));
     let Some(limit_at) = limit else {
+        // A shape read in the source is no bottleneck: nothing measured it.
+        let measured = findings
+            .first()
+            .is_some_and(|f| !matches!(f.impact, Impact::Potential(_)));
         return Verdict {
-            bottleneck: (!findings.is_empty()).then_some(0),
-            not_predicted: (!findings.is_empty()).then(|| {
+            bottleneck: measured.then_some(0),
+            not_predicted: measured.then(|| {
                 "a capacity to raise, which no load ramp measured: `chokepoint diagnose URL` ramps the load beside the \
                  other evidence"
                     .to_owned()
@@ -740,7 +744,7 @@ mod tests {
     fn inputs(limit: &mut Finding) -> &mut LimitInputs {
         match &mut limit.impact {
             Impact::Limit(l) => &mut l.inputs,
-            Impact::Consumer(_) => panic!("not a limit"),
+            Impact::Consumer(_) | Impact::Potential(_) => panic!("not a limit"),
         }
     }
 

@@ -68,6 +68,7 @@ fn positive_fixtures_make_the_detector_the_bottleneck() {
             match &first.impact {
                 Impact::Consumer(c) => assert!(c.saved_ms_per_request > 0.0, "{}: no saving", path.display()),
                 Impact::Limit(l) => assert!(l.capacity_rps > 0.0, "{}: no capacity", path.display()),
+                Impact::Potential(_) => panic!("{}: a shape in the source is no bottleneck", path.display()),
             }
             assert!(
                 evidence.traces.is_none() || !first.evidence.example_trace_ids.is_empty(),

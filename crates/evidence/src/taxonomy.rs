@@ -362,7 +362,7 @@ impl Anchor {
                     route: rb,
                 },
             ) => {
-                sa == sb
+                (sa == sb || sa.is_empty() || sb.is_empty())
                     && ra.trim_matches('/') == rb.trim_matches('/')
                     && (ma.is_none() || mb.is_none() || ma == mb)
             }
@@ -456,6 +456,11 @@ pub enum Scope {
         /// Its id, when known.
         pid: Option<u32>,
     },
+    /// A file of the service's source.
+    Source {
+        /// The file.
+        file: String,
+    },
     /// A service under a load ramp.
     Target {
         /// The URL loaded.
@@ -474,6 +479,7 @@ impl Scope {
             Scope::Target { url, .. } => url.clone(),
             Scope::Process { pid: Some(pid) } => format!("process {pid}"),
             Scope::Process { pid: None } => "the profiled process".to_owned(),
+            Scope::Source { file } => file.clone(),
         }
     }
 
@@ -495,6 +501,7 @@ impl Scope {
             Scope::Target { pid: None, .. } => "target".to_owned(),
             Scope::Process { pid: Some(pid) } => format!("pid {pid}"),
             Scope::Process { pid: None } => "profile".to_owned(),
+            Scope::Source { .. } => "source".to_owned(),
         }
     }
 

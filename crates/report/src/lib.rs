@@ -253,9 +253,27 @@ pub(crate) fn rate(rps: f64) -> String {
     }
 }
 
+/// What a report of shapes found in the source, and nothing measured, says first.
+pub(crate) fn potential_sentence(shapes: usize) -> String {
+    format!(
+        "Nothing measured: {shapes} shape(s) of a bottleneck found in the source, the likeliest first. Each is potential \
+         until measured — `chokepoint diagnose URL --source DIR` joins what runs to these lines and says what each costs."
+    )
+}
+
 /// The impact in one sentence, as the verdict states it.
 pub(crate) fn impact_sentence(finding: &Finding) -> String {
     match &finding.impact {
+        Impact::Potential(p) => format!(
+            "Potential, not measured: it would use {} {}; confidence {}. Measure it under load with `chokepoint diagnose URL --source DIR`.",
+            time_of(p.resource),
+            if p.per_request {
+                "on every request that reaches it"
+            } else {
+                "where it runs (no request handler was seen reaching it)"
+            },
+            finding.confidence.as_str(),
+        ),
         Impact::Consumer(c) if finding.evidence.sample.unit.is_profile() => format!(
             "Fixing it gives back {} of {} over the profile ({} of the busy time): {:.3} s per second; confidence {}, impact {}.",
             duration(c.saved_ms_total),
@@ -323,10 +341,12 @@ pub(crate) fn impact_cell(finding: &Finding) -> String {
                 SampleUnit::Samples => "sample",
                 SampleUnit::Sessions => "session",
                 SampleUnit::ProfileSamples | SampleUnit::ProfileMs => "s",
+                SampleUnit::Lines => "line",
             },
             percent(c.share_of_scope_time)
         ),
         Impact::Limit(l) => format!("caps {}", rate(l.capacity_rps)),
+        Impact::Potential(_) => "potential (not measured)".to_owned(),
     }
 }
 
@@ -334,7 +354,7 @@ pub(crate) fn impact_cell(finding: &Finding) -> String {
 pub(crate) fn per_second_cell(finding: &Finding) -> String {
     match &finding.impact {
         Impact::Consumer(c) => format!("{:.3}", c.recoverable_s_per_s),
-        Impact::Limit(_) => "—".to_owned(),
+        Impact::Limit(_) | Impact::Potential(_) => "—".to_owned(),
     }
 }
 

@@ -27,6 +27,9 @@ pub fn render_markdown(report: &Report) -> String {
                 let _ = writeln!(out, "**Predicted:** {prediction}\n");
             }
         }
+        None if !report.findings.is_empty() => {
+            let _ = writeln!(out, "{}\n", crate::potential_sentence(report.findings.len()));
+        }
         None => out.push_str("**No bottleneck found** by the detectors that had evidence to look at.\n\n"),
     }
     if !report.findings.is_empty() {

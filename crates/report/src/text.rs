@@ -101,6 +101,9 @@ pub fn render_text(report: &Report, color: bool) -> String {
                 p.warn, p.warn
             );
         }
+        None if !report.findings.is_empty() => {
+            let _ = writeln!(out, "{}", crate::potential_sentence(report.findings.len()));
+        }
         None => {
             let _ = writeln!(
                 out,
@@ -108,10 +111,22 @@ pub fn render_text(report: &Report, color: bool) -> String {
             );
         }
     }
-    if report.findings.len() > 1 {
-        let _ = writeln!(out, "\n{label}All findings, the bottleneck first{label:#}");
+    let shown = usize::from(report.bottleneck().is_some());
+    if report.findings.len() > shown {
+        let heading = if shown == 1 {
+            "All findings, the bottleneck first"
+        } else {
+            "All findings, the likeliest first"
+        };
+        let _ = writeln!(out, "\n{label}{heading}{label:#}");
         let _ = writeln!(out, "{}", table(report));
-        for (rank, f) in report.findings.iter().enumerate().skip(1).take(DETAILED - 1) {
+        for (rank, f) in report
+            .findings
+            .iter()
+            .enumerate()
+            .skip(shown)
+            .take(DETAILED - shown)
+        {
             let _ = writeln!(out, "\n{}. {id}{}{id:#} — {}", rank + 1, f.detector, f.title);
             let _ = writeln!(out, "   {label}fix{label:#}       {}", f.fix);
             let _ = writeln!(out, "   {label}evidence{label:#}  {}", evidence_line(f));

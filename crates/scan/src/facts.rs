@@ -43,7 +43,10 @@ impl Tree {
         for stmt in body {
             match stmt {
                 Stmt::Class(class) => self.learn_class(module, class),
-                Stmt::Assign { value: Some(value), .. } | Stmt::Expr(value) => self.learn_urls(value),
+                Stmt::Assign {
+                    value: Some(value), ..
+                }
+                | Stmt::Expr(value) => self.learn_urls(value),
                 _ => {}
             }
         }
@@ -57,10 +60,19 @@ impl Tree {
             .any(|b| module.resolve(&b) == "django.db.models.Model" || b.ends_with("Model"));
         let mut is_model = false;
         for stmt in &class.body {
-            let Stmt::Assign { targets, value: Some(Expr::Call { func, args, keywords, .. }), .. } = stmt else {
+            let Stmt::Assign {
+                targets,
+                value: Some(Expr::Call {
+                    func, args, keywords, ..
+                }),
+                ..
+            } = stmt
+            else {
                 continue;
             };
-            let Some(Expr::Name { id: attr, .. }) = targets.first() else { continue };
+            let Some(Expr::Name { id: attr, .. }) = targets.first() else {
+                continue;
+            };
             let Some(called) = dotted(func) else { continue };
             let called = module.resolve(&called);
             let kind = called.rsplit('.').next().unwrap_or_default();
@@ -71,7 +83,9 @@ impl Tree {
                     .and_then(|(_, v)| string(v))
             };
             match kind {
-                "ForeignKey" | "OneToOneField" | "ManyToManyField" if django || called.starts_with("django") => {
+                "ForeignKey" | "OneToOneField" | "ManyToManyField"
+                    if django || called.starts_with("django") =>
+                {
                     is_model = true;
                     let many = kind == "ManyToManyField";
                     self.add(attr, &class.name, Orm::Django, many, false);
@@ -136,7 +150,13 @@ impl Tree {
             };
             if let Some(view) = view {
                 let view = view.rsplit('.').next().unwrap_or_default().to_owned();
-                let route = format!("/{}", route.trim_start_matches('^').trim_end_matches('$').trim_start_matches('/'));
+                let route = format!(
+                    "/{}",
+                    route
+                        .trim_start_matches('^')
+                        .trim_end_matches('$')
+                        .trim_start_matches('/')
+                );
                 self.django_routes.entry(view).or_default().push(route);
             }
         });
@@ -234,7 +254,10 @@ impl ModuleFacts {
                 Stmt::Class(class) => {
                     let view = class.bases.iter().filter_map(dotted).any(|b| {
                         let b = b.rsplit('.').next().unwrap_or_default();
-                        b.ends_with("View") || b.ends_with("ViewSet") || b.ends_with("APIView") || b == "HTTPEndpoint"
+                        b.ends_with("View")
+                            || b.ends_with("ViewSet")
+                            || b.ends_with("APIView")
+                            || b == "HTTPEndpoint"
                     });
                     for s in &class.body {
                         let Stmt::Def(def) = s else { continue };
@@ -314,7 +337,9 @@ impl ModuleFacts {
 
     /// What a value makes, when it makes a client or an engine.
     pub(crate) fn client_kind(&self, value: &Expr) -> Option<ClientKind> {
-        let Expr::Call { func, keywords, .. } = value else { return None };
+        let Expr::Call { func, keywords, .. } = value else {
+            return None;
+        };
         let called = self.resolve(&dotted(func)?);
         match called.as_str() {
             "httpx.AsyncClient" | "aiohttp.ClientSession" => Some(ClientKind::AsyncHttp),
@@ -334,14 +359,23 @@ impl ModuleFacts {
         let mut routes = Vec::new();
         let mut framework = None;
         for decorator in &def.decorators {
-            let Expr::Call { func, args, keywords, .. } = decorator else { continue };
-            let Expr::Attribute { attr, .. } = func.as_ref() else { continue };
+            let Expr::Call {
+                func, args, keywords, ..
+            } = decorator
+            else {
+                continue;
+            };
+            let Expr::Attribute { attr, .. } = func.as_ref() else {
+                continue;
+            };
             let method = match attr.as_str() {
                 "get" | "post" | "put" | "patch" | "delete" | "head" | "options" => Some(attr.to_uppercase()),
                 "route" | "api_route" | "websocket" => None,
                 _ => continue,
             };
-            let Some(path) = args.first().and_then(string) else { continue };
+            let Some(path) = args.first().and_then(string) else {
+                continue;
+            };
             let methods: Vec<String> = keywords
                 .iter()
                 .find(|(k, _)| k.as_deref() == Some("methods"))
@@ -351,19 +385,30 @@ impl ModuleFacts {
                     found
                 })
                 .unwrap_or_default();
-            let flask = self.imports.values().any(|m| m == "flask" || m.starts_with("flask."));
+            let flask = self
+                .imports
+                .values()
+                .any(|m| m == "flask" || m.starts_with("flask."));
             framework = Some(if flask {
                 "flask"
-            } else if self.imports.values().any(|m| m.starts_with("starlette")) && !self.imports.values().any(|m| m.starts_with("fastapi")) {
+            } else if self.imports.values().any(|m| m.starts_with("starlette"))
+                && !self.imports.values().any(|m| m.starts_with("fastapi"))
+            {
                 "starlette"
             } else {
                 "fastapi"
             });
             if methods.is_empty() {
-                routes.push(Route { method: method.clone(), path: path.clone() });
+                routes.push(Route {
+                    method: method.clone(),
+                    path: path.clone(),
+                });
             }
             for m in methods {
-                routes.push(Route { method: Some(m.to_uppercase()), path: path.clone() });
+                routes.push(Route {
+                    method: Some(m.to_uppercase()),
+                    path: path.clone(),
+                });
             }
         }
         if let Some(framework) = framework {
@@ -373,8 +418,20 @@ impl ModuleFacts {
             // A method of a class-based view that answers an HTTP method or a DRF action.
             Some(true) => matches!(
                 def.name.as_str(),
-                "get" | "post" | "put" | "patch" | "delete" | "list" | "retrieve" | "create" | "update"
-                    | "partial_update" | "destroy" | "get_queryset" | "get_object" | "get_context_data"
+                "get"
+                    | "post"
+                    | "put"
+                    | "patch"
+                    | "delete"
+                    | "list"
+                    | "retrieve"
+                    | "create"
+                    | "update"
+                    | "partial_update"
+                    | "destroy"
+                    | "get_queryset"
+                    | "get_object"
+                    | "get_context_data"
             )
             .then(|| HandlerDecl {
                 framework: "django",
@@ -382,9 +439,11 @@ impl ModuleFacts {
             }),
             Some(false) => None,
             // A Django function view: in a views module, its first parameter the request.
-            None => (self.django_views && def.params.first().is_some_and(|p| p == "request")).then(|| HandlerDecl {
-                framework: "django",
-                routes: Vec::new(),
+            None => (self.django_views && def.params.first().is_some_and(|p| p == "request")).then(|| {
+                HandlerDecl {
+                    framework: "django",
+                    routes: Vec::new(),
+                }
             }),
         }
     }
@@ -399,7 +458,8 @@ fn called_names(body: &[Stmt]) -> HashSet<String> {
                 Expr::Name { id, .. } => {
                     names.insert(id.clone());
                 }
-                Expr::Attribute { value, attr, .. } if matches!(value.as_ref(), Expr::Name { id, .. } if id == "self" || id == "cls") => {
+                Expr::Attribute { value, attr, .. } if matches!(value.as_ref(), Expr::Name { id, .. } if id == "self" || id == "cls") =>
+                {
                     names.insert(attr.clone());
                 }
                 _ => {}
@@ -419,7 +479,13 @@ pub(crate) fn each_expr<'a>(body: &'a [Stmt], f: &mut impl FnMut(&'a Expr)) {
                 each_expr(&def.body, f);
             }
             Stmt::Class(class) => each_expr(&class.body, f),
-            Stmt::For { target, iter, body, other, .. } => {
+            Stmt::For {
+                target,
+                iter,
+                body,
+                other,
+                ..
+            } => {
                 visit(target, f);
                 visit(iter, f);
                 each_expr(body, f);
@@ -457,13 +523,19 @@ pub(crate) fn visit<'a>(e: &'a Expr, f: &mut impl FnMut(&'a Expr)) {
     match e {
         Expr::Name { .. } | Expr::Str { .. } | Expr::Slice { .. } => {}
         Expr::Attribute { value, .. } | Expr::Await { value, .. } => visit(value, f),
-        Expr::Call { func, args, keywords, .. } => {
+        Expr::Call {
+            func, args, keywords, ..
+        } => {
             visit(func, f);
             args.iter().for_each(|a| visit(a, f));
             keywords.iter().for_each(|(_, v)| visit(v, f));
         }
-        Expr::Formatted { parts: children, .. } | Expr::Other { children, .. } => children.iter().for_each(|c| visit(c, f)),
-        Expr::Comprehension { elements, generators, .. } => {
+        Expr::Formatted { parts: children, .. } | Expr::Other { children, .. } => {
+            children.iter().for_each(|c| visit(c, f))
+        }
+        Expr::Comprehension {
+            elements, generators, ..
+        } => {
             elements.iter().for_each(|c| visit(c, f));
             for g in generators {
                 visit(&g.target, f);

@@ -35,8 +35,21 @@ pub const MAX_FILE_BYTES: u64 = 1 << 20;
 /// Directories skipped unless `--no-default-excludes`: virtual environments, dependencies,
 /// migrations, tests, build output.
 const SKIPPED_DIRS: &[&str] = &[
-    ".venv", "venv", "site-packages", "node_modules", "__pycache__", "migrations", "tests", "test", ".tox", ".nox",
-    "build", "dist", ".git", ".mypy_cache", ".ruff_cache",
+    ".venv",
+    "venv",
+    "site-packages",
+    "node_modules",
+    "__pycache__",
+    "migrations",
+    "tests",
+    "test",
+    ".tox",
+    ".nox",
+    "build",
+    "dist",
+    ".git",
+    ".mypy_cache",
+    ".ruff_cache",
 ];
 
 /// How to scan.
@@ -246,7 +259,11 @@ fn files(paths: &[PathBuf], options: &Options, notes: &mut Vec<Note>) -> Vec<(Pa
             continue;
         }
         if !root.is_dir() {
-            notes.push(Note::new(Severity::Error, root.display().to_string(), "no such file or directory"));
+            notes.push(Note::new(
+                Severity::Error,
+                root.display().to_string(),
+                "no such file or directory",
+            ));
             continue;
         }
         let mut overrides = ignore::overrides::OverrideBuilder::new(root);
@@ -278,12 +295,18 @@ fn files(paths: &[PathBuf], options: &Options, notes: &mut Vec<Note>) -> Vec<(Pa
             match entry {
                 Ok(entry) => {
                     let path = entry.path();
-                    if entry.file_type().is_some_and(|t| t.is_file()) && path.extension().is_some_and(|e| e == "py") {
+                    if entry.file_type().is_some_and(|t| t.is_file())
+                        && path.extension().is_some_and(|e| e == "py")
+                    {
                         let name = path.strip_prefix("./").unwrap_or(path).display().to_string();
                         files.push((path.to_path_buf(), name));
                     }
                 }
-                Err(e) => notes.push(Note::new(Severity::Warning, root.display().to_string(), format!("skipped: {e}"))),
+                Err(e) => notes.push(Note::new(
+                    Severity::Warning,
+                    root.display().to_string(),
+                    format!("skipped: {e}"),
+                )),
             }
         }
     }
@@ -300,10 +323,13 @@ fn read(path: &Path, name: &str, max_bytes: u64) -> Result<Parsed, Note> {
     if size > max_bytes {
         return Err(note(
             Severity::Info,
-            format!("{size} bytes, over the {max_bytes}-byte limit (generated code?): skipped; --max-file-size raises it"),
+            format!(
+                "{size} bytes, over the {max_bytes}-byte limit (generated code?): skipped; --max-file-size raises it"
+            ),
         ));
     }
-    let bytes = std::fs::read(path).map_err(|e| note(Severity::Warning, format!("cannot read: {e}; skipped")))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| note(Severity::Warning, format!("cannot read: {e}; skipped")))?;
     let text = decode(bytes).map_err(|m| note(Severity::Warning, m))?;
     Ok(parse(name.to_owned(), text))
 }
@@ -335,11 +361,14 @@ fn decode(bytes: Vec<u8>) -> Result<String, String> {
         })
         .next();
     match declared.as_deref() {
-        None | Some("utf-8" | "utf8" | "ascii" | "us-ascii") => {
-            String::from_utf8(bytes).map_err(|e| format!("not UTF-8 text (byte {}): skipped", e.utf8_error().valid_up_to()))
+        None | Some("utf-8" | "utf8" | "ascii" | "us-ascii") => String::from_utf8(bytes)
+            .map_err(|e| format!("not UTF-8 text (byte {}): skipped", e.utf8_error().valid_up_to())),
+        Some("latin-1" | "latin1" | "iso-8859-1" | "iso8859-1" | "l1") => {
+            Ok(bytes.iter().map(|&b| char::from(b)).collect())
         }
-        Some("latin-1" | "latin1" | "iso-8859-1" | "iso8859-1" | "l1") => Ok(bytes.iter().map(|&b| char::from(b)).collect()),
-        Some(other) => Err(format!("declares the encoding {other}, which the scan does not read: skipped")),
+        Some(other) => Err(format!(
+            "declares the encoding {other}, which the scan does not read: skipped"
+        )),
     }
 }
 
@@ -351,15 +380,25 @@ mod tests {
     fn a_latin_1_declaration_is_read() {
         let text = decode(b"# -*- coding: latin-1 -*-\nname = '\xe9'\n".to_vec()).unwrap();
         assert!(text.contains('é'));
-        assert!(decode(b"# coding: shift_jis\n".to_vec()).unwrap_err().contains("shift-jis"));
+        assert!(
+            decode(b"# coding: shift_jis\n".to_vec())
+                .unwrap_err()
+                .contains("shift-jis")
+        );
         assert!(decode(b"x = '\xff'\n".to_vec()).unwrap_err().contains("byte 5"));
     }
 
     #[test]
     fn ignore_comments_name_their_ids() {
         assert!(ignored("x = 1  # chokepoint: ignore", DetectorId::NPlusOne));
-        assert!(ignored("x = 1  # chokepoint: ignore[n-plus-one, blocking-call]", DetectorId::BlockingCall));
-        assert!(!ignored("x = 1  # chokepoint: ignore[n-plus-one]", DetectorId::BlockingCall));
+        assert!(ignored(
+            "x = 1  # chokepoint: ignore[n-plus-one, blocking-call]",
+            DetectorId::BlockingCall
+        ));
+        assert!(!ignored(
+            "x = 1  # chokepoint: ignore[n-plus-one]",
+            DetectorId::BlockingCall
+        ));
         assert!(!ignored("x = 1", DetectorId::BlockingCall));
     }
 }

@@ -45,22 +45,45 @@ pub(crate) struct Class {
 #[derive(Debug)]
 pub(crate) enum Stmt {
     Import(Vec<Alias>),
-    ImportFrom { module: String, names: Vec<Alias> },
+    ImportFrom {
+        module: String,
+        names: Vec<Alias>,
+    },
     Def(Def),
     Class(Class),
     /// `for target in iter:` (and `async for`).
-    For { target: Expr, iter: Expr, body: Vec<Stmt>, other: Vec<Stmt> },
+    For {
+        target: Expr,
+        iter: Expr,
+        body: Vec<Stmt>,
+        other: Vec<Stmt>,
+    },
     /// `while test:`.
-    While { test: Expr, body: Vec<Stmt>, other: Vec<Stmt> },
+    While {
+        test: Expr,
+        body: Vec<Stmt>,
+        other: Vec<Stmt>,
+    },
     /// `a = b = value`, `a: T = value`, `a += value`.
-    Assign { targets: Vec<Expr>, value: Option<Expr> },
-    Return { value: Option<Expr> },
+    Assign {
+        targets: Vec<Expr>,
+        value: Option<Expr>,
+    },
+    Return {
+        value: Option<Expr>,
+    },
     /// `with a as b, c:` (and `async with`).
-    With { items: Vec<(Expr, Option<Expr>)>, body: Vec<Stmt> },
+    With {
+        items: Vec<(Expr, Option<Expr>)>,
+        body: Vec<Stmt>,
+    },
     /// An expression statement.
     Expr(Expr),
     /// Anything else: the expressions it evaluates and the bodies it holds (`if`, `try`, `match`).
-    Other { exprs: Vec<Expr>, bodies: Vec<Vec<Stmt>> },
+    Other {
+        exprs: Vec<Expr>,
+        bodies: Vec<Vec<Stmt>>,
+    },
 }
 
 /// One `for … in …` of a comprehension.
@@ -74,22 +97,60 @@ pub(crate) struct Generator {
 /// An expression, as much of it as the rules read.
 #[derive(Debug)]
 pub(crate) enum Expr {
-    Name { id: String, at: Offset },
-    Attribute { value: Box<Expr>, attr: String, at: Offset },
-    Call { func: Box<Expr>, args: Vec<Expr>, keywords: Vec<(Option<String>, Expr)>, at: Offset, end: Offset },
-    Await { value: Box<Expr>, at: Offset },
+    Name {
+        id: String,
+        at: Offset,
+    },
+    Attribute {
+        value: Box<Expr>,
+        attr: String,
+        at: Offset,
+    },
+    Call {
+        func: Box<Expr>,
+        args: Vec<Expr>,
+        keywords: Vec<(Option<String>, Expr)>,
+        at: Offset,
+        end: Offset,
+    },
+    Await {
+        value: Box<Expr>,
+        at: Offset,
+    },
     /// A string literal, its value.
-    Str { value: String, at: Offset },
+    Str {
+        value: String,
+        at: Offset,
+    },
     /// A string built when it runs: an f-string, its interpolated parts.
-    Formatted { parts: Vec<Expr>, at: Offset },
+    Formatted {
+        parts: Vec<Expr>,
+        at: Offset,
+    },
     /// A list, set, dict or generator comprehension: its loops and what each iteration builds.
-    Comprehension { elements: Vec<Expr>, generators: Vec<Generator>, at: Offset },
-    Subscript { value: Box<Expr>, slice: Box<Expr>, at: Offset },
-    Slice { at: Offset },
+    Comprehension {
+        elements: Vec<Expr>,
+        generators: Vec<Generator>,
+        at: Offset,
+    },
+    Subscript {
+        value: Box<Expr>,
+        slice: Box<Expr>,
+        at: Offset,
+    },
+    Slice {
+        at: Offset,
+    },
     /// A lambda: its body runs later, not where it is written.
-    Lambda { body: Box<Expr>, at: Offset },
+    Lambda {
+        body: Box<Expr>,
+        at: Offset,
+    },
     /// Anything else, with its direct sub-expressions.
-    Other { children: Vec<Expr>, at: Offset },
+    Other {
+        children: Vec<Expr>,
+        at: Offset,
+    },
 }
 
 impl Expr {
@@ -369,6 +430,11 @@ mod tests {
     fn a_syntax_error_keeps_what_parses() {
         let module = parse("import time\ndef f(:\n    pass\nasync def g():\n    time.sleep(1)\n");
         assert!(!module.errors.is_empty());
-        assert!(module.body.iter().any(|s| matches!(s, Stmt::Def(d) if d.name == "g" && d.is_async)));
+        assert!(
+            module
+                .body
+                .iter()
+                .any(|s| matches!(s, Stmt::Def(d) if d.name == "g" && d.is_async))
+        );
     }
 }

@@ -23,19 +23,66 @@ pub(crate) struct Found {
 const STATEMENT_CALLS: &[&str] = &["execute", "fetch", "fetchrow", "fetchval", "scalar", "scalars"];
 /// Calls that bound what a query returns.
 const BOUNDING: &[&str] = &[
-    "limit", "first", "one", "one_or_none", "get", "scalar", "count", "exists", "aggregate", "paginate",
-    "fetchone", "fetchmany", "slice", "in_bulk", "get_or_none", "latest", "earliest", "where", "filter",
-    "filter_by", "exclude", "fetch",
+    "limit",
+    "first",
+    "one",
+    "one_or_none",
+    "get",
+    "scalar",
+    "count",
+    "exists",
+    "aggregate",
+    "paginate",
+    "fetchone",
+    "fetchmany",
+    "slice",
+    "in_bulk",
+    "get_or_none",
+    "latest",
+    "earliest",
+    "where",
+    "filter",
+    "filter_by",
+    "exclude",
+    "fetch",
 ];
 /// Options that load a relation with its rows.
 const EAGER: &[&str] = &[
-    "select_related", "prefetch_related", "selectinload", "joinedload", "subqueryload", "contains_eager",
-    "immediateload", "Prefetch",
+    "select_related",
+    "prefetch_related",
+    "selectinload",
+    "joinedload",
+    "subqueryload",
+    "contains_eager",
+    "immediateload",
+    "Prefetch",
 ];
-const HTTP_VERBS: &[&str] = &["get", "post", "put", "patch", "delete", "head", "options", "request", "send", "stream"];
-const REGEX_FUNCTIONS: &[&str] = &["compile", "match", "search", "fullmatch", "findall", "finditer", "sub", "subn", "split"];
+const HTTP_VERBS: &[&str] = &[
+    "get", "post", "put", "patch", "delete", "head", "options", "request", "send", "stream",
+];
+const REGEX_FUNCTIONS: &[&str] = &[
+    "compile",
+    "match",
+    "search",
+    "fullmatch",
+    "findall",
+    "finditer",
+    "sub",
+    "subn",
+    "split",
+];
 /// Functions whose body runs once, at start-up, not per request.
-const ONCE: &[&str] = &["__init__", "lifespan", "startup", "on_startup", "create_app", "main", "setup", "ready", "get_engine"];
+const ONCE: &[&str] = &[
+    "__init__",
+    "lifespan",
+    "startup",
+    "on_startup",
+    "create_app",
+    "main",
+    "setup",
+    "ready",
+    "get_engine",
+];
 
 /// Runs every rule over a module.
 pub(crate) fn check(module: &Module, facts: &ModuleFacts, tree: &Tree, text: &str) -> Vec<Found> {
@@ -104,7 +151,9 @@ struct Words {
 impl Words {
     fn is_query(&self) -> bool {
         self.attrs.contains("objects")
-            || ["scalars", "execute", "query", "fetchall", "fetch"].iter().any(|c| self.calls.contains(*c))
+            || ["scalars", "execute", "query", "fetchall", "fetch"]
+                .iter()
+                .any(|c| self.calls.contains(*c))
     }
     fn bounded(&self) -> bool {
         BOUNDING.iter().any(|b| self.calls.contains(*b))
@@ -149,7 +198,13 @@ impl<'a> Checker<'a> {
                     bind_locals(&def.body, &mut inner.locals);
                     self.block(&def.body, &mut inner);
                 }
-                Stmt::For { target, iter, body, other, .. } => {
+                Stmt::For {
+                    target,
+                    iter,
+                    body,
+                    other,
+                    ..
+                } => {
                     self.expr(iter, place);
                     place.loops.push(Loop {
                         targets: names_of(target),
@@ -187,7 +242,9 @@ impl<'a> Checker<'a> {
 
     fn expr(&mut self, e: &'a Expr, place: &mut Place<'a>) {
         match e {
-            Expr::Comprehension { elements, generators, .. } => {
+            Expr::Comprehension {
+                elements, generators, ..
+            } => {
                 let depth = place.loops.len();
                 for g in generators {
                     self.expr(&g.iter, place);
@@ -222,9 +279,15 @@ impl<'a> Checker<'a> {
             _ => {}
         }
         match e {
-            Expr::Name { .. } | Expr::Str { .. } | Expr::Slice { .. } | Expr::Lambda { .. } | Expr::Comprehension { .. } => {}
+            Expr::Name { .. }
+            | Expr::Str { .. }
+            | Expr::Slice { .. }
+            | Expr::Lambda { .. }
+            | Expr::Comprehension { .. } => {}
             Expr::Attribute { value, .. } | Expr::Await { value, .. } => self.expr(value, place),
-            Expr::Call { func, args, keywords, .. } => {
+            Expr::Call {
+                func, args, keywords, ..
+            } => {
                 self.expr(func, place);
                 args.iter().for_each(|a| self.expr(a, place));
                 keywords.iter().for_each(|(_, v)| self.expr(v, place));
@@ -239,7 +302,15 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn push(&mut self, place: &Place<'_>, detector: DetectorId, at: Offset, certainty: Certainty, what: String, fix: String) {
+    fn push(
+        &mut self,
+        place: &Place<'_>,
+        detector: DetectorId,
+        at: Offset,
+        certainty: Certainty,
+        what: String,
+        fix: String,
+    ) {
         self.found.push(Found {
             detector,
             at,
@@ -260,7 +331,16 @@ impl<'a> Checker<'a> {
     }
 
     fn call(&mut self, e: &'a Expr, place: &mut Place<'a>) {
-        let Expr::Call { func, args, keywords, at, end } = e else { return };
+        let Expr::Call {
+            func,
+            args,
+            keywords,
+            at,
+            end,
+        } = e
+        else {
+            return;
+        };
         let name = dotted(func);
         let resolved = name.as_deref().map(|n| self.facts.resolve(n));
         let method = match func.as_ref() {
@@ -276,26 +356,55 @@ impl<'a> Checker<'a> {
 
         // blocking-call: a call that blocks, inside `async def`.
         if place.is_async
-            && let Some((call, fix)) = resolved.as_deref().and_then(|r| self.blocking(r, receiver.as_deref(), place))
+            && let Some((call, fix)) = resolved
+                .as_deref()
+                .and_then(|r| self.blocking(r, receiver.as_deref(), place))
         {
             let fix = if fastapi {
                 format!("{fix}; or declare the route with `def`, which FastAPI runs in its thread pool")
             } else {
                 fix
             };
-            self.push(place, DetectorId::BlockingCall, *at, Certainty::High, format!("`{call}` blocks the event loop inside `async def`"), fix);
+            self.push(
+                place,
+                DetectorId::BlockingCall,
+                *at,
+                Certainty::High,
+                format!("`{call}` blocks the event loop inside `async def`"),
+                fix,
+            );
         }
 
         // n-plus-one: a statement, or an HTTP call, per item of a loop.
         if in_loop && place.function.rsplit('.').next() != Some("<module>") {
             let sql = args.first().and_then(|a| sql_text(a));
             let statement = method.is_some_and(|m| STATEMENT_CALLS.contains(&m))
-                && receiver.as_deref().is_some_and(|r| !r.ends_with("re") && r != "asyncio")
-                && method != Some("fetch") || sql.is_some() && method.is_some_and(|m| m.starts_with("fetch"));
-            let django = !place.chains.contains(at) && receiver.as_deref().is_some_and(|r| r.ends_with(".objects"))
-                && method.is_some_and(|m| matches!(m, "get" | "filter" | "exclude" | "count" | "exists" | "first" | "create" | "update" | "aggregate"));
+                && receiver
+                    .as_deref()
+                    .is_some_and(|r| !r.ends_with("re") && r != "asyncio")
+                && method != Some("fetch")
+                || sql.is_some() && method.is_some_and(|m| m.starts_with("fetch"));
+            let django = !place.chains.contains(at)
+                && receiver.as_deref().is_some_and(|r| r.ends_with(".objects"))
+                && method.is_some_and(|m| {
+                    matches!(
+                        m,
+                        "get"
+                            | "filter"
+                            | "exclude"
+                            | "count"
+                            | "exists"
+                            | "first"
+                            | "create"
+                            | "update"
+                            | "aggregate"
+                    )
+                });
             let session_get = method == Some("get")
-                && args.first().and_then(dotted).is_some_and(|m| self.tree.models.contains(&m))
+                && args
+                    .first()
+                    .and_then(dotted)
+                    .is_some_and(|m| self.tree.models.contains(&m))
                 && receiver.is_some();
             if statement || django || session_get {
                 let fix = match (&sql, django, session_get) {
@@ -303,7 +412,10 @@ impl<'a> Checker<'a> {
                         "one statement for all the items: `{}` with the list of keys, the rows grouped in Python",
                         batched(sql)
                     ),
-                    (Some(_), _, _) => "one statement for all the items: `executemany`, or `psycopg2.extras.execute_values`".to_owned(),
+                    (Some(_), _, _) => {
+                        "one statement for all the items: `executemany`, or `psycopg2.extras.execute_values`"
+                            .to_owned()
+                    }
                     (None, true, _) => format!(
                         "one query for all the items: `{}.filter(pk__in=keys)` (or `in_bulk(keys)`) before the loop",
                         receiver.clone().unwrap_or_default()
@@ -314,7 +426,9 @@ impl<'a> Checker<'a> {
                     ),
                     _ => "one statement for all the items, before the loop".to_owned(),
                 };
-                let call = name.clone().unwrap_or_else(|| method.unwrap_or_default().to_owned());
+                let call = name
+                    .clone()
+                    .unwrap_or_else(|| method.unwrap_or_default().to_owned());
                 self.found.push(Found {
                     detector: DetectorId::NPlusOne,
                     at: *at,
@@ -352,10 +466,22 @@ impl<'a> Checker<'a> {
 
         // connection-churn: a client, an engine or a connection made per request.
         let made = resolved.as_deref().and_then(|r| match r {
-            "httpx.AsyncClient" | "httpx.Client" | "requests.Session" | "aiohttp.ClientSession" => Some("an HTTP client (a new connection pool)"),
-            "sqlalchemy.create_engine" | "sqlalchemy.ext.asyncio.create_async_engine" => Some("an engine (a new connection pool)"),
-            "psycopg2.connect" | "psycopg.connect" | "asyncpg.connect" | "pymysql.connect" | "MySQLdb.connect" | "sqlite3.connect" | "psycopg.AsyncConnection.connect" => Some("a database connection"),
-            "redis.Redis" | "redis.from_url" | "redis.asyncio.Redis" | "pymongo.MongoClient" => Some("a client (a new connection)"),
+            "httpx.AsyncClient" | "httpx.Client" | "requests.Session" | "aiohttp.ClientSession" => {
+                Some("an HTTP client (a new connection pool)")
+            }
+            "sqlalchemy.create_engine" | "sqlalchemy.ext.asyncio.create_async_engine" => {
+                Some("an engine (a new connection pool)")
+            }
+            "psycopg2.connect"
+            | "psycopg.connect"
+            | "asyncpg.connect"
+            | "pymysql.connect"
+            | "MySQLdb.connect"
+            | "sqlite3.connect"
+            | "psycopg.AsyncConnection.connect" => Some("a database connection"),
+            "redis.Redis" | "redis.from_url" | "redis.asyncio.Redis" | "pymongo.MongoClient" => {
+                Some("a client (a new connection)")
+            }
             _ => None,
         });
         let unpooled = args
@@ -366,13 +492,22 @@ impl<'a> Checker<'a> {
         if let Some(made) = made {
             let call = name.clone().unwrap_or_default();
             let fix = if made.starts_with("an HTTP") {
-                format!("make one `{call}(…)` at start-up (module level or the app's lifespan) and reuse it in every request")
+                format!(
+                    "make one `{call}(…)` at start-up (module level or the app's lifespan) and reuse it in every request"
+                )
             } else if made.starts_with("a database") {
                 "take connections from a pool made once at start-up (`psycopg2.pool.ThreadedConnectionPool`, `psycopg_pool.ConnectionPool`, `asyncpg.create_pool`)".to_owned()
             } else {
                 format!("make one `{call}(…)` at start-up and reuse it")
             };
-            self.push(place, DetectorId::ConnectionChurn, *at, Certainty::High, format!("`{call}` makes {made} on every request"), fix);
+            self.push(
+                place,
+                DetectorId::ConnectionChurn,
+                *at,
+                Certainty::High,
+                format!("`{call}` makes {made} on every request"),
+                fix,
+            );
         } else if let Some(engine) = unpooled {
             self.push(
                 place,
@@ -387,7 +522,12 @@ impl<'a> Checker<'a> {
         // regex-per-request: a pattern built per call and compiled.
         if let Some(r) = resolved.as_deref()
             && let Some(function) = r.strip_prefix("re.").filter(|f| REGEX_FUNCTIONS.contains(f))
-            && let Some(pattern) = args.first().or_else(|| keywords.iter().find(|(k, _)| k.as_deref() == Some("pattern")).map(|(_, v)| v))
+            && let Some(pattern) = args.first().or_else(|| {
+                keywords
+                    .iter()
+                    .find(|(k, _)| k.as_deref() == Some("pattern"))
+                    .map(|(_, v)| v)
+            })
             && self.dynamic(pattern, place)
         {
             self.push(
@@ -427,17 +567,30 @@ impl<'a> Checker<'a> {
                         _ => None,
                     })
                     .unwrap_or_else(|| "…".to_owned());
-                let descending = keywords
-                    .iter()
-                    .any(|(k, v)| k.as_deref() == Some("reverse") && matches!(v, Expr::Other { .. } | Expr::Name { .. }) && self.source(v.at()).starts_with("True"));
-                let sliced_after = self.text.get(*end as usize..).is_some_and(|rest| rest.starts_with("[:"));
+                let descending = keywords.iter().any(|(k, v)| {
+                    k.as_deref() == Some("reverse")
+                        && matches!(v, Expr::Other { .. } | Expr::Name { .. })
+                        && self.source(v.at()).starts_with("True")
+                });
+                let sliced_after = self
+                    .text
+                    .get(*end as usize..)
+                    .is_some_and(|rest| rest.starts_with("[:"));
                 let take = if sliced_after {
-                    self.text[*end as usize + 2..].split(']').next().unwrap_or("n").trim().to_owned()
+                    self.text[*end as usize + 2..]
+                        .split(']')
+                        .next()
+                        .unwrap_or("n")
+                        .trim()
+                        .to_owned()
                 } else {
                     "n".to_owned()
                 };
                 let fix = if words.attrs.contains("objects") {
-                    format!("let the database sort and cut: `.order_by(\"{}{key}\")[:{take}]`, with an index on `{key}`", if descending { "-" } else { "" })
+                    format!(
+                        "let the database sort and cut: `.order_by(\"{}{key}\")[:{take}]`, with an index on `{key}`",
+                        if descending { "-" } else { "" }
+                    )
                 } else {
                     let model = self.model_of(&words).unwrap_or_else(|| "Model".to_owned());
                     format!(
@@ -445,7 +598,14 @@ impl<'a> Checker<'a> {
                         if descending { ".desc()" } else { "" }
                     )
                 };
-                self.push(place, DetectorId::InMemorySort, *at, Certainty::Medium, "every row of a query is fetched to be sorted in Python".to_owned(), fix);
+                self.push(
+                    place,
+                    DetectorId::InMemorySort,
+                    *at,
+                    Certainty::Medium,
+                    "every row of a query is fetched to be sorted in Python".to_owned(),
+                    fix,
+                );
             }
         }
 
@@ -453,7 +613,11 @@ impl<'a> Checker<'a> {
         if !place.chains.contains(at) {
             mark_chain(e, &mut place.chains);
             let terminal = method == Some("all");
-            let sql = if method.is_some_and(|m| m == "execute") { args.first().and_then(|a| sql_text(a)) } else { None };
+            let sql = if method.is_some_and(|m| m == "execute") {
+                args.first().and_then(|a| sql_text(a))
+            } else {
+                None
+            };
             if terminal && !place.sliced.contains(at) {
                 let words = self.words(e, place);
                 if words.is_query() && !words.bounded() && !self.is_sliced(e, place) {
@@ -466,12 +630,27 @@ impl<'a> Checker<'a> {
                              `select(func.count()).select_from({model})` when only the count is used"
                         )
                     };
-                    self.push(place, DetectorId::UnboundedResult, *at, Certainty::Medium, "a query returns every row of its table to the request".to_owned(), fix);
+                    self.push(
+                        place,
+                        DetectorId::UnboundedResult,
+                        *at,
+                        Certainty::Medium,
+                        "a query returns every row of its table to the request".to_owned(),
+                        fix,
+                    );
                 }
             } else if let Some(sql) = sql {
                 let upper = sql.to_uppercase();
-                let aggregate = ["COUNT(", "SUM(", "MAX(", "MIN(", "AVG(", "EXISTS"].iter().any(|a| upper.contains(a));
-                if upper.trim_start().starts_with("SELECT") && upper.contains(" FROM ") && !upper.contains("WHERE") && !upper.contains("LIMIT") && !upper.contains("FETCH FIRST") && !aggregate {
+                let aggregate = ["COUNT(", "SUM(", "MAX(", "MIN(", "AVG(", "EXISTS"]
+                    .iter()
+                    .any(|a| upper.contains(a));
+                if upper.trim_start().starts_with("SELECT")
+                    && upper.contains(" FROM ")
+                    && !upper.contains("WHERE")
+                    && !upper.contains("LIMIT")
+                    && !upper.contains("FETCH FIRST")
+                    && !aggregate
+                {
                     self.found.push(Found {
                         detector: DetectorId::UnboundedResult,
                         at: *at,
@@ -487,24 +666,45 @@ impl<'a> Checker<'a> {
     }
 
     /// Whether a blocking call: the call, and its non-blocking form.
-    fn blocking(&self, resolved: &str, receiver: Option<&str>, place: &Place<'_>) -> Option<(String, String)> {
+    fn blocking(
+        &self,
+        resolved: &str,
+        receiver: Option<&str>,
+        place: &Place<'_>,
+    ) -> Option<(String, String)> {
         let module = resolved.split('.').next().unwrap_or_default();
         let last = resolved.rsplit('.').next().unwrap_or_default();
         let fix = match resolved {
             "time.sleep" => "`await asyncio.sleep(…)`".to_owned(),
-            "open" if !self.facts.globals.contains_key("open") && !self.facts.imports.contains_key("open") => {
-                "read the file off the loop: `await asyncio.to_thread(read_file, path)` (or `aiofiles`)".to_owned()
+            "open"
+                if !self.facts.globals.contains_key("open") && !self.facts.imports.contains_key("open") =>
+            {
+                "read the file off the loop: `await asyncio.to_thread(read_file, path)` (or `aiofiles`)"
+                    .to_owned()
             }
-            "urllib.request.urlopen" => "`await client.get(…)` on an `httpx.AsyncClient` created once at start-up".to_owned(),
-            "os.system" | "os.popen" | "subprocess.run" | "subprocess.call" | "subprocess.check_call" | "subprocess.check_output"
-            | "subprocess.getoutput" => "`await asyncio.create_subprocess_exec(…)`".to_owned(),
-            "psycopg2.connect" | "psycopg.connect" | "pymysql.connect" | "sqlite3.connect" => {
-                "an async driver (`asyncpg`, `psycopg.AsyncConnection`) from a pool made at start-up".to_owned()
-            }
-            _ if (module == "requests" || module == "httpx") && HTTP_VERBS.contains(&last) && resolved.matches('.').count() == 1 => {
+            "urllib.request.urlopen" => {
                 "`await client.get(…)` on an `httpx.AsyncClient` created once at start-up".to_owned()
             }
-            _ if HTTP_VERBS.contains(&last) && self.http_client(receiver, place) == Some(ClientKind::SyncHttp) => {
+            "os.system"
+            | "os.popen"
+            | "subprocess.run"
+            | "subprocess.call"
+            | "subprocess.check_call"
+            | "subprocess.check_output"
+            | "subprocess.getoutput" => "`await asyncio.create_subprocess_exec(…)`".to_owned(),
+            "psycopg2.connect" | "psycopg.connect" | "pymysql.connect" | "sqlite3.connect" => {
+                "an async driver (`asyncpg`, `psycopg.AsyncConnection`) from a pool made at start-up"
+                    .to_owned()
+            }
+            _ if (module == "requests" || module == "httpx")
+                && HTTP_VERBS.contains(&last)
+                && resolved.matches('.').count() == 1 =>
+            {
+                "`await client.get(…)` on an `httpx.AsyncClient` created once at start-up".to_owned()
+            }
+            _ if HTTP_VERBS.contains(&last)
+                && self.http_client(receiver, place) == Some(ClientKind::SyncHttp) =>
+            {
                 "`await client.get(…)` on an `httpx.AsyncClient` created once at start-up".to_owned()
             }
             _ => return None,
@@ -515,7 +715,12 @@ impl<'a> Checker<'a> {
     /// What a receiver is, when it is an HTTP client: a module's, or one made in the function.
     fn http_client(&self, receiver: Option<&str>, place: &Place<'_>) -> Option<ClientKind> {
         let receiver = receiver?;
-        if let Some(kind) = self.facts.clients.get(receiver).filter(|k| **k != ClientKind::UnpooledEngine) {
+        if let Some(kind) = self
+            .facts
+            .clients
+            .get(receiver)
+            .filter(|k| **k != ClientKind::UnpooledEngine)
+        {
             return Some(*kind);
         }
         if matches!(receiver, "requests" | "httpx") {
@@ -534,12 +739,17 @@ impl<'a> Checker<'a> {
     fn dynamic(&self, pattern: &Expr, place: &Place<'_>) -> bool {
         match pattern {
             Expr::Formatted { parts, .. } => !parts.is_empty(),
-            Expr::Call { func, .. } => matches!(func.as_ref(), Expr::Attribute { attr, .. } if attr == "format" || attr == "join" || attr == "escape"),
-            Expr::Other { children, .. } => children.iter().any(|c| matches!(c, Expr::Str { .. } | Expr::Formatted { .. })),
-            Expr::Name { id, .. } => place
-                .locals
-                .get(id.as_str())
-                .is_some_and(|values| values.iter().any(|v| !matches!(v, Expr::Name { .. }) && self.dynamic(v, place))),
+            Expr::Call { func, .. } => {
+                matches!(func.as_ref(), Expr::Attribute { attr, .. } if attr == "format" || attr == "join" || attr == "escape")
+            }
+            Expr::Other { children, .. } => children
+                .iter()
+                .any(|c| matches!(c, Expr::Str { .. } | Expr::Formatted { .. })),
+            Expr::Name { id, .. } => place.locals.get(id.as_str()).is_some_and(|values| {
+                values
+                    .iter()
+                    .any(|v| !matches!(v, Expr::Name { .. }) && self.dynamic(v, place))
+            }),
             _ => false,
         }
     }
@@ -560,7 +770,11 @@ impl<'a> Checker<'a> {
 
     /// The model a query's words name: the first model among its names.
     fn model_of(&self, words: &Words) -> Option<String> {
-        let mut models: Vec<&String> = words.names.iter().filter(|n| self.tree.models.contains(*n)).collect();
+        let mut models: Vec<&String> = words
+            .names
+            .iter()
+            .filter(|n| self.tree.models.contains(*n))
+            .collect();
         models.sort();
         models.first().map(|m| (*m).clone())
     }
@@ -568,8 +782,17 @@ impl<'a> Checker<'a> {
     /// n-plus-one: a lazily loaded relation read on each row of a query.
     fn relation_read(&mut self, value: &Expr, attr: &str, at: Offset, place: &Place<'a>) {
         let Expr::Name { id, .. } = value else { return };
-        let Some(relations) = self.tree.relations.get(attr) else { return };
-        let Some(lp) = place.loops.iter().rev().find(|l| l.targets.contains(&id.as_str())) else { return };
+        let Some(relations) = self.tree.relations.get(attr) else {
+            return;
+        };
+        let Some(lp) = place
+            .loops
+            .iter()
+            .rev()
+            .find(|l| l.targets.contains(&id.as_str()))
+        else {
+            return;
+        };
         if lp.few {
             return;
         }
@@ -582,21 +805,35 @@ impl<'a> Checker<'a> {
             .iter()
             .filter(|r| model.as_ref().is_none_or(|m| &r.model == m))
             .collect();
-        let Some(relation) = candidates.first() else { return };
+        let Some(relation) = candidates.first() else {
+            return;
+        };
         if candidates.iter().any(|r| r.eager) {
             return;
         }
         let loaded = EAGER.iter().any(|e| words.calls.contains(*e))
-            && (words.attrs.contains(attr) || words.strings.iter().any(|s| s == attr || s.starts_with(&format!("{attr}__"))));
+            && (words.attrs.contains(attr)
+                || words
+                    .strings
+                    .iter()
+                    .any(|s| s == attr || s.starts_with(&format!("{attr}__"))));
         if loaded {
             return;
         }
         let model = model.unwrap_or_else(|| relation.model.clone());
         let fix = match (relation.orm, relation.many) {
-            (Orm::Django, true) => format!("load it with the rows: `.prefetch_related(\"{attr}\")` on the `{model}` query"),
-            (Orm::Django, false) => format!("load it with the rows: `.select_related(\"{attr}\")` on the `{model}` query"),
-            (Orm::SqlAlchemy, true) => format!("load it with the rows: `.options(selectinload({model}.{attr}))` on the `select({model})`"),
-            (Orm::SqlAlchemy, false) => format!("load it with the rows: `.options(joinedload({model}.{attr}))` on the `select({model})`"),
+            (Orm::Django, true) => {
+                format!("load it with the rows: `.prefetch_related(\"{attr}\")` on the `{model}` query")
+            }
+            (Orm::Django, false) => {
+                format!("load it with the rows: `.select_related(\"{attr}\")` on the `{model}` query")
+            }
+            (Orm::SqlAlchemy, true) => format!(
+                "load it with the rows: `.options(selectinload({model}.{attr}))` on the `select({model})`"
+            ),
+            (Orm::SqlAlchemy, false) => format!(
+                "load it with the rows: `.options(joinedload({model}.{attr}))` on the `select({model})`"
+            ),
         };
         let _ = id;
         self.push(
@@ -628,7 +865,9 @@ impl<'a> Checker<'a> {
         };
         for stmt in body {
             let (targets, value): (Vec<&'a str>, Option<&'a Expr>) = match stmt {
-                Stmt::Assign { targets, value, .. } => (targets.iter().flat_map(names_of).collect(), value.as_ref()),
+                Stmt::Assign { targets, value, .. } => {
+                    (targets.iter().flat_map(names_of).collect(), value.as_ref())
+                }
                 Stmt::Expr(e) => (Vec::new(), Some(e)),
                 _ => (Vec::new(), None),
             };
@@ -641,7 +880,10 @@ impl<'a> Checker<'a> {
                             uses.insert(id.as_str());
                         }
                     });
-                    if run.iter().any(|(_, bound)| bound.iter().any(|b| uses.contains(b))) {
+                    if run
+                        .iter()
+                        .any(|(_, bound)| bound.iter().any(|b| uses.contains(b)))
+                    {
                         flush(&mut run, self);
                     }
                     run.push((call, targets));
@@ -670,12 +912,16 @@ impl<'a> Checker<'a> {
             }
         });
         let call = found?;
-        let Expr::Call { func, .. } = call else { return None };
+        let Expr::Call { func, .. } = call else {
+            return None;
+        };
         let ok = match func.as_ref() {
             Expr::Name { id, .. } => self.facts.async_functions.contains(id),
             Expr::Attribute { value, attr, .. } => {
-                (HTTP_VERBS.contains(&attr.as_str()) && self.http_client(dotted(value).as_deref(), place) == Some(ClientKind::AsyncHttp))
-                    || (matches!(value.as_ref(), Expr::Name { id, .. } if id == "self") && self.facts.async_functions.contains(attr))
+                (HTTP_VERBS.contains(&attr.as_str())
+                    && self.http_client(dotted(value).as_deref(), place) == Some(ClientKind::AsyncHttp))
+                    || (matches!(value.as_ref(), Expr::Name { id, .. } if id == "self")
+                        && self.facts.async_functions.contains(attr))
             }
             _ => false,
         };
@@ -684,7 +930,11 @@ impl<'a> Checker<'a> {
 
     fn call_text(&self, call: &Expr) -> String {
         match call {
-            Expr::Call { at, end, .. } => self.text.get(*at as usize..*end as usize).unwrap_or("…").to_owned(),
+            Expr::Call { at, end, .. } => self
+                .text
+                .get(*at as usize..*end as usize)
+                .unwrap_or("…")
+                .to_owned(),
             _ => "…".to_owned(),
         }
     }
@@ -742,7 +992,13 @@ impl<'a> Checker<'a> {
     }
 }
 
-fn collect_words<'a>(e: &'a Expr, place: &Place<'a>, depth: u8, words: &mut Words, seen: &mut HashSet<&'a str>) {
+fn collect_words<'a>(
+    e: &'a Expr,
+    place: &Place<'a>,
+    depth: u8,
+    words: &mut Words,
+    seen: &mut HashSet<&'a str>,
+) {
     let mut names = Vec::new();
     visit(e, &mut |x| match x {
         Expr::Call { func, .. } => match func.as_ref() {
@@ -794,7 +1050,11 @@ fn names_of(target: &Expr) -> Vec<&str> {
 fn bind_locals<'a>(body: &'a [Stmt], locals: &mut HashMap<&'a str, Vec<&'a Expr>>) {
     for stmt in body {
         match stmt {
-            Stmt::Assign { targets, value: Some(value), .. } => {
+            Stmt::Assign {
+                targets,
+                value: Some(value),
+                ..
+            } => {
                 for target in targets {
                     for name in names_of(target) {
                         locals.entry(name).or_default().push(value);
@@ -824,7 +1084,12 @@ fn bind_locals<'a>(body: &'a [Stmt], locals: &mut HashMap<&'a str, Vec<&'a Expr>
 /// Whether a loop runs over a literal of a few items (`("a", "b", "c")`, `range(3)`).
 fn few_items(iter: &Expr) -> bool {
     match iter {
-        Expr::Other { children, .. } => children.len() < 5 && children.iter().all(|c| matches!(c, Expr::Str { .. } | Expr::Other { .. })),
+        Expr::Other { children, .. } => {
+            children.len() < 5
+                && children
+                    .iter()
+                    .all(|c| matches!(c, Expr::Str { .. } | Expr::Other { .. }))
+        }
         Expr::Call { func, args, .. } => {
             matches!(func.as_ref(), Expr::Name { id, .. } if id == "range")
                 && args.len() == 1
@@ -838,13 +1103,19 @@ fn few_items(iter: &Expr) -> bool {
 fn sql_text(arg: &Expr) -> Option<String> {
     let text = match arg {
         Expr::Str { value, .. } => value.clone(),
-        Expr::Call { func, args, .. } if dotted(func).is_some_and(|f| f == "text" || f.ends_with(".text")) => {
+        Expr::Call { func, args, .. }
+            if dotted(func).is_some_and(|f| f == "text" || f.ends_with(".text")) =>
+        {
             args.first().and_then(string)?
         }
         _ => return None,
     };
     let head = text.trim_start().get(..6)?.to_uppercase();
-    matches!(head.as_str(), "SELECT" | "INSERT" | "UPDATE" | "DELETE" | "WITH C" | "WITH R").then_some(text)
+    matches!(
+        head.as_str(),
+        "SELECT" | "INSERT" | "UPDATE" | "DELETE" | "WITH C" | "WITH R"
+    )
+    .then_some(text)
 }
 
 /// A statement for one key made one for many: `= %s` as `= ANY(%s)`.

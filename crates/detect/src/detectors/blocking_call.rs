@@ -58,7 +58,7 @@ detector! {
     pub(crate) struct BlockingCall {
         id: BlockingCall,
         summary: "a blocking call stalls the event loop, so requests never overlap",
-        reads: [Reads::Load(TARGET_SAMPLED), Reads::Profile("an event loop's blocked samples")],
+        reads: [Reads::Load(TARGET_SAMPLED), Reads::Profile("an event loop's blocked samples"), Reads::Source("a call that blocks inside `async def`")],
         same_cause: [],
     }
 }

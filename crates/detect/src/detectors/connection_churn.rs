@@ -66,6 +66,7 @@ detector! {
             Reads::Traces("connect or handshake spans"),
             Reads::Load(RAMP),
             Reads::Database(WATCH),
+            Reads::Source("a client, engine or connection made per request"),
         ],
         same_cause: [],
     }

@@ -43,7 +43,7 @@ detector! {
     pub(crate) struct InMemorySort {
         id: InMemorySort,
         summary: "large sets sorted in Python instead of by the database",
-        reads: [Reads::Profile("sorting frames")],
+        reads: [Reads::Profile("sorting frames"), Reads::Source("a query's rows sorted in Python")],
         same_cause: [],
     }
 }

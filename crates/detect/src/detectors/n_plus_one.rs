@@ -77,6 +77,7 @@ detector! {
             Reads::Traces("database statement or HTTP client spans"),
             Reads::Database(STATEMENTS),
             Reads::Profile("ORM lazy-load frames"),
+            Reads::Source("a statement, a lazily loaded relation or an HTTP call per item of a loop"),
         ],
         same_cause: [],
     }

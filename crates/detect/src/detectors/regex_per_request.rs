@@ -38,7 +38,7 @@ detector! {
     pub(crate) struct RegexPerRequest {
         id: RegexPerRequest,
         summary: "patterns compiled on every request",
-        reads: [Reads::Profile("regex compilation frames")],
+        reads: [Reads::Profile("regex compilation frames"), Reads::Source("a pattern built and compiled per call")],
         same_cause: [],
     }
 }

@@ -48,7 +48,7 @@ detector! {
     pub(crate) struct SequentialCalls {
         id: SequentialCalls,
         summary: "independent calls awaited one after another instead of concurrently",
-        reads: [Reads::Traces("HTTP GET or SQL SELECT client spans")],
+        reads: [Reads::Traces("HTTP GET or SQL SELECT client spans"), Reads::Source("independent awaited calls one after another")],
         same_cause: [],
     }
 }

@@ -39,7 +39,7 @@ detector! {
     pub(crate) struct SyncLogging {
         id: SyncLogging,
         summary: "logging writes synchronously on the request path",
-        reads: [Reads::Profile("logging handler frames")],
+        reads: [Reads::Profile("logging handler frames"), Reads::Source("a logging handler that flushes or syncs per record")],
         same_cause: [],
     }
 }

@@ -45,6 +45,7 @@ detector! {
         reads: [
             Reads::Traces("database span carrying a row count (db.response.returned_rows)"),
             Reads::Database(STATEMENTS),
+            Reads::Source("a query with no filter or limit returned to a request"),
         ],
         same_cause: [],
     }
