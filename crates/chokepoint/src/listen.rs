@@ -130,10 +130,10 @@ async fn listen(config: ListenConfig) -> anyhow::Result<u8> {
             &mut analysis,
         );
     }
-    if let Some(mut writer) = recorder {
-        if let Err(e) = writer.flush() {
-            problems.push(recording_problem(&e));
-        }
+    if let Some(mut writer) = recorder
+        && let Err(e) = writer.flush()
+    {
+        problems.push(recording_problem(&e));
     }
     let stats = assembler.finish(&mut |trace| analysis.add_trace(&trace));
     let inputs = vec![Input {
@@ -226,10 +226,10 @@ pub(crate) fn take(
             &encode_request(batch.iter().map(|(id, span)| (*id, span))),
             &mut record,
         );
-        if let Err(e) = writer.write_all(&record).and_then(|()| writer.flush()) {
-            if problems.is_empty() {
-                problems.push(recording_problem(&e));
-            }
+        if let Err(e) = writer.write_all(&record).and_then(|()| writer.flush())
+            && problems.is_empty()
+        {
+            problems.push(recording_problem(&e));
         }
     }
     for (trace_id, span) in batch {

@@ -262,14 +262,14 @@ async fn load(config: LoadConfig) -> anyhow::Result<u8> {
             run.stopped_because.to_string(),
         ));
     }
-    if let Some(path) = &config.chart {
-        if let Err(e) = std::fs::write(path, chokepoint_report::render_chart_svg(&run)) {
-            notes.push(Note::new(
-                Severity::Error,
-                "--chart",
-                format!("cannot write the chart to {}: {e}", path.display()),
-            ));
-        }
+    if let Some(path) = &config.chart
+        && let Err(e) = std::fs::write(path, chokepoint_report::render_chart_svg(&run))
+    {
+        notes.push(Note::new(
+            Severity::Error,
+            "--chart",
+            format!("cannot write the chart to {}: {e}", path.display()),
+        ));
     }
     // Started after the step before its first, the recording saw no step when the ramp stopped
     // there: it holds the idle tail, not the limit.
@@ -547,7 +547,10 @@ mod tests {
         ];
         let read = own_recording_notes(notes.clone(), true);
         assert!(read.iter().all(|n| n.severity != Severity::Error), "{read:?}");
-        let warning = read.iter().find(|n| n.severity == Severity::Warning).unwrap();
+        let warning = read
+            .iter()
+            .find(|n| n.severity == Severity::Warning)
+            .expect("a warning");
         assert!(warning.message.contains("line 152"), "{}", warning.message);
         // Nothing read at all stays an error.
         let unread = own_recording_notes(notes, false);

@@ -88,7 +88,7 @@ pub(crate) fn read_files(
                 progress.set_message(format!("reading {}", path.display()));
                 let mut read = read_stoppable(path, options, stop, &mut |trace_id, span| {
                     spans_seen += 1;
-                    if spans_seen % PROGRESS_EVERY == 0 {
+                    if spans_seen.is_multiple_of(PROGRESS_EVERY) {
                         progress.set_position(spans_seen);
                     }
                     assembler.push(trace_id, span, &mut |trace| send(trace, &mut chunk));

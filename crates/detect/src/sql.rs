@@ -309,30 +309,32 @@ fn collapse_lists(tokens: Vec<Norm>) -> Vec<Norm> {
             Norm::Punct(p) if p == "[" => "]",
             _ => "",
         };
-        if !open.is_empty() && (after_keyword("IN") || after_keyword("ANY") || after_keyword("ARRAY")) {
-            if let Some(end) = param_list_end(&tokens, i, open) {
-                out.push(tokens[i].clone());
-                out.extend(first_item(&tokens, i).iter().cloned());
-                out.push(tokens[end].clone());
-                i = end + 1;
-                continue;
-            }
+        if !open.is_empty()
+            && (after_keyword("IN") || after_keyword("ANY") || after_keyword("ARRAY"))
+            && let Some(end) = param_list_end(&tokens, i, open)
+        {
+            out.push(tokens[i].clone());
+            out.extend(first_item(&tokens, i).iter().cloned());
+            out.push(tokens[end].clone());
+            i = end + 1;
+            continue;
         }
-        if after_keyword("VALUES") && open == ")" {
-            if let Some(mut end) = param_list_end(&tokens, i, ")") {
-                out.extend(tokens[i..=end].iter().cloned());
-                // Further tuples of the same shape are dropped.
-                while matches!(tokens.get(end + 1), Some(Norm::Punct(p)) if p == ",")
-                    && matches!(tokens.get(end + 2), Some(Norm::Punct(p)) if p == "(")
-                {
-                    match param_list_end(&tokens, end + 2, ")") {
-                        Some(next_end) => end = next_end,
-                        None => break,
-                    }
+        if after_keyword("VALUES")
+            && open == ")"
+            && let Some(mut end) = param_list_end(&tokens, i, ")")
+        {
+            out.extend(tokens[i..=end].iter().cloned());
+            // Further tuples of the same shape are dropped.
+            while matches!(tokens.get(end + 1), Some(Norm::Punct(p)) if p == ",")
+                && matches!(tokens.get(end + 2), Some(Norm::Punct(p)) if p == "(")
+            {
+                match param_list_end(&tokens, end + 2, ")") {
+                    Some(next_end) => end = next_end,
+                    None => break,
                 }
-                i = end + 1;
-                continue;
             }
+            i = end + 1;
+            continue;
         }
         out.push(tokens[i].clone());
         i += 1;
@@ -453,14 +455,12 @@ fn shape(tokens: &[Norm], normalized: String) -> Statement {
         }
     }
     for (i, token) in tokens.iter().enumerate() {
-        if matches!(token, Norm::Word { text, keyword: true } if text == "IN") {
-            if let (Some((column, false)), Some(Norm::Punct(p)), Some(Norm::Param)) =
+        if matches!(token, Norm::Word { text, keyword: true } if text == "IN")
+            && let (Some((column, false)), Some(Norm::Punct(p)), Some(Norm::Param)) =
                 (word(i.wrapping_sub(1)), tokens.get(i + 1), tokens.get(i + 2))
-            {
-                if p == "(" {
-                    push_unique(&mut filter_columns, column.to_owned());
-                }
-            }
+            && p == "("
+        {
+            push_unique(&mut filter_columns, column.to_owned());
         }
     }
     Statement {

@@ -10,7 +10,7 @@ use chokepoint_evidence::{Anchor, Certainty, DetectorId, Evidence, Handler, Shap
 fn lazy_loading() -> Evidence {
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/n-plus-one/positive-lazy-loading.json");
-    evidence_from_fixture(&std::fs::read_to_string(path).unwrap()).unwrap()
+    evidence_from_fixture(&std::fs::read_to_string(path).expect("the fixture")).expect("a fixture")
 }
 
 fn shape(detector: DetectorId, line: u32, route: &str) -> Shape {
@@ -80,7 +80,7 @@ fn a_shape_on_the_measured_route_joins_the_runtime_finding() {
         }
     )));
     // The other shape stays a shape: potential, last.
-    let last = outcome.findings.last().unwrap();
+    let last = outcome.findings.last().expect("a finding");
     assert_eq!(last.detector, DetectorId::BlockingCall);
     assert!(matches!(last.impact, Impact::Potential(_)));
     assert_eq!(
@@ -102,7 +102,7 @@ fn a_shape_on_another_route_stays_apart() {
     );
     assert!(!outcome.findings[0].fix.contains("views.py"));
     assert!(matches!(
-        outcome.findings.last().unwrap().impact,
+        outcome.findings.last().expect("a finding").impact,
         Impact::Potential(_)
     ));
 }

@@ -521,10 +521,10 @@ async fn exchange(
         };
         match outcome {
             Ok(response) => {
-                if let Some((slot, buffer)) = kept {
-                    if !buffer.is_empty() {
-                        *slot = Some((buffer, response.encoded));
-                    }
+                if let Some((slot, buffer)) = kept
+                    && !buffer.is_empty()
+                {
+                    *slot = Some((buffer, response.encoded));
                 }
                 return Ok((response.status, response.bytes));
             }

@@ -65,10 +65,10 @@ impl Scraper {
         let task = tokio::spawn(async move {
             loop {
                 tried.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if let Ok(scrape) = scrape(&url).await {
-                    if let Ok(mut all) = sink.lock() {
-                        all.push(scrape);
-                    }
+                if let Ok(scrape) = scrape(&url).await
+                    && let Ok(mut all) = sink.lock()
+                {
+                    all.push(scrape);
                 }
                 tokio::time::sleep(SCRAPE_EVERY).await;
             }

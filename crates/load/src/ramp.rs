@@ -360,14 +360,15 @@ fn breaks(
             let flat = |a: &LoadStep, b: &LoadStep| {
                 b.offered > a.offered && b.throughput_rps < RISING * a.throughput_rps
             };
-            if let [.., a, b] = before {
-                if flat(a, b) && flat(b, step) {
-                    return Some(StopReason::ThroughputFlat {
-                        throughput_rps: b.throughput_rps,
-                        from: a.offered,
-                        to: step.offered,
-                    });
-                }
+            if let [.., a, b] = before
+                && flat(a, b)
+                && flat(b, step)
+            {
+                return Some(StopReason::ThroughputFlat {
+                    throughput_rps: b.throughput_rps,
+                    from: a.offered,
+                    to: step.offered,
+                });
             }
         }
     }

@@ -45,10 +45,10 @@ pub fn pid_listening_on(port: u16) -> Option<u32> {
     for process in procfs::process::all_processes().ok()?.flatten() {
         let Ok(fds) = process.fd() else { continue };
         for fd in fds.flatten() {
-            if let FDTarget::Socket(inode) = fd.target {
-                if inodes.contains(&inode) {
-                    return u32::try_from(process.pid).ok();
-                }
+            if let FDTarget::Socket(inode) = fd.target
+                && inodes.contains(&inode)
+            {
+                return u32::try_from(process.pid).ok();
             }
         }
     }

@@ -15,7 +15,7 @@
 //! assert!(notes.is_empty());
 //! assert_eq!(shapes[0].detector.as_str(), "blocking-call");
 //! assert_eq!((shapes[0].line, shapes[0].column), (7, 5));
-//! assert_eq!(shapes[0].handler.as_ref().unwrap().routes, ["GET /slow"]);
+//! assert_eq!(shapes[0].handler.as_ref().expect("present").routes, ["GET /slow"]);
 //! ```
 
 mod facts;
@@ -378,14 +378,18 @@ mod tests {
 
     #[test]
     fn a_latin_1_declaration_is_read() {
-        let text = decode(b"# -*- coding: latin-1 -*-\nname = '\xe9'\n".to_vec()).unwrap();
+        let text = decode(b"# -*- coding: latin-1 -*-\nname = '\xe9'\n".to_vec()).expect("present");
         assert!(text.contains('é'));
         assert!(
             decode(b"# coding: shift_jis\n".to_vec())
-                .unwrap_err()
+                .expect_err("refused")
                 .contains("shift-jis")
         );
-        assert!(decode(b"x = '\xff'\n".to_vec()).unwrap_err().contains("byte 5"));
+        assert!(
+            decode(b"x = '\xff'\n".to_vec())
+                .expect_err("refused")
+                .contains("byte 5")
+        );
     }
 
     #[test]

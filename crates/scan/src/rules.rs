@@ -377,7 +377,7 @@ impl<'a> Checker<'a> {
 
         // n-plus-one: a statement, or an HTTP call, per item of a loop.
         if in_loop && place.function.rsplit('.').next() != Some("<module>") {
-            let sql = args.first().and_then(|a| sql_text(a));
+            let sql = args.first().and_then(sql_text);
             let statement = method.is_some_and(|m| STATEMENT_CALLS.contains(&m))
                 && receiver
                     .as_deref()
@@ -614,7 +614,7 @@ impl<'a> Checker<'a> {
             mark_chain(e, &mut place.chains);
             let terminal = method == Some("all");
             let sql = if method.is_some_and(|m| m == "execute") {
-                args.first().and_then(|a| sql_text(a))
+                args.first().and_then(sql_text)
             } else {
                 None
             };

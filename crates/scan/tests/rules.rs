@@ -10,9 +10,9 @@ use chokepoint_evidence::DetectorId;
 fn fixtures() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let mut paths = Vec::new();
-    for dir in std::fs::read_dir(&root).unwrap() {
-        for file in std::fs::read_dir(dir.unwrap().path()).unwrap() {
-            paths.push(file.unwrap().path());
+    for dir in std::fs::read_dir(&root).expect("present") {
+        for file in std::fs::read_dir(dir.expect("present").path()).expect("present") {
+            paths.push(file.expect("present").path());
         }
     }
     paths.sort();
@@ -34,11 +34,15 @@ fn expected(text: &str) -> BTreeSet<(u32, String)> {
 }
 
 fn found(path: &Path) -> (String, BTreeSet<(u32, String)>) {
-    let text = std::fs::read_to_string(path).unwrap();
+    let text = std::fs::read_to_string(path).expect("present");
     let name = format!(
         "{}/{}",
-        path.parent().unwrap().file_name().unwrap().to_string_lossy(),
-        path.file_name().unwrap().to_string_lossy()
+        path.parent()
+            .expect("present")
+            .file_name()
+            .expect("present")
+            .to_string_lossy(),
+        path.file_name().expect("present").to_string_lossy()
     );
     let (shapes, notes) = chokepoint_scan::scan_text(&name, &text);
     assert!(notes.is_empty(), "{name}: {notes:?}");
@@ -73,8 +77,11 @@ fn every_rule_has_positive_and_negative_fixtures() {
     for id in ids {
         for kind in ["positive", "negative"] {
             assert!(
-                paths.iter().any(|p| p.parent().unwrap().ends_with(id)
-                    && p.file_name().unwrap().to_string_lossy().starts_with(kind)),
+                paths.iter().any(|p| p.parent().expect("present").ends_with(id)
+                    && p.file_name()
+                        .expect("present")
+                        .to_string_lossy()
+                        .starts_with(kind)),
                 "{id}: no {kind} fixture"
             );
         }
@@ -83,17 +90,19 @@ fn every_rule_has_positive_and_negative_fixtures() {
 
 #[test]
 fn positive_fixtures_find_exactly_the_marked_lines() {
-    for path in fixtures()
-        .iter()
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("positive"))
-    {
+    for path in fixtures().iter().filter(|p| {
+        p.file_name()
+            .expect("present")
+            .to_string_lossy()
+            .starts_with("positive")
+    }) {
         let (text, found) = found(path);
         let expected = expected(&text);
         let id = path
             .parent()
-            .unwrap()
+            .expect("present")
             .file_name()
-            .unwrap()
+            .expect("present")
             .to_string_lossy()
             .into_owned();
         assert!(
@@ -107,10 +116,12 @@ fn positive_fixtures_find_exactly_the_marked_lines() {
 
 #[test]
 fn negative_fixtures_find_nothing() {
-    for path in fixtures()
-        .iter()
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("negative"))
-    {
+    for path in fixtures().iter().filter(|p| {
+        p.file_name()
+            .expect("present")
+            .to_string_lossy()
+            .starts_with("negative")
+    }) {
         let (_, found) = found(path);
         assert!(found.is_empty(), "{}: {found:?}", path.display());
     }

@@ -19,12 +19,16 @@ fn scan(dir: &str) -> Vec<Shape> {
 
 /// The line of `file` holding `text`, inside the function `function` (1-based).
 fn line_of(dir: &str, file: &str, function: &str, text: &str) -> u32 {
-    let source = std::fs::read_to_string(testbed(dir).join(file)).unwrap();
+    let source = std::fs::read_to_string(testbed(dir).join(file)).expect("present");
     let start = source
         .lines()
         .position(|l| l.contains(&format!("def {function}(")))
-        .unwrap();
-    let at = source.lines().skip(start).position(|l| l.contains(text)).unwrap();
+        .expect("present");
+    let at = source
+        .lines()
+        .skip(start)
+        .position(|l| l.contains(text))
+        .expect("present");
     (start + at + 1) as u32
 }
 
@@ -85,9 +89,12 @@ fn the_fastapi_shop_has_each_bad_route_at_its_line_and_no_fixed_twin() {
         assert_found(&shapes, id, "service", "app.py", function, text);
     }
     assert_no_fixed_twin(&shapes);
-    let n_plus_one = shapes.iter().find(|s| s.function == "orders_lazy").unwrap();
+    let n_plus_one = shapes
+        .iter()
+        .find(|s| s.function == "orders_lazy")
+        .expect("present");
     assert_eq!(
-        n_plus_one.handler.as_ref().unwrap().routes,
+        n_plus_one.handler.as_ref().expect("present").routes,
         ["GET /n-plus-one/bad"]
     );
     assert!(
@@ -112,7 +119,7 @@ fn the_flask_shop_has_its_n_plus_one_at_its_statement() {
     let shape = shapes
         .iter()
         .find(|s| s.detector.as_str() == "n-plus-one")
-        .unwrap();
+        .expect("present");
     assert_eq!(
         shape.statement.as_deref(),
         Some("SELECT sku, qty FROM items WHERE order_id = %s")
@@ -140,7 +147,10 @@ fn the_django_shop_speaks_django_and_takes_routes_from_urls() {
         "Event.objects.all()",
     );
     assert_no_fixed_twin(&shapes);
-    let books = shapes.iter().find(|s| s.function == "books_bad").unwrap();
+    let books = shapes
+        .iter()
+        .find(|s| s.function == "books_bad")
+        .expect("present");
     assert!(books.fix.contains(".select_related(\"author\")"), "{}", books.fix);
-    assert_eq!(books.handler.as_ref().unwrap().routes, ["/books/bad"]);
+    assert_eq!(books.handler.as_ref().expect("present").routes, ["/books/bad"]);
 }

@@ -656,10 +656,10 @@ fn read_json(
         }
         if pipeline.is_none() {
             // A document spread over several lines is read whole instead of line by line.
-            if let Err(e) = serde_json::from_slice::<IgnoredAny>(&line) {
-                if e.is_eof() {
-                    return read_json_document(input, line, options, report, sink);
-                }
+            if let Err(e) = serde_json::from_slice::<IgnoredAny>(&line)
+                && e.is_eof()
+            {
+                return read_json_document(input, line, options, report, sink);
             }
         }
         let pipeline = pipeline.get_or_insert_with(|| LinePipeline::new(sniff_json(&line)));
