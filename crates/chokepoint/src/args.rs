@@ -724,6 +724,8 @@ pub(crate) enum Format {
     Json,
     /// For a pull request or a ticket.
     Markdown,
+    /// SARIF 2.1.0, for code scanning: the findings that name a line of source.
+    Sarif,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

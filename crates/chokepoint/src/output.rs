@@ -15,8 +15,10 @@ pub(crate) fn finish(report: &Report, config: &ReportConfig) -> u8 {
         Format::Text => render_text(report, config.color),
         Format::Json => render_json(report),
         Format::Markdown => render_markdown(report),
+        Format::Sarif => chokepoint_report::render_sarif(report),
     };
-    print!("{rendered}");
+    // A reader that stops early (`| head`) is not an error of ours.
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), rendered.as_bytes());
     if config.format != Format::Text {
         // Tools read stdout; people still need to see what went wrong.
         for note in report.notes.iter().filter(|n| n.severity != Severity::Info) {

@@ -118,7 +118,7 @@ pub(crate) fn compare_with_baseline(
         .and_then(|()| std::fs::write(run.join("compare.md"), &markdown))
         .with_context(|| format!("cannot write the comparison into {}", run.display()))?;
     match format {
-        crate::args::Format::Json => eprintln!(
+        crate::args::Format::Json | crate::args::Format::Sarif => eprintln!(
             "chokepoint: compared with {}: {}",
             baseline.display(),
             run.join("compare.json").display()
@@ -321,6 +321,9 @@ pub(crate) fn compare(
         ),
         crate::args::Format::Markdown => print!("{}", chokepoint_report::render_comparison(&report, true)),
         crate::args::Format::Text => print!("{}", chokepoint_report::render_comparison(&report, false)),
+        crate::args::Format::Sarif => {
+            anyhow::bail!("a comparison has no lines of source to report: --format text, json or markdown")
+        }
     }
     match fail_over {
         Some(limit) if worst > limit => {

@@ -429,3 +429,102 @@ fn the_testbed_recording_shows_each_scenario_on_its_bad_route_only() {
     assert_eq!(report["findings"][0]["detector"], "unbounded-result");
     assert_eq!(report["verdict"]["bottleneck"], 0);
 }
+
+#[test]
+fn scan_finds_the_testbed_shapes_and_counts_them_for_fail_on() {
+    let output = chokepoint(&[
+        "scan",
+        "testbed/service",
+        "--format",
+        "json",
+        "--fail-on",
+        "n-plus-one",
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = json(&output);
+    let findings = report["findings"].as_array().expect("findings");
+    assert!(findings.len() >= 13, "{findings:#?}");
+    assert!(findings.iter().all(|f| f["impact"]["kind"] == "potential"));
+    assert!(
+        report["verdict"]["bottleneck"].is_null(),
+        "a shape is no bottleneck"
+    );
+    let n_plus_one = findings
+        .iter()
+        .find(|f| {
+            f["detector"] == "n-plus-one" && f["fix"].as_str().is_some_and(|x| x.contains("selectinload"))
+        })
+        .expect("the lazy N+1");
+    assert_eq!(n_plus_one["subject"]["file"], "testbed/service/app.py");
+    // Nothing read is bad input; a scan without findings passes.
+    assert_eq!(chokepoint(&["scan", "no/such/dir"]).status.code(), Some(2));
+    let clean = chokepoint(&["scan", "testbed/service/otel.py", "--fail-on", "any"]);
+    assert_eq!(
+        clean.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&clean.stdout)
+    );
+}
+
+#[test]
+fn sarif_of_a_scan_follows_the_2_1_0_schema() {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("docs/sarif-schema-2.1.0.json")).expect("the schema"),
+    )
+    .expect("JSON");
+    let validator = jsonschema::validator_for(&schema).expect("a schema");
+    // The validator refuses what the schema refuses.
+    assert!(!validator.is_valid(&serde_json::json!({"version": "2.1.0", "runs": [{"results": []}]})));
+    let output = chokepoint(&[
+        "scan",
+        "testbed/service",
+        "testbed/django_shop",
+        "--format",
+        "sarif",
+    ]);
+    assert_eq!(output.status.code(), Some(0));
+    let log = json(&output);
+    let errors: Vec<String> = validator
+        .iter_errors(&log)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    let run = &log["runs"][0];
+    let results = run["results"].as_array().expect("results");
+    let rules = run["tool"]["driver"]["rules"].as_array().expect("rules");
+    assert_eq!(rules.len(), chokepoint_detect::detectors().count());
+    let scanned = json(&chokepoint(&[
+        "scan",
+        "testbed/service",
+        "testbed/django_shop",
+        "--format",
+        "json",
+    ]));
+    assert_eq!(
+        results.len(),
+        scanned["findings"].as_array().expect("findings").len()
+    );
+    let books = results
+        .iter()
+        .find(|r| {
+            r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+                == "testbed/django_shop/dj/views.py"
+        })
+        .expect("a Django result");
+    assert_eq!(books["ruleId"], "n-plus-one");
+    assert_eq!(
+        books["locations"][0]["physicalLocation"]["region"]["startLine"],
+        22
+    );
+    assert!(books["locations"][0]["physicalLocation"]["region"]["startColumn"].as_u64() > Some(1));
+    assert_eq!(
+        rules[books["ruleIndex"].as_u64().expect("index") as usize]["id"],
+        "n-plus-one"
+    );
+}

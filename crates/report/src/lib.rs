@@ -23,6 +23,7 @@ mod compare;
 mod flamegraph;
 mod json;
 mod markdown;
+mod sarif;
 mod text;
 
 pub use chart::{render_chart_svg, render_chart_text};
@@ -30,6 +31,7 @@ pub use compare::{ComparisonReport, render_comparison};
 pub use flamegraph::render_flamegraph;
 pub use json::{render_json, schema};
 pub use markdown::render_markdown;
+pub use sarif::render_sarif;
 pub use text::{render_text, step_header, step_row};
 
 use chokepoint_detect::{
@@ -72,6 +74,9 @@ pub struct Report {
     /// A profile: busy time per category and the hottest application code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<ProfileSummary>,
+    /// The source scanned: what was read, and each shape found with its column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<chokepoint_evidence::SourceScan>,
     /// What the collectors and the analysis have to say about the evidence: input that could not
     /// be read (with where), evidence that could not be gathered, measurements to read with care.
     pub notes: Vec<Note>,
@@ -157,6 +162,7 @@ impl Report {
             }),
             database: evidence.database,
             profile: outcome.profile,
+            source: evidence.source,
             notes,
         }
     }
