@@ -18,6 +18,7 @@
 //! assert_eq!(shapes[0].handler.as_ref().expect("present").routes, ["GET /slow"]);
 //! ```
 
+mod config;
 mod facts;
 mod python;
 mod rules;
@@ -94,6 +95,8 @@ struct Parsed {
     text: String,
     module: python::Module,
     facts: ModuleFacts,
+    /// Ids `pyproject.toml` disables for this file.
+    disabled: Vec<DetectorId>,
 }
 
 /// Scans the Python files under `paths` (files or directories).
@@ -102,7 +105,14 @@ pub fn scan(paths: &[PathBuf], options: &Options) -> Scanned {
     let files = files(paths, options, &mut notes);
     let read: Vec<Result<Parsed, Note>> = files
         .par_iter()
-        .map(|(path, name)| read(path, name, options.max_file_bytes))
+        .map(|(path, name, config)| {
+            let mut parsed = read(path, name, options.max_file_bytes)?;
+            if let Some(config) = config {
+                let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+                parsed.disabled = config.disabled_for(&path).collect();
+            }
+            Ok(parsed)
+        })
         .collect();
     let mut parsed = Vec::with_capacity(read.len());
     for result in read {
@@ -133,6 +143,7 @@ fn parse(name: String, text: String) -> Parsed {
         text,
         module,
         facts,
+        disabled: Vec::new(),
     }
 }
 
@@ -180,7 +191,7 @@ fn shapes_of(file: &Parsed, tree: &Tree, options: &Options) -> (Vec<Shape>, Vec<
     let mut shapes = Vec::new();
     let mut suppressed = 0;
     for found in rules::check(&file.module, &file.facts, tree, &file.text) {
-        if options.disabled.contains(&found.detector) {
+        if options.disabled.contains(&found.detector) || file.disabled.contains(&found.detector) {
             continue;
         }
         let (line, column) = lines.position(found.at, &file.text);
@@ -250,12 +261,18 @@ fn handler(facts: &ModuleFacts, tree: &Tree, function: &str) -> Option<Handler> 
     })
 }
 
-/// The Python files under the paths, each with the name it is reported by.
-fn files(paths: &[PathBuf], options: &Options, notes: &mut Vec<Note>) -> Vec<(PathBuf, String)> {
+/// The Python files under the paths, each with the name it is reported by and the
+/// `[tool.chokepoint]` settings that apply to it.
+fn files(
+    paths: &[PathBuf],
+    options: &Options,
+    notes: &mut Vec<Note>,
+) -> Vec<(PathBuf, String, Option<std::sync::Arc<config::Config>>)> {
     let mut files = Vec::new();
     for root in paths {
+        let config = config::find(root, notes).map(std::sync::Arc::new);
         if root.is_file() {
-            files.push((root.clone(), root.display().to_string()));
+            files.push((root.clone(), root.display().to_string(), config));
             continue;
         }
         if !root.is_dir() {
@@ -267,7 +284,8 @@ fn files(paths: &[PathBuf], options: &Options, notes: &mut Vec<Note>) -> Vec<(Pa
             continue;
         }
         let mut overrides = ignore::overrides::OverrideBuilder::new(root);
-        for pattern in &options.exclude {
+        let configured = config.iter().flat_map(|c| c.exclude.iter());
+        for pattern in options.exclude.iter().chain(configured) {
             if let Err(e) = overrides.add(&format!("!{pattern}")) {
                 notes.push(Note::new(Severity::Error, "--exclude", format!("{pattern}: {e}")));
             }
@@ -299,7 +317,7 @@ fn files(paths: &[PathBuf], options: &Options, notes: &mut Vec<Note>) -> Vec<(Pa
                         && path.extension().is_some_and(|e| e == "py")
                     {
                         let name = path.strip_prefix("./").unwrap_or(path).display().to_string();
-                        files.push((path.to_path_buf(), name));
+                        files.push((path.to_path_buf(), name, config.clone()));
                     }
                 }
                 Err(e) => notes.push(Note::new(
@@ -310,7 +328,7 @@ fn files(paths: &[PathBuf], options: &Options, notes: &mut Vec<Note>) -> Vec<(Pa
             }
         }
     }
-    files.sort();
+    files.sort_by(|a, b| a.0.cmp(&b.0));
     files.dedup_by(|a, b| a.0 == b.0);
     files
 }
