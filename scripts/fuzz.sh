@@ -22,7 +22,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${1:-20}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(traces sql profile http1 prometheus plan run otlp_tree plan_tree pprof_tree)
+[ ${#targets[@]} -gt 0 ] || targets=(traces sql profile http1 prometheus plan run otlp_tree plan_tree pprof_tree python)
 triple=$(rustc -vV | sed -n 's/^host: //p')
 out=$root/target/fuzz
 "$root/scripts/setup-build.sh" >/dev/null
@@ -42,6 +42,9 @@ seed() {
            printf 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n' >"$corpus/seed-chunked"
            printf 'HTTP/1.0 200 OK\r\nConnection: close\r\n\r\nread to the close' >"$corpus/seed-close" ;;
     plan) cp "$root"/crates/db/tests/data/plan-*.json "$corpus"/ ;;
+    python) for file in "$root"/crates/scan/tests/fixtures/*/*.py "$root"/testbed/*/app.py "$root"/testbed/django_shop/dj/*.py; do
+              cp "$file" "$corpus/$(basename "$(dirname "$file")")-$(basename "$file")"
+            done ;;
     run) for fixture in "$root"/crates/detect/tests/fixtures/*/*.json; do
            cp "$fixture" "$corpus/$(basename "$(dirname "$fixture")")-$(basename "$fixture")"
          done

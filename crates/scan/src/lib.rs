@@ -195,7 +195,7 @@ fn shapes_of(file: &Parsed, tree: &Tree, options: &Options) -> (Vec<Shape>, Vec<
             continue;
         }
         let (line, column) = lines.position(found.at, &file.text);
-        let excerpt = file.text.lines().nth(line as usize - 1).unwrap_or_default();
+        let excerpt = lines.text(line, &file.text);
         if ignored(excerpt, found.detector) {
             suppressed += 1;
             continue;
@@ -408,6 +408,12 @@ mod tests {
                 .expect_err("refused")
                 .contains("byte 5")
         );
+    }
+
+    #[test]
+    fn a_lone_carriage_return_ends_a_line_as_python_reads_it() {
+        let (shapes, _) = scan_text("a.py", "import time\rasync def f():\r    time.sleep(1)\r");
+        assert_eq!((shapes[0].line, shapes[0].excerpt.as_str()), (3, "time.sleep(1)"));
     }
 
     #[test]

@@ -185,6 +185,21 @@ impl Lines {
         let at = self.0.line_column(ruff_text_size::TextSize::new(offset), text);
         (at.line.get() as u32, at.column.get() as u32)
     }
+
+    /// A line's text (from 1), its line break left out: a line ends at `\n`, `\r\n` or a lone
+    /// `\r`, as Python reads it.
+    pub(crate) fn text<'a>(&self, line: u32, text: &'a str) -> &'a str {
+        let Some(line) = ruff_source_file::OneIndexed::new(line as usize) else {
+            return "";
+        };
+        if line.get() > self.0.line_count() {
+            return "";
+        }
+        let range = self.0.line_range(line, text);
+        text.get(range.start().to_usize()..range.end().to_usize())
+            .unwrap_or_default()
+            .trim_end_matches(['\n', '\r'])
+    }
 }
 
 /// Parses Python source, recovering from syntax errors: what parses is kept.
