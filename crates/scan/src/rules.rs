@@ -57,6 +57,37 @@ const EAGER: &[&str] = &[
     "immediateload",
     "Prefetch",
 ];
+/// Queryset methods that run a statement.
+const DJANGO_RUNS: &[&str] = &[
+    "get",
+    "count",
+    "exists",
+    "first",
+    "last",
+    "create",
+    "update",
+    "delete",
+    "aggregate",
+    "get_or_create",
+    "update_or_create",
+    "in_bulk",
+    "earliest",
+    "latest",
+];
+/// Names a database connection, cursor or session goes by.
+const DATABASE_HANDLES: &[&str] = &[
+    "cursor",
+    "cur",
+    "c",
+    "conn",
+    "connection",
+    "session",
+    "db",
+    "s",
+    "tx",
+    "transaction",
+    "db_session",
+];
 const HTTP_VERBS: &[&str] = &[
     "get", "post", "put", "patch", "delete", "head", "options", "request", "send", "stream",
 ];
@@ -130,6 +161,9 @@ struct Place<'a> {
     chains: HashSet<Offset>,
     /// Starts of chains that are sliced (`[:20]`).
     sliced: HashSet<Offset>,
+    /// Starts of expressions read whole where they are: iterated, or handed to `len`, `list`, a
+    /// response.
+    consumed: HashSet<Offset>,
 }
 
 struct Loop<'a> {
@@ -172,6 +206,7 @@ impl<'a> Checker<'a> {
             loops: Vec::new(),
             chains: HashSet::new(),
             sliced: HashSet::new(),
+            consumed: HashSet::new(),
         };
         bind_locals(&def.body, &mut place.locals);
         self.block(&def.body, &mut place);
@@ -194,6 +229,7 @@ impl<'a> Checker<'a> {
                         loops: Vec::new(),
                         chains: HashSet::new(),
                         sliced: HashSet::new(),
+                        consumed: HashSet::new(),
                     };
                     bind_locals(&def.body, &mut inner.locals);
                     self.block(&def.body, &mut inner);
@@ -221,7 +257,13 @@ impl<'a> Checker<'a> {
                     self.block(other, place);
                 }
                 Stmt::Assign { targets, value, .. } => {
-                    targets.iter().for_each(|t| self.expr(t, place));
+                    for target in targets {
+                        // `row.author = x` writes the relation: no query.
+                        match target {
+                            Expr::Attribute { value, .. } => self.expr(value, place),
+                            other => self.expr(other, place),
+                        }
+                    }
                     value.iter().for_each(|v| self.expr(v, place));
                 }
                 Stmt::Return { value, .. } => value.iter().for_each(|v| self.expr(v, place)),
@@ -247,6 +289,7 @@ impl<'a> Checker<'a> {
             } => {
                 let depth = place.loops.len();
                 for g in generators {
+                    place.consumed.insert(g.iter.at());
                     self.expr(&g.iter, place);
                     place.loops.push(Loop {
                         targets: names_of(&g.target),
@@ -352,7 +395,26 @@ impl<'a> Checker<'a> {
             _ => None,
         };
         let in_loop = place.loops.last().is_some_and(|l| !l.few);
+        // A chain (`X.objects.filter(…).count()`) is judged once, at its outermost call: its
+        // inner links start where it starts.
+        let outermost = place.chains.insert(*at);
         let fastapi = self.facts.imports.values().any(|m| m.starts_with("fastapi"));
+
+        if matches!(
+            resolved.as_deref(),
+            Some(
+                "len"
+                    | "list"
+                    | "tuple"
+                    | "set"
+                    | "sorted"
+                    | "sum"
+                    | "django.http.JsonResponse"
+                    | "JsonResponse"
+            )
+        ) {
+            place.consumed.extend(args.iter().map(Expr::at));
+        }
 
         // blocking-call: a call that blocks, inside `async def`.
         if place.is_async
@@ -379,27 +441,22 @@ impl<'a> Checker<'a> {
         if in_loop && place.function.rsplit('.').next() != Some("<module>") {
             let sql = args.first().and_then(sql_text);
             let statement = method.is_some_and(|m| STATEMENT_CALLS.contains(&m))
-                && receiver
-                    .as_deref()
-                    .is_some_and(|r| !r.ends_with("re") && r != "asyncio")
-                && method != Some("fetch")
-                || sql.is_some() && method.is_some_and(|m| m.starts_with("fetch"));
-            let django = !place.chains.contains(at)
-                && receiver.as_deref().is_some_and(|r| r.ends_with(".objects"))
-                && method.is_some_and(|m| {
-                    matches!(
-                        m,
-                        "get"
-                            | "filter"
-                            | "exclude"
-                            | "count"
-                            | "exists"
-                            | "first"
-                            | "create"
-                            | "update"
-                            | "aggregate"
-                    )
-                });
+                && (sql.is_some()
+                    || receiver
+                        .as_deref()
+                        .is_some_and(|r| self.database_handle(r, place)));
+            // A Django queryset runs only when something reads it: a loop that builds querysets
+            // (`pages |= Page.objects.filter(…)`) runs none.
+            let django = outermost && {
+                // `model.objects…` over a variable model reads another table each time round (one
+                // query per model is the batched form); a class name (`Book.objects…`) does not.
+                let (methods, manager) = method_chain(e);
+                manager.is_some_and(|m| {
+                    m.rsplit('.')
+                        .next()
+                        .is_some_and(|c| c.starts_with(char::is_uppercase))
+                }) && methods.iter().any(|m| DJANGO_RUNS.contains(m))
+            };
             let session_get = method == Some("get")
                 && args
                     .first()
@@ -610,8 +667,7 @@ impl<'a> Checker<'a> {
         }
 
         // unbounded-result: every row of a table returned to a request.
-        if !place.chains.contains(at) {
-            mark_chain(e, &mut place.chains);
+        if outermost {
             let terminal = method == Some("all");
             let sql = if method.is_some_and(|m| m == "execute") {
                 args.first().and_then(sql_text)
@@ -620,7 +676,10 @@ impl<'a> Checker<'a> {
             };
             if terminal && !place.sliced.contains(at) {
                 let words = self.words(e, place);
-                if words.is_query() && !words.bounded() && !self.is_sliced(e, place) {
+                // A Django queryset is lazy: one assigned or returned may be paged later; one read
+                // at once (iterated, `len`, `list`, a response) is not.
+                let lazy_and_kept = words.attrs.contains("objects") && !place.consumed.contains(at);
+                if words.is_query() && !words.bounded() && !self.is_sliced(e, place) && !lazy_and_kept {
                     let fix = if words.attrs.contains("objects") {
                         "a page: `.order_by(\"id\")[:100]` (or `Paginator`); `.count()` or `.exists()` when only that is used".to_owned()
                     } else {
@@ -710,6 +769,27 @@ impl<'a> Checker<'a> {
             _ => return None,
         };
         Some((resolved.to_owned(), fix))
+    }
+
+    /// Whether a receiver is a database connection, cursor or session: by its name, or by what
+    /// made it in the function (`conn.cursor()`, `Session(engine)`, `engine.connect()`).
+    fn database_handle(&self, receiver: &str, place: &Place<'_>) -> bool {
+        let last = receiver.rsplit('.').next().unwrap_or_default();
+        DATABASE_HANDLES.contains(&last.trim_start_matches('_'))
+            || place.locals.get(receiver).into_iter().flatten().any(|value| {
+                let words = self.words(value, place);
+                [
+                    "cursor",
+                    "connect",
+                    "Session",
+                    "begin",
+                    "acquire",
+                    "getconn",
+                    "sessionmaker",
+                ]
+                .iter()
+                .any(|c| words.calls.contains(*c))
+            })
     }
 
     /// What a receiver is, when it is an HTTP client: a module's, or one made in the function.
@@ -976,6 +1056,7 @@ impl<'a> Checker<'a> {
                 loops: Vec::new(),
                 chains: HashSet::new(),
                 sliced: HashSet::new(),
+                consumed: HashSet::new(),
             };
             for (at, what) in places {
                 self.push(
@@ -1032,9 +1113,30 @@ fn collect_words<'a>(
     }
 }
 
-/// Marks a call chain's links as judged with it.
-fn mark_chain(e: &Expr, chains: &mut HashSet<Offset>) {
-    chains.insert(e.at());
+/// The methods a call chain calls, outermost first, and the model whose Django manager it
+/// starts from (`Model` of `Model.objects…`).
+fn method_chain(e: &Expr) -> (Vec<&str>, Option<String>) {
+    let mut methods = Vec::new();
+    let mut at = e;
+    loop {
+        match at {
+            Expr::Call { func, .. } => match func.as_ref() {
+                Expr::Attribute { value, attr, .. } => {
+                    methods.push(attr.as_str());
+                    at = value;
+                }
+                _ => return (methods, None),
+            },
+            Expr::Attribute { value, attr, .. } => {
+                if attr == "objects" {
+                    return (methods, dotted(value));
+                }
+                at = value;
+            }
+            Expr::Subscript { value, .. } => at = value,
+            _ => return (methods, None),
+        }
+    }
 }
 
 /// The names a binding target binds.
