@@ -46,6 +46,11 @@ Examples:
                                               keep the run in .chokepoint/runs/
   chokepoint compare .chokepoint/runs/*-before .chokepoint/runs/*-after --fail-on-regression 10%
                                               did the fix work, and where is the bottleneck now
+  chokepoint scan app/ --format sarif > scan.sarif
+                                              the shapes of bottlenecks in Python source, each at
+                                              its line, for code scanning
+  chokepoint diagnose http://127.0.0.1:8000/orders --source app/
+                                              what runs, joined to the lines that cause it
   chokepoint explain n-plus-one               what a detector looks for, and the fix
 
 Exit codes: 0 analysed (no finding matched --fail-on), 1 a finding matched --fail-on,
