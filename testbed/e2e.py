@@ -60,6 +60,14 @@ PROFILED_LOAD = {"cpu-saturation", "blocking-call"}
 PENDING = []
 
 
+def measured(report):
+    """A report without the shapes `--source` read in the source and nothing measured: they are
+    potential, always last (the verdict's indices stay true), and each scenario here asserts what
+    was measured."""
+    report["findings"] = [f for f in report["findings"] if f.get("impact", {}).get("kind") != "potential"]
+    return report
+
+
 def load_env():
     env = {}
     for line in (STATE / "env").read_text().splitlines():
@@ -110,7 +118,7 @@ def analyse(chokepoint, env, routes, requests=REQUESTS, out=None, base=None):
     out, err = listen.communicate(timeout=60)
     if listen.returncode not in (0, 1):
         raise RuntimeError(f"chokepoint listen exited {listen.returncode}: {err}")
-    return json.loads(out)
+    return measured(json.loads(out))
 
 
 def check_bandwidth(chokepoint, env, probed):
@@ -127,7 +135,7 @@ def check_bandwidth(chokepoint, env, probed):
              "--step-duration", "4s", "--pid", pid, "--format", "json"],
             capture_output=True, text=True, timeout=300,
         )
-        report = json.loads(out.stdout)
+        report = measured(json.loads(out.stdout))
         found = [f["detector"] for f in report["findings"]]
         if variant == "bad":
             if found[:1] != ["bandwidth-limit"]:
@@ -162,7 +170,7 @@ def db_report(chokepoint, env, extra=()):
     )
     if out.returncode not in (0, 1):
         raise RuntimeError(f"chokepoint db exited {out.returncode}: {out.stderr[-2000:]}")
-    return json.loads(out.stdout)
+    return measured(json.loads(out.stdout))
 
 
 def check_missing_index(chokepoint, env):
@@ -201,7 +209,7 @@ def run_json(args):
     out = subprocess.run(args, capture_output=True, text=True, timeout=300)
     if out.returncode not in (0, 1):
         raise RuntimeError(f"{' '.join(args[:2])} exited {out.returncode}: {out.stderr[-2000:]}")
-    return json.loads(out.stdout)
+    return measured(json.loads(out.stdout))
 
 
 def angles(finding):
@@ -301,7 +309,7 @@ def watch_while_hammering(chokepoint, env, scenario, detector, clients):
             for future in [pool.submit(hammer) for _ in range(clients)]:
                 future.result()
         out, err = watch.communicate(timeout=60)
-        report = json.loads(out)
+        report = measured(json.loads(out))
         found = [f for f in report["findings"] if f["detector"] == detector]
         if variant == "bad" and not found:
             failures.append(f"db, /{scenario}/bad: no {detector} (activity {report['database'].get('activity')})")
@@ -419,7 +427,7 @@ def profile_report(chokepoint, env, route):
         load.wait(timeout=60)
     if out.returncode not in (0, 1):
         raise RuntimeError(f"chokepoint profile exited {out.returncode}: {out.stderr[-2000:]}")
-    return json.loads(out.stdout)
+    return measured(json.loads(out.stdout))
 
 
 def check_profile(chokepoint, env, scenario, expected):
@@ -488,7 +496,7 @@ def diagnose(chokepoint, env, route, ramp, run_dir, baseline=None):
     get(env["APP_URL"] + "/__flush")  # spans of this run must not reach the next one
     if out.returncode not in (0, 1):
         raise RuntimeError(f"chokepoint diagnose exited {out.returncode}: {out.stderr[-2000:]}")
-    return json.loads(out.stdout)
+    return measured(json.loads(out.stdout))
 
 
 def check_prediction(chokepoint, env, scenario, ramp, limit, explaining, asserted):
@@ -645,7 +653,7 @@ def check_diagnose(chokepoint, env):
         )
         if out.returncode not in (0, 1):
             raise RuntimeError(f"chokepoint diagnose exited {out.returncode}: {out.stderr[-2000:]}")
-        reports[variant] = json.loads(out.stdout)
+        reports[variant] = measured(json.loads(out.stdout))
         get(env["APP_URL"] + "/__flush")  # spans of this run must not reach the next one
     bad = reports["bad"]
     detectors = [f["detector"] for f in bad["findings"]]
@@ -655,6 +663,16 @@ def check_diagnose(chokepoint, env):
         failures.append(f"diagnose /n-plus-one/bad: no capacity finding ({detectors})")
     if "n-plus-one" not in detectors:
         failures.append(f"diagnose /n-plus-one/bad: the N+1 is not named ({detectors})")
+    # --source: the measured N+1 carries the line that causes it, and its fix in SQLAlchemy's terms.
+    line = next(i for i, text in enumerate((ROOT / "testbed" / "service" / "app.py").read_text().splitlines(), 1)
+                if "def orders_lazy(" in text) + 3
+    joined = [f for f in bad["findings"] if f["detector"] == "n-plus-one" and f"app.py:{line}" in f["fix"]
+              and "selectinload(Order.items)" in f["fix"]]
+    if not joined:
+        fixes = [f["fix"][-200:] for f in bad["findings"] if f["detector"] == "n-plus-one"]
+        failures.append(f"diagnose --source: the N+1 is not joined to app.py:{line}: {fixes}")
+    else:
+        print(f"    joined: the measured N+1 names app.py:{line} and `selectinload(Order.items)`")
     if not {"load ramp", "OTLP"} <= sources or "profile" not in bad or "database" not in bad:
         failures.append(f"diagnose /n-plus-one/bad: a source is missing: {sorted(sources)}, profile {'profile' in bad}")
     # The spans and the profile, recorded in the temporary folder as they came, are kept in the
@@ -709,7 +727,7 @@ def diagnose_flask(chokepoint, env, route, run_dir, baseline=None):
     get(env["FLASK_URL"] + "/__flush")  # spans of this run must not reach the next one
     if out.returncode not in (0, 1):
         raise RuntimeError(f"chokepoint diagnose exited {out.returncode}: {out.stderr[-2000:]}")
-    return json.loads(out.stdout)
+    return measured(json.loads(out.stdout))
 
 
 def joined(report, route, statement):
@@ -895,7 +913,7 @@ def load_report(chokepoint, env, route, ramp):
     )
     if out.returncode not in (0, 1):
         raise RuntimeError(f"chokepoint load exited {out.returncode}: {out.stderr[-2000:]}")
-    return json.loads(out.stdout)
+    return measured(json.loads(out.stdout))
 
 
 def check_load(chokepoint, env, scenario, expected, ramp):

@@ -233,7 +233,9 @@ pub fn compare(a: (&Evidence, &Outcome), b: (&Evidence, &Outcome)) -> Comparison
         }
     }
     let mut findings = Vec::new();
-    for finding in &outcome_a.findings {
+    // Shapes read in the source are not measured: a comparison of runs has nothing to say of them.
+    let measured = |f: &&Finding| !matches!(f.impact, Impact::Potential(_));
+    for finding in outcome_a.findings.iter().filter(measured) {
         let matched = matching(finding, &outcome_b.findings);
         let before = size(finding);
         let (status, after) = match matched {
@@ -261,7 +263,7 @@ pub fn compare(a: (&Evidence, &Outcome), b: (&Evidence, &Outcome)) -> Comparison
             after,
         });
     }
-    for finding in &outcome_b.findings {
+    for finding in outcome_b.findings.iter().filter(measured) {
         if matching(finding, &outcome_a.findings).is_none() {
             findings.push(FindingChange {
                 id: finding.id.clone(),
