@@ -44,6 +44,12 @@ detector! {
     /// and a service on threads or processes (waitress, gunicorn) is told what serializes its
     /// workers, not about an event loop it does not have.
     ///
+    /// In the source (`chokepoint scan`, `--source DIR`): `time.sleep`, `requests.*`, a sync
+    /// client's calls, `open`, `subprocess.*` inside `async def` (not in a `lambda` or nested `def`,
+    /// which run elsewhere).
+    /// A shape read there is potential — not measured — until a runtime finding meets it on its
+    /// line, statement or route.
+    ///
     /// # Known false positives
     ///
     /// A service with exactly one worker (one thread, `--workers 1` with sync endpoints) behaves

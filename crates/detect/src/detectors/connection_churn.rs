@@ -47,6 +47,11 @@ detector! {
     /// outbound sockets were seen connected to. With `chokepoint db --watch`: five or more new
     /// sessions per second living under a second each.
     ///
+    /// In the source (`chokepoint scan`, `--source DIR`): an HTTP client, an engine, a driver's
+    /// `connect` made in a request's code, or a session on an engine with `poolclass=NullPool`.
+    /// A shape read there is potential — not measured — until a runtime finding meets it on its
+    /// line, statement or route.
+    ///
     /// # Known false positives
     ///
     /// Endpoints that legitimately connect somewhere new each time (webhooks to user-given

@@ -30,6 +30,11 @@ detector! {
     /// its caller's own line is told for a sort (or min/max) key — the builtin that calls it is
     /// invisible to a sampler — and the finding says it was inferred.
     ///
+    /// In the source (`chokepoint scan`, `--source DIR`): `sorted(rows)` or `rows.sort()` over a
+    /// query's rows that no `limit` bounds, the fix written from the `key=` and the slice.
+    /// A shape read there is potential — not measured — until a runtime finding meets it on its
+    /// line, statement or route.
+    ///
     /// # Known false positives
     ///
     /// Sorting data that is not in a database (computed results) — then the fix is

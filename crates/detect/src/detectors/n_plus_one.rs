@@ -47,6 +47,14 @@ detector! {
     /// loader, Django's related descriptors) taking at least 10 % of the busy time, on at least
     /// 20 samples, names the line that touches the relationship inside a loop.
     ///
+    /// In the source (`chokepoint scan`, `--source DIR`): in a loop over a query, a relation the
+    /// models declare lazily (Django fields and their reverse names, SQLAlchemy `relationship`) read
+    /// on each row without `select_related`/`prefetch_related`/`selectinload`/`joinedload` naming it;
+    /// a statement (a cursor's `execute`, `session.get`, a Django queryset that runs) or an HTTP call
+    /// per item.
+    /// A shape read there is potential — not measured — until a runtime finding meets it on its
+    /// line, statement or route.
+    ///
     /// # Known false positives
     ///
     /// Deliberate per-item work that cannot be batched (a per-row `UPDATE` with distinct values

@@ -26,6 +26,12 @@ detector! {
     /// A profile (`chokepoint profile`). Compilation runs in Python code (`re/_parser.py`,
     /// `re/_compiler.py`), so a sampler sees it directly.
     ///
+    /// In the source (`chokepoint scan`, `--source DIR`): `re.compile`/`re.match`/… of a pattern
+    /// built when the request runs (an f-string, `+`, `%`, `.format`); a literal pattern hits `re`'s
+    /// cache and is not flagged.
+    /// A shape read there is potential — not measured — until a runtime finding meets it on its
+    /// line, statement or route.
+    ///
     /// # Known false positives
     ///
     /// Start-up: patterns compiled once while modules load. Profile under steady traffic.

@@ -31,6 +31,11 @@ detector! {
     /// together would save at least 20 ms and 10 % of the request (saving = sum − longest).
     /// Calls that repeat 5 or more times belong to `n-plus-one` and are left out here.
     ///
+    /// In the source (`chokepoint scan`, `--source DIR`): two or more awaited HTTP calls (or calls of
+    /// the module's `async def`s) one statement after another, none using what an earlier one bound.
+    /// A shape read there is potential — not measured — until a runtime finding meets it on its
+    /// line, statement or route.
+    ///
     /// # Known false positives
     ///
     /// Calls that do depend on each other in ways the trace cannot show (an id read from the

@@ -26,6 +26,11 @@ detector! {
     /// A profile with idle samples (`chokepoint profile` records with py-spy `--idle`: a thread
     /// waiting in `fsync` is not on the CPU, and without idle samples it would be invisible).
     ///
+    /// In the source (`chokepoint scan`, `--source DIR`), with low confidence: a logging handler
+    /// whose `emit` calls `os.fsync` or `flush()` — what it costs depends on how many records run.
+    /// A shape read there is potential — not measured — until a runtime finding meets it on its
+    /// line, statement or route.
+    ///
     /// # Known false positives
     ///
     /// Audit logs that must be on disk before the response — then keep the sync write, batch

@@ -28,6 +28,12 @@ detector! {
     /// convention), or `db.rows_returned`, `db.row_count`, `db.sql.rows`. Without a row count on
     /// any span this detector is reported as skipped.
     ///
+    /// In the source (`chokepoint scan`, `--source DIR`): in a request handler, `.all()` of a query
+    /// with no filter, limit or slice, a Django queryset read whole where it stands, or a SQL literal
+    /// with neither `WHERE` nor `LIMIT`.
+    /// A shape read there is potential — not measured — until a runtime finding meets it on its
+    /// line, statement or route.
+    ///
     /// # Known false positives
     ///
     /// Exports and batch jobs that really need every row (stream them with a server-side cursor
