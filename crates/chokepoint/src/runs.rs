@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::{Context as _, bail};
-use chokepoint_evidence::{Evidence, Note, Severity};
+use chokepoint_evidence::{Evidence, Note, Severity, SourceScan};
 use chokepoint_report::{Input, Report, render_json, render_markdown};
 use serde::{Deserialize, Serialize};
 
@@ -56,14 +56,7 @@ pub(crate) fn report(
     config: &ReportConfig,
     attachments: &[PathBuf],
 ) -> (Report, Option<PathBuf>) {
-    if evidence.source.is_none() && !config.sources.is_empty() {
-        evidence.source = Some(crate::scan::scan_sources(
-            &config.sources,
-            &Default::default(),
-            &mut inputs,
-            &mut notes,
-        ));
-    }
+    add_source(&mut evidence, config, &mut inputs, &mut notes);
     let outcome = chokepoint_detect::analyse(&evidence);
     let Some(save) = &config.save else {
         return (Report::new(command, evidence, outcome, inputs, notes), None);
@@ -278,14 +271,7 @@ pub(crate) fn show(path: &Path, config: &ReportConfig) -> anyhow::Result<u8> {
     }
     let mut evidence = run.evidence;
     let mut inputs = run.meta.inputs;
-    if !config.sources.is_empty() {
-        evidence.source = Some(crate::scan::scan_sources(
-            &config.sources,
-            &Default::default(),
-            &mut inputs,
-            &mut notes,
-        ));
-    }
+    add_source(&mut evidence, config, &mut inputs, &mut notes);
     let outcome = chokepoint_detect::analyse(&evidence);
     let report = Report::new(&run.meta.command, evidence, outcome, inputs, notes);
     Ok(crate::output::finish(&report, config))
@@ -336,4 +322,68 @@ pub(crate) fn compare(
         }
         _ => Ok(crate::EXIT_OK),
     }
+}
+
+/// `--source DIR`: the service's source scanned into the bundle (a saved run's scan replaced by
+/// today's), so every report joins what runs to its lines.
+fn add_source(
+    evidence: &mut Evidence,
+    config: &ReportConfig,
+    inputs: &mut Vec<Input>,
+    notes: &mut Vec<Note>,
+) {
+    if !config.sources.is_empty() {
+        evidence.source = Some(scan_sources(&config.sources, &Default::default(), inputs, notes));
+    }
+}
+
+/// Scans the service's source: its Python files read, the notes on what could not be, an input
+/// per path. Nothing read at all is an error; a path missing beside others that were read is
+/// said and the rest scanned.
+pub(crate) fn scan_sources(
+    paths: &[PathBuf],
+    options: &chokepoint_scan::Options,
+    inputs: &mut Vec<Input>,
+    notes: &mut Vec<Note>,
+) -> SourceScan {
+    let scanned = chokepoint_scan::scan(paths, options);
+    for path in paths {
+        inputs.push(Input {
+            source: path.display().to_string(),
+            format: Some("Python source".to_owned()),
+            spans: 0,
+        });
+    }
+    let read = scanned.scan.files > 0;
+    notes.extend(scanned.notes.into_iter().map(|mut note| {
+        if read && note.severity == Severity::Error {
+            note.severity = Severity::Warning;
+        }
+        note
+    }));
+    if !read {
+        notes.push(Note::new(
+            Severity::Error,
+            "source",
+            format!(
+                "no Python file could be read under {}: give the folder of the service's code",
+                paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    if scanned.suppressed > 0 {
+        notes.push(Note::new(
+            Severity::Info,
+            "source",
+            format!(
+                "{} shape(s) silenced by `# chokepoint: ignore` comments",
+                scanned.suppressed
+            ),
+        ));
+    }
+    scanned.scan
 }

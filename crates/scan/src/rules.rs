@@ -166,6 +166,21 @@ struct Place<'a> {
     consumed: HashSet<Offset>,
 }
 
+impl Place<'_> {
+    fn new(function: String, is_async: bool, per_request: bool) -> Self {
+        Place {
+            function,
+            is_async,
+            per_request,
+            locals: HashMap::new(),
+            loops: Vec::new(),
+            chains: HashSet::new(),
+            sliced: HashSet::new(),
+            consumed: HashSet::new(),
+        }
+    }
+}
+
 struct Loop<'a> {
     targets: Vec<&'a str>,
     iter: &'a Expr,
@@ -198,16 +213,7 @@ impl<'a> Checker<'a> {
     fn function(&mut self, def: &'a Def, name: String) {
         let bare = name.rsplit('.').next().unwrap_or_default().to_owned();
         let per_request = self.facts.handlers.contains_key(&name) || self.facts.reached.contains_key(&name);
-        let mut place = Place {
-            function: name,
-            is_async: def.is_async,
-            per_request: per_request && !ONCE.contains(&bare.as_str()),
-            locals: HashMap::new(),
-            loops: Vec::new(),
-            chains: HashSet::new(),
-            sliced: HashSet::new(),
-            consumed: HashSet::new(),
-        };
+        let mut place = Place::new(name, def.is_async, per_request && !ONCE.contains(&bare.as_str()));
         bind_locals(&def.body, &mut place.locals);
         self.block(&def.body, &mut place);
     }
@@ -221,16 +227,11 @@ impl<'a> Checker<'a> {
                 Stmt::Import(_) | Stmt::ImportFrom { .. } | Stmt::Class(_) => {}
                 Stmt::Def(def) => {
                     // A function defined inside runs when called, maybe elsewhere: its own place.
-                    let mut inner = Place {
-                        function: format!("{}.{}", place.function, def.name),
-                        is_async: def.is_async,
-                        per_request: place.per_request,
-                        locals: HashMap::new(),
-                        loops: Vec::new(),
-                        chains: HashSet::new(),
-                        sliced: HashSet::new(),
-                        consumed: HashSet::new(),
-                    };
+                    let mut inner = Place::new(
+                        format!("{}.{}", place.function, def.name),
+                        def.is_async,
+                        place.per_request,
+                    );
                     bind_locals(&def.body, &mut inner.locals);
                     self.block(&def.body, &mut inner);
                 }
@@ -1048,16 +1049,7 @@ impl<'a> Checker<'a> {
                     }
                 }
             });
-            let place = Place {
-                function: format!("{}.emit", class.name),
-                is_async: false,
-                per_request: false,
-                locals: HashMap::new(),
-                loops: Vec::new(),
-                chains: HashSet::new(),
-                sliced: HashSet::new(),
-                consumed: HashSet::new(),
-            };
+            let place = Place::new(format!("{}.emit", class.name), false, false);
             for (at, what) in places {
                 self.push(
                     &place,
