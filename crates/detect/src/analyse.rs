@@ -688,15 +688,15 @@ fn bounded_note(summary: &chokepoint_evidence::TracesSummary) -> Option<Note> {
         parts.push(format!(
             "{} endpoint(s) beyond the {} that took the most time were folded into \"{}\"",
             summary.folded_endpoints,
-            crate::trace_analysis::MAX_ENDPOINTS,
-            crate::trace_analysis::OTHER_ENDPOINTS
+            chokepoint_evidence::MAX_ENDPOINTS,
+            chokepoint_evidence::OTHER_ENDPOINTS
         ));
     }
     if summary.dropped_subjects > 0 {
         parts.push(format!(
             "{} of the lightest statements, calls or peers were not kept (beyond {} per detector and endpoint)",
             summary.dropped_subjects,
-            crate::trace_analysis::MAX_SUBJECTS
+            chokepoint_evidence::MAX_SUBJECTS
         ));
     }
     (!parts.is_empty()).then(|| {

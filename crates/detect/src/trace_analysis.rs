@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chokepoint_evidence::{
-    Anchor, EXAMPLE_TRACES, EndpointAggregate, Fingerprint, LatencyHistogram, MAX_INSTRUMENTATION_SCOPES,
-    MAX_STATEMENTS_PER_ENDPOINT, ObservedGroup, Stat, StatementUse, Subject, Trace, TraceAggregates, TraceId,
-    TracesSummary, Window,
+    Anchor, EndpointAggregate, Fingerprint, LatencyHistogram, MAX_ENDPOINTS, MAX_INSTRUMENTATION_SCOPES,
+    MAX_STATEMENTS_PER_ENDPOINT, MAX_SUBJECTS, OTHER_ENDPOINTS, ObservedGroup, Stat, StatementUse, Subject,
+    Trace, TraceAggregates, TraceId, TracesSummary, Window, merge_examples,
 };
 use hashbrown::HashMap;
 use hdrhistogram::Histogram;
@@ -85,35 +85,20 @@ impl Group {
         self.occurrences += other.occurrences;
         self.saved_ns += other.saved_ns;
         self.latency_saved_ns += other.latency_saved_ns;
-        if self.location.is_none() {
-            self.location = other.location;
-        }
-        if self.related.is_none() {
-            self.related = other.related;
-        }
-        if self.code.is_none() {
-            self.code = other.code;
-        }
         for (name, stat) in other.metrics {
             self.metrics.entry(name).or_default().merge(stat);
         }
-        for example in other.examples {
-            if self.examples.len() < EXAMPLE_TRACES && !self.examples.contains(&example) {
-                self.examples.push(example);
-            }
+        // What was first observed comes from the smallest trace id, as when shards merge.
+        if merge_examples(&mut self.examples, &other.examples) {
+            self.location = other.location;
+            self.related = other.related;
+            self.code = other.code;
         }
     }
 }
 
-/// Endpoints (service and name) kept apart; past it, the lightest quarter (by time spent) is
-/// folded into one [`OTHER_ENDPOINTS`] entry per service, so memory does not grow with an
-/// input whose every request names a new endpoint.
-pub(crate) const MAX_ENDPOINTS: usize = 1_000;
-/// Subjects (statements, calls, peers) kept per detector and endpoint; past it, the lightest
-/// quarter (by time to save) is dropped, and counted.
-pub(crate) const MAX_SUBJECTS: usize = 256;
-/// The endpoint the lightest endpoints are folded into.
-pub(crate) const OTHER_ENDPOINTS: &str = "(other endpoints)";
+// Past MAX_ENDPOINTS, the lightest quarter of the endpoints (by time spent) is folded into
+// OTHER_ENDPOINTS; past MAX_SUBJECTS, the lightest quarter of an endpoint's subjects is dropped.
 
 /// Everything kept about one endpoint: its totals and, per detector, its groups by subject.
 #[derive(Default)]
@@ -394,7 +379,10 @@ impl TraceAnalysis {
         // so; they are not missing from the input.
         if index.orphans > 0 && !trace.continued {
             self.orphan_spans += index.orphans;
-            self.example_orphan_trace.get_or_insert(trace.trace_id);
+            self.example_orphan_trace = Some(
+                self.example_orphan_trace
+                    .map_or(trace.trace_id, |t| t.min(trace.trace_id)),
+            );
         }
         let mut observations = Vec::new();
         for request in index.requests() {
@@ -492,7 +480,10 @@ impl TraceAnalysis {
         self.spans += other.spans;
         self.requests += other.requests;
         self.orphan_spans += other.orphan_spans;
-        self.example_orphan_trace = self.example_orphan_trace.or(other.example_orphan_trace);
+        self.example_orphan_trace = match (self.example_orphan_trace, other.example_orphan_trace) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
     }
 
     /// The aggregates: the traces' part of the evidence.

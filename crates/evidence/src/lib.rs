@@ -31,6 +31,7 @@
 pub mod fixture;
 mod histogram;
 mod load;
+mod merge;
 mod note;
 mod pg;
 mod profile;
@@ -42,6 +43,7 @@ mod traces;
 
 pub use histogram::LatencyHistogram;
 pub use load::{Latency, LoadModel, LoadRun, LoadStep, StopReason, TargetSample};
+pub use merge::MergeConflict;
 pub use note::{Note, Position, Severity};
 pub use pg::{
     Activity, ActivitySecond, CandidateCost, DatabaseStats, Gap, IndexCheck, IndexMethod, LockWait,
@@ -54,8 +56,9 @@ pub use span::{AttrKey, AttrValue, Span, SpanId, SpanKind, Trace, TraceId, attr_
 pub use taxonomy::{Anchor, DetectorId, Fingerprint, HttpTarget, Resource, Scope, Subject};
 pub use time::Window;
 pub use traces::{
-    EXAMPLE_TRACES, EndpointAggregate, MAX_INSTRUMENTATION_SCOPES, MAX_STATEMENTS_PER_ENDPOINT,
-    ObservedGroup, Stat, StatementUse, TraceAggregates, TracesSummary,
+    EXAMPLE_TRACES, EndpointAggregate, MAX_ENDPOINTS, MAX_INSTRUMENTATION_SCOPES,
+    MAX_STATEMENTS_PER_ENDPOINT, MAX_SUBJECTS, OTHER_ENDPOINTS, ObservedGroup, Stat, StatementUse,
+    TraceAggregates, TracesSummary, merge_examples,
 };
 
 use schemars::JsonSchema;

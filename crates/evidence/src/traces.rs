@@ -10,8 +10,35 @@ use serde::{Deserialize, Serialize};
 
 use crate::{DetectorId, LatencyHistogram, Subject, TraceId, Window};
 
-/// Example trace ids kept per group.
+/// Example trace ids kept per group: the smallest ids that showed it, so the choice does not
+/// depend on the order traces arrived in, or on how a stream was split into shards.
 pub const EXAMPLE_TRACES: usize = 3;
+
+/// Endpoints (service and name) kept apart; past it, the lightest (by time spent) are folded
+/// into one [`OTHER_ENDPOINTS`] entry per service, so memory does not grow with an input whose
+/// every request names a new endpoint.
+pub const MAX_ENDPOINTS: usize = 1_000;
+/// Subjects (statements, calls, peers) kept per detector and endpoint; past it, the lightest (by
+/// time to save) are dropped, and counted.
+pub const MAX_SUBJECTS: usize = 256;
+/// The endpoint the lightest endpoints are folded into.
+pub const OTHER_ENDPOINTS: &str = "(other endpoints)";
+
+/// Adds `theirs` to the example trace ids `ours`, keeping the [`EXAMPLE_TRACES`] smallest,
+/// sorted: the same ids whatever the order examples arrive in. Returns whether `theirs` held a
+/// smaller id than any of `ours` (then what was "first observed" comes from theirs).
+pub fn merge_examples(ours: &mut Vec<TraceId>, theirs: &[TraceId]) -> bool {
+    let theirs_first = match (ours.first(), theirs.iter().min()) {
+        (Some(a), Some(b)) => b < a,
+        (None, Some(_)) => true,
+        (_, None) => false,
+    };
+    ours.extend_from_slice(theirs);
+    ours.sort_unstable();
+    ours.dedup();
+    ours.truncate(EXAMPLE_TRACES);
+    theirs_first
+}
 
 /// Sum, count and maximum of a per-request number.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -67,7 +94,8 @@ pub struct ObservedGroup {
     pub detector: DetectorId,
     /// What it is about.
     pub subject: Subject,
-    /// The subject in words, as first observed (calls in the order they ran).
+    /// The subject in words, as first observed (calls in the order they ran). "First" is the
+    /// example with the smallest trace id, so a merge of shards keeps the same words.
     pub location: String,
     /// Requests that showed it.
     pub requests: u64,
@@ -79,7 +107,7 @@ pub struct ObservedGroup {
     pub latency_saved_ms: f64,
     /// Per-request numbers, by name (units in the name).
     pub metrics: BTreeMap<String, Stat>,
-    /// Traces that showed it.
+    /// Traces that showed it: the smallest ids, sorted ([`EXAMPLE_TRACES`]).
     pub examples: Vec<TraceId>,
     /// The call that led to it, as first observed: the statement that loaded the parent rows of
     /// an N+1 (its foreign-key column names the relation to load with them).
@@ -91,7 +119,9 @@ pub struct ObservedGroup {
 }
 
 impl ObservedGroup {
-    /// Adds another group's observations of the same detector and subject.
+    /// Adds another group's observations of the same detector and subject. What was first
+    /// observed comes from the group with the smallest example trace id, so merging is
+    /// commutative and associative.
     pub fn merge(&mut self, other: ObservedGroup) {
         self.requests += other.requests;
         self.occurrences += other.occurrences;
@@ -100,21 +130,15 @@ impl ObservedGroup {
         for (name, stat) in other.metrics {
             self.metrics.entry(name).or_default().merge(stat);
         }
-        for example in other.examples {
-            if self.examples.len() < EXAMPLE_TRACES && !self.examples.contains(&example) {
-                self.examples.push(example);
-            }
-        }
-        if self.related.is_none() {
+        if merge_examples(&mut self.examples, &other.examples) {
+            self.location = other.location;
             self.related = other.related;
-        }
-        if self.code.is_none() {
             self.code = other.code;
         }
     }
 }
 
-/// Statements kept per endpoint: past it, the lightest (by time) are dropped.
+/// Statements kept per endpoint: past it, the lightest (by time) are dropped, and counted.
 pub const MAX_STATEMENTS_PER_ENDPOINT: usize = 32;
 
 /// A statement an endpoint's requests run: how often, how long, and where in the request.
