@@ -104,6 +104,17 @@ pub(crate) enum Command {
         #[command(flatten)]
         report: ReportArgs,
     },
+    /// Merge saved runs of the shards of one stream (receivers behind a load-balancing
+    /// OpenTelemetry Collector, `listen --shard`) into one run, and report it: the findings of
+    /// the whole stream.
+    #[command(after_help = EXAMPLES)]
+    Merge {
+        /// The shards' run folders.
+        #[arg(required = true, num_args = 1.., value_name = "RUN")]
+        runs: Vec<PathBuf>,
+        #[command(flatten)]
+        report: ReportArgs,
+    },
     /// Compare two saved runs: capacity, latency at equal load, every finding fixed, better,
     /// worse or new, and where the bottleneck moved.
     #[command(after_help = EXAMPLES)]
@@ -227,6 +238,9 @@ pub(crate) struct ReportArgs {
 pub(crate) struct SaveConfig {
     pub(crate) dir: Option<PathBuf>,
     pub(crate) label: Option<String>,
+    /// The shard this receiver is (`listen --shard`), and what the stream was split by.
+    pub(crate) shard: Option<String>,
+    pub(crate) routing_key: String,
 }
 
 #[derive(Args, Debug)]
@@ -399,6 +413,15 @@ pub(crate) struct ListenArgs {
     /// spans, in the clear.
     #[arg(long)]
     pub(crate) insecure: bool,
+    /// This receiver is one shard of a stream split by trace id (behind the OpenTelemetry
+    /// Collector's load-balancing exporter): its name among the shards, kept in the saved run so
+    /// `chokepoint merge` joins each shard once.
+    #[arg(long, value_name = "ID")]
+    pub(crate) shard: Option<String>,
+    /// With --save: write the run every this long (atomic replace), so a crash loses at most
+    /// that much; SIGTERM and Ctrl-C write the last one. `0s` turns checkpoints off.
+    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    pub(crate) checkpoint: humantime::Duration,
     #[command(flatten)]
     pub(crate) report: ReportArgs,
 }
@@ -783,6 +806,8 @@ pub(crate) struct ListenConfig {
     pub(crate) max_connections: usize,
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
     pub(crate) token: Option<Arc<str>>,
+    /// How often the run is saved while listening, when it is saved.
+    pub(crate) checkpoint: Option<Duration>,
     pub(crate) report: ReportConfig,
 }
 
@@ -1057,6 +1082,8 @@ impl ReportArgs {
             save: (self.save || self.run_dir.is_some()).then_some(SaveConfig {
                 dir: self.run_dir,
                 label: self.label,
+                shard: None,
+                routing_key: String::new(),
             }),
             sources: self.source,
             fail_on_potential: self.fail_on_potential,
@@ -1110,6 +1137,19 @@ impl ListenArgs {
                  anyone's spans in the clear"
             );
         }
+        let mut report = self.report.validate()?;
+        match report.save.as_mut() {
+            Some(save) => {
+                // One folder for every checkpoint and the last save.
+                save.dir = Some(crate::runs::folder(save, "listen"));
+                save.shard = self.shard;
+                save.routing_key = "traceID".to_owned();
+            }
+            None if self.shard.is_some() => {
+                anyhow::bail!("--shard names the run this receiver saves: add --save or --run-dir DIR")
+            }
+            None => {}
+        }
         Ok(ListenConfig {
             http,
             grpc,
@@ -1119,7 +1159,12 @@ impl ListenArgs {
             max_connections: self.max_connections.max(1),
             tls,
             token: self.token.filter(|t| !t.is_empty()).map(Into::into),
-            report: self.report.validate()?,
+            checkpoint: report
+                .save
+                .is_some()
+                .then_some(Duration::from(self.checkpoint))
+                .filter(|d| !d.is_zero()),
+            report,
         })
     }
 }

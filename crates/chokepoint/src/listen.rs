@@ -88,6 +88,12 @@ async fn listen(config: ListenConfig) -> anyhow::Result<u8> {
     tokio::pin!(deadline);
     let mut ticker = tokio::time::interval(TICK);
     let mut last_report = 0u64;
+    // The run saved every --checkpoint, so a crash loses at most that much.
+    let mut checkpoints = config.checkpoint.map(|every| {
+        let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval
+    });
     loop {
         tokio::select! {
             batch = batches.recv() => {
@@ -101,6 +107,9 @@ async fn listen(config: ListenConfig) -> anyhow::Result<u8> {
                     eprintln!("chokepoint: {spans} spans received");
                     last_report = spans;
                 }
+            }
+            _ = async { checkpoints.as_mut().expect("guarded").tick().await }, if checkpoints.is_some() => {
+                checkpoint(&analysis, &endpoints, spans, &problems, &config);
             }
             _ = interrupt.requested() => break,
             _ = &mut deadline => break,
@@ -158,6 +167,38 @@ async fn listen(config: ListenConfig) -> anyhow::Result<u8> {
     };
     let (report, _) = crate::runs::report("listen", evidence, inputs, notes, &config.report, &[]);
     Ok(output::finish(&report, &config.report))
+}
+
+/// Saves the run as it stands (the traces complete so far); a failure is said and listening
+/// goes on.
+fn checkpoint(
+    analysis: &TraceAnalysis,
+    endpoints: &[String],
+    spans: u64,
+    problems: &[Note],
+    config: &ListenConfig,
+) {
+    let Some(save) = &config.report.save else { return };
+    let evidence = Evidence {
+        traces: Some(analysis.aggregates()),
+        ..Evidence::default()
+    };
+    let inputs = [Input {
+        source: endpoints.join(", "),
+        format: Some("OTLP".into()),
+        spans,
+    }];
+    match crate::runs::save_evidence("listen", &evidence, &inputs, problems, save, &[]) {
+        Ok(dir) => {
+            if config.report.progress {
+                eprintln!(
+                    "chokepoint: checkpoint of {spans} spans saved in {}",
+                    dir.display()
+                );
+            }
+        }
+        Err(error) => eprintln!("chokepoint: cannot save the checkpoint: {error:#}"),
+    }
 }
 
 /// What the receiver answered without passing spans on: requests that held none (with why,

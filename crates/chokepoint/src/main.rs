@@ -42,6 +42,7 @@ fn main() -> ExitCode {
         Command::Profile(args) => args.validate().and_then(profile::run),
         Command::Scan(args) => args.validate().and_then(scan::run),
         Command::Report { run, report } => report.validate().and_then(|config| runs::show(&run, &config)),
+        Command::Merge { runs, report } => report.validate().and_then(|config| runs::merge(&runs, &config)),
         Command::Compare {
             before,
             after,

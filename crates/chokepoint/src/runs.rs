@@ -1,50 +1,16 @@
-//! Saved runs: `--save` (or `--run-dir DIR`) keeps a run's evidence and its report in a folder;
-//! `chokepoint report RUN` analyses a saved run again with today's detectors; `chokepoint compare
-//! A B` compares two.
-//!
-//! The folder is a contract, like the JSON schema (README, "Saved runs"):
-//!
-//! ```text
-//! .chokepoint/runs/20261130T153000Z-<label>/
-//!   run.json       layout version, chokepoint version, command, label, time, inputs, the collectors' notes
-//!   evidence.json  the evidence bundle, as analysed (chokepoint_evidence::Evidence)
-//!   report.json    the report as `--format json` printed it
-//!   report.md      the report as `--format markdown` printed it
-//!   <recording>    recordings chokepoint made (a py-spy profile), by their file name
-//! ```
+//! Saved runs, for the commands: `--save` keeps a run (through `chokepoint_run`, which owns the
+//! folder's layout and reads it back checked), `chokepoint report RUN` analyses a saved run again
+//! with today's detectors, `chokepoint compare A B` compares two, `chokepoint merge RUN…` joins
+//! shards.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use chokepoint_evidence::{Evidence, Note, Severity, SourceScan};
 use chokepoint_report::{Input, Report, render_json, render_markdown};
-use serde::{Deserialize, Serialize};
+use chokepoint_run::{RunMeta, SavedRun, Shard};
 
 use crate::args::{ReportConfig, SaveConfig};
-
-/// The layout version of a run folder. Layout 2 (chokepoint 0.1, with anchors): the traces'
-/// endpoints keep the statements they run and the instrumentation scopes that recorded them, a
-/// ramp the target's command line. Layout 1 runs read as they are: what they lack is absent (a
-/// database finding stays on its database, fixes name every ORM), and the report says so.
-const LAYOUT: u32 = 2;
-
-/// `run.json`.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct RunMeta {
-    pub(crate) layout: u32,
-    pub(crate) chokepoint_version: String,
-    pub(crate) command: String,
-    pub(crate) label: String,
-    /// RFC 3339, UTC.
-    pub(crate) created: String,
-    pub(crate) inputs: Vec<Input>,
-    /// What the collectors had to say (the analysis's own notes are made again on reading).
-    pub(crate) notes: Vec<Note>,
-    /// Recordings kept in the folder, by file name.
-    pub(crate) attachments: Vec<String>,
-}
 
 /// Analyses `evidence`, saves the run when asked, and builds the report; with the run's folder
 /// when it was saved.
@@ -122,7 +88,18 @@ pub(crate) fn compare_with_baseline(
     Ok(())
 }
 
-fn save_evidence(
+/// The folder a run is saved in: the one named, or a new one under `.chokepoint/runs/`.
+pub(crate) fn folder(save: &SaveConfig, command: &str) -> PathBuf {
+    save.dir.clone().unwrap_or_else(|| {
+        chokepoint_run::default_folder(
+            save.label.as_deref().unwrap_or(command),
+            &chokepoint_run::rfc3339_now(),
+        )
+    })
+}
+
+/// Saves a run: evidence and description (the shard, when the receiver is one).
+pub(crate) fn save_evidence(
     command: &str,
     evidence: &Evidence,
     inputs: &[Input],
@@ -130,132 +107,26 @@ fn save_evidence(
     save: &SaveConfig,
     attachments: &[PathBuf],
 ) -> anyhow::Result<PathBuf> {
-    let label = save.label.clone().unwrap_or_else(|| command.to_owned());
-    let now = SystemTime::now();
-    let created = humantime::format_rfc3339_seconds(now).to_string();
-    let dir = match &save.dir {
-        Some(dir) => dir.clone(),
-        None => {
-            let stamp: String = created.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
-            let safe: String = label
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                        c
-                    } else {
-                        '-'
-                    }
-                })
-                .collect();
-            PathBuf::from(".chokepoint/runs").join(format!("{stamp}-{safe}"))
-        }
-    };
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("cannot create the run folder {}", dir.display()))?;
-    let mut kept = Vec::new();
-    for path in attachments {
-        let Some(name) = path.file_name() else { continue };
-        std::fs::copy(path, dir.join(name))
-            .with_context(|| format!("cannot copy {} into the run", path.display()))?;
-        kept.push(name.to_string_lossy().into_owned());
-    }
-    let meta = RunMeta {
-        layout: LAYOUT,
-        chokepoint_version: env!("CARGO_PKG_VERSION").to_owned(),
-        command: command.to_owned(),
-        label,
-        created,
-        inputs: inputs.to_vec(),
-        notes: notes.to_vec(),
-        attachments: kept,
-    };
-    write_json(&dir.join("run.json"), &meta)?;
-    write_json(&dir.join("evidence.json"), evidence)?;
+    let dir = folder(save, command);
+    let mut meta = RunMeta::new(command, save.label.as_deref(), inputs.to_vec(), notes.to_vec());
+    meta.shard = save.shard.as_ref().map(|id| Shard {
+        id: id.clone(),
+        routing_key: save.routing_key.clone(),
+        window: evidence.window(),
+    });
+    chokepoint_run::save(&dir, &meta, evidence, attachments)?;
     Ok(dir)
 }
 
-fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
-    let file = std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
-    let mut writer = std::io::BufWriter::new(file);
-    // Flushed here, not on drop, which would swallow a full disk's error.
-    serde_json::to_writer(&mut writer, value)
-        .map_err(std::io::Error::from)
-        .and_then(|()| writer.flush())
-        .with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// A saved run, read back.
-pub(crate) struct SavedRun {
-    pub(crate) meta: RunMeta,
-    pub(crate) evidence: Evidence,
-}
-
-impl SavedRun {
-    /// What reading a run of an older layout leaves out, when it is one.
-    pub(crate) fn older_layout(&self, dir: &Path) -> Option<Note> {
-        (self.meta.layout < LAYOUT).then(|| {
-            Note::new(
-                Severity::Info,
-                dir.display().to_string(),
-                format!(
-                    "saved in run layout {} (this chokepoint writes {LAYOUT}): its traces lack the statements each endpoint \
-                     runs and the instrumentation that recorded them, so its database findings stay on the database and its \
-                     fixes do not know the framework",
-                    self.meta.layout
-                ),
-            )
-        })
-    }
-}
-
-/// Reads a run folder (or its `run.json`).
+/// Reads a saved run, checked.
 pub(crate) fn load(path: &Path) -> anyhow::Result<SavedRun> {
-    let dir = if path.file_name().is_some_and(|n| n == "run.json") {
-        path.parent().unwrap_or(Path::new(".")).to_path_buf()
-    } else {
-        path.to_path_buf()
-    };
-    if !dir.is_dir() {
-        bail!(
-            "{}: no such run folder (runs are saved with --save, under .chokepoint/runs/)",
-            dir.display()
-        );
-    }
-    let meta: RunMeta = read_json(&dir.join("run.json"))?;
-    if meta.layout > LAYOUT {
-        bail!(
-            "{}: saved by chokepoint {} in run layout {}, newer than this chokepoint reads ({LAYOUT}): upgrade",
-            dir.display(),
-            meta.chokepoint_version,
-            meta.layout
-        );
-    }
-    let evidence: Evidence = read_json(&dir.join("evidence.json"))?;
-    Ok(SavedRun { meta, evidence })
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
-    let file = std::fs::File::open(path).with_context(|| {
-        format!(
-            "{}: cannot open it — is {} a chokepoint run folder?",
-            path.display(),
-            path.parent().map_or("?".into(), |p| p.display().to_string())
-        )
-    })?;
-    serde_json::from_reader(std::io::BufReader::new(file)).map_err(|e| {
-        anyhow::anyhow!(
-            "{}: line {}, column {}: not what a chokepoint run holds ({e}); the folder is damaged",
-            path.display(),
-            e.line(),
-            e.column()
-        )
-    })
+    Ok(chokepoint_run::load(path)?)
 }
 
 /// `chokepoint report RUN`: the saved run analysed again with today's detectors.
 pub(crate) fn show(path: &Path, config: &ReportConfig) -> anyhow::Result<u8> {
     let run = load(path)?;
-    let older = run.older_layout(path);
+    let older = run.older_layout();
     let mut notes = run.meta.notes;
     notes.extend(older);
     if run.meta.chokepoint_version != env!("CARGO_PKG_VERSION") {
@@ -277,6 +148,51 @@ pub(crate) fn show(path: &Path, config: &ReportConfig) -> anyhow::Result<u8> {
     Ok(crate::output::finish(&report, config))
 }
 
+/// `chokepoint merge RUN…`: the shards' runs checked and merged, saved as one run when asked,
+/// and reported.
+pub(crate) fn merge(paths: &[PathBuf], config: &ReportConfig) -> anyhow::Result<u8> {
+    let runs = paths
+        .iter()
+        .map(|p| load(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (meta, evidence) =
+        chokepoint_run::merge(&runs, config.save.as_ref().and_then(|s| s.label.as_deref()))?;
+    let mut notes = meta.notes.clone();
+    notes.push(Note::new(
+        Severity::Info,
+        "merge",
+        format!(
+            "{} run(s) merged: {}",
+            runs.len(),
+            meta.merged
+                .iter()
+                .map(|s| s.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    ));
+    let outcome = chokepoint_detect::analyse(&evidence);
+    if let Some(save) = &config.save {
+        let dir = folder(save, "merge");
+        chokepoint_run::save(&dir, &meta, &evidence, &[])?;
+        notes.push(Note::new(
+            Severity::Info,
+            dir.display().to_string(),
+            format!(
+                "the merged run is saved here: `chokepoint report {}` shows it again",
+                dir.display()
+            ),
+        ));
+        let report = Report::new("merge", evidence, outcome, meta.inputs, notes);
+        std::fs::write(dir.join("report.json"), render_json(&report))
+            .and_then(|()| std::fs::write(dir.join("report.md"), render_markdown(&report)))
+            .with_context(|| format!("cannot write the report into {}", dir.display()))?;
+        return Ok(crate::output::finish(&report, config));
+    }
+    let report = Report::new("merge", evidence, outcome, meta.inputs, notes);
+    Ok(crate::output::finish(&report, config))
+}
+
 /// `chokepoint compare A B`.
 pub(crate) fn compare(
     before: &Path,
@@ -286,8 +202,8 @@ pub(crate) fn compare(
 ) -> anyhow::Result<u8> {
     let a = load(before)?;
     let b = load(after)?;
-    for (run, dir) in [(&a, before), (&b, after)] {
-        if let Some(note) = run.older_layout(dir) {
+    for run in [&a, &b] {
+        if let Some(note) = run.older_layout() {
             eprintln!("chokepoint: {}: {}", note.source, note.message);
         }
     }

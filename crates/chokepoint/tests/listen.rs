@@ -205,3 +205,105 @@ fn a_full_disk_under_the_recording_loses_the_file_not_the_spans() {
         "{errors:?}"
     );
 }
+
+/// POSTs one trace of one span, `trace` its id's last hex digit, over plain HTTP.
+fn post_trace(port: u16, trace: char) {
+    let body = JSON.replace(
+        "5b8efff798038103d269b633813fc60c",
+        &format!("5b8efff798038103d269b633813fc60{trace}"),
+    );
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let request = format!(
+        "POST /v1/traces HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    std::io::Write::write_all(&mut tcp, request.as_bytes()).expect("write");
+    let mut response = String::new();
+    let _ = std::io::Read::read_to_string(&mut tcp, &mut response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+}
+
+/// The traces a saved run holds, when it can be read.
+fn traces_saved(run: &std::path::Path) -> Option<u64> {
+    let evidence: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("evidence.json")).ok()?).ok()?;
+    evidence["traces"]["summary"]["traces"].as_u64()
+}
+
+#[test]
+fn a_shard_killed_after_a_checkpoint_keeps_what_it_had_checkpointed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = dir.path().join("shard-a");
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .args(["listen", "--http", &format!("127.0.0.1:{port}"), "--grpc", "off"])
+        .args([
+            "--run-dir",
+            run.to_str().expect("UTF-8"),
+            "--shard",
+            "a",
+            "--checkpoint",
+            "1s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("chokepoint runs");
+    let (line, _stderr) = banner(&mut child);
+    assert!(line.contains("listening"), "{line}");
+    post_trace(port, 'a');
+    // The trace completes (three ticks after its root) and the next checkpoint holds it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while traces_saved(&run) != Some(1) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint held the trace"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    post_trace(port, 'b');
+    common::send_signal("-KILL", child.id());
+    let _ = child.wait();
+    // The run loads and has the checkpointed trace; the one after it is the interval lost.
+    let output = common::chokepoint(&["report", run.to_str().expect("UTF-8"), "--format", "json"]);
+    common::assert_exit(&output, 0);
+    let report = common::stdout_json(&output);
+    assert_eq!(report["traces"]["summary"]["traces"], 1, "{report:#}");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("run.json")).expect("run.json")).expect("json");
+    assert_eq!(meta["shard"]["id"], "a");
+    assert_eq!(meta["shard"]["routing_key"], "traceID");
+    assert!(
+        !run.join("evidence.json.partial").exists(),
+        "no half-written file left"
+    );
+}
+
+#[test]
+fn sigterm_writes_the_last_checkpoint_with_every_trace_received() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = dir.path().join("shard-b");
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .args(["listen", "--http", &format!("127.0.0.1:{port}"), "--grpc", "off"])
+        .args([
+            "--run-dir",
+            run.to_str().expect("UTF-8"),
+            "--shard",
+            "b",
+            "--format",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("chokepoint runs");
+    let (line, _stderr) = banner(&mut child);
+    assert!(line.contains("listening"), "{line}");
+    post_trace(port, 'c');
+    post_trace(port, 'd');
+    common::send_signal("-TERM", child.id());
+    let output = child.wait_with_output().expect("chokepoint ends");
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(traces_saved(&run), Some(2), "the traces still open are kept too");
+}

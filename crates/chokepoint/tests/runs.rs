@@ -381,3 +381,138 @@ fn a_run_saved_by_the_previous_layout_is_read_and_compared() {
         "{report:#}"
     );
 }
+
+/// A run of a profile fixture saved by this chokepoint, then damaged by `damage` on its JSON;
+/// `chokepoint report` on it.
+fn report_of_damaged_profile(damage: impl FnOnce(&mut serde_json::Value)) -> std::process::Output {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = dir.path().join("run");
+    let text = std::fs::read_to_string(
+        root().join("crates/detect/tests/fixtures/blocking-call/positive-py-spy-loop-held-on-one-line-without-source.json"),
+    )
+    .expect("fixture");
+    let evidence = chokepoint_detect::evidence_from_fixture(&text).expect("evidence");
+    run_folder(&run, &evidence, (3, env!("CARGO_PKG_VERSION")), "profile");
+    assert_exit(&chokepoint(&["report", path(&run), "--quiet"]), 0);
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("evidence.json")).expect("read")).expect("json");
+    damage(&mut value);
+    std::fs::write(run.join("evidence.json"), value.to_string()).expect("write");
+    chokepoint(&["report", path(&run)])
+}
+
+#[test]
+fn a_run_naming_what_it_does_not_hold_is_refused_with_the_file_and_what() {
+    // One frame fewer than the stacks name (this panicked `report` once).
+    let output = report_of_damaged_profile(|v| {
+        v["profile"]["frames"].as_array_mut().expect("frames").pop();
+    });
+    assert_exit(&output, 2);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("evidence.json") && stderr.contains("profile.stacks[") && stderr.contains("frame"),
+        "{stderr}"
+    );
+    // A stack of a thread that does not exist.
+    let output = report_of_damaged_profile(|v| {
+        v["profile"]["stacks"][0]["thread"] = 7.into();
+    });
+    assert_exit(&output, 2);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("profile.stacks[0].thread: thread 7"), "{stderr}");
+    // A negative duration.
+    let output = report_of_damaged_profile(|v| {
+        v["profile"]["duration_s"] = (-5.0).into();
+    });
+    assert_exit(&output, 2);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("profile.duration_s = -5") && stderr.contains("negative"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_run_of_an_unknown_layout_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = dir.path().join("run");
+    run_folder(
+        &run,
+        &chokepoint_evidence::Evidence::default(),
+        (99, "9.9.9"),
+        "traces",
+    );
+    let output = chokepoint(&["report", path(&run)]);
+    assert_exit(&output, 2);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("run layout 99") && stderr.contains("upgrade"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn shards_merged_give_the_findings_of_all_their_spans_and_a_shard_twice_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b, merged) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("merged"),
+    );
+    for (run, file) in [(&a, "examples/shop.otlp.jsonl"), (&b, "examples/testbed.otlp")] {
+        assert_exit(
+            &chokepoint(&["traces", file, "--run-dir", path(run), "--quiet"]),
+            0,
+        );
+    }
+    let whole = json(&chokepoint(&[
+        "traces",
+        "examples/shop.otlp.jsonl",
+        "examples/testbed.otlp",
+        "--format",
+        "json",
+    ]));
+    let output = chokepoint(&[
+        "merge",
+        path(&b),
+        path(&a),
+        "--run-dir",
+        path(&merged),
+        "--format",
+        "json",
+    ]);
+    let report = json(&output);
+    assert_eq!(report["findings"], whole["findings"]);
+    assert_eq!(report["verdict"], whole["verdict"]);
+    // The merged run is a run: shown again, the same findings.
+    let again = json(&chokepoint(&["report", path(&merged), "--format", "json"]));
+    assert_eq!(again["findings"], whole["findings"]);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(merged.join("run.json")).expect("run.json")).expect("json");
+    assert_eq!(meta["merged"].as_array().map(Vec::len), Some(2), "{meta:#}");
+
+    // The same shard twice.
+    let output = chokepoint(&["merge", path(&a), path(&a)]);
+    assert_exit(&output, 2);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("comes twice"));
+    let copy = dir.path().join("copy");
+    std::fs::create_dir(&copy).expect("dir");
+    for file in ["run.json", "evidence.json"] {
+        std::fs::copy(a.join(file), copy.join(file)).expect("copy");
+    }
+    let output = chokepoint(&["merge", path(&a), path(&copy)]);
+    assert_exit(&output, 2);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("same evidence"));
+    // A shard saved by another chokepoint.
+    let mut meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.join("run.json")).expect("run.json")).expect("json");
+    meta["chokepoint_version"] = "0.0.9".into();
+    std::fs::write(b.join("run.json"), meta.to_string()).expect("write");
+    let output = chokepoint(&["merge", path(&a), path(&b)]);
+    assert_exit(&output, 2);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("chokepoint 0.0.9") && stderr.contains("one version"),
+        "{stderr}"
+    );
+}

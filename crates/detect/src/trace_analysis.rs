@@ -101,7 +101,7 @@ impl Group {
 // OTHER_ENDPOINTS; past MAX_SUBJECTS, the lightest quarter of an endpoint's subjects is dropped.
 
 /// Everything kept about one endpoint: its totals and, per detector, its groups by subject.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct EndpointEntry {
     requests: u64,
     time_ns: u128,
@@ -484,6 +484,25 @@ impl TraceAnalysis {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+    }
+
+    /// The aggregates so far, the analysis going on: a receiver's checkpoint.
+    pub fn aggregates(&self) -> TraceAggregates {
+        TraceAnalysis {
+            endpoints: self.endpoints.clone(),
+            evaluated: self.evaluated.clone(),
+            window_ns: self.window_ns,
+            traces: self.traces,
+            spans: self.spans,
+            requests: self.requests,
+            orphan_spans: self.orphan_spans,
+            example_orphan_trace: self.example_orphan_trace,
+            statements: HashMap::new(),
+            unkeyed_statements: HashMap::new(),
+            endpoint_count: self.endpoint_count,
+            folded_endpoints: self.folded_endpoints,
+        }
+        .finish()
     }
 
     /// The aggregates: the traces' part of the evidence.

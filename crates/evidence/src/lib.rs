@@ -40,6 +40,7 @@ mod span;
 mod taxonomy;
 mod time;
 mod traces;
+mod validate;
 
 pub use histogram::LatencyHistogram;
 pub use load::{Latency, LoadModel, LoadRun, LoadStep, StopReason, TargetSample};
@@ -60,6 +61,7 @@ pub use traces::{
     MAX_STATEMENTS_PER_ENDPOINT, MAX_SUBJECTS, OTHER_ENDPOINTS, ObservedGroup, Stat, StatementUse,
     TraceAggregates, TracesSummary, merge_examples,
 };
+pub use validate::Invalid;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
