@@ -246,8 +246,14 @@ pub(crate) struct SaveConfig {
 #[derive(Args, Debug)]
 pub(crate) struct TracesArgs {
     /// Trace files or folders (read recursively); `-` reads standard input.
-    #[arg(required = true, value_name = "FILE|DIR")]
+    #[arg(required_unless_present = "jaeger", value_name = "FILE|DIR")]
     pub(crate) paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub(crate) jaeger: JaegerArgs,
+    /// With --jaeger: a header sent with every request to Jaeger (`--header 'Authorization:
+    /// Bearer …'`), repeatable; its value is never printed or saved.
+    #[arg(long, value_name = "'NAME: VALUE'", requires = "jaeger")]
+    pub(crate) header: Vec<String>,
     /// The largest single record read whole (a JSON line, a JSON document, a protobuf message), in MiB.
     #[arg(long, default_value_t = 64, value_name = "MIB")]
     pub(crate) max_record_mib: usize,
@@ -255,6 +261,92 @@ pub(crate) struct TracesArgs {
     pub(crate) pg: PgArgs,
     #[command(flatten)]
     pub(crate) report: ReportArgs,
+}
+
+/// Traces read from Jaeger's query service (api/v3).
+#[derive(Args, Debug)]
+pub(crate) struct JaegerArgs {
+    /// Read traces from Jaeger's query service at this URL (`http://jaeger:16686`), api/v3.
+    #[arg(long, value_name = "URL", requires = "service")]
+    pub(crate) jaeger: Option<String>,
+    /// With --jaeger: the service whose traces to read.
+    #[arg(long, value_name = "NAME", requires = "jaeger")]
+    pub(crate) service: Option<String>,
+    /// With --jaeger: only traces with a span of this operation.
+    #[arg(long, value_name = "OP", requires = "jaeger")]
+    pub(crate) operation: Option<String>,
+    /// With --jaeger: the window's start, this long ago.
+    #[arg(long, default_value = "15m", value_name = "DURATION")]
+    pub(crate) since: humantime::Duration,
+    /// With --jaeger: the window's end, an RFC 3339 time or this long ago (default: now).
+    #[arg(long, value_name = "TIME|DURATION", requires = "jaeger")]
+    pub(crate) until: Option<String>,
+    /// With --jaeger: at most this many traces.
+    #[arg(long, value_name = "N", requires = "jaeger")]
+    pub(crate) limit: Option<usize>,
+    /// With --jaeger: a header sent with every request to Jaeger
+    /// (`--jaeger-header 'Authorization: Bearer …'`; `--header` on `traces`), repeatable; its
+    /// value is never printed or saved.
+    #[arg(long, value_name = "'NAME: VALUE'", requires = "jaeger")]
+    pub(crate) jaeger_header: Vec<String>,
+    /// With --jaeger: how long one request may take.
+    #[arg(long, default_value = "30s", value_name = "DURATION")]
+    pub(crate) jaeger_timeout: humantime::Duration,
+    /// With --jaeger: traces one answer may hold before its slice of the window is cut in two
+    /// and asked again (the store's search depth, when it is set lower).
+    #[arg(long, default_value_t = chokepoint_traces::jaeger_query::SEARCH_DEPTH, value_name = "N")]
+    pub(crate) jaeger_search_depth: usize,
+}
+
+impl JaegerArgs {
+    pub(crate) fn validate(self) -> anyhow::Result<Option<chokepoint_traces::jaeger_query::JaegerQuery>> {
+        let Some(url) = self.jaeger else { return Ok(None) };
+        let now = std::time::SystemTime::now();
+        let since = now
+            .checked_sub(self.since.into())
+            .context("--since reaches before 1970")?;
+        let until = match self.until.as_deref() {
+            None => now,
+            Some(text) => match humantime::parse_rfc3339_weak(text) {
+                Ok(time) => time,
+                Err(_) => now
+                    .checked_sub(humantime::parse_duration(text).with_context(|| {
+                        format!("--until {text:?} is neither an RFC 3339 time nor a duration ago")
+                    })?)
+                    .context("--until reaches before 1970")?,
+            },
+        };
+        if until <= since {
+            bail!("--until is not after --since: the window is empty");
+        }
+        let headers = self
+            .jaeger_header
+            .iter()
+            .map(|h| {
+                h.split_once(':')
+                    .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+                    .filter(|(name, _)| !name.is_empty() && !name.contains(char::is_whitespace))
+                    // The value is left out of the message: it may be a secret.
+                    .with_context(|| {
+                        format!(
+                            "--header {:?}… is not 'NAME: VALUE'",
+                            h.chars().take_while(|c| *c != ':').take(40).collect::<String>()
+                        )
+                    })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Some(chokepoint_traces::jaeger_query::JaegerQuery {
+            url,
+            service: self.service.unwrap_or_default(),
+            operation: self.operation,
+            since,
+            until,
+            limit: self.limit,
+            headers,
+            timeout: self.jaeger_timeout.into(),
+            search_depth: self.jaeger_search_depth.max(1),
+        }))
+    }
 }
 
 /// The service's PostgreSQL, read beside another kind of evidence.
@@ -544,12 +636,16 @@ pub(crate) struct DiagnoseArgs {
     /// With --profile-file: the sample rate of collapsed stacks that do not say it, per second.
     #[arg(long, default_value_t = 100, value_name = "HZ")]
     pub(crate) profile_rate: u32,
+    #[command(flatten)]
+    pub(crate) jaeger: JaegerArgs,
 }
 
 /// Evidence recorded before, given to `diagnose`.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Recorded {
     pub(crate) trace_files: Vec<PathBuf>,
+    /// Traces read from Jaeger.
+    pub(crate) jaeger: Option<chokepoint_traces::jaeger_query::JaegerQuery>,
     pub(crate) profile_files: Vec<PathBuf>,
     pub(crate) profile_rate_hz: u32,
     /// Where the profiled code lives (--source).
@@ -582,6 +678,7 @@ impl DiagnoseArgs {
             trace_files,
             profile_files,
             profile_rate,
+            jaeger,
         } = self;
         if let Some(run) = &baseline
             && !run.join("run.json").is_file()
@@ -603,14 +700,19 @@ impl DiagnoseArgs {
         }
         let recorded = Recorded {
             trace_files,
+            jaeger: jaeger.validate()?,
             profile_files,
             profile_rate_hz: profile_rate,
             sources: load.report.source.clone(),
         };
         if load.urls.is_empty() {
-            if recorded.trace_files.is_empty() && recorded.profile_files.is_empty() && load.pg.pg.is_none() {
+            if recorded.trace_files.is_empty()
+                && recorded.jaeger.is_none()
+                && recorded.profile_files.is_empty()
+                && load.pg.pg.is_none()
+            {
                 bail!(
-                    "give the URL to load, or evidence recorded before: --trace-file, --profile-file, --pg \
+                    "give the URL to load, or evidence recorded before: --trace-file, --jaeger, --profile-file, --pg \
                      (`chokepoint diagnose http://127.0.0.1:8000/orders`)"
                 );
             }
@@ -790,6 +892,7 @@ pub(crate) enum FailOn {
 #[derive(Debug)]
 pub(crate) struct TracesConfig {
     pub(crate) paths: Vec<PathBuf>,
+    pub(crate) jaeger: Option<chokepoint_traces::jaeger_query::JaegerQuery>,
     pub(crate) max_record_bytes: usize,
     pub(crate) pg: Option<PgConfig>,
     pub(crate) report: ReportConfig,
@@ -1098,6 +1201,11 @@ impl TracesArgs {
         }
         Ok(TracesConfig {
             paths: self.paths,
+            jaeger: JaegerArgs {
+                jaeger_header: [self.jaeger.jaeger_header, self.header].concat(),
+                ..self.jaeger
+            }
+            .validate()?,
             max_record_bytes: self.max_record_mib << 20,
             pg: self.pg.validate(),
             report: self.report.validate()?,

@@ -62,6 +62,15 @@ pub(crate) fn join(
         notes.extend(said);
         kept.extend(files_in(&recorded.trace_files));
     }
+    if let Some(query) = &recorded.jaeger {
+        let (traces, input, said) = crate::traces::read_jaeger(query, MAX_RECORD_BYTES, progress)?;
+        match &mut evidence.traces {
+            Some(ours) => ours.merge(traces),
+            None => evidence.traces = Some(traces),
+        }
+        inputs.push(input);
+        notes.extend(said);
+    }
     if !recorded.profile_files.is_empty() {
         let (profile, read, said) = crate::profile::read_profiles(
             &recorded.profile_files,

@@ -31,12 +31,22 @@ const SPANS_IN_FLIGHT: usize = 200_000;
 
 pub(crate) fn run(config: TracesConfig) -> anyhow::Result<u8> {
     let stop = crate::signals::stop_flag()?;
-    let (traces, mut inputs, mut notes) = read_files(
-        &config.paths,
-        config.max_record_bytes,
-        config.report.progress,
-        Some(&stop),
-    )?;
+    let (mut traces, mut inputs, mut notes) = if config.paths.is_empty() {
+        Default::default()
+    } else {
+        read_files(
+            &config.paths,
+            config.max_record_bytes,
+            config.report.progress,
+            Some(&stop),
+        )?
+    };
+    if let Some(query) = &config.jaeger {
+        let (from_jaeger, input, said) = read_jaeger(query, config.max_record_bytes, config.report.progress)?;
+        traces.merge(from_jaeger);
+        inputs.push(input);
+        notes.extend(said);
+    }
     let mut evidence = Evidence {
         traces: Some(traces),
         ..Evidence::default()
@@ -119,6 +129,84 @@ pub(crate) fn read_files(
     progress.finish_and_clear();
     let (inputs, notes) = read_notes(&reads, &stats);
     Ok((analysis.finish(), inputs, notes))
+}
+
+/// Reads `query`'s traces from Jaeger, assembles and analyses them: the aggregates, the input
+/// (the URL and the service, never a header) and what reading had to say.
+pub(crate) fn read_jaeger(
+    query: &chokepoint_traces::jaeger_query::JaegerQuery,
+    max_record_bytes: usize,
+    show_progress: bool,
+) -> anyhow::Result<(TraceAggregates, Input, Vec<Note>)> {
+    let options = ReadOptions { max_record_bytes };
+    let mut analysis = TraceAnalysis::default();
+    let mut assembler = Assembler::new(Limits::default());
+    let report = chokepoint_traces::jaeger_query::read(
+        query,
+        &options,
+        &mut |trace_id, span| assembler.push(trace_id, span, &mut |trace| analysis.add_trace(&trace)),
+        &mut |done, known, traces| {
+            if show_progress {
+                eprintln!("chokepoint: Jaeger: {done}/{known} slices of the window read, {traces} traces");
+            }
+        },
+    )?;
+    let stats = assembler.finish(&mut |trace| analysis.add_trace(&trace));
+    let (_, mut notes) = read_notes(&report.reads, &stats);
+    let window = format!(
+        "{} to {}",
+        humantime::format_rfc3339_seconds(query.since),
+        humantime::format_rfc3339_seconds(query.until)
+    );
+    if report.traces == 0 {
+        notes.push(Note::new(
+            Severity::Error,
+            query.url.clone(),
+            format!(
+                "Jaeger holds no trace of {:?}{} from {window}: widen --since, or check the service sends spans",
+                query.service,
+                query.operation.as_deref().map(|o| format!(" with operation {o:?}")).unwrap_or_default()
+            ),
+        ));
+    }
+    if report.limited {
+        notes.push(Note::new(
+            Severity::Info,
+            query.url.clone(),
+            format!(
+                "--limit {}: the first traces of the window were read, the rest left",
+                report.traces
+            ),
+        ));
+    }
+    if !report.cut.is_empty() {
+        notes.push(Note::new(
+            Severity::Warning,
+            query.url.clone(),
+            format!(
+                "{} slice(s) of a millisecond still held as many traces as Jaeger searches ({}): traces may be missing there (first at {})",
+                report.cut.len(),
+                query.search_depth,
+                humantime::format_rfc3339_seconds(report.cut[0])
+            ),
+        ));
+    }
+    if report.duplicates > 0 {
+        notes.push(Note::new(
+            Severity::Info,
+            query.url.clone(),
+            format!(
+                "{} trace(s) that two slices returned were read once",
+                report.duplicates
+            ),
+        ));
+    }
+    let input = Input {
+        source: format!("{} (service {}, {window})", query.url, query.service),
+        format: Some("Jaeger api/v3 (OTLP/JSON)".into()),
+        spans: report.spans,
+    };
+    Ok((analysis.finish(), input, notes))
 }
 
 /// What a read that a signal interrupted says in its problem.

@@ -47,7 +47,15 @@ fn free_port() -> u16 {
 /// A `chokepoint listen` on a free gRPC port saving into `run`; its process and gRPC address.
 fn shard(run: &Path, id: &str) -> (Child, String, mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
-        .args(["listen", "--http", "off", "--grpc", "127.0.0.1:0", "--format", "json"])
+        .args([
+            "listen",
+            "--http",
+            "off",
+            "--grpc",
+            "127.0.0.1:0",
+            "--format",
+            "json",
+        ])
         .args(["--shard", id, "--run-dir"])
         .arg(run)
         .stdout(Stdio::piped())
@@ -79,7 +87,10 @@ fn wait_for_port(port: u16, child: &mut Child) {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("the Collector exited before listening: {status}");
         }
-        assert!(Instant::now() < deadline, "the Collector did not listen on {port}");
+        assert!(
+            Instant::now() < deadline,
+            "the Collector did not listen on {port}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -103,7 +114,10 @@ fn three_shards_behind_the_collector_merge_into_the_whole_stream() {
         .map(|(run, id)| shard(run, id))
         .collect();
     let port = free_port();
-    let hostnames: Vec<String> = receivers[..3].iter().map(|(_, grpc, _)| format!("\"{grpc}\"")).collect();
+    let hostnames: Vec<String> = receivers[..3]
+        .iter()
+        .map(|(_, grpc, _)| format!("\"{grpc}\""))
+        .collect();
     let config = format!(
         r#"
 receivers:
@@ -155,7 +169,12 @@ service:
     // The shop's traffic, through the Collector, from the OpenTelemetry Python SDK.
     let status = Command::new(python())
         .arg(root().join("scripts/otel_shop.py"))
-        .args(["--exporter", "otlp-grpc", "--endpoint", &format!("http://127.0.0.1:{port}")])
+        .args([
+            "--exporter",
+            "otlp-grpc",
+            "--endpoint",
+            &format!("http://127.0.0.1:{port}"),
+        ])
         .args(["--requests", "8"])
         .status()
         .expect("python runs");

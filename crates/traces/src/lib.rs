@@ -22,6 +22,7 @@
 mod assemble;
 mod ids;
 mod jaeger;
+pub mod jaeger_query;
 mod otlp_json;
 mod otlp_proto;
 mod read;
