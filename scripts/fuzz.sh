@@ -9,6 +9,8 @@
 #   plan     any bytes as PostgreSQL's EXPLAIN (FORMAT JSON): the database inspector's plan reader
 #   run      any bytes as a saved run's evidence.json (`report`, `compare`): every detector, the
 #            verdict, the renderings, a comparison
+#   damaged_run  real saved runs damaged (elements removed, numbers negative or out of range,
+#            fields removed), read by the saved-run library: refused with the file, or analysed
 # and two structure-aware targets, whose inputs `arbitrary` builds from the fuzzer's bytes:
 #   otlp_tree  span trees encoded as OTLP/protobuf, read, analysed and rendered end to end
 #   plan_tree  plan trees written as EXPLAIN JSON, and what the reader finds checked against them
@@ -22,7 +24,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${1:-20}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(traces sql profile http1 prometheus plan run otlp_tree plan_tree pprof_tree python)
+[ ${#targets[@]} -gt 0 ] || targets=(traces sql profile http1 prometheus plan run damaged_run otlp_tree plan_tree pprof_tree python)
 triple=$(rustc -vV | sed -n 's/^host: //p')
 out=$root/target/fuzz
 "$root/scripts/setup-build.sh" >/dev/null
@@ -54,6 +56,7 @@ seed() {
              --run-dir "$out/seed-run" --format json >/dev/null
            cp "$out/seed-run/evidence.json" "$corpus/$example-evidence.json"
          done ;;
+    damaged_run) for i in $(seq 0 15); do printf "\\x$(printf %x $((i % 2)))\\x$(printf %x $i)\\x$(printf %x $((i * 7)))\\x$(printf %x $((i * 13 % 256)))\\x01" >"$corpus/seed-$i"; done ;;
     prometheus) printf '# HELP process_cpu_seconds_total CPU.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 12.5\n# TYPE db_pool_in_use gauge\ndb_pool_in_use{pool="main"} 4\nhttp_requests_in_flight 3\n' >"$corpus/seed" ;;
     sql) python3 - "$root/crates/traces/tests/data/shop.protojson.jsonl" "$corpus" <<'PY'
 import hashlib, re, sys
