@@ -27,7 +27,7 @@ const SPANS_PER_CHUNK: usize = 20_000;
 const CHUNKS_IN_FLIGHT: usize = 16;
 /// Spans handed on and not yet analysed before the reader waits: with a wide trace's parts of
 /// up to 200,000 spans each, a count of chunks alone would not bound memory.
-const SPANS_IN_FLIGHT: usize = 200_000;
+const SPANS_IN_FLIGHT: usize = 100_000;
 
 pub(crate) fn run(config: TracesConfig) -> anyhow::Result<u8> {
     let stop = crate::signals::stop_flag()?;

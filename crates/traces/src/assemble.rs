@@ -33,7 +33,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_pending_spans: 200_000,
+            max_pending_spans: 100_000,
         }
     }
 }
