@@ -176,3 +176,51 @@ fn past_the_endpoint_cap_a_merge_folds_the_lightest_and_counts_them() {
     }
     assert_eq!(findings(ab), findings(ba), "past the cap, still commutative");
 }
+
+#[test]
+fn past_the_subject_cap_a_merge_keeps_the_heaviest_and_counts_what_it_drops() {
+    // One route whose requests each run their own statement three times: 200 N+1 subjects per
+    // shard, under the cap of 256 each, 400 together.
+    let trace = |i: usize| {
+        let fixture = format!(
+            r#"{{"traces": [{{"spans": [
+              {{"id": "root", "kind": "server", "name": "GET", "end_ms": {end}, "attrs": {{"http.route": "/orders", "http.request.method": "GET"}}}},
+              {{"id": "q", "parent": "root", "kind": "client", "start_ms": 1, "end_ms": 4, "times": 6, "every_ms": 5, "attrs": {{"db.system": "postgresql", "db.statement": "SELECT * FROM t{i} WHERE id = 1"}}}}
+            ]}}]}}"#,
+            end = 40 + i % 13
+        );
+        let mut trace = serde_json::from_str::<Fixture>(&fixture)
+            .expect("json")
+            .traces()
+            .expect("traces")
+            .remove(0);
+        trace.trace_id = TraceId(i as u128 + 1);
+        trace
+    };
+    let shard = |range: std::ops::Range<usize>| analysed(&range.map(trace).collect::<Vec<_>>());
+    let (a, b) = (shard(0..200), shard(200..400));
+    let subjects = |t: &TraceAggregates| {
+        t.endpoints
+            .iter()
+            .flat_map(|e| &e.groups)
+            .filter(|g| g.detector == chokepoint_evidence::DetectorId::NPlusOne)
+            .count()
+    };
+    assert_eq!(
+        (subjects(&a), subjects(&b)),
+        (200, 200),
+        "each shard keeps all of its own"
+    );
+    // (Each shard already dropped statements past the 32 an endpoint keeps: counted too.)
+    let before = a.summary.dropped_subjects + b.summary.dropped_subjects;
+    let mut merged = a;
+    merged.merge(b);
+    assert_eq!(subjects(&merged), chokepoint_evidence::MAX_SUBJECTS);
+    assert!(
+        merged.summary.dropped_subjects >= before + 400 - chokepoint_evidence::MAX_SUBJECTS as u64,
+        "the N+1 subjects dropped are counted: {} after {before}",
+        merged.summary.dropped_subjects
+    );
+    assert_eq!(merged.summary.requests, 400, "every request still counted");
+    assert_eq!(merged.endpoints.iter().map(|e| e.requests).sum::<u64>(), 400);
+}
