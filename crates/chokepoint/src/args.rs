@@ -243,6 +243,18 @@ pub(crate) struct SaveConfig {
     pub(crate) routing_key: String,
 }
 
+impl SaveConfig {
+    /// The folder the run is saved in: the one named, or a new one under `.chokepoint/runs/`.
+    pub(crate) fn folder(&self, command: &str) -> PathBuf {
+        self.dir.clone().unwrap_or_else(|| {
+            chokepoint_run::default_folder(
+                self.label.as_deref().unwrap_or(command),
+                &chokepoint_run::rfc3339_now(),
+            )
+        })
+    }
+}
+
 #[derive(Args, Debug)]
 pub(crate) struct TracesArgs {
     /// Trace files or folders (read recursively); `-` reads standard input.
@@ -1249,7 +1261,7 @@ impl ListenArgs {
         match report.save.as_mut() {
             Some(save) => {
                 // One folder for every checkpoint and the last save.
-                save.dir = Some(crate::runs::folder(save, "listen"));
+                save.dir = Some(save.folder("listen"));
                 save.shard = self.shard;
                 save.routing_key = "traceID".to_owned();
             }

@@ -88,16 +88,6 @@ pub(crate) fn compare_with_baseline(
     Ok(())
 }
 
-/// The folder a run is saved in: the one named, or a new one under `.chokepoint/runs/`.
-pub(crate) fn folder(save: &SaveConfig, command: &str) -> PathBuf {
-    save.dir.clone().unwrap_or_else(|| {
-        chokepoint_run::default_folder(
-            save.label.as_deref().unwrap_or(command),
-            &chokepoint_run::rfc3339_now(),
-        )
-    })
-}
-
 /// Saves a run: evidence and description (the shard, when the receiver is one).
 pub(crate) fn save_evidence(
     command: &str,
@@ -107,7 +97,7 @@ pub(crate) fn save_evidence(
     save: &SaveConfig,
     attachments: &[PathBuf],
 ) -> anyhow::Result<PathBuf> {
-    let dir = folder(save, command);
+    let dir = save.folder(command);
     let mut meta = RunMeta::new(command, save.label.as_deref(), inputs.to_vec(), notes.to_vec());
     meta.shard = save.shard.as_ref().map(|id| Shard {
         id: id.clone(),
@@ -173,7 +163,7 @@ pub(crate) fn merge(paths: &[PathBuf], config: &ReportConfig) -> anyhow::Result<
     ));
     let outcome = chokepoint_detect::analyse(&evidence);
     if let Some(save) = &config.save {
-        let dir = folder(save, "merge");
+        let dir = save.folder("merge");
         chokepoint_run::save(&dir, &meta, &evidence, &[])?;
         notes.push(Note::new(
             Severity::Info,
