@@ -224,3 +224,63 @@ fn past_the_subject_cap_a_merge_keeps_the_heaviest_and_counts_what_it_drops() {
     assert_eq!(merged.summary.requests, 400, "every request still counted");
     assert_eq!(merged.endpoints.iter().map(|e| e.requests).sum::<u64>(), 400);
 }
+
+#[test]
+fn past_the_statement_cap_a_merge_keeps_each_endpoints_heaviest_statements_in_either_order() {
+    // One route; request i runs its own statement once, for 1 + i ms: 20 statements per shard,
+    // under the 32 an endpoint keeps, 40 together.
+    let trace = |i: usize| {
+        let fixture = format!(
+            r#"{{"traces": [{{"spans": [
+              {{"id": "root", "kind": "server", "name": "GET", "end_ms": 60, "attrs": {{"http.route": "/report", "http.request.method": "GET"}}}},
+              {{"id": "q", "parent": "root", "kind": "client", "start_ms": 1, "end_ms": {end}, "attrs": {{"db.system": "postgresql", "db.statement": "SELECT total FROM s{i} WHERE id = 1"}}}}
+            ]}}]}}"#,
+            end = 2 + i
+        );
+        let mut trace = serde_json::from_str::<Fixture>(&fixture)
+            .expect("json")
+            .traces()
+            .expect("traces")
+            .remove(0);
+        trace.trace_id = TraceId(i as u128 + 1);
+        trace
+    };
+    let shard = |range: std::ops::Range<usize>| analysed(&range.map(trace).collect::<Vec<_>>());
+    let (a, b) = (shard(0..20), shard(20..40));
+    let kept = |t: &TraceAggregates| {
+        let endpoint = t.endpoints.iter().find(|e| e.requests > 0).expect("the route");
+        let mut tables: Vec<String> = endpoint
+            .statements
+            .iter()
+            .map(|s| format!("{:.0}", s.time_ms))
+            .collect();
+        tables.sort();
+        tables
+    };
+    assert_eq!(
+        (kept(&a).len(), kept(&b).len()),
+        (20, 20),
+        "each shard keeps its own"
+    );
+    let dropped_before = a.summary.dropped_subjects + b.summary.dropped_subjects;
+    let mut ab = a.clone();
+    ab.merge(b.clone());
+    let mut ba = b;
+    ba.merge(a);
+    assert_eq!(kept(&ab).len(), chokepoint_evidence::MAX_STATEMENTS_PER_ENDPOINT);
+    // The heaviest: requests 8 to 39, whose statements took 9 to 40 ms.
+    let mut heaviest: Vec<String> = (8..40).map(|i| format!("{}", 1 + i)).collect();
+    heaviest.sort();
+    assert_eq!(
+        kept(&ab),
+        heaviest,
+        "the lightest statements are the ones dropped"
+    );
+    assert_eq!(kept(&ab), kept(&ba), "either order keeps the same statements");
+    assert_eq!(
+        ab.summary.dropped_subjects,
+        dropped_before + 8,
+        "the 8 statements dropped are counted"
+    );
+    assert_eq!(ab.summary.requests, 40, "every request still counted");
+}
