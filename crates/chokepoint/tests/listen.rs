@@ -2,8 +2,6 @@
 
 pub mod common;
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -39,23 +37,6 @@ async fn post(port: u16, ca: &rcgen::CertifiedKey<rcgen::KeyPair>, authorization
         .nth(1)
         .and_then(|s| s.parse().ok())
         .expect("a status")
-}
-
-/// A loopback port nothing listens on.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-/// Waits for the receiver's first line on standard error (it is listening); returns it, and
-/// the pipe, which must stay open while the receiver runs (it writes there when it stops).
-fn banner(child: &mut std::process::Child) -> (String, BufReader<std::process::ChildStderr>) {
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    stderr.read_line(&mut line).expect("banner");
-    (line, stderr)
 }
 
 #[test]
@@ -100,29 +81,24 @@ fn with_tls_and_a_token_only_the_token_holder_is_heard() {
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert, certified.cert.pem()).expect("write");
     std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write");
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
-        .args([
-            "listen",
-            "--http",
-            &format!("127.0.0.1:{port}"),
-            "--grpc",
-            "off",
-            "--duration",
-            "4s",
-        ])
-        .args([
-            "--tls-cert",
-            cert.to_str().expect("path"),
-            "--tls-key",
-            key.to_str().expect("path"),
-        ])
-        .args(["--token", "s3cret", "--format", "json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("chokepoint runs");
-    let (line, _stderr) = banner(&mut child);
+    let port = common::free_port();
+    let http = format!("127.0.0.1:{port}");
+    let (child, line, _stderr) = common::spawn_listen(&[
+        "--http",
+        &http,
+        "--grpc",
+        "off",
+        "--duration",
+        "4s",
+        "--tls-cert",
+        cert.to_str().expect("path"),
+        "--tls-key",
+        key.to_str().expect("path"),
+        "--token",
+        "s3cret",
+        "--format",
+        "json",
+    ]);
     assert!(line.contains("https://"), "{line}");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -146,22 +122,8 @@ fn with_tls_and_a_token_only_the_token_holder_is_heard() {
 
 #[test]
 fn sigterm_stops_the_receiver_and_reports() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
-        .args([
-            "listen",
-            "--http",
-            "127.0.0.1:0",
-            "--grpc",
-            "off",
-            "--format",
-            "json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("chokepoint runs");
-    let (line, _stderr) = banner(&mut child);
-    assert!(line.contains("listening"), "{line}");
+    let (child, _, _stderr) =
+        common::spawn_listen(&["--http", "127.0.0.1:0", "--grpc", "off", "--format", "json"]);
     common::send_signal("-TERM", child.id());
     let output = child.wait_with_output().expect("chokepoint ends");
     // Stopped as by Ctrl-C: a report (of nothing received, which is exit 2), not a kill.
@@ -172,26 +134,22 @@ fn sigterm_stops_the_receiver_and_reports() {
 
 #[test]
 fn a_full_disk_under_the_recording_loses_the_file_not_the_spans() {
-    let port = free_port();
+    let port = common::free_port();
     // /dev/full answers every write with ENOSPC, as a full disk does.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
-        .args(["listen", "--http", &format!("127.0.0.1:{port}"), "--grpc", "off"])
-        .args(["--out", "/dev/full", "--duration", "3s", "--format", "json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("chokepoint runs");
-    let (line, _stderr) = banner(&mut child);
-    assert!(line.contains("listening"), "{line}");
-    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    let request = format!(
-        "POST /v1/traces HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{JSON}",
-        JSON.len()
-    );
-    std::io::Write::write_all(&mut tcp, request.as_bytes()).expect("write");
-    let mut response = String::new();
-    let _ = std::io::Read::read_to_string(&mut tcp, &mut response);
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let http = format!("127.0.0.1:{port}");
+    let (child, _, _stderr) = common::spawn_listen(&[
+        "--http",
+        &http,
+        "--grpc",
+        "off",
+        "--out",
+        "/dev/full",
+        "--duration",
+        "3s",
+        "--format",
+        "json",
+    ]);
+    post_trace(port, 'c');
     let output = child.wait_with_output().expect("chokepoint ends");
     // The span is analysed; the recording's failure is an error (exit 2) that says what to do.
     assert_eq!(output.status.code(), Some(2));
@@ -234,23 +192,20 @@ fn traces_saved(run: &std::path::Path) -> Option<u64> {
 fn a_shard_killed_after_a_checkpoint_keeps_what_it_had_checkpointed() {
     let dir = tempfile::tempdir().expect("temp dir");
     let run = dir.path().join("shard-a");
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
-        .args(["listen", "--http", &format!("127.0.0.1:{port}"), "--grpc", "off"])
-        .args([
-            "--run-dir",
-            run.to_str().expect("UTF-8"),
-            "--shard",
-            "a",
-            "--checkpoint",
-            "1s",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("chokepoint runs");
-    let (line, _stderr) = banner(&mut child);
-    assert!(line.contains("listening"), "{line}");
+    let port = common::free_port();
+    let http = format!("127.0.0.1:{port}");
+    let (mut child, _, _stderr) = common::spawn_listen(&[
+        "--http",
+        &http,
+        "--grpc",
+        "off",
+        "--run-dir",
+        run.to_str().expect("UTF-8"),
+        "--shard",
+        "a",
+        "--checkpoint",
+        "1s",
+    ]);
     post_trace(port, 'a');
     // The trace completes (three ticks after its root) and the next checkpoint holds it.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -283,23 +238,20 @@ fn a_shard_killed_after_a_checkpoint_keeps_what_it_had_checkpointed() {
 fn sigterm_writes_the_last_checkpoint_with_every_trace_received() {
     let dir = tempfile::tempdir().expect("temp dir");
     let run = dir.path().join("shard-b");
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
-        .args(["listen", "--http", &format!("127.0.0.1:{port}"), "--grpc", "off"])
-        .args([
-            "--run-dir",
-            run.to_str().expect("UTF-8"),
-            "--shard",
-            "b",
-            "--format",
-            "json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("chokepoint runs");
-    let (line, _stderr) = banner(&mut child);
-    assert!(line.contains("listening"), "{line}");
+    let port = common::free_port();
+    let http = format!("127.0.0.1:{port}");
+    let (child, _, _stderr) = common::spawn_listen(&[
+        "--http",
+        &http,
+        "--grpc",
+        "off",
+        "--run-dir",
+        run.to_str().expect("UTF-8"),
+        "--shard",
+        "b",
+        "--format",
+        "json",
+    ]);
     post_trace(port, 'c');
     post_trace(port, 'd');
     common::send_signal("-TERM", child.id());

@@ -92,3 +92,37 @@ pub fn detectors(report: &serde_json::Value) -> Vec<&str> {
         .filter_map(|f| f["detector"].as_str())
         .collect()
 }
+
+/// A loopback port nothing listens on.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Starts `chokepoint listen ARGS…` and waits for its banner (the first line on standard error:
+/// it is listening, and where); returns the process, the banner, and the rest of standard error,
+/// which must stay open while the receiver runs (it writes there when it stops).
+pub fn spawn_listen(
+    args: &[&str],
+) -> (
+    std::process::Child,
+    String,
+    std::io::BufReader<std::process::ChildStderr>,
+) {
+    use std::io::BufRead as _;
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+        .arg("listen")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("chokepoint runs");
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut banner = String::new();
+    stderr.read_line(&mut banner).expect("banner");
+    assert!(banner.contains("listening"), "{banner}");
+    (child, banner, stderr)
+}
