@@ -7,6 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+pub(crate) use chokepoint_collect::ramp::{
+    PgConfig, ProfileSettings, RampShape, RequestConfig, SamplingConfig,
+};
 use chokepoint_evidence::{DetectorId, LoadModel};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -464,13 +467,6 @@ pub(crate) struct PgArgs {
     pub(crate) show_literals: bool,
 }
 
-/// A validated --pg.
-#[derive(Debug, Clone)]
-pub(crate) struct PgConfig {
-    pub(crate) url: String,
-    pub(crate) show_literals: bool,
-}
-
 impl PgArgs {
     fn validate(self) -> Option<PgConfig> {
         self.pg.map(|url| PgConfig {
@@ -744,7 +740,10 @@ impl DiagnoseArgs {
             Err(error) if wants_profile => Some(chokepoint_evidence::Note::new(
                 chokepoint_evidence::Severity::Warning,
                 "--profile",
-                format!("{error}; {WITHOUT_PROFILE} (--no-profile runs without it knowingly)"),
+                format!(
+                    "{error}; {} (--no-profile runs without it knowingly)",
+                    chokepoint_collect::ramp::WITHOUT_PROFILE
+                ),
             )),
             _ => None,
         };
@@ -752,7 +751,7 @@ impl DiagnoseArgs {
         config.notes.extend(missing_profiler);
         config.command = "diagnose";
         config.baseline = baseline;
-        if !no_traces && recorded.trace_files.is_empty() {
+        if !no_traces && recorded.trace_files.is_empty() && recorded.jaeger.is_none() {
             config.receiver = Some(otlp);
             config.record_spans =
                 Some(std::env::temp_dir().join(format!("chokepoint-diagnose-{}.otlp", std::process::id())));
@@ -760,14 +759,6 @@ impl DiagnoseArgs {
         config.recorded = recorded;
         Ok(DiagnoseConfig::Live(Box::new(config)))
     }
-}
-
-/// `load --profile`: what to record, and where its code lives.
-#[derive(Debug, Clone)]
-pub(crate) struct LoadProfileConfig {
-    pub(crate) out: Option<PathBuf>,
-    pub(crate) py_spy: Option<PathBuf>,
-    pub(crate) sources: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -935,7 +926,7 @@ pub(crate) struct LoadConfig {
     pub(crate) ramp: RampShape,
     pub(crate) sampling: SamplingConfig,
     pub(crate) chart: Option<PathBuf>,
-    pub(crate) profile: Option<LoadProfileConfig>,
+    pub(crate) profile: Option<ProfileSettings>,
     pub(crate) pg: Option<PgConfig>,
     pub(crate) report: ReportConfig,
     /// `load` or `diagnose`.
@@ -951,42 +942,6 @@ pub(crate) struct LoadConfig {
     /// What validating the arguments found to say in the report: a source `diagnose` would use
     /// and cannot (py-spy missing).
     pub(crate) notes: Vec<chokepoint_evidence::Note>,
-}
-
-/// What a verdict lacks without a profile, for the warning that says py-spy is missing.
-pub(crate) const WITHOUT_PROFILE: &str = "the verdict lacks the profile: which code burns the CPU, what holds the \
-     event loop, which line runs a slow or repeated statement — a limit is then named without the code that consumes it";
-
-/// What each request of a ramp is.
-#[derive(Debug)]
-pub(crate) struct RequestConfig {
-    /// Paths (with query) and their weights in the mix.
-    pub(crate) paths: Vec<(String, u32)>,
-    pub(crate) method: hyper::Method,
-    pub(crate) headers: Vec<(String, String)>,
-    pub(crate) body: bytes::Bytes,
-    pub(crate) timeout: Duration,
-    pub(crate) http2: bool,
-    /// Extra trusted roots, PEM.
-    pub(crate) cacert: Option<Vec<u8>>,
-}
-
-/// The steps of a ramp, and when it stops.
-#[derive(Debug)]
-pub(crate) struct RampShape {
-    pub(crate) steps: Vec<f64>,
-    pub(crate) connections: usize,
-    pub(crate) step_duration: Duration,
-    pub(crate) max_duration: Duration,
-    pub(crate) stop: chokepoint_load::StopRules,
-}
-
-/// How the target is sampled.
-#[derive(Debug)]
-pub(crate) struct SamplingConfig {
-    pub(crate) pid: Option<u32>,
-    pub(crate) no_pid: bool,
-    pub(crate) metrics: Option<hyper::Uri>,
 }
 
 impl LoadArgs {
@@ -1132,7 +1087,7 @@ impl LoadArgs {
             baseline: None,
             recorded: Recorded::default(),
             notes: Vec::new(),
-            profile: self.profile.then_some(LoadProfileConfig {
+            profile: self.profile.then_some(ProfileSettings {
                 out: self.profile_out,
                 py_spy: self.py_spy,
                 sources: self.report.source.clone(),

@@ -1,18 +1,15 @@
-//! `chokepoint diagnose`: one run over every source. With a URL, the live ramp of load.rs with
-//! its receiver, database watch and profile, and evidence recorded before joined to it; without
-//! one, the recorded evidence (trace files, a profile, a database) read into the same one
+//! `chokepoint diagnose`: one run over every source. With a URL, the live ramp with its
+//! receiver, database watch and profile, and evidence recorded before joined to it; without one,
+//! the recorded evidence (trace files, Jaeger, a profile, a database) read into the same one
 //! verdict, kept as a run like any other.
 
-use std::path::PathBuf;
-
-use chokepoint_evidence::{Evidence, Note, Severity};
-use chokepoint_report::Input;
+use chokepoint_collect::profile::ProfileFiles;
+use chokepoint_collect::traces::{Jaeger, MAX_RECORD_BYTES, TraceFiles};
+use chokepoint_collect::{Source, Stop};
+use chokepoint_evidence::{Note, Severity};
 
 use crate::args::{DiagnoseConfig, Recorded, RecordedRun};
 use crate::output;
-
-/// The largest single trace record read whole, as `chokepoint traces` reads by default.
-const MAX_RECORD_BYTES: usize = 64 << 20;
 
 pub(crate) fn run(config: DiagnoseConfig) -> anyhow::Result<u8> {
     let RecordedRun {
@@ -24,19 +21,26 @@ pub(crate) fn run(config: DiagnoseConfig) -> anyhow::Result<u8> {
         DiagnoseConfig::Live(config) => return crate::load::run(*config),
         DiagnoseConfig::Recorded(run) => *run,
     };
-    let mut evidence = Evidence::default();
-    let (mut inputs, mut notes) = (Vec::new(), Vec::new());
-    let kept = join(&recorded, &mut evidence, &mut inputs, &mut notes, report.progress)?;
-    if let Some(pg) = &pg {
-        crate::db::add_database(&mut evidence, pg, &mut inputs, &mut notes);
+    let stop = crate::signals::watch()?;
+    let mut sources = recorded_sources(recorded, &stop);
+    if let Some(pg) = pg {
+        sources.push(crate::traces::beside(pg, stop));
     }
-    notes.push(Note::new(
+    let mut part = output::collect(sources, report.progress)?;
+    part.notes.push(Note::new(
         Severity::Info,
         "diagnose",
         "no load ramp (no URL given): the findings are what the recorded evidence shows; capacity is neither measured \
          nor predicted",
     ));
-    let (report_out, saved) = crate::runs::report("diagnose", evidence, inputs, notes, &report, &kept);
+    let (report_out, saved) = crate::runs::report(
+        "diagnose",
+        part.evidence,
+        part.inputs,
+        part.notes,
+        &report,
+        &part.recordings,
+    );
     let code = output::finish(&report_out, &report);
     if let (Some(baseline), Some(run)) = (&baseline, saved) {
         crate::runs::compare_with_baseline(baseline, &run, report.format)?;
@@ -44,48 +48,31 @@ pub(crate) fn run(config: DiagnoseConfig) -> anyhow::Result<u8> {
     Ok(code)
 }
 
-/// Reads the evidence recorded before into `evidence` (its traces and profile), with what
-/// reading it had to say; returns the files to keep in the run folder.
-pub(crate) fn join(
-    recorded: &Recorded,
-    evidence: &mut Evidence,
-    inputs: &mut Vec<Input>,
-    notes: &mut Vec<Note>,
-    progress: bool,
-) -> anyhow::Result<Vec<PathBuf>> {
-    let mut kept = Vec::new();
+/// The sources of the evidence recorded before: trace files, Jaeger, profiles — each kept in
+/// the run folder when it is a file.
+pub(crate) fn recorded_sources(recorded: Recorded, stop: &Stop) -> Vec<Box<dyn Source>> {
+    let mut sources: Vec<Box<dyn Source>> = Vec::new();
     if !recorded.trace_files.is_empty() {
-        let (traces, read, said) =
-            crate::traces::read_files(&recorded.trace_files, MAX_RECORD_BYTES, progress, None)?;
-        evidence.traces = Some(traces);
-        inputs.extend(read);
-        notes.extend(said);
-        kept.extend(files_in(&recorded.trace_files));
+        sources.push(Box::new(TraceFiles {
+            paths: recorded.trace_files,
+            max_record_bytes: MAX_RECORD_BYTES,
+            stop: Some(stop.clone()),
+            keep: true,
+        }));
     }
-    if let Some(query) = &recorded.jaeger {
-        let (traces, input, said) = crate::traces::read_jaeger(query, MAX_RECORD_BYTES, progress)?;
-        match &mut evidence.traces {
-            Some(ours) => ours.merge(traces),
-            None => evidence.traces = Some(traces),
-        }
-        inputs.push(input);
-        notes.extend(said);
+    if let Some(query) = recorded.jaeger {
+        sources.push(Box::new(Jaeger {
+            query,
+            max_record_bytes: MAX_RECORD_BYTES,
+        }));
     }
     if !recorded.profile_files.is_empty() {
-        let (profile, read, said) = crate::profile::read_profiles(
-            &recorded.profile_files,
-            recorded.profile_rate_hz,
-            &recorded.sources,
-        );
-        evidence.profile = profile;
-        inputs.extend(read);
-        notes.extend(said);
-        kept.extend(files_in(&recorded.profile_files));
+        sources.push(Box::new(ProfileFiles {
+            paths: recorded.profile_files,
+            rate_hz: recorded.profile_rate_hz,
+            sources: recorded.sources,
+            keep: true,
+        }));
     }
-    Ok(kept)
-}
-
-/// The files among `paths` (folders are read, not copied into the run).
-fn files_in(paths: &[PathBuf]) -> impl Iterator<Item = PathBuf> + '_ {
-    paths.iter().filter(|p| p.is_file()).cloned()
+    sources
 }

@@ -73,3 +73,69 @@ pub(crate) fn explain(id: &str) -> anyhow::Result<u8> {
     println!("\nReads: {}.", reads.join("; "));
     Ok(EXIT_OK)
 }
+
+/// How collecting goes, on standard error: lines said once, and a spinner with what is being
+/// done on a terminal (`progress`).
+pub(crate) struct Terminal {
+    progress: bool,
+    bar: std::sync::Mutex<Option<indicatif::ProgressBar>>,
+}
+
+impl Terminal {
+    pub(crate) fn new(progress: bool) -> Terminal {
+        Terminal {
+            progress,
+            bar: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn with_bar(&self, f: impl FnOnce(&mut Option<indicatif::ProgressBar>)) {
+        if let Ok(mut bar) = self.bar.lock() {
+            f(&mut bar);
+        }
+    }
+}
+
+impl chokepoint_collect::Observer for Terminal {
+    fn say(&self, line: &str) {
+        self.with_bar(|bar| match bar {
+            Some(bar) => bar.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        });
+    }
+
+    fn progress(&self, what: &str, done: u64, of: Option<u64>, unit: &str) {
+        if !self.progress {
+            return;
+        }
+        let message = match of {
+            Some(of) => format!("{what}: {done}/{of} {unit}"),
+            None if done > 0 => format!("{what}: {} {unit}", indicatif::HumanCount(done)),
+            None => what.to_owned(),
+        };
+        self.with_bar(|bar| {
+            bar.get_or_insert_with(|| {
+                let bar = indicatif::ProgressBar::new_spinner();
+                bar.enable_steady_tick(std::time::Duration::from_millis(120));
+                bar
+            })
+            .set_message(message);
+        });
+    }
+
+    fn done(&self) {
+        self.with_bar(|bar| {
+            if let Some(bar) = bar.take() {
+                bar.finish_and_clear();
+            }
+        });
+    }
+}
+
+/// Collects the sources' evidence, showing how it goes.
+pub(crate) fn collect(
+    sources: Vec<Box<dyn chokepoint_collect::Source>>,
+    progress: bool,
+) -> anyhow::Result<chokepoint_collect::Partial> {
+    chokepoint_collect::collect(sources, &Terminal::new(progress))
+}

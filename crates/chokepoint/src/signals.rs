@@ -1,59 +1,46 @@
 //! Stopping on request: Ctrl-C (SIGINT) or SIGTERM (a supervisor, `timeout`, a container
-//! stopping) both end a long command the same way — what was gathered is reported, with the
-//! usual exit code.
+//! stopping) both end a long command the same way — the sources stop where they are and what
+//! was gathered is reported, with the usual exit code. A second signal ends the process at once
+//! (exit code 130), for a read blocked on a pipe that never ends.
 
-use tokio::signal::unix::{Signal, SignalKind, signal};
+use chokepoint_collect::Stop;
+use tokio::signal::unix::{SignalKind, signal};
 
-/// Both signals, registered once: a signal that arrives between two waits is kept for the next.
-pub(crate) struct Stop {
-    interrupt: Signal,
-    terminate: Signal,
-}
-
-impl Stop {
-    /// Registers for SIGINT and SIGTERM (inside a tokio runtime).
-    pub(crate) fn register() -> std::io::Result<Stop> {
-        Ok(Stop {
-            interrupt: signal(SignalKind::interrupt())?,
-            terminate: signal(SignalKind::terminate())?,
-        })
-    }
-
-    /// Resolves when either signal arrives.
-    pub(crate) async fn requested(&mut self) {
-        tokio::select! {
-            _ = self.interrupt.recv() => {}
-            _ = self.terminate.recv() => {}
-        }
-    }
-}
-
-/// For commands that read without a runtime of their own (`traces`): a flag that the first
-/// SIGINT or SIGTERM sets — the command stops reading and reports what it read — while a second
-/// one ends the process at once (exit code 130), for a read blocked on a pipe that never ends.
-/// Registered before it returns, so a signal after it is never lost.
-pub(crate) fn stop_flag() -> std::io::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
+/// A [`Stop`] that the first SIGINT or SIGTERM requests. Registered before it returns, so a
+/// signal after it is never lost.
+pub(crate) fn watch() -> anyhow::Result<Stop> {
+    use anyhow::Context as _;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
-        .build()?;
-    let mut stop = {
+        .build()
+        .context("cannot watch for Ctrl-C")?;
+    let (mut interrupt, mut terminate) = {
         let _entered = runtime.enter();
-        Stop::register()?
+        (
+            signal(SignalKind::interrupt()).context("cannot watch for Ctrl-C")?,
+            signal(SignalKind::terminate()).context("cannot watch for SIGTERM")?,
+        )
     };
-    let flag = Arc::new(AtomicBool::new(false));
-    let set = Arc::clone(&flag);
+    let stop = Stop::default();
+    let request = stop.clone();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             runtime.block_on(async {
-                stop.requested().await;
-                set.store(true, Ordering::Release);
-                stop.requested().await;
+                for _ in 0..2 {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
+                    if request.requested() {
+                        return;
+                    }
+                    request.request();
+                }
             });
             std::process::exit(130);
-        })?;
-    Ok(flag)
+        })
+        .context("cannot watch for Ctrl-C")?;
+    Ok(stop)
 }

@@ -1,351 +1,55 @@
-//! `chokepoint traces`: read trace files, assemble traces, analyse, report.
+//! `chokepoint traces`: read trace files (and Jaeger), analyse, report.
 
-use std::io::Read;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
-use std::time::Duration;
+use chokepoint_collect::database::Database;
+use chokepoint_collect::traces::{Jaeger, TraceFiles};
+use chokepoint_collect::{Source, Stop};
 
-use chokepoint_detect::TraceAnalysis;
-use chokepoint_evidence::{Evidence, Note, Severity, Trace, TraceAggregates};
-use chokepoint_report::Input;
-use chokepoint_traces::{
-    Assembler, AssemblyStats, Limits, ReadOptions, ReadReport, SpanSink, expand_paths, read_path, read_source,
-};
-use indicatif::{ProgressBar, ProgressStyle};
-
-use crate::args::TracesConfig;
+use crate::args::{PgConfig, TracesConfig};
 use crate::output;
 
-/// Spans between progress updates.
-const PROGRESS_EVERY: u64 = 1 << 16;
-/// Traces handed from the reading thread to the analysis at a time — fewer when they hold
-/// more than `SPANS_PER_CHUNK` spans (a wide trace's parts).
-const TRACES_PER_CHUNK: usize = 256;
-const SPANS_PER_CHUNK: usize = 20_000;
-/// Chunks waiting for the analysis before the reader waits (bounds memory).
-const CHUNKS_IN_FLIGHT: usize = 16;
-/// Spans handed on and not yet analysed before the reader waits: with a wide trace's parts of
-/// up to 200,000 spans each, a count of chunks alone would not bound memory.
-const SPANS_IN_FLIGHT: usize = 100_000;
-
 pub(crate) fn run(config: TracesConfig) -> anyhow::Result<u8> {
-    let stop = crate::signals::stop_flag()?;
-    let (mut traces, mut inputs, mut notes) = if config.paths.is_empty() {
-        Default::default()
-    } else {
-        read_files(
-            &config.paths,
-            config.max_record_bytes,
-            config.report.progress,
-            Some(&stop),
-        )?
-    };
-    if let Some(query) = &config.jaeger {
-        let (from_jaeger, input, said) = read_jaeger(query, config.max_record_bytes, config.report.progress)?;
-        traces.merge(from_jaeger);
-        inputs.push(input);
-        notes.extend(said);
+    let stop = crate::signals::watch()?;
+    let mut sources: Vec<Box<dyn Source>> = Vec::new();
+    if !config.paths.is_empty() {
+        sources.push(Box::new(TraceFiles {
+            paths: config.paths,
+            max_record_bytes: config.max_record_bytes,
+            stop: Some(stop.clone()),
+            keep: false,
+        }));
     }
-    let mut evidence = Evidence {
-        traces: Some(traces),
-        ..Evidence::default()
-    };
-    if let Some(pg) = &config.pg {
-        crate::db::add_database(&mut evidence, pg, &mut inputs, &mut notes);
+    if let Some(query) = config.jaeger {
+        sources.push(Box::new(Jaeger {
+            query,
+            max_record_bytes: config.max_record_bytes,
+        }));
     }
-    let (report, _) = crate::runs::report("traces", evidence, inputs, notes, &config.report, &[]);
+    if let Some(pg) = config.pg {
+        sources.push(beside(pg, stop));
+    }
+    let mut part = output::collect(sources, config.report.progress)?;
+    part.evidence.traces.get_or_insert_with(Default::default);
+    let (report, _) = crate::runs::report(
+        "traces",
+        part.evidence,
+        part.inputs,
+        part.notes,
+        &config.report,
+        &[],
+    );
     Ok(output::finish(&report, &config.report))
 }
 
-/// Reads trace files and folders, assembles their traces and analyses them: the aggregates,
-/// the inputs read and what reading them had to say. Once `stop` is set, reading ends where it
-/// is and what was read is analysed, with a warning saying where it stopped.
-pub(crate) fn read_files(
-    paths: &[std::path::PathBuf],
-    max_record_bytes: usize,
-    show_progress: bool,
-    stop: Option<&AtomicBool>,
-) -> anyhow::Result<(TraceAggregates, Vec<Input>, Vec<Note>)> {
-    let files = expand_paths(paths).map_err(|p| anyhow::anyhow!("{p}"))?;
-    let options = ReadOptions { max_record_bytes };
-    let progress = progress_bar(show_progress);
-    let mut analysis = TraceAnalysis::default();
-    // Two stages on two threads: decoding and assembly, then the detectors.
-    let (traces_tx, traces_rx) = mpsc::sync_channel::<(Vec<Trace>, usize)>(CHUNKS_IN_FLIGHT);
-    let in_flight = AtomicUsize::new(0);
-    let (reads, stats) = std::thread::scope(|scope| {
-        let (files, options, progress, in_flight) = (&files, &options, &progress, &in_flight);
-        let reader = scope.spawn(move || {
-            let mut assembler = Assembler::new(Limits::default());
-            let mut chunk = Vec::with_capacity(TRACES_PER_CHUNK);
-            let mut chunk_spans = 0;
-            let mut send = |trace: Trace, chunk: &mut Vec<Trace>| {
-                chunk_spans += trace.spans.len();
-                chunk.push(trace);
-                if chunk.len() >= TRACES_PER_CHUNK || chunk_spans >= SPANS_PER_CHUNK {
-                    while in_flight.load(Ordering::Acquire) >= SPANS_IN_FLIGHT {
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                    in_flight.fetch_add(chunk_spans, Ordering::AcqRel);
-                    // The receiver only goes away if the analysis panicked; nothing to do then.
-                    let _ = traces_tx.send((std::mem::take(chunk), std::mem::take(&mut chunk_spans)));
-                }
-            };
-            let mut reads = Vec::new();
-            let mut spans_seen = 0u64;
-            for (index, path) in files.iter().enumerate() {
-                progress.set_message(format!("reading {}", path.display()));
-                let mut read = read_stoppable(path, options, stop, &mut |trace_id, span| {
-                    spans_seen += 1;
-                    if spans_seen.is_multiple_of(PROGRESS_EVERY) {
-                        progress.set_position(spans_seen);
-                    }
-                    assembler.push(trace_id, span, &mut |trace| send(trace, &mut chunk));
-                });
-                let stopped = stop.is_some_and(|s| s.load(Ordering::Acquire));
-                if stopped {
-                    said_where_it_stopped(&mut read, files.len() - index - 1);
-                }
-                reads.push(read);
-                if stopped {
-                    break;
-                }
-            }
-            let stats = assembler.finish(&mut |trace| send(trace, &mut chunk));
-            let _ = traces_tx.send((chunk, 0));
-            (reads, stats)
-        });
-        for (chunk, spans) in &traces_rx {
-            for trace in &chunk {
-                analysis.add_trace(trace);
-            }
-            drop(chunk);
-            in_flight.fetch_sub(spans, Ordering::AcqRel);
-        }
-        reader.join()
+/// The database beside evidence read from files (`traces --pg`, `diagnose` without a ramp),
+/// read-only: with traces, its statistics and the plans of the statements they show; without,
+/// a snapshot with its index checks. One that cannot be read is a note: the findings stand
+/// without it.
+pub(crate) fn beside(pg: PgConfig, stop: Stop) -> Box<dyn Source> {
+    Box::new(Database {
+        url: pg.url,
+        show_literals: pg.show_literals,
+        watch: None,
+        stop,
+        beside: true,
     })
-    .map_err(|_| anyhow::anyhow!("the reading thread failed"))?;
-    progress.finish_and_clear();
-    let (inputs, notes) = read_notes(&reads, &stats);
-    Ok((analysis.finish(), inputs, notes))
-}
-
-/// Reads `query`'s traces from Jaeger, assembles and analyses them: the aggregates, the input
-/// (the URL and the service, never a header) and what reading had to say.
-pub(crate) fn read_jaeger(
-    query: &chokepoint_traces::jaeger_query::JaegerQuery,
-    max_record_bytes: usize,
-    show_progress: bool,
-) -> anyhow::Result<(TraceAggregates, Input, Vec<Note>)> {
-    let options = ReadOptions { max_record_bytes };
-    let mut analysis = TraceAnalysis::default();
-    let mut assembler = Assembler::new(Limits::default());
-    let report = chokepoint_traces::jaeger_query::read(
-        query,
-        &options,
-        &mut |trace_id, span| assembler.push(trace_id, span, &mut |trace| analysis.add_trace(&trace)),
-        &mut |done, known, traces| {
-            if show_progress {
-                eprintln!("chokepoint: Jaeger: {done}/{known} slices of the window read, {traces} traces");
-            }
-        },
-    )?;
-    let stats = assembler.finish(&mut |trace| analysis.add_trace(&trace));
-    let (_, mut notes) = read_notes(&report.reads, &stats);
-    let window = format!(
-        "{} to {}",
-        humantime::format_rfc3339_seconds(query.since),
-        humantime::format_rfc3339_seconds(query.until)
-    );
-    if report.traces == 0 {
-        notes.push(Note::new(
-            Severity::Error,
-            query.url.clone(),
-            format!(
-                "Jaeger holds no trace of {:?}{} from {window}: widen --since, or check the service sends spans",
-                query.service,
-                query.operation.as_deref().map(|o| format!(" with operation {o:?}")).unwrap_or_default()
-            ),
-        ));
-    }
-    if report.limited {
-        notes.push(Note::new(
-            Severity::Info,
-            query.url.clone(),
-            format!(
-                "--limit {}: the first traces of the window were read, the rest left",
-                report.traces
-            ),
-        ));
-    }
-    if !report.cut.is_empty() {
-        notes.push(Note::new(
-            Severity::Warning,
-            query.url.clone(),
-            format!(
-                "{} slice(s) of a millisecond still held as many traces as Jaeger searches ({}): traces may be missing there (first at {})",
-                report.cut.len(),
-                query.search_depth,
-                humantime::format_rfc3339_seconds(report.cut[0])
-            ),
-        ));
-    }
-    if report.duplicates > 0 {
-        notes.push(Note::new(
-            Severity::Info,
-            query.url.clone(),
-            format!(
-                "{} trace(s) that two slices returned were read once",
-                report.duplicates
-            ),
-        ));
-    }
-    let input = Input {
-        source: format!("{} (service {}, {window})", query.url, query.service),
-        format: Some("Jaeger api/v3 (OTLP/JSON)".into()),
-        spans: report.spans,
-    };
-    Ok((analysis.finish(), input, notes))
-}
-
-/// What a read that a signal interrupted says in its problem.
-const STOPPED: &str = "stopped by a signal";
-
-/// A reader that fails with [`STOPPED`] once `stop` is set.
-struct Stoppable<'a, R> {
-    inner: R,
-    stop: &'a AtomicBool,
-}
-
-impl<R: Read> Read for Stoppable<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.stop.load(Ordering::Acquire) {
-            return Err(std::io::Error::other(STOPPED));
-        }
-        self.inner.read(buf)
-    }
-}
-
-/// [`read_path`], ended early when `stop` is set.
-fn read_stoppable(
-    path: &Path,
-    options: &ReadOptions,
-    stop: Option<&AtomicBool>,
-    sink: &mut SpanSink<'_>,
-) -> ReadReport {
-    let Some(stop) = stop else {
-        return read_path(path, options, sink);
-    };
-    let name = path.display().to_string();
-    if name == "-" {
-        let inner = std::io::stdin().lock();
-        return read_source(&name, Stoppable { inner, stop }, options, sink);
-    }
-    match std::fs::File::open(path) {
-        Ok(inner) => read_source(&name, Stoppable { inner, stop }, options, sink),
-        Err(_) => read_path(path, options, sink),
-    }
-}
-
-/// A read a signal ended: not a broken input but a warning that says where reading stopped and
-/// what was left unread.
-fn said_where_it_stopped(read: &mut ReadReport, files_left: usize) {
-    let position = read
-        .problems
-        .iter()
-        .find(|p| p.message.contains(STOPPED))
-        .and_then(|p| p.position.clone());
-    read.problems.retain(|p| !p.message.contains(STOPPED));
-    let left = match files_left {
-        0 => String::new(),
-        n => format!(", nor the {n} file(s) after it"),
-    };
-    let mut warning = chokepoint_traces::Problem {
-        source: read.source.clone(),
-        position,
-        message: format!(
-            "{STOPPED} after {} spans: the rest of it was not read{left}; what was read is analysed",
-            read.spans
-        ),
-    };
-    if warning.position.is_none() {
-        warning.message = format!("{STOPPED} at the end of it{left}; what was read is analysed");
-    }
-    read.warnings.push(warning);
-}
-
-fn progress_bar(enabled: bool) -> ProgressBar {
-    if !enabled {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg}: {human_pos} spans ({per_sec})")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    bar.enable_steady_tick(Duration::from_millis(120));
-    bar
-}
-
-/// The inputs read, and what reading them has to say: problems with their positions, sources
-/// that held no spans, traces cut to bound memory.
-pub(crate) fn read_notes(reads: &[ReadReport], stats: &AssemblyStats) -> (Vec<Input>, Vec<Note>) {
-    let mut inputs = Vec::new();
-    let mut notes = Vec::new();
-    for read in reads {
-        inputs.push(Input {
-            source: read.source.clone(),
-            format: read.format.map(|f| f.to_string()),
-            spans: read.spans,
-        });
-        notes.extend(read.problems.iter().map(|p| p.to_note()));
-        notes.extend(read.warnings.iter().map(|p| p.to_note_of(Severity::Warning)));
-        if read.spans == 0 && read.problems.is_empty() {
-            let format = read
-                .format
-                .map_or("no recognisable format".to_owned(), |f| format!("read as {f}"));
-            let hint = read
-                .empty_hint
-                .as_deref()
-                .map_or(String::new(), |h| format!(": {h}"));
-            notes.push(Note::new(
-                Severity::Error,
-                read.source.clone(),
-                format!("held no spans ({format}){hint}"),
-            ));
-        }
-    }
-    notes.extend(assembly_notes(stats));
-    (inputs, notes)
-}
-
-/// Notes about trace completeness.
-pub(crate) fn assembly_notes(stats: &AssemblyStats) -> Vec<Note> {
-    let mut notes = Vec::new();
-    if stats.continued_parts > 0 {
-        notes.push(Note::new(
-            Severity::Warning,
-            "traces",
-            format!(
-                "a trace with more spans than are held at once ({}) was analysed in parts, to bound memory: {} later \
-                 part(s), {} spans, each analysed without the parents that went with an earlier part; its findings \
-                 may be split across the parts.",
-                chokepoint_traces::Limits::default().max_pending_spans,
-                stats.continued_parts,
-                stats.continued_spans
-            ),
-        ));
-    }
-    if stats.evicted_incomplete > 0 {
-        notes.push(Note::new(
-            Severity::Warning,
-            "traces",
-            format!(
-                "{} trace(s) were analysed before their root span arrived, to bound memory; their findings may be partial.",
-                stats.evicted_incomplete
-            ),
-        ));
-    }
-    notes
 }
