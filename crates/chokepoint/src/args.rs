@@ -660,6 +660,37 @@ pub(crate) struct Recorded {
     pub(crate) sources: Vec<PathBuf>,
 }
 
+impl Recorded {
+    /// The sources of the evidence recorded before: trace files, Jaeger, profiles — each kept in
+    /// the run folder when it is a file.
+    pub(crate) fn sources(self, stop: &chokepoint_collect::Stop) -> Vec<Box<dyn chokepoint_collect::Source>> {
+        let mut sources: Vec<Box<dyn chokepoint_collect::Source>> = Vec::new();
+        if !self.trace_files.is_empty() {
+            sources.push(Box::new(chokepoint_collect::traces::TraceFiles {
+                paths: self.trace_files,
+                max_record_bytes: chokepoint_collect::traces::MAX_RECORD_BYTES,
+                stop: Some(stop.clone()),
+                keep: true,
+            }));
+        }
+        if let Some(query) = self.jaeger {
+            sources.push(Box::new(chokepoint_collect::traces::Jaeger {
+                query,
+                max_record_bytes: chokepoint_collect::traces::MAX_RECORD_BYTES,
+            }));
+        }
+        if !self.profile_files.is_empty() {
+            sources.push(Box::new(chokepoint_collect::profile::ProfileFiles {
+                paths: self.profile_files,
+                rate_hz: self.profile_rate_hz,
+                sources: self.sources,
+                keep: true,
+            }));
+        }
+        sources
+    }
+}
+
 /// What `diagnose` runs: a ramp (with whatever was recorded before joined to it), or the
 /// recorded evidence alone.
 pub(crate) enum DiagnoseConfig {

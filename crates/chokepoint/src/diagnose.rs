@@ -3,12 +3,9 @@
 //! the recorded evidence (trace files, Jaeger, a profile, a database) read into the same one
 //! verdict, kept as a run like any other.
 
-use chokepoint_collect::profile::ProfileFiles;
-use chokepoint_collect::traces::{Jaeger, MAX_RECORD_BYTES, TraceFiles};
-use chokepoint_collect::{Source, Stop};
 use chokepoint_evidence::{Note, Severity};
 
-use crate::args::{DiagnoseConfig, Recorded, RecordedRun};
+use crate::args::{DiagnoseConfig, RecordedRun};
 use crate::output;
 
 pub(crate) fn run(config: DiagnoseConfig) -> anyhow::Result<u8> {
@@ -22,7 +19,7 @@ pub(crate) fn run(config: DiagnoseConfig) -> anyhow::Result<u8> {
         DiagnoseConfig::Recorded(run) => *run,
     };
     let stop = crate::signals::watch()?;
-    let mut sources = recorded_sources(recorded, &stop);
+    let mut sources = recorded.sources(&stop);
     if let Some(pg) = pg {
         sources.push(crate::traces::beside(pg, stop));
     }
@@ -46,33 +43,4 @@ pub(crate) fn run(config: DiagnoseConfig) -> anyhow::Result<u8> {
         crate::runs::compare_with_baseline(baseline, &run, report.format)?;
     }
     Ok(code)
-}
-
-/// The sources of the evidence recorded before: trace files, Jaeger, profiles — each kept in
-/// the run folder when it is a file.
-pub(crate) fn recorded_sources(recorded: Recorded, stop: &Stop) -> Vec<Box<dyn Source>> {
-    let mut sources: Vec<Box<dyn Source>> = Vec::new();
-    if !recorded.trace_files.is_empty() {
-        sources.push(Box::new(TraceFiles {
-            paths: recorded.trace_files,
-            max_record_bytes: MAX_RECORD_BYTES,
-            stop: Some(stop.clone()),
-            keep: true,
-        }));
-    }
-    if let Some(query) = recorded.jaeger {
-        sources.push(Box::new(Jaeger {
-            query,
-            max_record_bytes: MAX_RECORD_BYTES,
-        }));
-    }
-    if !recorded.profile_files.is_empty() {
-        sources.push(Box::new(ProfileFiles {
-            paths: recorded.profile_files,
-            rate_hz: recorded.profile_rate_hz,
-            sources: recorded.sources,
-            keep: true,
-        }));
-    }
-    sources
 }

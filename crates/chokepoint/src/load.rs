@@ -26,7 +26,7 @@ pub(crate) fn run(config: LoadConfig) -> anyhow::Result<u8> {
         stop: stop.clone(),
     };
     let mut sources: Vec<Box<dyn Source>> = vec![Box::new(ramp)];
-    sources.extend(crate::diagnose::recorded_sources(config.recorded, &stop));
+    sources.extend(config.recorded.sources(&stop));
     let mut part = output::collect(sources, config.report.progress)?;
     if let (Some(path), Some(run)) = (&config.chart, &part.evidence.load)
         && let Err(e) = std::fs::write(path, chokepoint_report::render_chart_svg(run))
