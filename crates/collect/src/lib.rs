@@ -135,6 +135,14 @@ impl Stop {
     }
 }
 
+/// The files among `paths` a saved run keeps, when it keeps them (folders are read, not copied).
+fn files_kept(paths: &[PathBuf], keep: bool) -> Vec<PathBuf> {
+    match keep {
+        true => paths.iter().filter(|p| p.is_file()).cloned().collect(),
+        false => Vec::new(),
+    }
+}
+
 /// Now, in seconds since the Unix epoch.
 pub fn unix_now() -> f64 {
     std::time::SystemTime::now()

@@ -25,11 +25,7 @@ pub struct ProfileFiles {
 impl Source for ProfileFiles {
     fn collect(self: Box<Self>, _before: &Evidence, _observer: &dyn Observer) -> anyhow::Result<Partial> {
         let (profile, inputs, notes) = read_profiles(&self.paths, self.rate_hz, &self.sources);
-        let recordings = if self.keep {
-            self.paths.iter().filter(|p| p.is_file()).cloned().collect()
-        } else {
-            Vec::new()
-        };
+        let recordings = crate::files_kept(&self.paths, self.keep);
         Ok(Partial {
             evidence: Evidence {
                 profile,

@@ -111,11 +111,7 @@ impl Source for TraceFiles {
         .map_err(|_| anyhow::anyhow!("the reading thread failed"))?;
         observer.done();
         let (inputs, notes) = read_notes(&reads, &stats);
-        let recordings = if self.keep {
-            self.paths.iter().filter(|p| p.is_file()).cloned().collect()
-        } else {
-            Vec::new()
-        };
+        let recordings = crate::files_kept(&self.paths, self.keep);
         Ok(Partial {
             evidence: Evidence {
                 traces: Some(analysis.finish()),
