@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use chokepoint_evidence::{Evidence, Note, Severity, SourceScan};
+use chokepoint_evidence::{Evidence, Note, Severity};
 use chokepoint_report::{Input, Report, render_json, render_markdown};
 use chokepoint_run::{RunMeta, SavedRun, Shard};
 
@@ -238,58 +238,15 @@ fn add_source(
     inputs: &mut Vec<Input>,
     notes: &mut Vec<Note>,
 ) {
-    if !config.sources.is_empty() {
-        evidence.source = Some(scan_sources(&config.sources, &Default::default(), inputs, notes));
+    if config.sources.is_empty() {
+        return;
     }
-}
-
-/// Scans the service's source: its Python files read, the notes on what could not be, an input
-/// per path. Nothing read at all is an error; a path missing beside others that were read is
-/// said and the rest scanned.
-pub(crate) fn scan_sources(
-    paths: &[PathBuf],
-    options: &chokepoint_scan::Options,
-    inputs: &mut Vec<Input>,
-    notes: &mut Vec<Note>,
-) -> SourceScan {
-    let scanned = chokepoint_scan::scan(paths, options);
-    for path in paths {
-        inputs.push(Input {
-            source: path.display().to_string(),
-            format: Some("Python source".to_owned()),
-            spans: 0,
-        });
-    }
-    let read = scanned.scan.files > 0;
-    notes.extend(scanned.notes.into_iter().map(|mut note| {
-        if read && note.severity == Severity::Error {
-            note.severity = Severity::Warning;
-        }
-        note
-    }));
-    if !read {
-        notes.push(Note::new(
-            Severity::Error,
-            "source",
-            format!(
-                "no Python file could be read under {}: give the folder of the service's code",
-                paths
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ));
-    }
-    if scanned.suppressed > 0 {
-        notes.push(Note::new(
-            Severity::Info,
-            "source",
-            format!(
-                "{} shape(s) silenced by `# chokepoint: ignore` comments",
-                scanned.suppressed
-            ),
-        ));
-    }
-    scanned.scan
+    let tree = chokepoint_collect::source::SourceTree {
+        paths: config.sources.clone(),
+        options: Default::default(),
+    };
+    let part = chokepoint_collect::source::scan(&tree);
+    evidence.source = part.evidence.source;
+    inputs.extend(part.inputs);
+    notes.extend(part.notes);
 }

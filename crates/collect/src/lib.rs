@@ -1,5 +1,6 @@
 //! Collecting evidence. Every source of evidence — trace files, a trace store (Jaeger), the OTLP
-//! receiver, the load ramp with what watches it, a PostgreSQL database, profiles — is a
+//! receiver, the load ramp with what watches it, a PostgreSQL database, profiles, the service's
+//! source — is a
 //! [`Source`]: it collects a [`Partial`], a part of one run's evidence with the inputs it read,
 //! what it had to say, and the files worth keeping. A command is a list of sources folded into
 //! one partial ([`collect`]) by [`Evidence::merge`]; the binary builds the list from its flags,
@@ -17,6 +18,7 @@ pub mod database;
 pub mod profile;
 pub mod ramp;
 pub mod receiver;
+pub mod source;
 pub mod traces;
 
 /// A part of a run's evidence, as one source collected it.
