@@ -59,7 +59,9 @@ Examples:
 Exit codes: 0 analysed (no finding matched --fail-on), 1 a finding matched --fail-on,
 2 bad input or usage (unreadable or empty input, bad arguments, a port in use).
 Ctrl-C or SIGTERM stops traces, load, diagnose, listen, db --watch and profile --pid: what was
-gathered is analysed and reported; a second Ctrl-C while traces reads ends it at once (130).";
+gathered is analysed and reported; a second one ends it at once (130).
+
+Shell completions: chokepoint completions bash|zsh|fish; the manual: chokepoint man | man -l -";
 
 /// Finds the bottleneck of a web backend from its traces, proves it with numbers, and says how
 /// to fix it.
@@ -143,6 +145,19 @@ pub(crate) enum Command {
     },
     /// Print the JSON Schema of `--format json` output.
     Schema,
+    /// Print the completion script of a shell: `chokepoint completions bash >
+    /// ~/.local/share/bash-completion/completions/chokepoint`, `zsh`, `fish`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `chokepoint man | man -l -`, or a command's:
+    /// `chokepoint man diagnose | man -l -`.
+    Man {
+        /// The command whose page to print (`chokepoint-diagnose(1)`); the main page without it.
+        command: Option<String>,
+    },
 }
 
 #[derive(Args, Debug)]

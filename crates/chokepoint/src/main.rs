@@ -62,6 +62,12 @@ fn main() -> ExitCode {
             print!("{}", chokepoint_report::schema());
             Ok(EXIT_OK)
         }
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "chokepoint", &mut std::io::stdout());
+            Ok(EXIT_OK)
+        }
+        Command::Man { command } => output::man(command.as_deref()),
     };
     match result {
         Ok(code) => ExitCode::from(code),

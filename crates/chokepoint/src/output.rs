@@ -74,6 +74,23 @@ pub(crate) fn explain(id: &str) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
+/// `chokepoint man [COMMAND]`: the manual page, from the same definitions as `--help`.
+pub(crate) fn man(command: Option<&str>) -> anyhow::Result<u8> {
+    let mut page = <crate::args::Cli as clap::CommandFactory>::command();
+    if let Some(name) = command {
+        let names: Vec<String> = page.get_subcommands().map(|c| c.get_name().to_owned()).collect();
+        page = match page.find_subcommand(name) {
+            Some(sub) => sub
+                .clone()
+                .display_name(format!("chokepoint-{name}"))
+                .bin_name(format!("chokepoint {name}")),
+            None => bail!("no command {name:?}: one of {}", names.join(", ")),
+        };
+    }
+    clap_mangen::Man::new(page).render(&mut std::io::stdout().lock())?;
+    Ok(EXIT_OK)
+}
+
 /// How collecting goes, on standard error: lines said once, and a spinner with what is being
 /// done on a terminal (`progress`).
 pub(crate) struct Terminal {

@@ -528,3 +528,55 @@ fn sarif_of_a_scan_follows_the_2_1_0_schema() {
         "n-plus-one"
     );
 }
+
+#[test]
+fn completions_parse_in_their_shell_and_the_manual_renders() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bash = chokepoint(&["completions", "bash"]);
+    common::assert_exit(&bash, 0);
+    let script = dir.path().join("chokepoint.bash");
+    std::fs::write(&script, &bash.stdout).expect("write");
+    let checked = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .expect("bash runs");
+    assert!(
+        checked.status.success(),
+        "bash -n: {}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    for shell in ["bash", "zsh", "fish"] {
+        let script = chokepoint(&["completions", shell]);
+        common::assert_exit(&script, 0);
+        let text = String::from_utf8_lossy(&script.stdout);
+        for command in ["diagnose", "compare", "baseline"] {
+            assert!(text.contains(command), "{shell} completes {command}");
+        }
+    }
+    // The manual and a command's page, rendered by man(1) as a reader would see them.
+    for (args, wanted) in [
+        (&["man"][..], "SUBCOMMANDS"),
+        (&["man", "diagnose"][..], "--baseline"),
+    ] {
+        let page = chokepoint(args);
+        common::assert_exit(&page, 0);
+        let file = dir.path().join("page.1");
+        std::fs::write(&file, &page.stdout).expect("write");
+        let shown = std::process::Command::new("man")
+            .arg("-l")
+            .arg(&file)
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "100")
+            .output()
+            .expect("man runs");
+        let text = String::from_utf8_lossy(&shown.stdout);
+        assert!(
+            shown.status.success() && text.contains(wanted),
+            "{args:?}: {text}"
+        );
+    }
+    let unknown = chokepoint(&["man", "nope"]);
+    common::assert_exit(&unknown, 2);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("one of traces"));
+}
