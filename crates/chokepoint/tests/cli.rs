@@ -580,3 +580,37 @@ fn completions_parse_in_their_shell_and_the_manual_renders() {
     common::assert_exit(&unknown, 2);
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("one of traces"));
 }
+
+#[test]
+fn every_finding_has_its_own_id_and_keeps_it_when_lines_above_it_move() {
+    // The testbed's blocking handler holds three blocking calls in one function: three findings
+    // of one detector, scope and function — three ids (SARIF's fingerprints, compare's keys).
+    let ids = |dir: &std::path::Path| -> Vec<(String, String)> {
+        let output = chokepoint(&["scan", dir.to_str().expect("UTF-8"), "--format", "json"]);
+        common::assert_exit(&output, 0);
+        let report = json(&output);
+        let mut ids: Vec<(String, String)> = report["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .map(|f| {
+                let location = f["location"].as_str().unwrap_or_default();
+                // The place without its line number, which the edit below moves.
+                let code = location.split_once(' ').map_or(location, |(_, code)| code);
+                (code.to_owned(), f["id"].as_str().unwrap_or_default().to_owned())
+            })
+            .collect();
+        ids.sort();
+        ids
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let app = std::fs::read_to_string(root().join("testbed/service/app.py")).expect("the testbed");
+    std::fs::write(dir.path().join("app.py"), &app).expect("write");
+    let before = ids(dir.path());
+    let unique: std::collections::HashSet<&String> = before.iter().map(|(_, id)| id).collect();
+    assert_eq!(unique.len(), before.len(), "one id per finding: {before:#?}");
+    assert!(before.len() >= 13, "{before:#?}");
+    // Two lines added at the top move every shape down: no id changes.
+    std::fs::write(dir.path().join("app.py"), format!("# moved\n# down\n{app}")).expect("write");
+    assert_eq!(ids(dir.path()), before);
+}

@@ -575,23 +575,68 @@ pub(crate) fn in_process_time(findings: &mut [Finding], traces: &TraceAggregates
 
 /// Each finding's stable id: a hash of its detector, its scope and what it is about — a
 /// statement by fingerprint, a call, a lock, a relation, a code place without its line (an edit
-/// moves lines) — never of the words; for a limit, of the detector and the scope alone.
+/// moves lines) — never of the words; for a limit, of the detector and the scope alone. Unique
+/// within a run: `compare` and SARIF's fingerprints key on it.
 pub(crate) fn assign_ids(findings: &mut [Finding]) {
-    for finding in findings.iter_mut() {
-        let scope = match &finding.scope {
-            Scope::Endpoint { service, endpoint } => format!("endpoint\0{service}\0{endpoint}"),
-            Scope::Database { database } => format!("database\0{database}"),
-            Scope::Target { url, .. } => format!("target\0{url}"),
-            Scope::Process { .. } => "process".to_owned(),
-            Scope::Source { file } => format!("source\0{file}"),
-        };
-        let about = match finding.impact {
-            Impact::Limit(_) => String::new(),
-            Impact::Consumer(_) | Impact::Potential(_) => subject_key(&finding.subject),
-        };
-        let key = format!("{}\0{scope}\0{about}", finding.detector);
-        finding.id = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(key.as_bytes()));
+    let keys: Vec<String> = findings.iter().map(id_key).collect();
+    let hash = |key: &str| format!("{:016x}", xxhash_rust::xxh3::xxh3_64(key.as_bytes()));
+    let mut ids: Vec<String> = keys.iter().map(|k| hash(k)).collect();
+    // What an id is made of can be shared — shapes on several lines of one function: each then
+    // takes its place too, without the line numbers that edits elsewhere move, and last, the
+    // order of its line among the equal.
+    let mut shared: std::collections::BTreeMap<&str, Vec<usize>> = std::collections::BTreeMap::new();
+    for (i, key) in keys.iter().enumerate() {
+        shared.entry(key.as_str()).or_default().push(i);
     }
+    for (key, mut members) in shared.into_iter().filter(|(_, m)| m.len() > 1) {
+        members.sort_by(|&a, &b| findings[a].location.cmp(&findings[b].location));
+        let mut taken: HashSet<String> = HashSet::new();
+        for i in members {
+            let place = without_line_numbers(&findings[i].location);
+            let mut id = hash(&format!("{key}\0{place}"));
+            let mut n = 1;
+            while !taken.insert(id.clone()) {
+                n += 1;
+                id = hash(&format!("{key}\0{place}\0{n}"));
+            }
+            ids[i] = id;
+        }
+    }
+    for (finding, id) in findings.iter_mut().zip(ids) {
+        finding.id = id;
+    }
+}
+
+/// What a finding's id is made of: its detector, its typed scope and, for a consumer, what it
+/// is about — never text.
+fn id_key(finding: &Finding) -> String {
+    let scope = match &finding.scope {
+        Scope::Endpoint { service, endpoint } => format!("endpoint\0{service}\0{endpoint}"),
+        Scope::Database { database } => format!("database\0{database}"),
+        Scope::Target { url, .. } => format!("target\0{url}"),
+        Scope::Process { .. } => "process".to_owned(),
+        Scope::Source { file } => format!("source\0{file}"),
+    };
+    let about = match finding.impact {
+        Impact::Limit(_) => String::new(),
+        Impact::Consumer(_) | Impact::Potential(_) => subject_key(&finding.subject),
+    };
+    format!("{}\0{scope}\0{about}", finding.detector)
+}
+
+/// `app.py:321 \`time.sleep(0.02)\`` as `app.py: \`time.sleep(0.02)\``: a place that stays when
+/// lines above it are added or removed.
+fn without_line_numbers(location: &str) -> String {
+    let mut out = String::with_capacity(location.len());
+    let mut after_colon = false;
+    for c in location.chars() {
+        if after_colon && c.is_ascii_digit() {
+            continue;
+        }
+        after_colon = c == ':';
+        out.push(c);
+    }
+    out
 }
 
 /// What a subject is, for an id: stable across runs and edits.
