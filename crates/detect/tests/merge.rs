@@ -135,7 +135,12 @@ fn route_trace(route: usize, id: u128) -> Trace {
         ]}}]}}"#,
         end = 30 + route % 17
     );
-    let mut trace = serde_json::from_str::<Fixture>(&fixture)
+    fixture_trace(&fixture, id)
+}
+
+/// The one trace of a fixture written in the compact form, under trace id `id`.
+fn fixture_trace(fixture: &str, id: u128) -> Trace {
+    let mut trace = serde_json::from_str::<Fixture>(fixture)
         .expect("json")
         .traces()
         .expect("traces")
@@ -189,13 +194,7 @@ fn past_the_subject_cap_a_merge_keeps_the_heaviest_and_counts_what_it_drops() {
             ]}}]}}"#,
             end = 40 + i % 13
         );
-        let mut trace = serde_json::from_str::<Fixture>(&fixture)
-            .expect("json")
-            .traces()
-            .expect("traces")
-            .remove(0);
-        trace.trace_id = TraceId(i as u128 + 1);
-        trace
+        fixture_trace(&fixture, i as u128 + 1)
     };
     let shard = |range: std::ops::Range<usize>| analysed(&range.map(trace).collect::<Vec<_>>());
     let (a, b) = (shard(0..200), shard(200..400));
@@ -237,13 +236,7 @@ fn past_the_statement_cap_a_merge_keeps_each_endpoints_heaviest_statements_in_ei
             ]}}]}}"#,
             end = 2 + i
         );
-        let mut trace = serde_json::from_str::<Fixture>(&fixture)
-            .expect("json")
-            .traces()
-            .expect("traces")
-            .remove(0);
-        trace.trace_id = TraceId(i as u128 + 1);
-        trace
+        fixture_trace(&fixture, i as u128 + 1)
     };
     let shard = |range: std::ops::Range<usize>| analysed(&range.map(trace).collect::<Vec<_>>());
     let (a, b) = (shard(0..20), shard(20..40));
