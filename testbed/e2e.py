@@ -62,7 +62,7 @@ PENDING = []
 
 def measured(report):
     """A report without the shapes `--source` read in the source and nothing measured: they are
-    potential, always last (the verdict's indices stay true), and each scenario here asserts what
+    potential, always last (the verdict names findings by id), and each scenario here asserts what
     was measured."""
     report["findings"] = [f for f in report["findings"] if f.get("impact", {}).get("kind") != "potential"]
     return report
@@ -76,10 +76,14 @@ def load_env():
     return env
 
 
+def finding(report, id):
+    """The finding of a JSON report with this id (the verdict names findings by id), or None."""
+    return next((f for f in report["findings"] if f["id"] == id), None) if id is not None else None
+
+
 def bottleneck(report):
     """The bottleneck finding of a JSON report, or None."""
-    index = report["verdict"]["bottleneck"]
-    return None if index is None else report["findings"][index]
+    return finding(report, report["verdict"]["bottleneck"])
 
 
 def get(url, timeout=60):
@@ -640,6 +644,7 @@ def check_diagnose(chokepoint, env):
 
     failures = []
     runs = Path(tempfile.mkdtemp(prefix="chokepoint-diagnose-"))
+    DIAGNOSED["runs"] = runs
     pg = env["DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://")
     reports = {}
     for variant in ("bad", "fixed"):
@@ -707,6 +712,121 @@ def check_diagnose(chokepoint, env):
     return failures
 
 
+# The runs `check_diagnose` kept, for the pages drawn from them.
+DIAGNOSED = {}
+# What each page must draw: the pictures of the evidence its command gathers.
+PAGE_CHARTS = {
+    "traces": {"trace", "endpoints"}, "listen": {"trace", "endpoints"}, "load": {"ramp", "scaling"}, "db": set(),
+    "profile": {"flame"}, "diagnose": {"ramp", "scaling", "trace", "endpoints", "flame"},
+    "report": {"ramp", "scaling", "trace", "endpoints", "flame"}, "compare": {"ramp"}, "scan": set(),
+}
+
+
+def check_pages(chokepoint, env):
+    """The HTML page of each command that reports, from the testbed's runs (`--format html`, and
+    the `report.html` and `compare.html` kept in a run), opened in Debian's Chromium by
+    testbed/browser/check.mjs: the verdict, the findings and every chart in the DOM, no console
+    error, no request but the page's own file, no serious accessibility violation in light or
+    dark mode. Also: the finding ids of a run are the same in the run, in `report RUN` and in
+    `compare`. Screenshots go to $CHOKEPOINT_SCREENSHOTS when set (docs/html/ holds them)."""
+    import tempfile
+
+    failures = []
+    if "runs" not in DIAGNOSED:
+        failures += check_diagnose(chokepoint, env)
+    runs = DIAGNOSED["runs"]
+    pages = Path(tempfile.mkdtemp(prefix="chokepoint-pages-"))
+    pg = env["DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://")
+    kept = json.loads((runs / "bad" / "run.json").read_text())["attachments"]
+    spans = next(runs / "bad" / k for k in kept if k.endswith(".otlp"))
+    profile = next(runs / "bad" / k for k in kept if k.endswith(".raw"))
+
+    def page(name, *args):
+        out = subprocess.run([chokepoint, *args, "--format", "html"], capture_output=True, text=True, timeout=300)
+        if out.returncode not in (0, 1):
+            failures.append(f"{name} --format html exited {out.returncode}: {out.stderr[-500:]}")
+        (pages / f"{name}.html").write_text(out.stdout)
+        return pages / f"{name}.html"
+
+    written = {
+        "traces": page("traces", "traces", str(spans)),
+        "load": page("load", "load", f"{env['APP_URL']}/cpu-saturation/bad", "--concurrency", "1,2,4",
+                     "--step-duration", "1s"),
+        "db": page("db", "db", pg),
+        "profile": page("profile", "profile", str(profile), "--source", str(ROOT / "testbed" / "service")),
+        "diagnose": runs / "bad" / "report.html",
+        "report": page("report", "report", str(runs / "bad")),
+        "compare": page("compare", "compare", str(runs / "bad"), str(runs / "fixed")),
+        "scan": page("scan", "scan", str(ROOT / "testbed" / "service")),
+    }
+    # listen: a few requests of the N+1 while it listens, its page printed when it stops.
+    get(env["APP_URL"] + "/__flush")
+    listen = subprocess.Popen([chokepoint, "listen", "--http", f"127.0.0.1:{env['OTLP_PORT']}", "--grpc", "off",
+                               "--format", "html"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if "listening" not in listen.stderr.readline():
+        listen.kill()
+        raise RuntimeError("chokepoint listen did not start")
+    try:
+        for _ in range(REQUESTS):
+            get(env["APP_URL"] + "/n-plus-one/bad")
+        get(env["APP_URL"] + "/__flush")
+    finally:
+        listen.send_signal(signal.SIGINT)
+    out, _ = listen.communicate(timeout=60)
+    written["listen"] = pages / "listen.html"
+    written["listen"].write_text(out)
+    for name, path in written.items():
+        size = path.stat().st_size if path.exists() else 0
+        if not size:
+            failures.append(f"{name}: no page at {path}")
+        elif size > 1_000_000:
+            failures.append(f"{name}: the page is {size} bytes, over 1 MB")
+    # The compare page drawn by `diagnose --baseline` is kept with the run too.
+    if not (runs / "fixed" / "compare.html").is_file():
+        failures.append("diagnose --baseline kept no compare.html")
+    shots = os.environ.get("CHOKEPOINT_SCREENSHOTS")
+    check = subprocess.run(
+        ["node", str(ROOT / "testbed" / "browser" / "check.mjs"), *(["--screenshots", shots] if shots else []),
+         *(f"{name}={path}" for name, path in written.items())],
+        capture_output=True, text=True, timeout=600,
+    )
+    results = {}
+    for line in check.stdout.splitlines():
+        try:
+            result = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        results[result["name"]] = result
+    if check.returncode not in (0, 1) or not results:
+        failures.append(f"the browser check did not run: {check.stderr[-1500:]}")
+    for name, result in results.items():
+        failures.extend(f"{name}: {problem}" for problem in result["problems"])
+        drawn = {c["chart"] for c in result.get("charts", [])}
+        if not PAGE_CHARTS[name] <= drawn:
+            failures.append(f"{name}: charts {sorted(drawn)}, expected {sorted(PAGE_CHARTS[name])}")
+        print(f"    {name}: {result.get('findings', 0)} findings, charts {', '.join(sorted(drawn)) or 'none'}; "
+              f"{written[name].stat().st_size // 1000} kB")
+    # One cause, one id: in the run, in `report RUN`, in `compare`.
+    saved = json.loads((runs / "bad" / "report.json").read_text())
+    again = json.loads(subprocess.run([chokepoint, "report", str(runs / "bad"), "--format", "json"],
+                                      capture_output=True, text=True, timeout=120).stdout)
+    compared = json.loads(subprocess.run([chokepoint, "compare", str(runs / "bad"), str(runs / "fixed"),
+                                          "--format", "json"], capture_output=True, text=True, timeout=120).stdout)
+    ids = [f["id"] for f in saved["findings"]]
+    if [f["id"] for f in again["findings"]] != ids:
+        failures.append(f"report RUN gives other ids: {[f['id'] for f in again['findings']]} for {ids}")
+    # compare lists what was measured (not a line's shape alone), by the id it had in the run.
+    before = {f["id"] for f in compared["findings"] if f["status"] != "new"}
+    if not before or not before <= set(ids) or saved["verdict"]["bottleneck"] not in before:
+        failures.append(f"compare names the first run's findings {sorted(before)}, the run {sorted(ids)}")
+    if saved["verdict"]["bottleneck"] not in ids:
+        failures.append(f"the verdict names {saved['verdict']['bottleneck']}, not a finding of {ids}")
+    else:
+        print(f"    ids: {len(ids)} findings with the same id in the run, report RUN and compare "
+              f"(bottleneck {saved['verdict']['bottleneck']})")
+    return failures
+
+
 # The services written the way many are outside this project (flask_shop/, django_shop/).
 FLASK_APP = ROOT / "testbed" / "flask_shop" / "app.py"
 # Three diagnoses of the N+1 behind the CPU must name the same bottleneck.
@@ -739,7 +859,8 @@ def joined(report, route, statement):
     if verdict["limit"] is None:
         problems.append("no limit")
     consumers = [c["finding"] for c in verdict["consumers"]]
-    if verdict["bottleneck"] != 0 or consumers[:1] != [0]:
+    first = findings[0]["id"] if findings else None
+    if verdict["bottleneck"] != first or consumers[:1] != [first]:
         problems.append(f"the bottleneck is not the limit's top consumer: {verdict}")
     if not findings:
         return problems + ["no findings"]
@@ -775,7 +896,7 @@ def check_flask_n_plus_one(chokepoint, env):
         report = diagnose_flask(chokepoint, env, "/orders/bad", runs / f"bad-{attempt}")
         findings = report["findings"]
         top = findings[0] if findings else {}
-        limit = findings[report["verdict"]["limit"]] if report["verdict"]["limit"] is not None else {}
+        limit = finding(report, report["verdict"]["limit"]) or {}
         seen.append((top.get("detector"), top.get("id")))
         problems = joined(report, "/orders/bad", "FROM items WHERE order_id")
         if top.get("detector") != "n-plus-one":
@@ -839,7 +960,7 @@ def check_flask_hot_row(chokepoint, env):
     findings = report["findings"]
     problems = joined(report, "/transfer/bad", "FOR UPDATE")
     top = findings[0] if findings else {}
-    limit = findings[report["verdict"]["limit"]] if report["verdict"]["limit"] is not None else {}
+    limit = finding(report, report["verdict"]["limit"]) or {}
     if top.get("detector") != "lock-contention" or limit.get("detector") != "lock-contention":
         problems.append(f"bottleneck {top.get('detector')} of limit {limit.get('detector')}, expected lock-contention of lock-contention")
     transaction = [i for i in top.get("evidence", {}).get("items", []) if i["kind"] == "transaction"]
@@ -1010,6 +1131,8 @@ def main():
         )),
         (("diagnose",), "diagnose → a capacity limit explained, then compare (n-plus-one, bad then fixed)",
          "diagnose + compare", lambda: check_diagnose(chokepoint, env)),
+        (("pages", "html"), "the HTML page of every command, in Chromium (playwright-core, axe-core)",
+         "HTML pages", lambda: check_pages(chokepoint, env)),
         (("flask-orders", "outside"), "a Flask N+1 behind the CPU → cpu-saturation consumed by n-plus-one, three times alike",
          "flask N+1 (diagnose)", lambda: once_more_if_the_prediction_missed(lambda: check_flask_n_plus_one(chokepoint, env))),
         (("flask-transfer", "outside"), "a Flask hot row locked across a call → lock-contention, its holding transaction named",

@@ -905,6 +905,22 @@ pub(crate) enum Format {
     Markdown,
     /// SARIF 2.1.0, for code scanning: the findings that name a line of source.
     Sarif,
+    /// One self-contained HTML page (offline: no request of any kind): redirect it to a file.
+    Html,
+}
+
+impl Format {
+    /// The report's rendering for this format.
+    pub(crate) fn rendering(self, color: bool) -> chokepoint_report::Rendering {
+        use chokepoint_report::Rendering;
+        match self {
+            Format::Text => Rendering::Text { color },
+            Format::Json => Rendering::Json,
+            Format::Markdown => Rendering::Markdown,
+            Format::Sarif => Rendering::Sarif,
+            Format::Html => Rendering::Html,
+        }
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -27,17 +27,8 @@ pub(crate) fn run(config: LoadConfig) -> anyhow::Result<u8> {
     };
     let mut sources: Vec<Box<dyn Source>> = vec![Box::new(ramp)];
     sources.extend(config.recorded.sources(&stop));
-    let mut part = output::collect(sources, config.report.progress)?;
-    if let (Some(path), Some(run)) = (&config.chart, &part.evidence.load)
-        && let Err(e) = std::fs::write(path, chokepoint_report::render_chart_svg(run))
-    {
-        part.notes.push(Note::new(
-            Severity::Error,
-            "--chart",
-            format!("cannot write the chart to {}: {e}", path.display()),
-        ));
-    }
-    let (report, saved) = crate::runs::report(
+    let part = output::collect(sources, config.report.progress)?;
+    let (mut report, saved) = crate::runs::report(
         config.command,
         part.evidence,
         part.inputs,
@@ -50,6 +41,15 @@ pub(crate) fn run(config: LoadConfig) -> anyhow::Result<u8> {
         for path in &part.scratch {
             let _ = std::fs::remove_file(path);
         }
+    }
+    if let (Some(path), Some(ramp)) = (&config.chart, &report.series.ramp)
+        && let Err(e) = std::fs::write(path, chokepoint_report::render_chart_svg(ramp))
+    {
+        report.notes.push(Note::new(
+            Severity::Error,
+            "--chart",
+            format!("cannot write the chart to {}: {e}", path.display()),
+        ));
     }
     let code = output::finish(&report, &config.report);
     if let (Some(baseline), Some(run)) = (&config.baseline, saved) {

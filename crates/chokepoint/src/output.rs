@@ -2,7 +2,7 @@
 
 use anyhow::bail;
 use chokepoint_evidence::Severity;
-use chokepoint_report::{Report, render_json, render_markdown, render_text};
+use chokepoint_report::Report;
 
 use crate::args::{FailOn, Format, ReportConfig};
 use crate::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK};
@@ -11,12 +11,7 @@ use crate::{EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK};
 /// error: input that could not be read, a source that failed (even though what could be read is
 /// reported) — else 1 when a finding matches `--fail-on`, else 0.
 pub(crate) fn finish(report: &Report, config: &ReportConfig) -> u8 {
-    let rendered = match config.format {
-        Format::Text => render_text(report, config.color),
-        Format::Json => render_json(report),
-        Format::Markdown => render_markdown(report),
-        Format::Sarif => chokepoint_report::render_sarif(report),
-    };
+    let rendered = config.format.rendering(config.color).render(report);
     // A reader that stops early (`| head`) is not an error of ours.
     let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), rendered.as_bytes());
     if config.format != Format::Text {

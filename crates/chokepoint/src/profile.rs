@@ -6,7 +6,6 @@ use std::path::Path;
 use anyhow::Context as _;
 use chokepoint_collect::Source;
 use chokepoint_collect::profile::{ProfileFiles, Recording};
-use chokepoint_report::Report;
 
 use crate::args::ProfileConfig;
 use crate::output;
@@ -30,12 +29,6 @@ pub(crate) fn run(config: ProfileConfig) -> anyhow::Result<u8> {
         }),
     };
     let part = output::collect(vec![source], config.report.progress)?;
-    let flame = part
-        .evidence
-        .profile
-        .as_ref()
-        .filter(|_| config.flamegraph.is_some())
-        .map(chokepoint_detect::flame_input);
     let (report, _) = crate::runs::report(
         "profile",
         part.evidence,
@@ -44,17 +37,13 @@ pub(crate) fn run(config: ProfileConfig) -> anyhow::Result<u8> {
         &config.report,
         &part.recordings,
     );
-    if let (Some(path), Some(flame)) = (&config.flamegraph, &flame) {
-        write_flamegraph(path, flame, &report)?;
+    if let (Some(path), Some(flame)) = (&config.flamegraph, &report.series.flame) {
+        write_flamegraph(path, flame)?;
     }
     Ok(output::finish(&report, &config.report))
 }
 
-pub(crate) fn write_flamegraph(
-    path: &Path,
-    flame: &chokepoint_detect::FlameInput,
-    report: &Report,
-) -> anyhow::Result<()> {
-    let svg = chokepoint_report::render_flamegraph(flame, report).context("cannot draw the flame graph")?;
+pub(crate) fn write_flamegraph(path: &Path, flame: &chokepoint_report::FlameSeries) -> anyhow::Result<()> {
+    let svg = chokepoint_report::render_flamegraph(flame).context("cannot draw the flame graph")?;
     std::fs::write(path, svg).with_context(|| format!("cannot write {}", path.display()))
 }

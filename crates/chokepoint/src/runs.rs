@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use chokepoint_evidence::{Evidence, Note, Severity};
-use chokepoint_report::{Input, Report, render_json, render_markdown};
+use chokepoint_report::{Input, Report, render_html, render_json, render_markdown};
 use chokepoint_run::{RunMeta, SavedRun, Shard};
 
 use crate::args::{ReportConfig, SaveConfig};
@@ -41,8 +41,7 @@ pub(crate) fn report(
     }
     let mut report = Report::new(command, evidence, outcome, inputs, notes);
     if let Ok(dir) = &saved {
-        let written = std::fs::write(dir.join("report.json"), render_json(&report))
-            .and_then(|()| std::fs::write(dir.join("report.md"), render_markdown(&report)));
+        let written = write_renderings(dir, &report);
         if let Err(e) = written {
             // The report is still printed; the folder lacks it, and the exit code says so.
             report.notes.push(Note::new(
@@ -72,12 +71,19 @@ pub(crate) fn compare_with_baseline(
         &run.display().to_string(),
         comparison,
     );
+    let report = with_ramps(report, &a.evidence, &outcome_a, &b.evidence, &outcome_b);
     let markdown = chokepoint_report::render_comparison(&report, true);
     std::fs::write(run.join("compare.json"), serde_json::to_string_pretty(&report)?)
         .and_then(|()| std::fs::write(run.join("compare.md"), &markdown))
+        .and_then(|()| {
+            std::fs::write(
+                run.join("compare.html"),
+                chokepoint_report::render_comparison_html(&report),
+            )
+        })
         .with_context(|| format!("cannot write the comparison into {}", run.display()))?;
     match format {
-        crate::args::Format::Json | crate::args::Format::Sarif => eprintln!(
+        crate::args::Format::Json | crate::args::Format::Sarif | crate::args::Format::Html => eprintln!(
             "chokepoint: compared with {}: {}",
             baseline.display(),
             run.join("compare.json").display()
@@ -174,8 +180,7 @@ pub(crate) fn merge(paths: &[PathBuf], config: &ReportConfig) -> anyhow::Result<
             ),
         ));
         let report = Report::new("merge", evidence, outcome, meta.inputs, notes);
-        std::fs::write(dir.join("report.json"), render_json(&report))
-            .and_then(|()| std::fs::write(dir.join("report.md"), render_markdown(&report)))
+        write_renderings(&dir, &report)
             .with_context(|| format!("cannot write the report into {}", dir.display()))?;
         return Ok(crate::output::finish(&report, config));
     }
@@ -206,6 +211,7 @@ pub(crate) fn compare(
         &after.display().to_string(),
         comparison,
     );
+    let report = with_ramps(report, &a.evidence, &outcome_a, &b.evidence, &outcome_b);
     match format {
         crate::args::Format::Json => println!(
             "{}",
@@ -213,6 +219,7 @@ pub(crate) fn compare(
         ),
         crate::args::Format::Markdown => print!("{}", chokepoint_report::render_comparison(&report, true)),
         crate::args::Format::Text => print!("{}", chokepoint_report::render_comparison(&report, false)),
+        crate::args::Format::Html => print!("{}", chokepoint_report::render_comparison_html(&report)),
         crate::args::Format::Sarif => {
             anyhow::bail!("a comparison has no lines of source to report: --format text, json or markdown")
         }
@@ -249,4 +256,24 @@ fn add_source(
     evidence.source = part.evidence.source;
     inputs.extend(part.inputs);
     notes.extend(part.notes);
+}
+
+/// A run's renderings beside its evidence: `report.json`, `report.md`, `report.html`.
+fn write_renderings(dir: &Path, report: &Report) -> std::io::Result<()> {
+    std::fs::write(dir.join("report.json"), render_json(report))?;
+    std::fs::write(dir.join("report.md"), render_markdown(report))?;
+    std::fs::write(dir.join("report.html"), render_html(report))
+}
+
+/// A comparison with each run's ramp, to draw side by side.
+fn with_ramps(
+    mut report: chokepoint_report::ComparisonReport,
+    a: &Evidence,
+    outcome_a: &chokepoint_detect::Outcome,
+    b: &Evidence,
+    outcome_b: &chokepoint_detect::Outcome,
+) -> chokepoint_report::ComparisonReport {
+    report.before_ramp = chokepoint_report::Series::new(a, &outcome_a.findings).ramp;
+    report.after_ramp = chokepoint_report::Series::new(b, &outcome_b.findings).ramp;
+    report
 }

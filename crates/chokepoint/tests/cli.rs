@@ -81,9 +81,9 @@ fn json_output_follows_the_contract() {
     let output = chokepoint(&["traces", "examples/shop.otlp.jsonl", "--format", "json"]);
     assert_eq!(output.status.code(), Some(0));
     let report = json(&output);
-    assert_eq!(report["schema_version"], 3);
+    assert_eq!(report["schema_version"], 4);
     assert_eq!(report["run"]["command"], "traces");
-    assert_eq!(report["verdict"]["bottleneck"], 0);
+    assert_eq!(report["verdict"]["bottleneck"], report["findings"][0]["id"]);
     let found = detectors_found(&report);
     // The unbounded `SELECT * FROM events` is slow because of what it returns: one cause, its
     // slow-query angle folded into the unbounded-result finding.
@@ -427,7 +427,7 @@ fn the_testbed_recording_shows_each_scenario_on_its_bad_route_only() {
         ]
     );
     assert_eq!(report["findings"][0]["detector"], "unbounded-result");
-    assert_eq!(report["verdict"]["bottleneck"], 0);
+    assert_eq!(report["verdict"]["bottleneck"], report["findings"][0]["id"]);
 }
 
 #[test]

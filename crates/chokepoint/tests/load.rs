@@ -114,9 +114,11 @@ fn churn_metric(report: &serde_json::Value, metric: &str) -> f64 {
 }
 
 fn bottleneck(report: &serde_json::Value) -> String {
-    let first = report["verdict"]["bottleneck"].as_u64();
-    first
-        .and_then(|i| report["findings"][i as usize]["detector"].as_str())
+    let id = &report["verdict"]["bottleneck"];
+    report["findings"]
+        .as_array()
+        .and_then(|findings| findings.iter().find(|f| &f["id"] == id))
+        .and_then(|f| f["detector"].as_str())
         .unwrap_or("none")
         .to_owned()
 }
@@ -144,10 +146,13 @@ fn a_small_pool_is_worker_exhaustion_with_its_size() {
     let chart = dir.join("curve.svg");
     let (code, report) = ramp(&server, &["--chart", chart.to_str().expect("path")]);
     let svg = std::fs::read_to_string(&chart).expect("the chart was written");
+    // The three percentiles' curves (drawn 2 wide, as is each one's mark in the legend), each
+    // named in the legend.
     assert!(
-        svg.starts_with("<svg") && svg.matches("<polyline").count() == 2,
+        svg.starts_with("<svg") && svg.matches("stroke-width=\"2\"").count() >= 6,
         "{svg}"
     );
+    assert!(["p50", "p90", "p99"].iter().all(|p| svg.contains(p)), "{svg}");
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(code, Some(0));
     assert_eq!(bottleneck(&report), "worker-exhaustion", "{report:#}");

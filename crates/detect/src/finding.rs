@@ -273,7 +273,7 @@ pub struct LinkCost {
 
 /// Rounds for output: 3 decimals from 1 up, 6 below, so JSON is stable and small numbers keep
 /// their digits.
-pub(crate) fn round(value: f64) -> f64 {
+pub fn round(value: f64) -> f64 {
     if value.abs() >= 1e12 {
         value // no decimals left to round, and scaling it could overflow
     } else if value.abs() >= 1.0 {

@@ -46,7 +46,7 @@ pub use compare::{
 pub use db::statements_to_explain;
 pub use finding::{
     Basis, Confidence, Consumption, Cost, CpuCost, CpuCostBasis, EvidenceItem, Finding, FindingEvidence,
-    Impact, Limit, LimitInputs, LinkCost, PlanReason, Sample, SampleUnit, Skipped,
+    Impact, Limit, LimitInputs, LinkCost, PlanReason, Sample, SampleUnit, Skipped, round,
 };
 pub use fixture::evidence_from_fixture;
 pub use load::StepSessions;

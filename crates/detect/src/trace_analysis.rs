@@ -10,11 +10,12 @@ use chokepoint_evidence::{
     MAX_STATEMENTS_PER_ENDPOINT, MAX_SUBJECTS, OTHER_ENDPOINTS, ObservedGroup, Stat, StatementUse, Subject,
     Trace, TraceAggregates, TraceId, TracesSummary, Window, merge_examples,
 };
+use chokepoint_evidence::{EXAMPLE_NAME_CHARS, ExampleSpan, ExampleTrace, MAX_EXAMPLE_SPANS, MAX_EXAMPLES};
 use hashbrown::HashMap;
 use hdrhistogram::Histogram;
 
 use crate::registry::{DETECTORS, trace_detectors};
-use crate::request::TraceIndex;
+use crate::request::{Request, TraceIndex};
 use crate::sql::{self, Statement};
 
 /// Normalized statements cached before the cache is reset (bounds memory on unique SQL).
@@ -77,6 +78,7 @@ struct Group {
     examples: Vec<TraceId>,
     related: Option<Subject>,
     code: Option<Anchor>,
+    example: Option<ExampleTrace>,
 }
 
 impl Group {
@@ -94,6 +96,7 @@ impl Group {
             self.related = other.related;
             self.code = other.code;
         }
+        self.example = chokepoint_evidence::first_example(self.example.take(), other.example);
     }
 }
 
@@ -119,6 +122,11 @@ struct EndpointEntry {
 }
 
 impl EndpointEntry {
+    /// The group of `subject` for detector `detector`, when there is one.
+    fn group(&self, detector: usize, subject: &Subject) -> Option<&Group> {
+        self.groups.get(detector)?.get(subject)
+    }
+
     fn merge_group(&mut self, detector: usize, subject: Subject, group: Group) {
         if self.groups.len() <= detector {
             self.groups.resize_with(DETECTORS.len(), HashMap::new);
@@ -339,6 +347,8 @@ pub struct TraceAnalysis {
     /// Endpoint entries held, and how many were folded into "(other endpoints)".
     endpoint_count: usize,
     folded_endpoints: u64,
+    /// Groups holding an example trace ([`MAX_EXAMPLES`] at most).
+    examples_kept: usize,
 }
 
 impl TraceAnalysis {
@@ -440,6 +450,7 @@ impl TraceAnalysis {
                         examples: vec![trace.trace_id],
                         related: o.related.clone(),
                         code: o.code.clone(),
+                        example: None,
                     });
                     group.occurrences += o.occurrences;
                     group.saved_ns += u128::from(o.saved_ns);
@@ -448,7 +459,19 @@ impl TraceAnalysis {
                         group.metrics.entry(name).or_default().add(value);
                     }
                 }
-                for (subject, group) in per_subject {
+                for (subject, mut group) in per_subject {
+                    // An example is drawn only when this trace would be the group's first: the
+                    // smallest id, as merging keeps.
+                    let (first, kept) = entry.group(d, subject).map_or((true, false), |g| {
+                        (
+                            g.examples.first().is_none_or(|&f| trace.trace_id < f),
+                            g.example.is_some(),
+                        )
+                    });
+                    if first && (kept || self.examples_kept < MAX_EXAMPLES) {
+                        self.examples_kept += usize::from(!kept);
+                        group.example = Some(example_of(&request, subject, trace.trace_id));
+                    }
                     entry.merge_group(d, subject.clone(), group);
                 }
             }
@@ -472,6 +495,7 @@ impl TraceAnalysis {
             self.endpoint_count = self.endpoints.values().map(|by_name| by_name.len()).sum();
         }
         self.folded_endpoints += other.folded_endpoints;
+        self.examples_kept += other.examples_kept;
         self.window_ns = match (self.window_ns, other.window_ns) {
             (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
             (a, b) => a.or(b),
@@ -501,6 +525,7 @@ impl TraceAnalysis {
             unkeyed_statements: HashMap::new(),
             endpoint_count: self.endpoint_count,
             folded_endpoints: self.folded_endpoints,
+            examples_kept: self.examples_kept,
         }
         .finish()
     }
@@ -538,6 +563,7 @@ impl TraceAnalysis {
                             examples: group.examples,
                             related: group.related,
                             code: group.code,
+                            example: group.example,
                         });
                     }
                 }
@@ -589,6 +615,74 @@ impl TraceAnalysis {
             endpoints,
             evaluated,
         }
+    }
+}
+
+/// The request as an example trace: its spans in the order they started (the request's own
+/// first), at most [`MAX_EXAMPLE_SPANS`], those the finding is about marked.
+fn example_of(request: &Request<'_>, subject: &Subject, trace_id: TraceId) -> ExampleTrace {
+    let start = request.root_span().start_unix_nano;
+    let mut local = request.local.clone();
+    local.sort_by_key(|&i| (request.span(i).start_unix_nano, i));
+    let spans: Vec<ExampleSpan> = std::iter::once(request.root)
+        .chain(local)
+        .take(MAX_EXAMPLE_SPANS)
+        .map(|i| {
+            let span = request.span(i);
+            let name = match (request.statement(i), request.http_call(i)) {
+                (Some(statement), _) => statement.normalized.clone(),
+                (None, Some(call)) => format!("{} {}", call.method, call.target),
+                (None, None) => span.name.clone(),
+            };
+            ExampleSpan {
+                start_ms: span.start_unix_nano.saturating_sub(start) as f64 / 1e6,
+                duration_ms: span.duration_nano() as f64 / 1e6,
+                name: match name.char_indices().nth(EXAMPLE_NAME_CHARS) {
+                    Some((at, _)) => format!("{}…", &name[..at]),
+                    None => name,
+                },
+                kind: span.kind,
+                depth: depth(request, i),
+                marked: marks(request, i, subject),
+            }
+        })
+        .collect();
+    ExampleTrace {
+        trace_id,
+        folded_spans: (1 + request.local.len() as u64).saturating_sub(spans.len() as u64),
+        spans,
+    }
+}
+
+/// How deep a span lies below the request's span.
+fn depth(request: &Request<'_>, mut i: usize) -> u32 {
+    let mut depth = 0;
+    while i != request.root && depth < 64 {
+        match request.parent(i) {
+            Some(parent) => i = parent,
+            None => break,
+        }
+        depth += 1;
+    }
+    depth
+}
+
+/// Whether span `i` is one the finding about `subject` is about: its statement, its call, its
+/// peer; the request itself for what is about the whole request.
+fn marks(request: &Request<'_>, i: usize, subject: &Subject) -> bool {
+    match subject {
+        Subject::Statement { fingerprint, .. } => request
+            .statement(i)
+            .is_some_and(|s| s.fingerprint == *fingerprint),
+        Subject::HttpCall(target) | Subject::ResponseBody { call: Some(target) } => {
+            request.http_call(i).is_some_and(|c| c.target() == *target)
+        }
+        Subject::CallSequence { calls } => calls.iter().any(|call| marks(request, i, call)),
+        Subject::Peer { address, .. } => {
+            request.connect_peer(i) == Some(address.as_str())
+                || crate::request::peer(request.span(i)).as_deref() == Some(address.as_str())
+        }
+        _ => i == request.root,
     }
 }
 

@@ -57,9 +57,10 @@ pub use span::{AttrKey, AttrValue, Span, SpanId, SpanKind, Trace, TraceId, attr_
 pub use taxonomy::{Anchor, DetectorId, Fingerprint, HttpTarget, Resource, Scope, Subject};
 pub use time::Window;
 pub use traces::{
-    EXAMPLE_TRACES, EndpointAggregate, MAX_ENDPOINTS, MAX_INSTRUMENTATION_SCOPES,
-    MAX_STATEMENTS_PER_ENDPOINT, MAX_SUBJECTS, OTHER_ENDPOINTS, ObservedGroup, Stat, StatementUse,
-    TraceAggregates, TracesSummary, merge_examples,
+    EXAMPLE_NAME_CHARS, EXAMPLE_TRACES, EndpointAggregate, ExampleSpan, ExampleTrace, MAX_ENDPOINTS,
+    MAX_EXAMPLE_SPANS, MAX_EXAMPLES, MAX_INSTRUMENTATION_SCOPES, MAX_STATEMENTS_PER_ENDPOINT, MAX_SUBJECTS,
+    OTHER_ENDPOINTS, ObservedGroup, Stat, StatementUse, TraceAggregates, TracesSummary, first_example,
+    merge_examples,
 };
 pub use validate::Invalid;
 

@@ -95,7 +95,7 @@ hex_id!(TraceId, u128, 32);
 hex_id!(SpanId, u64, 16);
 
 /// The role of a span in a call, as OpenTelemetry defines it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SpanKind {
     /// Work inside one process (also used when the producer gave no kind).

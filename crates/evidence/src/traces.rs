@@ -116,6 +116,56 @@ pub struct ObservedGroup {
     /// The code that ran it, as first observed, when a span said (`code.*` attributes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<crate::Anchor>,
+    /// One request that showed it, span by span, its spans marked: the one of the smallest
+    /// trace id kept (examples are kept for at most [`MAX_EXAMPLES`] groups of an analysis).
+    /// Absent in runs saved before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub example: Option<ExampleTrace>,
+}
+
+/// Spans kept in an example trace; past it, the rest are counted in `folded_spans`.
+pub const MAX_EXAMPLE_SPANS: usize = 40;
+/// Groups of one analysis that keep an example trace; past it, new groups keep none.
+pub const MAX_EXAMPLES: usize = 2_000;
+/// Characters of a span's name kept in an example.
+pub const EXAMPLE_NAME_CHARS: usize = 100;
+
+/// One request of a trace as a compact span list, for a waterfall: each span's offset from the
+/// request's start, its duration, its name (a statement normalized, literals redacted), its kind
+/// and depth, and whether it is one the finding is about.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ExampleTrace {
+    /// The trace.
+    pub trace_id: TraceId,
+    /// The request's spans in the order they started, the request's own first.
+    pub spans: Vec<ExampleSpan>,
+    /// Spans past [`MAX_EXAMPLE_SPANS`], not kept.
+    pub folded_spans: u64,
+}
+
+/// A span of an example trace.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ExampleSpan {
+    /// When it started, in ms after the request's start.
+    pub start_ms: f64,
+    /// How long it ran, in ms.
+    pub duration_ms: f64,
+    /// What it did: a statement (normalized), an HTTP call, or the span's name.
+    pub name: String,
+    /// Its kind.
+    pub kind: crate::SpanKind,
+    /// How deep below the request's span (0 for it).
+    pub depth: u32,
+    /// Whether the finding is about it.
+    pub marked: bool,
+}
+
+/// Of two examples, the one of the smaller trace id: the same choice in any order of merging.
+pub fn first_example(a: Option<ExampleTrace>, b: Option<ExampleTrace>) -> Option<ExampleTrace> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if b.trace_id < a.trace_id { b } else { a }),
+        (a, b) => a.or(b),
+    }
 }
 
 impl ObservedGroup {
@@ -135,6 +185,7 @@ impl ObservedGroup {
             self.related = other.related;
             self.code = other.code;
         }
+        self.example = first_example(self.example.take(), other.example);
     }
 }
 

@@ -118,6 +118,20 @@ impl Evidence {
                         quantity(|| at(&format!("metrics.{name}.sum")), stat.sum)?;
                         quantity(|| at(&format!("metrics.{name}.max")), stat.max)?;
                     }
+                    for (i, span) in group.example.iter().flat_map(|x| x.spans.iter().enumerate()) {
+                        quantity(|| at(&format!("example.spans[{i}].start_ms")), span.start_ms)?;
+                        quantity(
+                            || at(&format!("example.spans[{i}].duration_ms")),
+                            span.duration_ms,
+                        )?;
+                    }
+                    if group
+                        .example
+                        .as_ref()
+                        .is_some_and(|x| x.spans.len() > crate::MAX_EXAMPLE_SPANS)
+                    {
+                        return Err(invalid(at("example.spans"), "more spans than an example keeps"));
+                    }
                     if group.examples.is_empty() && group.requests > 0 {
                         return Err(invalid(
                             at("examples"),

@@ -7,7 +7,7 @@ use chokepoint_detect::{Comparison, Status};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{percent, rate};
+use crate::{RampSeries, percent, rate};
 
 /// The JSON output of `chokepoint compare`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -21,6 +21,12 @@ pub struct ComparisonReport {
     /// What changed.
     #[serde(flatten)]
     pub comparison: Comparison,
+    /// The first run's ramp, drawn beside the second's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_ramp: Option<RampSeries>,
+    /// The second run's ramp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_ramp: Option<RampSeries>,
 }
 
 impl ComparisonReport {
@@ -31,11 +37,13 @@ impl ComparisonReport {
             before: before.to_owned(),
             after: after.to_owned(),
             comparison,
+            before_ramp: None,
+            after_ramp: None,
         }
     }
 }
 
-fn status_word(status: Status) -> &'static str {
+pub(crate) fn status_word(status: Status) -> &'static str {
     match status {
         Status::Fixed => "fixed",
         Status::Better => "better",

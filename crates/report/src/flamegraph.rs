@@ -2,12 +2,10 @@
 //! (the Rust port of Brendan Gregg's FlameGraph): frames coloured by the category the detectors
 //! gave them, the findings' own frames in red.
 
-use chokepoint_detect::{EvidenceItem, FlameInput};
-use chokepoint_evidence::Subject;
 use inferno::flamegraph::color::{Color, PaletteMap};
 use inferno::flamegraph::{self, Options};
 
-use crate::Report;
+use crate::FlameSeries;
 
 /// The colour of each category, and of what is in none.
 fn color(category: Option<&str>) -> Color {
@@ -24,42 +22,37 @@ fn color(category: Option<&str>) -> Color {
     Color { r, g, b }
 }
 
-/// The findings' frames: hot frames and code subjects, written `function (file:line)`.
-fn highlighted(report: &Report) -> Vec<String> {
-    let mut frames = Vec::new();
-    for finding in &report.findings {
-        if let Subject::Code { file, line, function } = &finding.subject {
-            frames.push(match line {
-                Some(line) => format!("{function} ({file}:{line})"),
-                None => format!("{function} ({file})"),
-            });
-        }
-        for item in &finding.evidence.items {
-            if let EvidenceItem::HotFrame {
-                function, file, line, ..
-            } = item
-            {
-                frames.push(format!("{function} ({file}:{line})"));
-            }
-        }
-    }
-    frames
+/// The SVG of a profile's flame graph, standalone (`chokepoint profile --flamegraph FILE.svg`,
+/// with inferno's search and zoom).
+pub fn render_flamegraph(flame: &FlameSeries) -> std::io::Result<String> {
+    flame_svg(flame, usize::MAX, true)
 }
 
-/// The SVG of a profile's flame graph.
-pub fn render_flamegraph(input: &FlameInput, report: &Report) -> std::io::Result<String> {
+/// The flame graph of at most `stacks` stacks (the heaviest); without script, it is the
+/// `<svg>` element alone, its style scoped to it, to inline in a page.
+pub(crate) fn flame_svg(flame: &FlameSeries, stacks: usize, javascript: bool) -> std::io::Result<String> {
+    let lines: Vec<&str> = flame.stacks.iter().take(stacks).map(String::as_str).collect();
     let mut palette = PaletteMap::default();
-    for line in &input.lines {
-        let stack = line.rsplit_once(' ').map_or(line.as_str(), |(stack, _)| stack);
+    for line in &lines {
+        let stack = line.rsplit_once(' ').map_or(*line, |(stack, _)| stack);
         for frame in stack.split(';') {
             if palette.get(frame).is_none() {
-                palette.insert(frame, color(input.categories.get(frame).copied()));
+                palette.insert(frame, color(flame.categories.get(frame).map(String::as_str)));
             }
         }
     }
-    for frame in highlighted(report) {
+    for frame in &flame.highlighted {
         palette.insert(frame, Color { r: 230, g: 50, b: 40 });
     }
+    // The root is no finding: grey, not the default palette's red.
+    palette.insert(
+        "all",
+        Color {
+            r: 200,
+            g: 200,
+            b: 200,
+        },
+    );
     let mut options = Options::default();
     options.title = "chokepoint profile".to_owned();
     options.subtitle = Some(
@@ -69,8 +62,31 @@ pub fn render_flamegraph(input: &FlameInput, report: &Report) -> std::io::Result
     );
     options.count_name = "samples".to_owned();
     options.palette_map = Some(&mut palette);
+    options.no_javascript = !javascript;
+    if !javascript {
+        // The page's caption says the colours.
+        options.subtitle = None;
+        options.image_width = Some(1160);
+    }
     let mut svg = Vec::new();
-    flamegraph::from_lines(&mut options, input.lines.iter().map(String::as_str), &mut svg)
-        .map_err(std::io::Error::other)?;
-    Ok(String::from_utf8_lossy(&svg).into_owned())
+    flamegraph::from_lines(&mut options, lines.iter().copied(), &mut svg).map_err(std::io::Error::other)?;
+    let svg = String::from_utf8_lossy(&svg).into_owned();
+    if javascript {
+        return Ok(svg);
+    }
+    // Inline: the element alone, without inferno's script (the page has its own), its rules
+    // kept to it.
+    let element = svg.find("<svg").map_or(svg.as_str(), |at| &svg[at..]);
+    let element = match (element.find("<script"), element.find("</script>")) {
+        (Some(start), Some(end)) if start < end => {
+            format!("{}{}", &element[..start], &element[end + "</script>".len()..])
+        }
+        _ => element.to_owned(),
+    };
+    Ok(element
+        .replace(" onload=\"init(evt)\"", "")
+        .replace("\ntext {", "\n.flame text {")
+        .replace("\n#", "\n.flame #")
+        .replace("\n.hide", "\n.flame .hide")
+        .replace("\n.parent", "\n.flame .parent"))
 }

@@ -15,27 +15,32 @@
 //! let outcome = analyse(&evidence);
 //! let report = Report::new("traces", evidence, outcome, Vec::new(), Vec::new());
 //! assert!(render_text(&report, false).contains("No spans were analysed"));
-//! assert!(render_json(&report).contains("\"schema_version\": 3"));
+//! assert!(render_json(&report).contains("\"schema_version\": 4"));
 //! ```
 
 mod chart;
 mod compare;
 mod flamegraph;
+mod html;
 mod json;
 mod markdown;
 mod sarif;
+mod series;
 mod text;
 
 pub use chart::{render_chart_svg, render_chart_text};
 pub use compare::{ComparisonReport, render_comparison};
 pub use flamegraph::render_flamegraph;
+pub use html::{MAX_PAGE_BYTES, render_comparison_html, render_html};
 pub use json::{render_json, schema};
 pub use markdown::render_markdown;
 pub use sarif::render_sarif;
+pub use series::{EndpointTime, FindingExample, FlameSeries, PlanPair, RampPoint, RampSeries, Series};
 pub use text::{render_text, step_header, step_row};
 
 use chokepoint_detect::{
-    Finding, Impact, Outcome, ProfileSummary, SampleUnit, Skipped, StepSessions, UslFit, Verdict,
+    Finding, Impact, Outcome, PredictedGain, ProfileSummary, SampleUnit, Skipped, StepSessions, UslFit,
+    Verdict,
 };
 use chokepoint_evidence::{Evidence, LoadRun, Note, PgSnapshot, Severity, TracesSummary, Window};
 use schemars::JsonSchema;
@@ -46,8 +51,10 @@ use serde::{Deserialize, Serialize};
 /// kind, and `notes` in place of `problems` and `warnings`. Version 3 gave findings a stable
 /// `id`, their `anchors` and the `costs` other evidence measured, and the verdict's `consumers`
 /// their share of the limit (`{finding, share_of_limit, how}` in place of bare indices);
-/// `compare`'s findings carry their `id` and typed `scope`.
-pub const SCHEMA_VERSION: u32 = 3;
+/// `compare`'s findings carry their `id` and typed `scope`. Version 4 names findings in the
+/// verdict by their `id` (`bottleneck`, `limit`, `consumers[].finding` are strings, not indices)
+/// and adds `series`, what the HTML page draws.
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// The report: the JSON output's top level, and what every renderer reads.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -56,10 +63,14 @@ pub struct Report {
     pub schema_version: u32,
     /// What ran, on what.
     pub run: Run,
-    /// The verdict, as indices into `findings`: the bottleneck is always the first.
-    pub verdict: Verdict,
+    /// The verdict, naming findings by their `id`: the bottleneck is always the first finding.
+    pub verdict: ReportVerdict,
     /// Every finding, one per cause, the bottleneck first.
     pub findings: Vec<Finding>,
+    /// What the HTML page draws, typed: the ramp's curve, each endpoint's time by cause, the
+    /// profile's stacks, the plans before and after an index.
+    #[serde(default)]
+    pub series: Series,
     /// Detectors that could not judge for lack of evidence: not a clean bill of health.
     pub skipped: Vec<Skipped>,
     /// Traces: what they held.
@@ -80,6 +91,96 @@ pub struct Report {
     /// What the collectors and the analysis have to say about the evidence: input that could not
     /// be read (with where), evidence that could not be gathered, measurements to read with care.
     pub notes: Vec<Note>,
+}
+
+/// The verdict: the bottleneck, the limit it explains, the limit's consumers and the predicted
+/// gain, each finding named by its `id` (stable across runs: `compare` keys on it).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ReportVerdict {
+    /// The bottleneck's id: the limit's top consumer, or the limit itself when nothing seen
+    /// consumes it. Always the first finding.
+    pub bottleneck: Option<String>,
+    /// The id of the finding naming the resource that caps throughput, when a load ramp showed one.
+    pub limit: Option<String>,
+    /// Findings that consume the limit's resource, the largest share first.
+    pub consumers: Vec<Consumer>,
+    /// What fixing the bottleneck is predicted to give (`chokepoint diagnose`).
+    pub predicted_gain: Option<PredictedGain>,
+    /// When no gain was predicted, what a prediction needs that the evidence lacks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_predicted: Option<String>,
+}
+
+/// A finding that consumes the limit's resource, and how much of it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Consumer {
+    /// The finding's id.
+    pub finding: String,
+    /// The share of the limit's demand per request that fixing it removes (0–1), when it can be
+    /// put per request.
+    pub share_of_limit: Option<f64>,
+    /// What fixing it removes of the demand, in ms per request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed_ms_per_request: Option<f64>,
+    /// How the share was reached.
+    pub how: Option<String>,
+}
+
+impl ReportVerdict {
+    /// The analysis's verdict (indices into `findings`) with the findings named by id.
+    pub fn new(verdict: Verdict, findings: &[Finding]) -> ReportVerdict {
+        let id = |index: usize| findings.get(index).map(|f| f.id.clone());
+        ReportVerdict {
+            bottleneck: verdict.bottleneck.and_then(id),
+            limit: verdict.limit.and_then(id),
+            consumers: verdict
+                .consumers
+                .into_iter()
+                .filter_map(|c| {
+                    Some(Consumer {
+                        finding: id(c.finding)?,
+                        share_of_limit: c.share_of_limit.map(chokepoint_detect::round),
+                        removed_ms_per_request: c.removed_ms_per_request.map(chokepoint_detect::round),
+                        how: c.how,
+                    })
+                })
+                .collect(),
+            predicted_gain: verdict.predicted_gain,
+            not_predicted: verdict.not_predicted,
+        }
+    }
+}
+
+/// The renderings of a report, one interface for all: every one reads the same [`Report`] and
+/// says a finding with the same sentences (`impact_sentence`, `evidence_line`, `item_lines`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rendering {
+    /// For a terminal; `color` adds ANSI styles.
+    Text {
+        /// Whether to add ANSI styles.
+        color: bool,
+    },
+    /// For tools (`chokepoint schema`).
+    Json,
+    /// For a pull request or a ticket.
+    Markdown,
+    /// SARIF 2.1.0: the findings that name a line of source.
+    Sarif,
+    /// One self-contained HTML page.
+    Html,
+}
+
+impl Rendering {
+    /// The report rendered.
+    pub fn render(self, report: &Report) -> String {
+        match self {
+            Rendering::Text { color } => render_text(report, color),
+            Rendering::Json => render_json(report),
+            Rendering::Markdown => render_markdown(report),
+            Rendering::Sarif => render_sarif(report),
+            Rendering::Html => render_html(report),
+        }
+    }
 }
 
 /// What ran, on what.
@@ -148,7 +249,8 @@ impl Report {
                 inputs,
                 window,
             },
-            verdict: outcome.verdict,
+            verdict: ReportVerdict::new(outcome.verdict, &outcome.findings),
+            series: Series::new(&evidence, &outcome.findings),
             findings: outcome.findings,
             skipped: outcome.skipped,
             traces: evidence.traces.map(|traces| TracesSection {
@@ -167,16 +269,21 @@ impl Report {
         }
     }
 
+    /// The finding with this id.
+    pub fn finding(&self, id: &str) -> Option<&Finding> {
+        self.findings.iter().find(|f| f.id == id)
+    }
+
     /// The bottleneck, when there is one.
     pub fn bottleneck(&self) -> Option<&Finding> {
-        self.findings.get(self.verdict.bottleneck?)
+        self.finding(self.verdict.bottleneck.as_deref()?)
     }
 
     /// The finding naming the limit the bottleneck explains, when it is another finding.
     pub fn limit(&self) -> Option<&Finding> {
-        let limit = self.verdict.limit?;
-        (Some(limit) != self.verdict.bottleneck)
-            .then(|| self.findings.get(limit))
+        let limit = self.verdict.limit.as_deref()?;
+        (Some(limit) != self.verdict.bottleneck.as_deref())
+            .then(|| self.finding(limit))
             .flatten()
     }
 
@@ -186,7 +293,7 @@ impl Report {
         self.verdict
             .consumers
             .iter()
-            .find(|c| Some(c.finding) == self.verdict.bottleneck)
+            .find(|c| Some(&c.finding) == self.verdict.bottleneck.as_ref())
             .and_then(|c| c.share_of_limit)
             .map_or_else(String::new, |share| {
                 format!("; the bottleneck takes {} of it", percent(share))

@@ -2,28 +2,15 @@
 //! title, a fix or a number shows as a readable diff. The reports are built as the commands
 //! build theirs: the fixture's evidence, `analyse`, `Report::new`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use chokepoint_detect::{analyse, evidence_from_fixture};
 use chokepoint_report::{Report, render_json, render_markdown, render_text};
 
 fn fixtures() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../detect/tests/fixtures");
-    let mut paths = Vec::new();
-    for detector in std::fs::read_dir(&dir).expect("fixture dir") {
-        let detector = detector.expect("entry").path();
-        for file in std::fs::read_dir(&detector).expect("detector dir") {
-            let file = file.expect("entry").path();
-            if file
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("positive"))
-            {
-                paths.push(file);
-            }
-        }
-    }
-    paths.sort();
-    paths
+    common::positive_fixtures()
 }
 
 fn report(path: &Path) -> Report {

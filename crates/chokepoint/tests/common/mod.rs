@@ -66,10 +66,11 @@ pub fn findings_by_endpoint(report: &serde_json::Value) -> Vec<String> {
 
 /// The bottleneck of a JSON report, or `Null` when there is none.
 pub fn bottleneck(report: &serde_json::Value) -> &serde_json::Value {
-    match report["verdict"]["bottleneck"].as_u64() {
-        Some(i) => &report["findings"][i as usize],
-        None => &serde_json::Value::Null,
-    }
+    let id = &report["verdict"]["bottleneck"];
+    report["findings"]
+        .as_array()
+        .and_then(|findings| findings.iter().find(|f| !id.is_null() && &f["id"] == id))
+        .unwrap_or(&serde_json::Value::Null)
 }
 
 /// The report's notes of this severity, as their text.
