@@ -469,7 +469,7 @@ PREDICTED = (
     # The loop's own share of the profile under-counts what the closed form removes: the event
     # loop's thread waits for the GIL in Python code the samples count as running, and the
     # profile (the top half of a ramp that stops at its knee) outlasts the steps whose CPU would
-    # bound that waiting. Printed, not asserted: the README's "Predictions" gives five runs.
+    # bound that waiting. Printed, not asserted: docs/detectors.md, "Predictions", gives five runs.
     ("cpu-saturation", ["--model", "open", "--rate", "10,20,40,80,160,320,640"], "cpu-saturation", None, False),
 )
 # How far the measured capacity after the fix may be from the prediction.

@@ -113,7 +113,7 @@ pub struct Ramp {
 }
 
 /// What profiling and sampling the target cost its capacity, measured by scripts/bench-diagnose.sh
-/// on the testbed's CPU-bound route (README, "The observer effect").
+/// on the testbed's CPU-bound route (docs/commands.md, "The observer effect").
 const OBSERVER_COST_PERCENT: f64 = 7.6;
 
 /// How long the receiver keeps receiving after the ramp: an OpenTelemetry SDK's batch span

@@ -1112,7 +1112,7 @@ mod tests {
     /// Bad routes' evidence the testbed recorded (`testbed/e2e.py`, `diagnose` with every source),
     /// each with the capacity its fixed twin measured in the same session, and the error the
     /// prediction is held to: within ±30 %, or — for the two kinds whose profiles cannot say how
-    /// much CPU the fix takes (README, "Predictions") — the band measured.
+    /// much CPU the fix takes (docs/detectors.md, "Predictions") — the band measured.
     const RECORDED: [(&str, &str, f64, [f64; 2]); 7] = [
         (
             "n-plus-one-pool",
