@@ -21,8 +21,9 @@ pub struct Recording {
 pub enum RecordError {
     /// py-spy is not installed.
     #[error(
-        "py-spy is not installed (looked on PATH and in ./.venv/bin): install it with `pip install py-spy` \
-         (or `pipx install py-spy`), or point --py-spy at it"
+        "py-spy is not installed (looked on PATH, beside chokepoint and in ./.venv/bin): install it with \
+         `pip install py-spy` (or `pipx install py-spy`; with chokepoint's wheel, `pipx install 'chokepoint-cli[profile]'`), \
+         or point --py-spy at it"
     )]
     Missing,
     /// Not allowed to read the process's memory.
@@ -50,7 +51,9 @@ pub enum RecordError {
     Failed(String),
 }
 
-/// The py-spy to run: `explicit`, else on `PATH`, else in `./.venv/bin`.
+/// The py-spy to run: `explicit`, else on `PATH`, else beside the running executable (where
+/// `pipx install 'chokepoint-cli[profile]'` puts it, in the same environment), else in
+/// `./.venv/bin`.
 pub fn find_py_spy(explicit: Option<&Path>) -> Result<PathBuf, RecordError> {
     if let Some(path) = explicit {
         return path
@@ -65,8 +68,12 @@ pub fn find_py_spy(explicit: Option<&Path>) -> Result<PathBuf, RecordError> {
                 .collect::<Vec<_>>()
         })
         .unwrap_or_default();
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("py-spy")));
     on_path
         .into_iter()
+        .chain(beside)
         .chain([PathBuf::from(".venv/bin/py-spy")])
         .find(|p| p.is_file())
         .ok_or(RecordError::Missing)
