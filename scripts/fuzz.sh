@@ -16,7 +16,7 @@
 #   plan_tree  plan trees written as EXPLAIN JSON, and what the reader finds checked against them
 #   pprof_tree pprof profiles of Python-looking code, read, analysed and rendered end to end
 # Seeds come from the test data. A crash, a timeout (10 s an input) or more than 2 GiB of
-# memory fails the run and leaves the input in target/fuzz/artifacts/<target>/.
+# memory fails the run and leaves the input in ~/.cache/chokepoint/fuzz/artifacts/<target>/.
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET…]    each target for SECONDS (default 20)
 set -euo pipefail
@@ -26,7 +26,9 @@ shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(traces sql profile http1 prometheus plan run damaged_run otlp_tree plan_tree pprof_tree python)
 triple=$(rustc -vV | sed -n 's/^host: //p')
-out=$root/target/fuzz
+# The instrumented build and the corpus live in the machine's cache, so a fresh clone rebuilds
+# only the workspace's crates and every run starts from the corpus the last one grew.
+out=${CHOKEPOINT_FUZZ_DIR:-${CHOKEPOINT_CACHE:-$HOME/.cache/chokepoint}/fuzz}
 "$root/scripts/setup-build.sh" >/dev/null
 echo "fuzz: building ${targets[*]} (libFuzzer, coverage-instrumented)"
 (cd "$root/fuzz" && RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \

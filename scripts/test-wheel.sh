@@ -23,7 +23,7 @@ size=$(stat -c %s "$wheel")
 echo "test-wheel: $name, $((size / 1024)) kB (budget ${budget_mb} MB)"
 [ "$size" -le $((budget_mb * 1024 * 1024)) ] || fail "the wheel is $((size / 1024)) kB, over ${budget_mb} MB"
 # auditwheel reads the binary's symbol versions: the tag must be one the binary keeps.
-audit=$(target/wheel-venv/bin/auditwheel show "$wheel")
+audit=$("${CHOKEPOINT_CACHE:-$HOME/.cache/chokepoint}/wheel-venv/bin/auditwheel" show "$wheel")
 echo "$audit" | grep -q 'manylinux_2_28_x86_64' || fail "auditwheel does not agree: $audit"
 
 env_dir=$(mktemp -d /tmp/chokepoint-wheel-XXXXXX)
